@@ -1,0 +1,20 @@
+"""The only code that touches the outside world: one module per integration family.
+
+``build_activities(settings)`` builds every integration from settings and returns the bound
+activity methods the worker registers; each activity's name is a step kind (``uses``).
+Vendor modules are imported inside it, so workflows that import ``activities.types`` do not
+pull in httpx, boto3 or slack-sdk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from config import Settings
+
+
+def build_activities(settings: Settings) -> list[Callable[..., Any]]:
+    from activities.vendors import build_activities as build
+
+    return build(settings)

@@ -1,0 +1,91 @@
+"""The FastAPI application factory: ``uvicorn api.app:create_app --factory``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api import errors
+from api.routes import audit, blueprints, entities, identity
+from catalog.db import make_engine, make_sessionmaker, transaction
+from catalog.identity import ensure_bootstrap_user
+from catalog.migrate import upgrade
+from config import Settings, get_settings
+
+ADMIN_USER = "admin"
+SERVICE_USER = "gantry-worker"
+
+
+def bootstrap(settings: Settings, factory: Any) -> None:
+    """Idempotently create the admin and the worker's service user from their tokens."""
+    with transaction(factory) as session:
+        if settings.admin_token is not None:
+            ensure_bootstrap_user(
+                session,
+                identifier=ADMIN_USER,
+                email="admin@gantry.local",
+                name="Admin",
+                secret=settings.admin_token.get_secret_value(),
+                token_id="tok_bootstrap_admin",
+            )
+        if settings.service_token is not None:
+            ensure_bootstrap_user(
+                session,
+                identifier=SERVICE_USER,
+                email="worker@gantry.local",
+                name="Gantry worker",
+                secret=settings.service_token.get_secret_value(),
+                token_id="tok_bootstrap_service",
+            )
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.resolved_database_url)
+        if migrate:
+            upgrade(settings.resolved_database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        bootstrap(settings, app.state.sessionmaker)
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Gantry",
+        version="0.1.0",
+        summary="An internal developer portal whose actions, approvals, timers and automations are durable Temporal workflows.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    for module in (blueprints, entities, identity, audit):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        """The catalog database answers."""
+        try:
+            with app.state.engine.connect() as conn:
+                conn.execute(text("select 1"))
+        except Exception as exc:
+            return JSONResponse(
+                errors.error_body("unavailable", f"database: {exc.__class__.__name__}"),
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        return JSONResponse({"status": "ready"})
+
+    return app

@@ -1,0 +1,68 @@
+"""Dependencies routes declare in their signatures: the session, the caller, the actor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from catalog.audit import Actor
+from catalog.db import utcnow
+from catalog.errors import Forbidden, Unauthenticated
+from catalog.identity import authenticate
+from catalog.models import User
+from config import Settings
+
+bearer = HTTPBearer(auto_error=False, description="an API token (`POST /v1/tokens`)")
+
+RUN_HEADER = "X-Gantry-Run-Id"
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request; routes commit, anything unfinished rolls back."""
+    with request.app.state.sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def current_user(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> User:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated()
+    user = authenticate(session, credentials.credentials, utcnow())
+    if user is None:
+        raise Unauthenticated("the token is unknown, revoked or expired")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    if user.role != "admin":
+        raise Forbidden("this needs the admin role")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]
+
+
+def current_actor(request: Request, user: CurrentUser) -> Actor:
+    """The audit actor; the worker's service user may name the run it writes for."""
+    run_id = request.headers.get(RUN_HEADER) if user.role == "admin" else None
+    return Actor(user.identifier, run_id[:64] if run_id else None)
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]

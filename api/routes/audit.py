@@ -1,0 +1,43 @@
+"""The audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import CurrentUser, SessionDep
+from catalog import audit
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/v1/audit-log")
+def audit_log(
+    session: SessionDep,
+    _: CurrentUser,
+    resource_type: str | None = None,
+    blueprint: str | None = None,
+    identifier: str | None = None,
+    run_id: str | None = None,
+    actor: str | None = None,
+    from_: datetime | None = Query(None, alias="from"),
+    to: datetime | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Every write, newest first: who, when, what, and the before/after."""
+    page = audit.list_records(
+        session,
+        resource_type=resource_type,
+        blueprint=blueprint,
+        identifier=identifier,
+        run_id=run_id,
+        actor=actor,
+        since=from_,
+        until=to,
+        limit=limit,
+        cursor=cursor,
+    )
+    return {"items": [audit.audit_to_dict(r) for r in page.items], "next_cursor": page.next_cursor}

@@ -1,0 +1,182 @@
+"""Entity routes: one entity, lists, bulk writes and search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
+
+from api.deps import ActorDep, CurrentUser, SessionDep
+from catalog import entities as service
+from catalog import search
+from catalog.blueprints import get_blueprint
+from catalog.db import utcnow
+from catalog.entities import Mode
+from catalog.schemas import BulkEntities, EntityIn, EntityPatch, SearchRequest
+
+router = APIRouter(tags=["entities"])
+
+CreateMissing = Query(False, description="create missing relation targets as bare entities")
+
+
+def _mode(upsert: bool, merge: bool) -> Mode:
+    if merge:
+        return Mode.MERGE
+    return Mode.UPSERT if upsert else Mode.CREATE
+
+
+@router.post("/v1/blueprints/{blueprint}/entities", status_code=201)
+def create_entity(
+    blueprint: str,
+    session: SessionDep,
+    actor: ActorDep,
+    body: EntityIn = Body(),
+    upsert: bool = False,
+    merge: bool = False,
+    create_missing_related_entities: bool = CreateMissing,
+) -> JSONResponse:
+    """Create an entity. ``upsert=true`` replaces an existing one; ``merge=true`` merges its
+    properties and relations into it."""
+    raw = body.model_dump(exclude_unset=True)
+    result = service.write_one(
+        session,
+        blueprint,
+        raw,
+        mode=_mode(upsert, merge),
+        actor=actor,
+        create_missing_related=create_missing_related_entities,
+    )
+    session.commit()
+    return JSONResponse(result.entity, status_code=201 if result.status == "created" else 200)
+
+
+@router.get("/v1/blueprints/{blueprint}/entities")
+def list_entities(
+    blueprint: str,
+    session: SessionDep,
+    _: CurrentUser,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """The blueprint's entities, oldest first, paginated with ``cursor``."""
+    get_blueprint(session, blueprint)
+    page = search.list_entities(session, blueprint=blueprint, limit=limit, cursor=cursor)
+    return {"items": [service.entity_view(e) for e in page.items], "next_cursor": page.next_cursor}
+
+
+@router.post("/v1/blueprints/{blueprint}/entities/bulk", status_code=207)
+def bulk_entities(
+    blueprint: str,
+    session: SessionDep,
+    actor: ActorDep,
+    body: BulkEntities = Body(),
+    upsert: bool = True,
+    merge: bool = False,
+    create_missing_related_entities: bool = CreateMissing,
+) -> dict[str, Any]:
+    """Up to 1000 entities: valid ones are written in one transaction, invalid ones reported with
+    their failing fields. Bulk writes upsert by default."""
+    results = service.write_entities(
+        session,
+        blueprint,
+        list(body.entities),
+        mode=_mode(upsert, merge),
+        actor=actor,
+        create_missing_related=create_missing_related_entities,
+        bulk=True,
+    )
+    session.commit()
+    return {
+        "results": [
+            {
+                "identifier": r.identifier,
+                "status": r.status,
+                "error": None
+                if r.error is None
+                else {
+                    "code": r.error.code,
+                    "message": r.error.message,
+                    "details": [d.as_dict() for d in r.error.details],
+                },
+            }
+            for r in results
+        ]
+    }
+
+
+@router.get("/v1/blueprints/{blueprint}/entities/{identifier:path}")
+def get_entity(blueprint: str, identifier: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+    return service.entity_view(service.get_entity(session, blueprint, identifier))
+
+
+@router.put("/v1/blueprints/{blueprint}/entities/{identifier:path}")
+def replace_entity(
+    blueprint: str,
+    identifier: str,
+    session: SessionDep,
+    actor: ActorDep,
+    body: EntityIn = Body(),
+    create_missing_related_entities: bool = CreateMissing,
+) -> dict[str, Any]:
+    """Replace an existing entity whole."""
+    raw = body.model_dump(exclude_unset=True)
+    if raw.get("identifier") != identifier:
+        from catalog.errors import FieldError, Invalid
+
+        raise Invalid("identifier mismatch", [FieldError("/identifier", "must equal the entity in the path")])
+    result = service.write_one(
+        session,
+        blueprint,
+        raw,
+        mode=Mode.REPLACE,
+        actor=actor,
+        create_missing_related=create_missing_related_entities,
+    )
+    session.commit()
+    return result.entity or {}
+
+
+@router.patch("/v1/blueprints/{blueprint}/entities/{identifier:path}")
+def patch_entity(
+    blueprint: str,
+    identifier: str,
+    session: SessionDep,
+    actor: ActorDep,
+    body: EntityPatch = Body(),
+    create_missing_related_entities: bool = CreateMissing,
+) -> dict[str, Any]:
+    """Change some fields; ``properties`` and ``relations`` merge key by key, ``null`` removes one."""
+    raw = body.model_dump(exclude_unset=True)
+    result = service.patch_entity(
+        session,
+        blueprint,
+        identifier,
+        body,
+        raw,
+        actor,
+        create_missing_related=create_missing_related_entities,
+    )
+    session.commit()
+    return result.entity or {}
+
+
+@router.delete("/v1/blueprints/{blueprint}/entities/{identifier:path}", status_code=204)
+def delete_entity(blueprint: str, identifier: str, session: SessionDep, actor: ActorDep) -> None:
+    """Delete an entity; refused (409) while others hold a required relation to it."""
+    service.delete_entity(session, blueprint, identifier, actor)
+    session.commit()
+
+
+@router.post("/v1/entities/search")
+def search_entities(session: SessionDep, _: CurrentUser, body: SearchRequest = Body()) -> dict[str, Any]:
+    """Search every blueprint's entities with the query language (DESIGN §4)."""
+    page = search.search_entities(
+        session,
+        query=body.query,
+        sort=[s.model_dump() for s in body.sort],
+        limit=body.limit,
+        cursor=body.cursor,
+        now=utcnow(),
+    )
+    return {"items": [service.entity_view(e) for e in page.items], "next_cursor": page.next_cursor}

@@ -1,0 +1,107 @@
+"""Users, teams, API tokens and ``/v1/me``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body
+
+from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
+from catalog import identity as service
+from catalog.schemas import TeamIn, TeamPatch, TokenIn, UserIn, UserPatch
+
+router = APIRouter(tags=["identity"])
+
+
+@router.get("/v1/me")
+def me(session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+    """The caller's user."""
+    return service.user_to_dict(session, user)
+
+
+@router.get("/v1/users")
+def list_users(session: SessionDep, _: CurrentUser, team: str | None = None) -> dict[str, Any]:
+    users = service.list_users(session, team=team)
+    return {"items": [service.user_to_dict(session, u) for u in users], "next_cursor": None}
+
+
+@router.post("/v1/users", status_code=201)
+def create_user(session: SessionDep, _: AdminUser, actor: ActorDep, body: UserIn = Body()) -> dict[str, Any]:
+    user = service.create_user(session, body, actor)
+    session.commit()
+    return service.user_to_dict(session, user)
+
+
+@router.get("/v1/users/{identifier}")
+def get_user(identifier: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+    return service.user_to_dict(session, service.get_user(session, identifier))
+
+
+@router.patch("/v1/users/{identifier}")
+def patch_user(
+    identifier: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: UserPatch = Body()
+) -> dict[str, Any]:
+    user = service.update_user(session, identifier, body, actor)
+    session.commit()
+    return service.user_to_dict(session, user)
+
+
+@router.delete("/v1/users/{identifier}", status_code=204)
+def delete_user(identifier: str, session: SessionDep, _: AdminUser, actor: ActorDep) -> None:
+    service.delete_user(session, identifier, actor)
+    session.commit()
+
+
+@router.get("/v1/teams")
+def list_teams(session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+    return {"items": [service.team_to_dict(t) for t in service.list_teams(session)], "next_cursor": None}
+
+
+@router.post("/v1/teams", status_code=201)
+def create_team(session: SessionDep, _: AdminUser, actor: ActorDep, body: TeamIn = Body()) -> dict[str, Any]:
+    team = service.create_team(session, body, actor)
+    session.commit()
+    return service.team_to_dict(team)
+
+
+@router.get("/v1/teams/{identifier}")
+def get_team(identifier: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+    return service.team_to_dict(service.get_team(session, identifier))
+
+
+@router.patch("/v1/teams/{identifier}")
+def patch_team(
+    identifier: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: TeamPatch = Body()
+) -> dict[str, Any]:
+    team = service.update_team(session, identifier, body, actor)
+    session.commit()
+    return service.team_to_dict(team)
+
+
+@router.delete("/v1/teams/{identifier}", status_code=204)
+def delete_team(identifier: str, session: SessionDep, _: AdminUser, actor: ActorDep) -> None:
+    service.delete_team(session, identifier, actor)
+    session.commit()
+
+
+@router.post("/v1/tokens", status_code=201)
+def create_token(
+    session: SessionDep, user: CurrentUser, actor: ActorDep, body: TokenIn = Body()
+) -> dict[str, Any]:
+    """A new API token. The secret is in this response only; the catalog stores its hash."""
+    token, secret = service.create_token(session, body, actor, user)
+    session.commit()
+    return {**service.token_to_dict(token), "token": secret}
+
+
+@router.get("/v1/tokens")
+def list_tokens(session: SessionDep, user: CurrentUser, for_user: str | None = None) -> dict[str, Any]:
+    """The caller's tokens (an admin sees everyone's, or ``for_user``'s). Secrets are never listed."""
+    tokens = service.list_tokens(session, user, user=for_user)
+    return {"items": [service.token_to_dict(t) for t in tokens], "next_cursor": None}
+
+
+@router.delete("/v1/tokens/{token_id}", status_code=204)
+def delete_token(token_id: str, session: SessionDep, user: CurrentUser, actor: ActorDep) -> None:
+    service.delete_token(session, token_id, actor, user)
+    session.commit()

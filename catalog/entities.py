@@ -1,0 +1,578 @@
+"""Entity service: validated, audited writes of catalog entities, one at a time or in bulk.
+
+Every write goes through :func:`write_entities`, which works on a batch (a single create is a
+batch of one): it validates each item against the blueprint's cached validator, checks the teams,
+users and relation targets the batch names with one query each, then writes the valid items with
+executemany statements. Invalid items are reported and never half-written.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from catalog import audit
+from catalog.audit import Actor
+from catalog.blueprints import get_blueprint, property_validator
+from catalog.db import utcnow
+from catalog.errors import CatalogError, Conflict, FieldError, Invalid, NotFound, pointer
+from catalog.identity import missing_teams, missing_users
+from catalog.models import Blueprint, Entity, EntityRelation
+from catalog.schemas import COMPUTED_ENTITY_FIELDS, EntityIn, EntityPatch
+
+ENTITY_FIELDS = {"identifier", "title", "team", "properties", "relations", "blueprint"}
+COLUMNS = Entity.__table__.c
+
+
+class Mode(enum.Enum):
+    CREATE = "create"  # 409 if it exists
+    UPSERT = "upsert"  # create or replace
+    MERGE = "merge"  # create, or merge properties and relations into the existing entity
+    REPLACE = "replace"  # must exist; replace
+
+
+@dataclass
+class WriteResult:
+    identifier: str
+    status: str  # created | updated | failed
+    entity: dict[str, Any] | None = None
+    error: CatalogError | None = None
+
+
+@dataclass
+class _Item:
+    index: int
+    identifier: str
+    title: str | None = None
+    team: list[str] = field(default_factory=list)
+    properties: dict[str, Any] = field(default_factory=dict)
+    relations: dict[str, Any] = field(default_factory=dict)
+    existing: dict[str, Any] | None = None
+    errors: list[FieldError] = field(default_factory=list)
+
+
+def entity_view(row: Any, scorecards: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The API form of an entity row (an ORM ``Entity`` or a mapping of its columns)."""
+    get = row.get if isinstance(row, dict) else lambda k: getattr(row, k)
+    created_at: datetime | None = get("created_at")
+    updated_at: datetime | None = get("updated_at")
+    return {
+        "identifier": get("identifier"),
+        "title": get("title"),
+        "blueprint": get("blueprint"),
+        "team": get("team") or [],
+        "properties": get("properties") or {},
+        "relations": get("relations") or {},
+        "scorecards": scorecards or {},
+        "created_at": created_at.isoformat() if created_at else None,
+        "updated_at": updated_at.isoformat() if updated_at else None,
+        "created_by": get("created_by"),
+        "updated_by": get("updated_by"),
+    }
+
+
+def get_entity(session: Session, blueprint: str, identifier: str) -> Entity:
+    entity = session.scalar(
+        select(Entity).where(Entity.blueprint == blueprint, Entity.identifier == identifier)
+    )
+    if entity is None:
+        get_blueprint(session, blueprint)
+        raise NotFound(f"entity '{identifier}' of blueprint '{blueprint}' not found")
+    return entity
+
+
+# ---- parsing -----------------------------------------------------------------------------
+
+
+def _parse(index: int, raw: Any, bp: Blueprint, base: str) -> _Item:
+    if not isinstance(raw, dict):
+        return _Item(index, "", errors=[FieldError(base or "/", "an entity must be an object")])
+    identifier = raw.get("identifier")
+    item = _Item(index, identifier if isinstance(identifier, str) else "")
+    item.errors += [
+        FieldError(f"{base}/{name}", "is computed by the catalog and cannot be set")
+        for name in COMPUTED_ENTITY_FIELDS
+        if name in raw
+    ]
+    item.errors += [
+        FieldError(base + pointer(name), "is not a field of an entity")
+        for name in raw
+        if name not in ENTITY_FIELDS and name not in COMPUTED_ENTITY_FIELDS
+    ]
+    if raw.get("blueprint") not in (None, bp.identifier):
+        item.errors.append(
+            FieldError(f"{base}/blueprint", f"must be '{bp.identifier}' (the blueprint in the path)")
+        )
+    try:
+        body = EntityIn.model_validate({k: v for k, v in raw.items() if k in ENTITY_FIELDS - {"blueprint"}})
+    except ValidationError as exc:
+        item.errors += [FieldError(base + pointer(*e["loc"]), e["msg"]) for e in exc.errors()]
+        return item
+    item.title = body.title
+    item.team = [body.team] if isinstance(body.team, str) else list(body.team or [])
+    item.properties = body.properties
+    item.relations = dict(body.relations)
+    return item
+
+
+def _merge_into(item: _Item, existing: dict[str, Any]) -> None:
+    """Merge mode: the given properties and relations win; the rest is kept."""
+    item.properties = {**existing["properties"], **item.properties}
+    item.relations = {**existing["relations"], **item.relations}
+    item.title = item.title if item.title is not None else existing["title"]
+    item.team = item.team or list(existing["team"] or [])
+
+
+def _check_relations(item: _Item, bp: Blueprint, base: str) -> dict[str, list[str]]:
+    """Shape-check the item's relations; return the targets it names, per relation."""
+    targets: dict[str, list[str]] = {}
+    for name, value in item.relations.items():
+        where = f"{base}/relations" + pointer(name)
+        definition = bp.relations.get(name)
+        if definition is None:
+            item.errors.append(FieldError(where, "is not a relation of the blueprint"))
+            continue
+        if definition.get("many"):
+            if value is not None and not isinstance(value, list):
+                item.errors.append(FieldError(where, "is a many relation: give a list of identifiers"))
+                continue
+            targets[name] = list(dict.fromkeys(value or []))
+        else:
+            if isinstance(value, list):
+                item.errors.append(FieldError(where, "is a single relation: give one identifier"))
+                continue
+            targets[name] = [value] if value else []
+    for name, definition in bp.relations.items():
+        if definition.get("required") and not targets.get(name):
+            item.errors.append(FieldError(f"{base}/relations" + pointer(name), "is required"))
+    return targets
+
+
+# ---- the write core ----------------------------------------------------------------------
+
+
+def write_entities(
+    session: Session,
+    blueprint: str,
+    raw_items: list[Any],
+    *,
+    mode: Mode,
+    actor: Actor,
+    create_missing_related: bool = False,
+    bulk: bool = False,
+) -> list[WriteResult]:
+    """Validate and write a batch of entities; one result per item, in order."""
+    bp = get_blueprint(session, blueprint)
+    validator = property_validator(bp)
+    base_of = (lambda i: f"/entities/{i}") if bulk else (lambda i: "")
+    items = [_parse(i, raw, bp, base_of(i)) for i, raw in enumerate(raw_items)]
+
+    seen: set[str] = set()
+    for item in items:
+        if item.identifier and item.identifier in seen:
+            item.errors.append(
+                FieldError(f"{base_of(item.index)}/identifier", "appears twice in this request")
+            )
+        seen.add(item.identifier)
+
+    existing = _load_existing(session, blueprint, [i.identifier for i in items if not i.errors])
+    for item in items:
+        if item.errors:
+            continue
+        item.existing = existing.get(item.identifier)
+        if item.existing is not None and mode is Mode.CREATE:
+            item.errors.append(
+                FieldError(f"{base_of(item.index)}/identifier", "an entity with this identifier exists")
+            )
+        elif item.existing is None and mode is Mode.REPLACE:
+            item.errors.append(
+                FieldError(f"{base_of(item.index)}/identifier", "no entity with this identifier exists")
+            )
+        elif item.existing is not None and mode is Mode.MERGE:
+            _merge_into(item, item.existing)
+
+    targets: dict[int, dict[str, list[str]]] = {}
+    references: dict[str, set[str]] = {"user": set(), "team": set()}
+    for item in items:
+        if item.errors:
+            continue
+        base = base_of(item.index)
+        item.errors += validator.validate(item.properties, f"{base}/properties")
+        targets[item.index] = _check_relations(item, bp, base)
+        if not item.errors:
+            item.properties = validator.normalize(item.properties)
+            found = validator.referenced(item.properties)
+            references["user"] |= found["user"]
+            references["team"] |= found["team"] | set(item.team)
+
+    _check_references(session, bp, items, targets, references, base_of, create_missing_related, actor)
+
+    results = _write(session, bp, items, targets, actor)
+    by_index = dict(results)
+    for item in items:
+        if item.errors:
+            by_index[item.index] = WriteResult(
+                item.identifier, "failed", error=Invalid("invalid entity", item.errors)
+            )
+    return [by_index[i] for i in range(len(items))]
+
+
+def _load_existing(session: Session, blueprint: str, identifiers: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(identifiers), 500):
+        chunk = identifiers[start : start + 500]
+        stmt = select(Entity.__table__).where(COLUMNS.blueprint == blueprint, COLUMNS.identifier.in_(chunk))
+        for row in session.execute(stmt).mappings():
+            found[row["identifier"]] = dict(row)
+    return found
+
+
+def _check_references(
+    session: Session,
+    bp: Blueprint,
+    items: list[_Item],
+    targets: dict[int, dict[str, list[str]]],
+    references: dict[str, set[str]],
+    base_of: Any,
+    create_missing_related: bool,
+    actor: Actor,
+) -> None:
+    """One query per kind of reference for the whole batch: teams, users, relation targets."""
+    unknown_teams = missing_teams(session, references["team"])
+    unknown_users = missing_users(session, references["user"])
+    batch_ids = {i.identifier for i in items if not i.errors}
+    wanted: dict[str, set[str]] = {}
+    for item in items:
+        for name, ids in targets.get(item.index, {}).items():
+            wanted.setdefault(bp.relations[name]["target"], set()).update(ids)
+    missing: dict[str, set[str]] = {}
+    for target_bp, wanted_ids in wanted.items():
+        present = _load_existing_ids(session, target_bp, wanted_ids)
+        if target_bp == bp.identifier:
+            present |= batch_ids
+        missing[target_bp] = wanted_ids - present
+    if create_missing_related:
+        _create_stubs(session, missing, actor)
+        missing = {}
+
+    for item in items:
+        if item.errors:
+            continue
+        base = base_of(item.index)
+        item.errors += [
+            FieldError(f"{base}/team/{n}", f"team '{t}' does not exist")
+            for n, t in enumerate(item.team)
+            if t in unknown_teams
+        ]
+        for name, value in item.properties.items():
+            kind = _reference_kind(bp, name)
+            unknown = unknown_users if kind == "user" else unknown_teams if kind == "team" else set()
+            for v in value if isinstance(value, list) else [value]:
+                if v in unknown:
+                    item.errors.append(
+                        FieldError(f"{base}/properties" + pointer(name), f"{kind} '{v}' does not exist")
+                    )
+        for name, ids in targets.get(item.index, {}).items():
+            target_bp = bp.relations[name]["target"]
+            absent = [t for t in ids if t in missing.get(target_bp, set())]
+            if absent:
+                item.errors.append(
+                    FieldError(
+                        f"{base}/relations" + pointer(name),
+                        f"no '{target_bp}' entity {', '.join(repr(a) for a in absent)}"
+                        " (pass create_missing_related_entities=true to create it)",
+                    )
+                )
+
+
+def _reference_kind(bp: Blueprint, name: str) -> str | None:
+    definition = bp.schema.get("properties", {}).get(name, {})
+    fmt = definition.get("format") or (definition.get("items") or {}).get("format")
+    return fmt if fmt in ("user", "team") else None
+
+
+def _load_existing_ids(session: Session, blueprint: str, ids: set[str]) -> set[str]:
+    found: set[str] = set()
+    listed = list(ids)
+    for start in range(0, len(listed), 500):
+        stmt = select(Entity.identifier).where(
+            Entity.blueprint == blueprint, Entity.identifier.in_(listed[start : start + 500])
+        )
+        found.update(session.scalars(stmt))
+    return found
+
+
+def _create_stubs(session: Session, missing: dict[str, set[str]], actor: Actor) -> None:
+    now = utcnow()
+    for target_bp, ids in missing.items():
+        if not ids:
+            continue
+        get_blueprint(session, target_bp)
+        rows = [_new_row(target_bp, i, None, [], {}, {}, actor, now) for i in sorted(ids)]
+        session.execute(insert(Entity), rows)
+        audit.record_many(
+            session,
+            [
+                audit.audit_row(
+                    actor, "CREATE", "entity", r["identifier"], blueprint=target_bp, after=entity_view(r)
+                )
+                for r in rows
+            ],
+        )
+
+
+def _new_row(
+    blueprint: str,
+    identifier: str,
+    title: str | None,
+    team: list[str],
+    properties: dict[str, Any],
+    relations: dict[str, Any],
+    actor: Actor,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "blueprint": blueprint,
+        "identifier": identifier,
+        "title": title,
+        "team": team,
+        "properties": properties,
+        "relations": relations,
+        "created_at": now,
+        "updated_at": now,
+        "created_by": actor.user,
+        "updated_by": actor.user,
+    }
+
+
+def _write(
+    session: Session,
+    bp: Blueprint,
+    items: list[_Item],
+    targets: dict[int, dict[str, list[str]]],
+    actor: Actor,
+) -> list[tuple[int, WriteResult]]:
+    now = utcnow()
+    valid = [i for i in items if not i.errors]
+    creates = [i for i in valid if i.existing is None]
+    updates = [i for i in valid if i.existing is not None]
+    results: list[tuple[int, WriteResult]] = []
+    audit_rows: list[dict[str, Any]] = []
+    edges: list[dict[str, Any]] = []
+
+    rows = [
+        _new_row(bp.identifier, i.identifier, i.title, i.team, i.properties, i.relations, actor, now)
+        for i in creates
+    ]
+    if rows:
+        stmt = insert(Entity).returning(Entity.id, sort_by_parameter_order=True)
+        ids = list(session.scalars(stmt, rows))
+        for item, row, entity_id in zip(creates, rows, ids, strict=True):
+            row["id"] = entity_id
+            view = entity_view(row)
+            results.append((item.index, WriteResult(item.identifier, "created", view)))
+            audit_rows.append(
+                audit.audit_row(
+                    actor, "CREATE", "entity", item.identifier, blueprint=bp.identifier, after=view
+                )
+            )
+            edges += _edges(bp, entity_id, targets[item.index])
+
+    if updates:
+        changes = []
+        for item in updates:
+            old = item.existing or {}
+            row = {
+                **old,
+                "title": item.title,
+                "team": item.team,
+                "properties": item.properties,
+                "relations": item.relations,
+                "updated_at": now,
+                "updated_by": actor.user,
+            }
+            changes.append(
+                {
+                    k: row[k]
+                    for k in ("id", "title", "team", "properties", "relations", "updated_at", "updated_by")
+                }
+            )
+            view = entity_view(row)
+            results.append((item.index, WriteResult(item.identifier, "updated", view)))
+            audit_rows.append(
+                audit.audit_row(
+                    actor,
+                    "UPDATE",
+                    "entity",
+                    item.identifier,
+                    blueprint=bp.identifier,
+                    before=entity_view(old),
+                    after=view,
+                )
+            )
+            edges += _edges(bp, old["id"], targets[item.index])
+        session.execute(update(Entity), changes)
+        changed_ids = [c["id"] for c in changes]
+        for start in range(0, len(changed_ids), 500):
+            session.execute(
+                delete(EntityRelation).where(EntityRelation.source_id.in_(changed_ids[start : start + 500]))
+            )
+
+    if edges:
+        session.execute(insert(EntityRelation), edges)
+    audit.record_many(session, audit_rows)
+    return results
+
+
+def _edges(bp: Blueprint, source_id: int, targets: dict[str, list[str]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "source_id": source_id,
+            "source_blueprint": bp.identifier,
+            "relation": name,
+            "target_blueprint": bp.relations[name]["target"],
+            "target_identifier": target,
+            "required": bool(bp.relations[name].get("required")),
+        }
+        for name, ids in targets.items()
+        for target in ids
+    ]
+
+
+def write_one(
+    session: Session,
+    blueprint: str,
+    raw: Any,
+    *,
+    mode: Mode,
+    actor: Actor,
+    create_missing_related: bool = False,
+) -> WriteResult:
+    """Write a single entity; raise its error (422, or 409 when it exists / 404 when missing)."""
+    (result,) = write_entities(
+        session, blueprint, [raw], mode=mode, actor=actor, create_missing_related=create_missing_related
+    )
+    if result.error is not None:
+        details = result.error.details
+        if mode is Mode.CREATE and any(d.message == "an entity with this identifier exists" for d in details):
+            raise Conflict(f"entity '{result.identifier}' of blueprint '{blueprint}' already exists")
+        if mode is Mode.REPLACE and any(
+            d.message == "no entity with this identifier exists" for d in details
+        ):
+            raise NotFound(f"entity '{result.identifier}' of blueprint '{blueprint}' not found")
+        raise result.error
+    return result
+
+
+def patch_entity(
+    session: Session,
+    blueprint: str,
+    identifier: str,
+    body: EntityPatch,
+    raw: dict[str, Any],
+    actor: Actor,
+    *,
+    create_missing_related: bool = False,
+) -> WriteResult:
+    """Change some fields: properties and relations merge key by key (null removes a key)."""
+    entity = get_entity(session, blueprint, identifier)
+    computed = [
+        FieldError(f"/{n}", "is computed by the catalog and cannot be set")
+        for n in COMPUTED_ENTITY_FIELDS
+        if n in raw
+    ]
+    unknown = [
+        FieldError(pointer(n), "is not a field of an entity")
+        for n in raw
+        if n not in ENTITY_FIELDS | set(COMPUTED_ENTITY_FIELDS)
+    ]
+    if computed or unknown:
+        raise Invalid("invalid entity", computed + unknown)
+    merged: dict[str, Any] = {
+        "identifier": identifier,
+        "title": body.title if "title" in body.model_fields_set else entity.title,
+        "team": body.team if body.team is not None else entity.team,
+        "properties": {**entity.properties, **(body.properties or {})},
+        "relations": {**entity.relations, **(body.relations or {})},
+    }
+    merged["properties"] = {k: v for k, v in merged["properties"].items() if v is not None}
+    return write_one(
+        session,
+        blueprint,
+        merged,
+        mode=Mode.REPLACE,
+        actor=actor,
+        create_missing_related=create_missing_related,
+    )
+
+
+def delete_entity(session: Session, blueprint: str, identifier: str, actor: Actor) -> None:
+    """Delete one entity; refused while others hold a required relation to it."""
+    entity = get_entity(session, blueprint, identifier)
+    inbound = list(
+        session.execute(
+            select(EntityRelation, Entity.identifier)
+            .join(Entity, Entity.id == EntityRelation.source_id)
+            .where(
+                EntityRelation.target_blueprint == blueprint, EntityRelation.target_identifier == identifier
+            )
+        )
+    )
+    required = [(edge, source) for edge, source in inbound if edge.required]
+    if required:
+        raise Conflict(
+            f"entity '{identifier}' is required by other entities",
+            [
+                FieldError(
+                    pointer("relations", e.relation), f"'{e.source_blueprint}' entity '{s}' requires it"
+                )
+                for e, s in required
+            ],
+        )
+    now = utcnow()
+    for edge, _source in inbound:
+        source = session.get(Entity, edge.source_id)
+        if source is None or source.id == entity.id:
+            continue
+        before = entity_view(source)
+        value = source.relations.get(edge.relation)
+        remaining = [v for v in value if v != identifier] if isinstance(value, list) else None
+        source.relations = {**source.relations, edge.relation: remaining}
+        source.updated_at, source.updated_by = now, actor.user
+        session.delete(edge)
+        audit.record(
+            session,
+            actor,
+            "UPDATE",
+            "entity",
+            source.identifier,
+            blueprint=source.blueprint,
+            before=before,
+            after=entity_view(source),
+        )
+    before = entity_view(entity)
+    session.delete(entity)
+    audit.record(session, actor, "DELETE", "entity", identifier, blueprint=blueprint, before=before)
+
+
+def delete_all_entities(session: Session, blueprint: str, actor: Actor) -> int:
+    """Delete every entity of a blueprint (the blueprint itself is being deleted)."""
+    rows = list(session.execute(select(Entity.__table__).where(COLUMNS.blueprint == blueprint)).mappings())
+    session.execute(delete(EntityRelation).where(EntityRelation.target_blueprint == blueprint))
+    session.execute(delete(Entity).where(Entity.blueprint == blueprint))
+    audit.record_many(
+        session,
+        [
+            audit.audit_row(
+                actor, "DELETE", "entity", r["identifier"], blueprint=blueprint, before=entity_view(dict(r))
+            )
+            for r in rows
+        ],
+    )
+    return len(rows)

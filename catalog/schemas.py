@@ -1,0 +1,126 @@
+"""Pydantic models of the catalog's API bodies (what clients send) — responses are plain dicts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SLUG = r"^[a-z][a-z0-9_-]{0,99}$"
+ENTITY_ID = r"^[A-Za-z0-9@_.+:/=-]{1,256}$"
+
+# Fields the catalog computes: a client that sends one gets a 422 naming it.
+COMPUTED_ENTITY_FIELDS = ("scorecards", "created_at", "updated_at", "created_by", "updated_by")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RelationDef(Strict):
+    target: str = Field(pattern=SLUG)
+    title: str | None = None
+    description: str | None = None
+    many: bool = False
+    required: bool = False
+
+
+class BlueprintSchema(Strict):
+    properties: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    required: list[str] = Field(default_factory=list)
+
+
+class BlueprintIn(Strict):
+    identifier: str = Field(pattern=SLUG)
+    title: str = Field(min_length=1, max_length=256)
+    description: str = ""
+    icon: str | None = Field(None, max_length=100)
+    schema_: BlueprintSchema = Field(default_factory=BlueprintSchema, alias="schema")
+    relations: dict[str, RelationDef] = Field(default_factory=dict)
+    timers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class BlueprintPatch(Strict):
+    title: str | None = Field(None, min_length=1, max_length=256)
+    description: str | None = None
+    icon: str | None = Field(None, max_length=100)
+    schema_: BlueprintSchema | None = Field(None, alias="schema")
+    relations: dict[str, RelationDef] | None = None
+    timers: dict[str, dict[str, Any]] | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class EntityIn(BaseModel):
+    """An entity as a client writes it. Computed fields are refused by the service with a 422."""
+
+    model_config = ConfigDict(extra="allow")
+
+    identifier: str = Field(pattern=ENTITY_ID)
+    title: str | None = Field(None, max_length=512)
+    team: list[str] | str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    relations: dict[str, str | list[str] | None] = Field(default_factory=dict)
+
+
+class EntityPatch(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    title: str | None = Field(None, max_length=512)
+    team: list[str] | str | None = None
+    properties: dict[str, Any] | None = None
+    relations: dict[str, str | list[str] | None] | None = None
+
+
+class BulkEntities(Strict):
+    entities: list[dict[str, Any]] = Field(max_length=1000)
+
+
+class SortKey(Strict):
+    property: str
+    order: Literal["asc", "desc"] = "asc"
+
+
+class SearchRequest(Strict):
+    query: dict[str, Any] | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = None
+    sort: list[SortKey] = Field(default_factory=list)
+
+
+class TeamIn(Strict):
+    identifier: str = Field(pattern=SLUG)
+    title: str = Field(min_length=1, max_length=256)
+    description: str = ""
+
+
+class TeamPatch(Strict):
+    title: str | None = Field(None, min_length=1, max_length=256)
+    description: str | None = None
+
+
+Role = Literal["admin", "member"]
+
+
+class UserIn(Strict):
+    identifier: str = Field(pattern=ENTITY_ID)
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)
+    name: str = ""
+    role: Role = "member"
+    teams: list[str] = Field(default_factory=list)
+
+
+class UserPatch(Strict):
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)
+    name: str | None = None
+    role: Role | None = None
+    teams: list[str] | None = None
+
+
+class TokenIn(Strict):
+    user: str = Field(pattern=ENTITY_ID)
+    expires_at: datetime | None = None
+    description: str = ""
