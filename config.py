@@ -54,6 +54,11 @@ class Settings(BaseSettings):
 
     webhook_secret: SecretStr | None = Field(None, description="HMAC key of http.request signatures")
 
+    vendor_poll_interval: float = Field(10.0, description="seconds between polls of a CI run or a stack")
+    run_converge_after: float = Field(
+        30.0, description="seconds a run may stay quiet before the API checks its workflow"
+    )
+
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:
         if self.environment == "production":

@@ -1,7 +1,7 @@
 """The only code that touches the outside world: one module per integration family.
 
 ``build_activities(settings)`` builds every integration from settings and returns the bound
-activity methods the worker registers; each activity's name is a step kind (``uses``).
+activity methods the worker registers; each step activity's name is its step kind (``uses``).
 Vendor modules are imported inside it, so workflows that import ``activities.types`` do not
 pull in httpx, boto3 or slack-sdk.
 """

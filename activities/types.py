@@ -44,6 +44,14 @@ class StepResult:
     log: list[str] = field(default_factory=list)
 
 
+@dataclass
+class ReportInput:
+    """A workflow's report of its run's state, for ``gantry.report_run``."""
+
+    run_id: str
+    report: dict[str, Any] = field(default_factory=dict)
+
+
 # ApplicationError types raised by step activities. A vendor's 4xx is non-retryable.
 VENDOR_CLIENT_ERROR = "VendorClientError"
 VENDOR_SERVER_ERROR = "VendorServerError"

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api import errors
-from api.routes import audit, blueprints, entities, identity
+from api.routes import actions, audit, blueprints, entities, identity, runs
+from api.temporal import TemporalGateway
 from catalog.db import make_engine, make_sessionmaker, transaction
 from catalog.identity import ensure_bootstrap_user
 from catalog.migrate import upgrade
@@ -44,7 +45,9 @@ def bootstrap(settings: Settings, factory: Any) -> None:
             )
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, migrate: bool = True, temporal: TemporalGateway | None = None
+) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -65,8 +68,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.temporal = temporal or TemporalGateway(settings)
     errors.install(app)
-    for module in (blueprints, entities, identity, audit):
+    for module in (blueprints, entities, identity, audit, actions, runs):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

@@ -137,3 +137,68 @@ class AuditRecord(Base):
     run_id: Mapped[str | None] = mapped_column(String(64))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class Action(Timestamped, Base):
+    """A self-service action definition (DESIGN §5), validated when saved."""
+
+    __tablename__ = "actions"
+
+    identifier: Mapped[str] = mapped_column(String(100), primary_key=True)
+    title: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    blueprint: Mapped[str | None] = mapped_column(String(100), index=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Run(Base):
+    """One launch of an action; its workflow is ``action:{action}:{id}``."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_action_status", "action", "status"),
+        Index("ix_runs_entity", "blueprint", "entity"),
+        Index("ix_runs_status", "status"),
+        Index("ix_runs_created", "created_at", "id"),
+        UniqueConstraint("idempotency_scope", name="uq_runs_idempotency_scope"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    action: Mapped[str] = mapped_column(String(100))
+    action_title: Mapped[str] = mapped_column(String(256), default="")
+    blueprint: Mapped[str | None] = mapped_column(String(100))
+    entity: Mapped[str | None] = mapped_column(String(256))
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Secret inputs, encrypted with GANTRY_SECRET_KEY; never returned by the API.
+    secret_inputs: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32))
+    status_label: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16), default="API")
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    approval: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    links: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    affected_entities: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    workflow_id: Mapped[str] = mapped_column(String(256))
+    idempotency_scope: Mapped[str | None] = mapped_column(String(600))
+
+
+class RunLog(Base):
+    """A run's log line. The workflow numbers its lines (``seq``) so a retried report never
+    doubles one; lines the API writes itself have no seq."""
+
+    __tablename__ = "run_logs"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_run_logs_run_seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    seq: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    level: Mapped[str] = mapped_column(String(10), default="INFO")
+    step_id: Mapped[str | None] = mapped_column(String(100))
+    message: Mapped[str] = mapped_column(Text)

@@ -25,7 +25,7 @@ REFERENCE_FORMATS = {"user", "team"}
 PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
-_checker = FormatChecker(formats=())
+FORMAT_CHECKER = _checker = FormatChecker(formats=())
 
 
 @_checker.checks("url")

@@ -5,4 +5,7 @@
 
 from __future__ import annotations
 
-ALL_WORKFLOWS: list[type] = []
+from workflows.action_run import ActionRun
+from workflows.reconcile import ReconcileRuns
+
+ALL_WORKFLOWS: list[type] = [ActionRun, ReconcileRuns]

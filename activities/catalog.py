@@ -1,0 +1,168 @@
+"""Gantry's own API as an integration: catalog steps, run reports, secrets, reconciling.
+
+Activities reach the catalog through its HTTP API with the service token (never the
+database), so validation, audit and events happen in one place. Writes name the run they are
+made for (``X-Gantry-Run-Id``), so the audit log ties them to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import bad_params, vendor_error
+from activities.types import VENDOR_SERVER_ERROR, ReportInput, StepInput, StepResult
+from catalog import secrets
+from config import Settings
+
+RUN_HEADER = "X-Gantry-Run-Id"
+
+
+class GantryApi:
+    """The one typed client of the catalog API that workers use."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GantryApi:
+        token = settings.secret("service_token") or ""
+        return cls(
+            httpx.AsyncClient(
+                base_url=settings.api_url,
+                headers={"Authorization": f"Bearer {token}", "User-Agent": "gantry-worker"},
+                timeout=httpx.Timeout(30.0),
+            )
+        )
+
+    async def request(
+        self, method: str, path: str, *, run_id: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        headers = {RUN_HEADER: run_id} if run_id else {}
+        try:
+            return await self._client.request(method, path, headers=headers, **kwargs)
+        except httpx.TransportError as exc:
+            raise vendor_error("Gantry API", exc=exc) from exc
+
+    async def call(self, method: str, path: str, *, run_id: str | None = None, **kwargs: Any) -> Any:
+        response = await self.request(method, path, run_id=run_id, **kwargs)
+        if not response.is_success:
+            raise vendor_error("Gantry API", response)
+        return response.json() if response.content else None
+
+    async def run_secrets(self, run_id: str) -> dict[str, str]:
+        body = await self.call("GET", f"/v1/runs/{run_id}/secrets")
+        values: dict[str, str] = body["secrets"]
+        return values
+
+
+class CatalogActivities:
+    def __init__(self, api: GantryApi) -> None:
+        self._api = api
+
+    @activity.defn(name="catalog.upsert_entity")
+    async def upsert_entity(self, step: StepInput) -> StepResult:
+        params = step.params
+        blueprint, identifier = _require(params, "blueprint"), _require(params, "identifier")
+        body = {
+            k: params[k] for k in ("identifier", "title", "team", "properties", "relations") if k in params
+        }
+        query = {"merge": "true"} if params.get("merge") else {"upsert": "true"}
+        if params.get("create_missing_related_entities"):
+            query["create_missing_related_entities"] = "true"
+        entity = await self._api.call(
+            "POST", f"/v1/blueprints/{blueprint}/entities", run_id=step.run_id, json=body, params=query
+        )
+        return StepResult(
+            outputs={"entity": entity},
+            affected_entities=[{"blueprint": blueprint, "identifier": identifier, "operation": "UPSERT"}],
+        )
+
+    @activity.defn(name="catalog.delete_entity")
+    async def delete_entity(self, step: StepInput) -> StepResult:
+        blueprint, identifier = _require(step.params, "blueprint"), _require(step.params, "identifier")
+        response = await self._api.request(
+            "DELETE", f"/v1/blueprints/{blueprint}/entities/{identifier}", run_id=step.run_id
+        )
+        if response.status_code == 404:  # already gone: deleting is idempotent
+            return StepResult(outputs={"deleted": False})
+        if not response.is_success:
+            raise vendor_error("Gantry API", response)
+        return StepResult(
+            outputs={"deleted": True},
+            affected_entities=[{"blueprint": blueprint, "identifier": identifier, "operation": "DELETE"}],
+        )
+
+    @activity.defn(name="gantry.report_run")
+    async def report_run(self, report: ReportInput) -> None:
+        response = await self._api.request("POST", f"/v1/runs/{report.run_id}/report", json=report.report)
+        if response.status_code == 404:
+            # The API commits the run just after starting its workflow: retry until it is there.
+            raise ApplicationError(f"run {report.run_id} is not recorded yet", type=VENDOR_SERVER_ERROR)
+        if not response.is_success:
+            raise vendor_error("Gantry API", response)
+
+    @activity.defn(name="gantry.reconcile_runs")
+    async def reconcile_runs(self) -> list[str]:
+        body = await self._api.call("POST", "/v1/runs/reconcile")
+        converged: list[str] = body["converged"]
+        return converged
+
+
+def _require(params: dict[str, Any], name: str) -> str:
+    value = params.get(name)
+    if not isinstance(value, str) or not value:
+        raise bad_params(f"'{name}' must be a non-empty string")
+    return value
+
+
+StepActivity = Callable[[StepInput], Awaitable[StepResult]]
+
+
+def with_secrets(fn: Callable[..., Any], api: GantryApi) -> Callable[..., Any]:
+    """Wrap a step activity so ``${secret:NAME}`` placeholders become the run's secret inputs
+    just before the vendor call, and any echo of a secret is masked in what it returns."""
+    name = fn.__temporal_activity_definition.name  # type: ignore[attr-defined]
+
+    @activity.defn(name=name)
+    async def run_step(step: StepInput) -> StepResult:
+        if not secrets.mentions_secret(step.params):
+            result: StepResult = await fn(step)
+            return result
+        values = await api.run_secrets(step.run_id)
+        try:
+            result = await fn(dataclasses.replace(step, params=secrets.resolve(step.params, values)))
+        except ApplicationError as exc:
+            raise ApplicationError(
+                _mask(str(exc.message), values), type=exc.type, non_retryable=exc.non_retryable
+            ) from None
+        return _mask_result(result, values)
+
+    return run_step
+
+
+def _mask(text: str, values: dict[str, str]) -> str:
+    for value in values.values():
+        if value:
+            text = text.replace(value, secrets.REDACTED)
+    return text
+
+
+def _mask_result(result: StepResult, values: dict[str, str]) -> StepResult:
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return _mask(value, values)
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return dataclasses.replace(
+        result, outputs=walk(result.outputs), log=[_mask(line, values) for line in result.log]
+    )

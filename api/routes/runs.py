@@ -1,0 +1,260 @@
+"""Runs: their state, logs, cancel and retry, and the worker's reports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+import anyio.from_thread
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep, SettingsDep
+from catalog import audit, runs
+from catalog.db import utcnow
+from catalog.errors import Conflict, Forbidden
+from catalog.models import Run
+from catalog.runs import LogLine, RunReport
+
+router = APIRouter(tags=["runs"])
+
+
+def _quiet_since(request: Request) -> Any:
+    """Runs unchanged since then are checked against their workflow."""
+    return utcnow() - timedelta(seconds=request.app.state.settings.run_converge_after)
+
+
+def _view(request: Request, run: Run) -> dict[str, Any]:
+    settings = request.app.state.settings
+    return runs.run_view(run, ui_base=settings.temporal_ui_url, namespace=settings.temporal_namespace)
+
+
+def _converge(request: Request, session: Any, run: Run, actor: Any) -> bool:
+    """Bring a non-terminal run to its workflow's real end, if the workflow has ended."""
+    if run.status in runs.TERMINAL:
+        return False
+    ended = anyio.from_thread.run(request.app.state.temporal.ended, run.workflow_id)
+    if ended is None:
+        return False
+    runs.finish(session, run, ended.status, ended.label, ended.error, actor)
+    return True
+
+
+@router.get("/v1/runs")
+def list_runs(
+    request: Request,
+    session: SessionDep,
+    _: CurrentUser,
+    action: str | None = None,
+    entity: str | None = None,
+    status: Literal[
+        "WAITING_FOR_APPROVAL", "IN_PROGRESS", "SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"
+    ]
+    | None = None,
+    source: Literal["API", "CLI", "UI", "AUTOMATION"] | None = None,
+    created_by: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Runs, newest first, filtered by action, entity, status, source or requester."""
+    page = runs.list_runs(
+        session,
+        action=action,
+        entity=entity,
+        status=status,
+        source=source,
+        created_by=created_by,
+        limit=limit,
+        cursor=cursor,
+    )
+    return {"items": [_view(request, r) for r in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/v1/runs/{run_id}")
+def get_run(
+    run_id: str, request: Request, session: SessionDep, _: CurrentUser, actor: ActorDep
+) -> dict[str, Any]:
+    """One run. A run that has not moved for a while is checked against its workflow, so a
+    workflow terminated from Temporal UI never leaves its run IN_PROGRESS."""
+    run = runs.get_run(session, run_id)
+    if run.status not in runs.TERMINAL and run.updated_at <= _quiet_since(request):
+        try:
+            if _converge(request, session, run, actor):
+                session.commit()
+        except Exception:
+            session.rollback()
+    return _view(request, run)
+
+
+@router.get("/v1/runs/{run_id}/logs")
+def run_logs(
+    run_id: str,
+    session: SessionDep,
+    _: CurrentUser,
+    after: int | None = None,
+    limit: int = Query(1000, ge=1, le=1000),
+) -> dict[str, Any]:
+    """The run's log lines in order; ``after`` (the last ``id`` seen) to follow a running run."""
+    runs.get_run(session, run_id)
+    lines = runs.list_logs(session, run_id, after=after, limit=limit)
+    return {"items": [runs.log_view(line) for line in lines], "next_cursor": None}
+
+
+@router.post("/v1/runs/{run_id}/cancel", status_code=202)
+def cancel_run(
+    run_id: str, request: Request, session: SessionDep, user: CurrentUser, actor: ActorDep
+) -> dict[str, Any]:
+    """Cancel a run: its running step is cancelled and completed steps are compensated."""
+    run = runs.get_run(session, run_id)
+    if user.role != "admin" and run.created_by != user.identifier:
+        raise Forbidden("only the requester or an admin can cancel a run")
+    if run.status in runs.TERMINAL:
+        raise Conflict(f"run '{run_id}' has already ended ({run.status})")
+    anyio.from_thread.run(request.app.state.temporal.cancel, run.workflow_id)
+    audit.record(
+        session, actor, "CANCEL", "run", run_id, blueprint=run.blueprint, before={"status": run.status}
+    )
+    runs.append_logs(
+        session,
+        run_id,
+        [
+            LogLine(
+                level="WARNING",
+                message=f"Cancellation requested by {user.identifier}",
+            )
+        ],
+    )
+    session.commit()
+    return _view(request, run)
+
+
+@router.post("/v1/runs/{run_id}/retry", status_code=202)
+def retry_run(
+    run_id: str,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    actor: ActorDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Resume a failed, cancelled or timed-out run from its failed step, with the outputs of the
+    steps before it (steps whose effect compensation undid run again)."""
+    run = runs.get_run(session, run_id)
+    if user.role != "admin" and run.created_by != user.identifier:
+        raise Forbidden("only the requester or an admin can retry a run")
+    resume_at, earlier = runs.retry_plan(run)
+    from catalog.actions import get_action
+    from catalog.entities import entity_view, get_entity
+    from catalog.identity import get_user, user_teams
+
+    action = get_action(session, run.action)
+    requester = get_user(session, run.created_by)
+    entity = (
+        entity_view(get_entity(session, run.blueprint, run.entity)) if run.entity and run.blueprint else None
+    )
+    inputs = {
+        k: (runs.secrets.placeholder(k) if v == runs.secrets.REDACTED else v) for k, v in run.inputs.items()
+    }
+    workflow_input = {
+        "run_id": run.id,
+        "action": action.definition,
+        "entity": entity,
+        "inputs": inputs,
+        "user": {
+            "identifier": requester.identifier,
+            "email": requester.email,
+            "name": requester.name,
+            "teams": user_teams(session, requester.identifier),
+        },
+        "run": {
+            "id": run.id,
+            "action": run.action,
+            "source": run.source,
+            "url": f"{settings.api_url.rstrip('/')}/v1/runs/{run.id}",
+        },
+        "resume_at": resume_at,
+        "previous_steps": earlier,
+        "log_base": runs.next_log_seq(session, run_id),
+    }
+    before = run.status
+    run.status, run.status_label, run.error, run.ended_at, run.updated_at = (
+        "IN_PROGRESS",
+        f"Retrying from step {resume_at}",
+        None,
+        None,
+        utcnow(),
+    )
+    run.steps = [
+        s if s["id"] in earlier else {**s, "status": "PENDING", "error": None, "outputs": {}}
+        for s in run.steps
+    ]
+    runs.append_logs(
+        session,
+        run_id,
+        [
+            LogLine(
+                message=f"Retry requested by {user.identifier}: resuming at step {resume_at}",
+            )
+        ],
+    )
+    audit.record(
+        session,
+        actor,
+        "RETRY",
+        "run",
+        run_id,
+        blueprint=run.blueprint,
+        before={"status": before},
+        after={"status": run.status, "resume_at": resume_at},
+    )
+    anyio.from_thread.run(
+        lambda: request.app.state.temporal.start_action_run(
+            workflow_input,
+            workflow_id=run.workflow_id,
+            action=run.action,
+            blueprint=run.blueprint,
+            entity=run.entity,
+            requested_by=run.created_by,
+            summary=f"{run.action_title} · retry from {resume_at}",
+        )
+    )
+    session.commit()
+    return _view(request, run)
+
+
+# ---- for the worker ----------------------------------------------------------------------
+
+
+@router.post("/v1/runs/{run_id}/report", include_in_schema=True)
+def report_run(
+    run_id: str,
+    request: Request,
+    session: SessionDep,
+    _: AdminUser,
+    actor: ActorDep,
+    body: RunReport = Body(),
+) -> dict[str, Any]:
+    """The workflow's report of its run's state (service token only). Idempotent."""
+    run = runs.get_run(session, run_id)
+    runs.apply_report(session, run, body, actor)
+    session.commit()
+    return _view(request, run)
+
+
+@router.get("/v1/runs/{run_id}/secrets", include_in_schema=False)
+def run_secrets(run_id: str, session: SessionDep, _: AdminUser, settings: SettingsDep) -> dict[str, Any]:
+    """The run's secret inputs in clear, for the activity that needs them (service token only)."""
+    run = runs.get_run(session, run_id)
+    return {"secrets": runs.sealed_inputs(run, settings.secret("secret_key"))}
+
+
+@router.post("/v1/runs/reconcile")
+def reconcile_runs(request: Request, session: SessionDep, _: AdminUser, actor: ActorDep) -> JSONResponse:
+    """Converge every quiet, unfinished run on its workflow's real end (run by the worker's
+    schedule; safe to call any time)."""
+    converged = []
+    for run in runs.active_runs(session, older_than=_quiet_since(request)):
+        if _converge(request, session, run, actor):
+            converged.append(run.id)
+    session.commit()
+    return JSONResponse({"converged": converged})

@@ -1,0 +1,159 @@
+"""The API's door to Temporal: start, cancel and look at action-run workflows.
+
+The client is connected lazily and reused; when Temporal cannot be reached every call raises
+:class:`ServiceUnavailable` (a 503 with Retry-After), so a launch leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import ServiceUnavailable
+from config import Settings
+
+ACTION_RUN_WORKFLOW = "ActionRun"
+
+GANTRY_ACTION = SearchAttributeKey.for_keyword("GantryAction")
+GANTRY_BLUEPRINT = SearchAttributeKey.for_keyword("GantryBlueprint")
+GANTRY_ENTITY = SearchAttributeKey.for_keyword("GantryEntity")
+GANTRY_RUN_STATUS = SearchAttributeKey.for_keyword("GantryRunStatus")
+GANTRY_REQUESTED_BY = SearchAttributeKey.for_keyword("GantryRequestedBy")
+
+
+@dataclass
+class WorkflowEnd:
+    """How a closed workflow ended, in run-status words."""
+
+    status: str
+    label: str
+    error: str | None = None
+
+
+class TemporalGateway:
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await asyncio.wait_for(
+                        Client.connect(
+                            self._settings.temporal_address,
+                            namespace=self._settings.temporal_namespace,
+                            tls=self._settings.temporal_tls,
+                        ),
+                        timeout=5,
+                    )
+                except (RuntimeError, OSError, TimeoutError, RPCError) as exc:
+                    raise ServiceUnavailable(
+                        f"Temporal at {self._settings.temporal_address} is unreachable: {exc}"
+                    ) from exc
+        return self._client
+
+    async def start_action_run(
+        self,
+        workflow_input: dict[str, Any],
+        *,
+        workflow_id: str,
+        action: str,
+        blueprint: str | None,
+        entity: str | None,
+        requested_by: str,
+        summary: str,
+    ) -> None:
+        client = await self.client()
+        attributes = TypedSearchAttributes(
+            [
+                SearchAttributePair(GANTRY_ACTION, action),
+                SearchAttributePair(GANTRY_BLUEPRINT, blueprint or ""),
+                SearchAttributePair(GANTRY_ENTITY, entity or ""),
+                SearchAttributePair(GANTRY_RUN_STATUS, "IN_PROGRESS"),
+                SearchAttributePair(GANTRY_REQUESTED_BY, requested_by),
+            ]
+        )
+        try:
+            await client.start_workflow(
+                ACTION_RUN_WORKFLOW,
+                workflow_input,
+                id=workflow_id,
+                task_queue=self._settings.task_queue,
+                search_attributes=attributes,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                static_summary=summary,
+                rpc_timeout=_timeout(),
+            )
+        except WorkflowAlreadyStartedError:
+            return  # the same launch, retried: one workflow
+        except RPCError as exc:
+            raise _unavailable(exc) from exc
+
+    async def cancel(self, workflow_id: str) -> None:
+        client = await self.client()
+        try:
+            await client.get_workflow_handle(workflow_id).cancel(rpc_timeout=_timeout())
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return
+            raise _unavailable(exc) from exc
+
+    async def ended(self, workflow_id: str) -> WorkflowEnd | None:
+        """None while the workflow runs; how it ended once it is closed (or was never started)."""
+        client = await self.client()
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            description = await handle.describe(rpc_timeout=_timeout())
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return WorkflowEnd(
+                    "FAILURE", "The workflow was never started or no longer exists", "workflow not found"
+                )
+            raise _unavailable(exc) from exc
+        status = description.status
+        if status in (None, WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
+            return None
+        if status == WorkflowExecutionStatus.COMPLETED:
+            try:
+                result = await handle.result(rpc_timeout=_timeout())
+            except WorkflowFailureError as exc:
+                return WorkflowEnd("FAILURE", "Workflow failed", str(exc.cause or exc))
+            final = result.get("status", "SUCCESS") if isinstance(result, dict) else "SUCCESS"
+            return WorkflowEnd(
+                final,
+                f"Workflow completed ({final})",
+                result.get("error") if isinstance(result, dict) else None,
+            )
+        mapping = {
+            WorkflowExecutionStatus.TERMINATED: ("CANCELLED", "Terminated from Temporal"),
+            WorkflowExecutionStatus.CANCELED: ("CANCELLED", "Cancelled"),
+            WorkflowExecutionStatus.TIMED_OUT: ("TIMED_OUT", "The workflow timed out"),
+            WorkflowExecutionStatus.FAILED: ("FAILURE", "The workflow failed"),
+        }
+        run_status, label = mapping.get(status, ("FAILURE", f"Workflow ended: {status.name}"))
+        return WorkflowEnd(run_status, label, label)
+
+
+def _timeout() -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=10)
+
+
+def _unavailable(exc: RPCError) -> ServiceUnavailable:
+    return ServiceUnavailable(f"Temporal refused the call: {exc.message}")

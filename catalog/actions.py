@@ -1,0 +1,305 @@
+"""Self-service action definitions: their shape, and every check that can be made when saved.
+
+An action is stored whole (``Action.definition``) once it has passed :func:`check_action`:
+unknown step kinds, duplicate step ids, bad durations, templates that cannot parse or read names
+that cannot exist (an undeclared input, ``entity`` on a CREATE action, a later or unknown step)
+are 422s naming their place by JSON pointer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalog import audit
+from catalog.audit import Actor
+from catalog.db import utcnow
+from catalog.durations import parse_duration
+from catalog.errors import Conflict, FieldError, Invalid, NotFound, pointer
+from catalog.models import Action, Blueprint
+from catalog.properties import PROPERTY_NAME, PROPERTY_TYPES, STRING_FORMATS
+from catalog.query import validate_query
+from catalog.schemas import SLUG
+from catalog.step_kinds import STEP_KINDS
+from catalog.templates import CONTEXT_NAMES, TemplateFailure, references
+
+STEP_ID = r"^[a-z][a-z0-9_]{0,63}$"
+
+INPUT_FORMATS = STRING_FORMATS | {"entity"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Trigger(Strict):
+    operation: Literal["CREATE", "DAY-2", "DELETE"]
+    condition: dict[str, Any] | None = None
+
+
+class Retry(Strict):
+    maximum_attempts: int = Field(3, ge=1, le=50)
+    initial_interval: str = "PT1S"
+    backoff_coefficient: float = Field(2.0, ge=1.0, le=10.0)
+    maximum_interval: str = "PT1M"
+
+
+class Compensation(Strict):
+    uses: str
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    timeout: str | None = None
+
+
+class Step(Strict):
+    id: str = Field(pattern=STEP_ID)
+    uses: str
+    title: str | None = None
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    if_: str | None = Field(None, alias="if")
+    timeout: str | None = None
+    retry: Retry | None = None
+    compensate: Compensation | None = None
+    wait_for_completion: bool | None = None
+
+
+class UserInputs(Strict):
+    properties: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    required: list[str] = Field(default_factory=list)
+
+
+class Preconditions(Strict):
+    scorecards: dict[str, str] = Field(default_factory=dict)
+
+
+class ActionIn(Strict):
+    identifier: str = Field(pattern=SLUG)
+    title: str = Field(min_length=1, max_length=256)
+    description: str = ""
+    icon: str | None = None
+    blueprint: str | None = Field(None, pattern=SLUG)
+    trigger: Trigger
+    user_inputs: UserInputs = Field(default_factory=UserInputs)
+    preconditions: Preconditions | None = None
+    approval: dict[str, Any] | None = None
+    steps: list[Step] = Field(min_length=1, max_length=100)
+
+
+def action_to_dict(action: Action) -> dict[str, Any]:
+    return {
+        **action.definition,
+        "created_at": action.created_at.isoformat(),
+        "updated_at": action.updated_at.isoformat(),
+        "created_by": action.created_by,
+        "updated_by": action.updated_by,
+    }
+
+
+def get_action(session: Session, identifier: str) -> Action:
+    action = session.get(Action, identifier)
+    if action is None:
+        raise NotFound(f"action '{identifier}' not found")
+    return action
+
+
+def list_actions(session: Session, *, blueprint: str | None = None) -> list[Action]:
+    stmt = select(Action).order_by(Action.identifier)
+    if blueprint is not None:
+        stmt = stmt.where(Action.blueprint == blueprint)
+    return list(session.scalars(stmt))
+
+
+def save_action(
+    session: Session, body: ActionIn, actor: Actor, *, create_only: bool = False
+) -> tuple[Action, bool]:
+    """Create or replace an action after :func:`check_action`; returns (action, created)."""
+    check_action(session, body)
+    definition = body.model_dump(mode="json", by_alias=True, exclude_none=True)
+    action = session.get(Action, body.identifier)
+    now = utcnow()
+    if action is not None and create_only:
+        raise Conflict(f"action '{body.identifier}' already exists")
+    if action is None:
+        action = Action(
+            identifier=body.identifier,
+            title=body.title,
+            description=body.description,
+            blueprint=body.blueprint,
+            definition=definition,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            created_by=actor.user,
+            updated_by=actor.user,
+        )
+        session.add(action)
+        session.flush()
+        audit.record(session, actor, "CREATE", "action", action.identifier, after=definition)
+        return action, True
+    before = dict(action.definition)
+    action.title, action.description, action.blueprint = body.title, body.description, body.blueprint
+    action.definition, action.version = definition, action.version + 1
+    action.updated_at, action.updated_by = now, actor.user
+    audit.record(session, actor, "UPDATE", "action", action.identifier, before=before, after=definition)
+    return action, False
+
+
+def delete_action(session: Session, identifier: str, actor: Actor) -> None:
+    action = get_action(session, identifier)
+    audit.record(session, actor, "DELETE", "action", identifier, before=dict(action.definition))
+    session.delete(action)
+
+
+# ---- checks ------------------------------------------------------------------------------
+
+
+def check_action(session: Session, body: ActionIn) -> None:
+    errors: list[FieldError] = []
+    operation = body.trigger.operation
+    if body.blueprint is None and operation != "CREATE":
+        errors.append(FieldError("/blueprint", f"{operation} actions act on an entity of a blueprint"))
+    if body.blueprint is not None and session.get(Blueprint, body.blueprint) is None:
+        errors.append(FieldError("/blueprint", f"blueprint '{body.blueprint}' does not exist"))
+    if body.trigger.condition is not None:
+        if operation == "CREATE":
+            errors.append(FieldError("/trigger/condition", "CREATE actions have no entity to test"))
+        else:
+            errors += _collect(lambda: validate_query(body.trigger.condition, pointer="/trigger/condition"))
+    errors += _check_inputs(session, body.user_inputs)
+    seen: list[str] = []
+    for index, step in enumerate(body.steps):
+        errors += _check_step(step, index, seen, body)
+        seen.append(step.id)
+    if errors:
+        raise Invalid("invalid action", errors)
+
+
+def _collect(check: Any) -> list[FieldError]:
+    try:
+        check()
+    except Invalid as exc:
+        return list(exc.details)
+    return []
+
+
+def _check_inputs(session: Session, inputs: UserInputs) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for name, definition in inputs.properties.items():
+        where = pointer("user_inputs", "properties", name)
+        if not PROPERTY_NAME.match(name):
+            errors.append(FieldError(where, "input names must match ^[A-Za-z_][A-Za-z0-9_]*$"))
+            continue
+        if definition.get("type") not in PROPERTY_TYPES:
+            errors.append(
+                FieldError(f"{where}/type", f"type must be one of {', '.join(sorted(PROPERTY_TYPES))}")
+            )
+            continue
+        fmt = definition.get("format")
+        if fmt is not None and fmt not in INPUT_FORMATS:
+            errors.append(
+                FieldError(f"{where}/format", f"format must be one of {', '.join(sorted(INPUT_FORMATS))}")
+            )
+        if fmt == "entity":
+            target = definition.get("blueprint")
+            if not isinstance(target, str) or session.get(Blueprint, target) is None:
+                errors.append(FieldError(f"{where}/blueprint", "format: entity needs an existing blueprint"))
+        if "secret" in definition and not isinstance(definition["secret"], bool):
+            errors.append(FieldError(f"{where}/secret", "must be true or false"))
+        if definition.get("secret") and definition.get("type") != "string":
+            errors.append(FieldError(f"{where}/secret", "only string inputs can be secret"))
+        schema = {k: v for k, v in definition.items() if k not in ("secret", "blueprint")}
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            errors.append(FieldError(where + "".join(f"/{p}" for p in exc.absolute_path), exc.message))
+    for index, name in enumerate(inputs.required):
+        if name not in inputs.properties:
+            errors.append(FieldError(f"/user_inputs/required/{index}", f"'{name}' is not a defined input"))
+    return errors
+
+
+def _check_step(step: Step, index: int, earlier: list[str], body: ActionIn) -> list[FieldError]:
+    where = f"/steps/{index}"
+    errors: list[FieldError] = []
+    if step.id in earlier:
+        errors.append(FieldError(f"{where}/id", f"step id '{step.id}' is used twice"))
+    errors += _check_kind(step.uses, step.with_, f"{where}")
+    for field_name, value in (("timeout", step.timeout),):
+        if value is not None:
+            errors += _check_duration(value, f"{where}/{field_name}")
+    if step.retry is not None:
+        for name in ("initial_interval", "maximum_interval"):
+            errors += _check_duration(getattr(step.retry, name), f"{where}/retry/{name}")
+    visible = [*earlier, step.id]
+    errors += _check_templates(step.with_, f"{where}/with", earlier, body)
+    if step.if_ is not None:
+        errors += _check_templates(step.if_, f"{where}/if", earlier, body, expression=True)
+    if step.compensate is not None:
+        errors += _check_kind(step.compensate.uses, step.compensate.with_, f"{where}/compensate")
+        errors += _check_templates(step.compensate.with_, f"{where}/compensate/with", visible, body)
+        if step.compensate.timeout is not None:
+            errors += _check_duration(step.compensate.timeout, f"{where}/compensate/timeout")
+    if (
+        step.uses == "sleep"
+        and isinstance(step.with_.get("duration"), str)
+        and "{{" not in step.with_["duration"]
+    ):
+        errors += _check_duration(step.with_["duration"], f"{where}/with/duration")
+    return errors
+
+
+def _check_kind(uses: str, params: dict[str, Any], where: str) -> list[FieldError]:
+    if uses not in STEP_KINDS:
+        return [
+            FieldError(f"{where}/uses", f"unknown step kind '{uses}'; known: {', '.join(sorted(STEP_KINDS))}")
+        ]
+    return [
+        FieldError(f"{where}/with/{name}", f"{uses} needs '{name}'")
+        for name in STEP_KINDS[uses]
+        if name not in params
+    ]
+
+
+def _check_duration(value: str, where: str) -> list[FieldError]:
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        return [FieldError(where, str(exc))]
+    return []
+
+
+def _check_templates(
+    value: Any, where: str, visible_steps: list[str], body: ActionIn, *, expression: bool = False
+) -> list[FieldError]:
+    try:
+        refs = list(references(value, expression=expression))
+    except TemplateFailure as exc:
+        return [FieldError(where, f"template does not parse: {exc}")]
+    errors: list[FieldError] = []
+    for ref in refs:
+        problem = _reference_problem(ref.path, visible_steps, body)
+        if problem:
+            errors.append(FieldError(where, problem))
+    return list({(e.pointer, e.message): e for e in errors}.values())
+
+
+def _reference_problem(path: tuple[str, ...], visible_steps: list[str], body: ActionIn) -> str | None:
+    root = path[0]
+    if root not in CONTEXT_NAMES:
+        return f"'{root}' is not defined; templates see {', '.join(CONTEXT_NAMES)}"
+    if root == "inputs" and len(path) > 1 and path[1] not in body.user_inputs.properties:
+        return f"input '{path[1]}' is not declared in user_inputs"
+    if root == "entity" and body.trigger.operation == "CREATE":
+        return "CREATE actions have no entity"
+    if root == "steps" and len(path) > 1:
+        if path[1] not in {s.id for s in body.steps}:
+            return f"there is no step '{path[1]}'"
+        if path[1] not in visible_steps:
+            return f"step '{path[1]}' has not run yet at this point"
+        if len(path) > 2 and path[2] not in ("outputs", "status"):
+            return f"steps.{path[1]} has 'outputs' and 'status'"
+    return None

@@ -1,0 +1,483 @@
+"""Action runs: launching (inputs, trigger and condition checks, idempotency), the state the
+workflow reports, listing and logs. Starting the workflow itself is the API's job."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets as pysecrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import quote
+
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from catalog import audit, secrets
+from catalog.audit import Actor
+from catalog.db import utcnow
+from catalog.entities import entity_view, get_entity
+from catalog.errors import Conflict, FieldError, Invalid, NotFound, pointer
+from catalog.identity import missing_teams, missing_users, user_teams
+from catalog.models import Action, Entity, Run, RunLog, User
+from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
+from catalog.properties import FORMAT_CHECKER
+from catalog.query import compile_query
+
+TERMINAL = frozenset({"SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"})
+STATUSES = frozenset({"WAITING_FOR_APPROVAL", "IN_PROGRESS"}) | TERMINAL
+Source = Literal["API", "CLI", "UI", "AUTOMATION"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunRequest(Strict):
+    entity: str | None = Field(None, max_length=256)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    source: Source | None = None
+
+
+class LogLine(Strict):
+    seq: int | None = Field(None, ge=0)
+    message: str
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    step_id: str | None = None
+    at: datetime | None = None
+
+
+class RunReport(Strict):
+    """What a workflow tells the catalog about its run; every field replaces the stored one."""
+
+    status: str | None = None
+    status_label: str | None = None
+    steps: list[dict[str, Any]] | None = None
+    approval: dict[str, Any] | None = None
+    links: list[dict[str, Any]] | None = None
+    affected_entities: list[dict[str, Any]] | None = None
+    error: str | None = None
+    logs: list[LogLine] = Field(default_factory=list)
+
+
+@dataclass
+class Launch:
+    run: Run
+    workflow_input: dict[str, Any]
+    created: bool
+
+
+def workflow_id_for(action: str, run_id: str) -> str:
+    return f"action:{action}:{run_id}"
+
+
+def temporal_ui_url(base: str, namespace: str, workflow_id: str) -> str:
+    return f"{base.rstrip('/')}/namespaces/{quote(namespace)}/workflows/{quote(workflow_id, safe='')}"
+
+
+def run_view(run: Run, *, ui_base: str, namespace: str) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "action": run.action,
+        "action_title": run.action_title,
+        "blueprint": run.blueprint,
+        "entity": run.entity,
+        "inputs": run.inputs,
+        "status": run.status,
+        "status_label": run.status_label,
+        "source": run.source,
+        "created_by": run.created_by,
+        "created_at": run.created_at.isoformat(),
+        "updated_at": run.updated_at.isoformat(),
+        "ended_at": run.ended_at.isoformat() if run.ended_at else None,
+        "steps": run.steps,
+        "approval": run.approval,
+        "links": run.links,
+        "affected_entities": run.affected_entities,
+        "error": run.error,
+        "workflow_id": run.workflow_id,
+        "temporal_ui_url": temporal_ui_url(ui_base, namespace, run.workflow_id),
+    }
+
+
+def get_run(session: Session, run_id: str) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run '{run_id}' not found")
+    return run
+
+
+# ---- launching ---------------------------------------------------------------------------
+
+
+def prepare_run(
+    session: Session,
+    action: Action,
+    body: RunRequest,
+    caller: User,
+    *,
+    source: str,
+    secret_key: str | None,
+    api_url: str,
+) -> Launch:
+    """Validate a launch and add its run record (not committed); an idempotency key that was
+    seen before returns the earlier run instead."""
+    definition = action.definition
+    scope = (
+        f"{action.identifier}:{caller.identifier}:{body.idempotency_key}" if body.idempotency_key else None
+    )
+    run_id = "r_" + (hashlib.sha256(scope.encode()).hexdigest()[:24] if scope else pysecrets.token_hex(12))
+    if scope is not None:
+        earlier = session.get(Run, run_id)
+        if earlier is not None:
+            return Launch(earlier, {}, created=False)
+
+    entity = _check_entity(session, definition, body.entity)
+    inputs, sealed = _check_inputs(session, definition.get("user_inputs") or {}, body.inputs, secret_key)
+    now = utcnow()
+    visible = {k: (secrets.REDACTED if k in sealed else v) for k, v in inputs.items()}
+    run = Run(
+        id=run_id,
+        action=action.identifier,
+        action_title=action.title,
+        blueprint=definition.get("blueprint"),
+        entity=entity.identifier if entity else None,
+        inputs=visible,
+        secret_inputs=secrets.seal(sealed, secret_key) if sealed and secret_key else None,
+        status="IN_PROGRESS",
+        status_label="Starting",
+        source=source,
+        created_by=caller.identifier,
+        created_at=now,
+        updated_at=now,
+        steps=[
+            {
+                "id": s["id"],
+                "title": s.get("title") or s["id"],
+                "uses": s["uses"],
+                "status": "PENDING",
+                "started_at": None,
+                "ended_at": None,
+                "outputs": {},
+                "error": None,
+            }
+            for s in definition["steps"]
+        ],
+        approval=None,
+        links=[],
+        affected_entities=[],
+        workflow_id=workflow_id_for(action.identifier, run_id),
+        idempotency_scope=scope,
+    )
+    session.add(run)
+    session.flush()
+    audit.record(
+        session,
+        Actor(caller.identifier, run_id),
+        "CREATE",
+        "run",
+        run_id,
+        blueprint=run.blueprint,
+        after={"action": run.action, "entity": run.entity, "inputs": visible},
+    )
+    workflow_input = {
+        "run_id": run_id,
+        "action": definition,
+        "entity": entity_view(entity) if entity else None,
+        "inputs": {k: (secrets.placeholder(k) if k in sealed else v) for k, v in inputs.items()},
+        "user": {
+            "identifier": caller.identifier,
+            "email": caller.email,
+            "name": caller.name,
+            "teams": user_teams(session, caller.identifier),
+        },
+        "run": {
+            "id": run_id,
+            "action": action.identifier,
+            "source": source,
+            "url": f"{api_url.rstrip('/')}/v1/runs/{run_id}",
+        },
+    }
+    return Launch(run, workflow_input, created=True)
+
+
+def _check_entity(session: Session, definition: dict[str, Any], identifier: str | None) -> Entity | None:
+    operation = definition["trigger"]["operation"]
+    blueprint = str(definition.get("blueprint") or "")
+    if operation == "CREATE":
+        if identifier is not None:
+            raise Invalid("invalid run", [FieldError("/entity", "CREATE actions do not take an entity")])
+        return None
+    if identifier is None:
+        raise Invalid(
+            "invalid run", [FieldError("/entity", f"{operation} actions need an entity of '{blueprint}'")]
+        )
+    try:
+        entity = get_entity(session, blueprint, identifier)
+    except NotFound as exc:
+        raise Invalid("invalid run", [FieldError("/entity", exc.message)]) from exc
+    condition = definition["trigger"].get("condition")
+    if condition:
+        failing = _failing_rules(session, entity, condition)
+        if failing:
+            raise Conflict(f"entity '{identifier}' does not meet the action's condition", failing)
+    return entity
+
+
+def _failing_rules(session: Session, entity: Entity, condition: dict[str, Any]) -> list[FieldError]:
+    """The condition's failing top-level rules (for an ``and``), or the whole condition."""
+    dialect = session.get_bind().dialect.name
+    now = utcnow()
+
+    def holds(query: dict[str, Any]) -> bool:
+        predicate = compile_query(query, dialect=dialect, now=now, pointer="/trigger/condition")
+        return session.scalar(select(Entity.id).where(Entity.id == entity.id, predicate)) is not None
+
+    if holds(condition):
+        return []
+    rules = condition.get("rules") or []
+    if condition.get("combinator", "and") == "and" and rules:
+        return [
+            FieldError(f"/trigger/condition/rules/{i}", f"not met: {rule}")
+            for i, rule in enumerate(rules)
+            if not holds({"combinator": "and", "rules": [rule]})
+        ]
+    return [FieldError("/trigger/condition", "not met")]
+
+
+def _check_inputs(
+    session: Session, schema: dict[str, Any], given: dict[str, Any], secret_key: str | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Inputs with defaults applied, and the secret ones split off; 422 naming each bad input."""
+    properties: dict[str, dict[str, Any]] = schema.get("properties", {})
+    values = {name: d["default"] for name, d in properties.items() if "default" in d}
+    values.update(given)
+    errors = [
+        FieldError(pointer("inputs", n), "is not an input of this action")
+        for n in given
+        if n not in properties
+    ]
+    errors += [
+        FieldError(pointer("inputs", n), "is required")
+        for n in schema.get("required", [])
+        if values.get(n) is None
+    ]
+    clean = {
+        name: {k: v for k, v in definition.items() if k not in ("secret", "blueprint", "format")}
+        | (
+            {"format": definition["format"]}
+            if definition.get("format") not in (None, "entity", "user", "team")
+            else {}
+        )
+        for name, definition in properties.items()
+    }
+    validator = Draft202012Validator({"type": "object", "properties": clean}, format_checker=FORMAT_CHECKER)
+    present = {k: v for k, v in values.items() if k in properties and v is not None}
+    for error in validator.iter_errors(present):
+        path = "/inputs" + "".join(f"/{p}" for p in error.absolute_path)
+        errors.append(FieldError(path, error.message))
+    errors += _check_references(session, properties, present)
+    sealed = {n: v for n, v in present.items() if properties[n].get("secret")}
+    if sealed and not secret_key:
+        errors.append(
+            FieldError(pointer("inputs", next(iter(sealed))), "secret inputs need GANTRY_SECRET_KEY set")
+        )
+    if errors:
+        raise Invalid("invalid inputs", errors)
+    return present, {k: str(v) for k, v in sealed.items()}
+
+
+def _check_references(
+    session: Session, properties: dict[str, Any], values: dict[str, Any]
+) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for name, value in values.items():
+        definition = properties[name]
+        fmt = definition.get("format")
+        where = pointer("inputs", name)
+        if fmt == "entity" and isinstance(value, str):
+            found = session.scalar(
+                select(Entity.id).where(
+                    Entity.blueprint == definition["blueprint"], Entity.identifier == value
+                )
+            )
+            if found is None:
+                errors.append(FieldError(where, f"no '{definition['blueprint']}' entity '{value}'"))
+        elif fmt == "user" and isinstance(value, str) and missing_users(session, {value}):
+            errors.append(FieldError(where, f"user '{value}' does not exist"))
+        elif fmt == "team" and isinstance(value, str) and missing_teams(session, {value}):
+            errors.append(FieldError(where, f"team '{value}' does not exist"))
+    return errors
+
+
+def sealed_inputs(run: Run, secret_key: str | None) -> dict[str, str]:
+    if not run.secret_inputs:
+        return {}
+    if not secret_key:
+        raise Conflict("GANTRY_SECRET_KEY is not set: the run's secret inputs cannot be read")
+    return secrets.unseal(run.secret_inputs, secret_key)
+
+
+# ---- what the workflow reports -----------------------------------------------------------
+
+
+def apply_report(session: Session, run: Run, report: RunReport, actor: Actor) -> Run:
+    """Record a workflow's report. A finished run is not reopened by a late report."""
+    now = utcnow()
+    if report.status is not None and report.status not in STATUSES:
+        raise Invalid("invalid report", [FieldError("/status", f"unknown run status '{report.status}'")])
+    finished = run.status in TERMINAL
+    if not finished:
+        for name in ("status_label", "steps", "approval", "links", "affected_entities", "error"):
+            value = getattr(report, name)
+            if value is not None:
+                setattr(run, name, value)
+        if report.status is not None and report.status != run.status:
+            before = run.status
+            run.status = report.status
+            if report.status in TERMINAL:
+                run.ended_at = now
+                audit.record(
+                    session,
+                    actor,
+                    "UPDATE",
+                    "run",
+                    run.id,
+                    blueprint=run.blueprint,
+                    before={"status": before},
+                    after={"status": run.status, "error": run.error},
+                )
+        run.updated_at = now
+    append_logs(session, run.id, report.logs)
+    return run
+
+
+def append_logs(session: Session, run_id: str, lines: list[LogLine]) -> None:
+    """Insert log lines, skipping those (by seq) already stored: reports are retried."""
+    if not lines:
+        return
+    known = set(
+        session.scalars(
+            select(RunLog.seq).where(RunLog.run_id == run_id, RunLog.seq.in_([ln.seq for ln in lines]))
+        )
+    )
+    now = utcnow()
+    session.add_all(
+        RunLog(
+            run_id=run_id, seq=ln.seq, level=ln.level, step_id=ln.step_id, message=ln.message, at=ln.at or now
+        )
+        for ln in lines
+        if ln.seq is None or ln.seq not in known
+    )
+
+
+def next_log_seq(session: Session, run_id: str) -> int:
+    last = session.scalar(
+        select(RunLog.seq).where(RunLog.run_id == run_id).order_by(RunLog.seq.desc()).limit(1)
+    )
+    return 0 if last is None else last + 1
+
+
+def finish(session: Session, run: Run, status: str, label: str, error: str | None, actor: Actor) -> None:
+    """Converge a run on its workflow's real end (the reconciler's write)."""
+    if run.status in TERMINAL:
+        return
+    apply_report(
+        session,
+        run,
+        RunReport(
+            status=status,
+            status_label=label,
+            error=error,
+            logs=[LogLine(seq=next_log_seq(session, run.id), level="WARNING", message=label)],
+        ),
+        actor,
+    )
+
+
+def list_logs(session: Session, run_id: str, *, after: int | None = None, limit: int = 1000) -> list[RunLog]:
+    """In the order they arrived; ``after`` is the ``id`` of the last line already seen."""
+    stmt = select(RunLog).where(RunLog.run_id == run_id)
+    if after is not None:
+        stmt = stmt.where(RunLog.id > after)
+    return list(session.scalars(stmt.order_by(RunLog.at, RunLog.id).limit(limit)))
+
+
+def log_view(line: RunLog) -> dict[str, Any]:
+    return {
+        "seq": line.seq,
+        "at": line.at.isoformat(),
+        "level": line.level,
+        "step_id": line.step_id,
+        "message": line.message,
+    }
+
+
+def list_runs(
+    session: Session,
+    *,
+    action: str | None = None,
+    entity: str | None = None,
+    status: str | None = None,
+    source: str | None = None,
+    created_by: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page[Run]:
+    """Newest first."""
+    check_limit(limit)
+    stmt = select(Run)
+    for column, value in (
+        (Run.action, action),
+        (Run.entity, entity),
+        (Run.status, status),
+        (Run.source, source),
+        (Run.created_by, created_by),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if cursor:
+        at, last_id = decode_cursor(cursor, size=2)
+        try:
+            moment = datetime.fromisoformat(str(at))
+        except ValueError as exc:
+            raise Invalid(
+                "invalid cursor", [FieldError("/cursor", "not a cursor returned by this API")]
+            ) from exc
+        stmt = stmt.where(or_(Run.created_at < moment, and_(Run.created_at == moment, Run.id < str(last_id))))
+    rows = list(session.scalars(stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)))
+    next_cursor = (
+        encode_cursor([rows[limit - 1].created_at.isoformat(), rows[limit - 1].id])
+        if len(rows) > limit
+        else None
+    )
+    return Page(rows[:limit], next_cursor)
+
+
+def active_runs(session: Session, *, older_than: datetime, limit: int = 500) -> list[Run]:
+    stmt = select(Run).where(Run.status.not_in(TERMINAL), Run.updated_at <= older_than)
+    return list(session.scalars(stmt.order_by(Run.updated_at).limit(limit)))
+
+
+def retry_plan(run: Run) -> tuple[str, dict[str, Any]]:
+    """Where a retry resumes, and the outputs of the steps before it. A retry resumes at the
+    failed step, or earlier at the first step whose effect compensation undid."""
+    if run.status not in ("FAILURE", "CANCELLED", "TIMED_OUT"):
+        raise Conflict(
+            f"run '{run.id}' is {run.status}: only failed, cancelled or timed-out runs can be retried"
+        )
+    steps = run.steps
+    resume = next(
+        (s for s in steps if s["status"] in ("COMPENSATED", "FAILURE", "CANCELLED", "PENDING")), None
+    )
+    if resume is None:
+        raise Conflict(f"run '{run.id}' has no step to resume from")
+    earlier: dict[str, Any] = {}
+    for step in steps:
+        if step["id"] == resume["id"]:
+            break
+        earlier[step["id"]] = {"status": step["status"], "outputs": step.get("outputs") or {}}
+    return resume["id"], earlier

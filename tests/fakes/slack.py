@@ -1,0 +1,112 @@
+"""Fake Slack Web API: chat.postMessage, chat.update, chat.postEphemeral, users.lookupByEmail,
+conversations.open, views.open. Answers like Slack: HTTP 200 with ``{"ok": false, "error": ...}``
+for API errors, 429 with ``Retry-After`` for rate limits (script it with :meth:`rate_limit_next`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tests.fakes.server import FakeVendor
+
+
+class FakeSlack(FakeVendor):
+    token = "xoxb-test"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self.channels = {"C0DEPLOYS", "C0GENERAL"}
+        self.users = {"bob@example.com": "U0BOB", "alice@example.com": "U0ALICE"}
+        # Every message as Slack stores it, keyed by (channel, ts).
+        self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self.views: list[dict[str, Any]] = []
+        self._ts = itertools.count(1)
+
+    def rate_limit_next(self, retry_after: int = 1, method: str = "chat.postMessage") -> None:
+        self.fail_next(
+            429,
+            {"ok": False, "error": "ratelimited"},
+            headers={"Retry-After": str(retry_after)},
+            path=f"/api/{method}$",
+        )
+
+    def error_next(self, error: str, method: str = "chat.postMessage") -> None:
+        self.fail_next(200, {"ok": False, "error": error}, path=f"/api/{method}$")
+
+    def add_routes(self, app: FastAPI) -> None:
+        @app.api_route("/api/{method}", methods=["GET", "POST"])
+        async def call(method: str, request: Request) -> Any:
+            if request.headers.get("authorization") != f"Bearer {self.token}":
+                return {"ok": False, "error": "invalid_auth"}
+            args: dict[str, Any] = dict(request.query_params)
+            body = await request.body()
+            if "json" in request.headers.get("content-type", "") and body:
+                args.update(json.loads(body))
+            elif body:
+                args.update(parse_qsl(body.decode()))
+            handler = getattr(self, "_" + method.replace(".", "_"), None)
+            if handler is None:
+                return JSONResponse({"ok": False, "error": "unknown_method"}, status_code=404)
+            return handler(args)
+
+    def _channel(self, args: dict[str, Any]) -> str | None:
+        channel = str(args.get("channel") or "")
+        return channel if channel in self.channels or channel.startswith("D") else None
+
+    def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args)
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        if not args.get("text") and not args.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        ts = f"1700000000.{next(self._ts):06d}"
+        message = {
+            "ts": ts,
+            "text": args.get("text"),
+            "blocks": args.get("blocks"),
+            "metadata": args.get("metadata"),
+        }
+        self.messages[(channel, ts)] = message
+        return {"ok": True, "channel": channel, "ts": ts, "message": message}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        key = (str(args.get("channel")), str(args.get("ts")))
+        if key not in self.messages:
+            return {"ok": False, "error": "message_not_found"}
+        self.messages[key].update({k: args[k] for k in ("text", "blocks") if k in args})
+        return {"ok": True, "channel": key[0], "ts": key[1], "text": self.messages[key]["text"]}
+
+    def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self._channel(args) is None:
+            return {"ok": False, "error": "channel_not_found"}
+        return {"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"}
+
+    def _users_lookupByEmail(self, args: dict[str, Any]) -> dict[str, Any]:
+        email = str(args.get("email"))
+        if email not in self.users:
+            return {"ok": False, "error": "users_not_found"}
+        return {"ok": True, "user": {"id": self.users[email], "profile": {"email": email}}}
+
+    def _conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        users = str(args.get("users") or "")
+        if not users:
+            return {"ok": False, "error": "not_enough_users"}
+        return {"ok": True, "channel": {"id": "D" + users.split(",")[0].removeprefix("U")}}
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("trigger_id"):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        view = args.get("view")
+        view = json.loads(view) if isinstance(view, str) else view
+        self.views.append(view or {})
+        return {"ok": True, "view": {"id": f"V{len(self.views):04d}", **(view or {})}}
