@@ -1,0 +1,78 @@
+"""A secret input reaches the vendor, and nowhere else: not the run record, its logs, the audit
+log, the database, or the workflow's history in Temporal."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from typing import Any
+
+from tests.workflows.conftest import Stack
+
+CANARY = "canary-s3cr3t-7781"
+
+
+async def test_secret_inputs_stay_out_of_records_and_history(stack: Stack) -> None:
+    action = {
+        "identifier": "rotate_password",
+        "title": "Rotate password",
+        "trigger": {"operation": "CREATE"},
+        "user_inputs": {
+            "properties": {"db_password": {"type": "string", "secret": True}, "database": {"type": "string"}},
+            "required": ["db_password", "database"],
+        },
+        "steps": [
+            {
+                "id": "call",
+                "uses": "http.request",
+                "with": {
+                    "url": f"{stack.webhook.url}/rotate",
+                    "headers": {"X-Db-Password": "{{ inputs.db_password }}"},
+                    "body": {"database": "{{ inputs.database }}", "password": "{{ inputs.db_password }}"},
+                },
+            }
+        ],
+    }
+    assert (await stack.api.post("/v1/actions", json=action)).status_code == 201
+    run = await stack.launch("rotate_password", inputs={"db_password": CANARY, "database": "orders-db"})
+    done = await stack.wait_for(run["id"], {"SUCCESS", "FAILURE"})
+    assert done["status"] == "SUCCESS", done["error"]
+
+    (delivery,) = stack.webhook.calls("POST", "/rotate")
+    assert delivery.headers["x-db-password"] == CANARY
+    assert delivery.json == {"database": "orders-db", "password": CANARY}
+
+    assert done["inputs"] == {"db_password": "********", "database": "orders-db"}
+    assert CANARY not in str(done)
+    assert CANARY not in str((await stack.api.get(f"/v1/runs/{run['id']}/logs")).json())
+    assert CANARY not in str((await stack.api.get("/v1/audit-log?limit=1000")).json())
+
+    database = stack.settings.resolved_database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as conn:
+        dump = "\n".join(conn.iterdump())
+    assert "orders-db" in dump and CANARY not in dump
+
+    history = await stack.client.get_workflow_handle(run["workflow_id"]).fetch_history()
+    text = decoded_payloads(history.to_json())
+    assert "orders-db" in text  # ordinary inputs stay readable in Temporal UI
+    assert "${secret:db_password}" in text and CANARY not in text
+
+
+def decoded_payloads(history_json: str) -> str:
+    """Every payload of a history, decoded: what Temporal UI shows an operator."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "data" and isinstance(value, str):
+                    found.append(base64.b64decode(value).decode(errors="replace"))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(history_json))
+    return "\n".join(found)
