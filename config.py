@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GANTRY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="GANTRY_", extra="ignore", env_ignore_empty=True)
 
     environment: str = Field("development", description="development | production")
     data_dir: Path = Field(Path(".gantry"), description="where the embedded SQLite files live")

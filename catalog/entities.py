@@ -40,7 +40,7 @@ class Mode(enum.Enum):
 @dataclass
 class WriteResult:
     identifier: str
-    status: str  # created | updated | failed
+    status: str  # created | updated | unchanged | failed
     entity: dict[str, Any] | None = None
     error: CatalogError | None = None
 
@@ -384,6 +384,12 @@ def _write(
             )
             edges += _edges(bp, entity_id, targets[item.index])
 
+    unchanged = [i for i in updates if _same(i)]
+    for item in unchanged:
+        results.append(
+            (item.index, WriteResult(item.identifier, "unchanged", entity_view(item.existing or {})))
+        )
+    updates = [i for i in updates if not _same(i)]
     if updates:
         changes = []
         for item in updates:
@@ -428,6 +434,22 @@ def _write(
         session.execute(insert(EntityRelation), edges)
     audit.record_many(session, audit_rows)
     return results
+
+
+def _same(item: _Item) -> bool:
+    """An upsert that changes nothing writes nothing (no new updated_at, no audit row)."""
+    old = item.existing or {}
+    return (
+        old.get("title"),
+        old.get("team") or [],
+        old.get("properties") or {},
+        old.get("relations") or {},
+    ) == (
+        item.title,
+        item.team,
+        item.properties,
+        item.relations,
+    )
 
 
 def _edges(bp: Blueprint, source_id: int, targets: dict[str, list[str]]) -> list[dict[str, Any]]:

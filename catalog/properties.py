@@ -6,6 +6,8 @@ per blueprint *version* and cached, never per entity.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -169,11 +171,13 @@ def _reason(keyword: str | None, message: str) -> str:
     return f"{message} ({keyword})" if keyword else message
 
 
-_cache: dict[tuple[str, int], PropertyValidator] = {}
+_cache: dict[tuple[str, int, str], PropertyValidator] = {}
 
 
 def validator_for(identifier: str, version: int, schema: dict[str, Any]) -> PropertyValidator:
-    key = (identifier, version)
+    # The schema's digest is in the key: a blueprint deleted and created again restarts at version 1.
+    digest = hashlib.sha1(json.dumps(schema, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
+    key = (identifier, version, digest)
     cached = _cache.get(key)
     if cached is not None:
         return cached

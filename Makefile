@@ -1,0 +1,35 @@
+# Gantry: `make run` starts the whole stack on this machine, `make test` runs every test.
+# The virtualenv is created on first use; dependencies are reinstalled only when
+# pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+BENCH_ARGS ?=
+
+.PHONY: run test lint bench clean
+
+run: $(STAMP)
+	$(PY) devstack.py
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+bench: $(STAMP)
+	$(PY) -m bench.catalog $(BENCH_ARGS)
+
+clean:
+	rm -rf .gantry
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)

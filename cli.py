@@ -1,0 +1,328 @@
+"""``gantry``: the command line client of the catalog API.
+
+    gantry apply portal/                       # teams, users, blueprints, entities, actions …
+    gantry get blueprints | entities BP | entity BP ID | runs | run ID
+    gantry search '{"combinator": "and", "rules": [...]}'
+    gantry token create --user bob
+
+``--api-url`` (``GANTRY_API_URL``) and ``--token`` (``GANTRY_TOKEN``) say where and who.
+``apply`` is idempotent: it creates what is missing and replaces what exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+KINDS = ("Team", "User", "Blueprint", "Entity", "Action", "Scorecard", "Automation")
+BULK_LIMIT = 1000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details or []
+
+    def __str__(self) -> str:
+        lines = [f"{self.status}: {self.message}"]
+        lines += [f"  - {_describe(detail)}" for detail in self.details]
+        return "\n".join(lines)
+
+
+def _describe(detail: Any) -> str:
+    if isinstance(detail, dict):
+        where = detail.get("pointer") or detail.get("field") or detail.get("identifier") or ""
+        what = detail.get("message") or detail.get("reason") or detail.get("error") or json.dumps(detail)
+        return f"{where}: {what}" if where else str(what)
+    return str(detail)
+
+
+class Gantry:
+    """A thin client of the Gantry API; every non-2xx answer raises :class:`ApiError`."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+
+    @classmethod
+    def connect(cls, api_url: str, token: str | None) -> Gantry:
+        headers = {"User-Agent": "gantry-cli"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return cls(httpx.Client(base_url=api_url, headers=headers, timeout=30.0))
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise _api_error(response)
+        return response.json() if response.content else None
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.request("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def pages(self, method: str, path: str, body: dict[str, Any] | None = None) -> Iterator[Any]:
+        """Every item of a paginated list, following ``next_cursor``."""
+        cursor = None
+        while True:
+            if method == "GET":
+                params = {"limit": BULK_LIMIT, **({"cursor": cursor} if cursor else {})}
+                page = self.request("GET", path, params=params)
+            else:
+                page = self.request(
+                    method, path, json={**(body or {}), "limit": BULK_LIMIT, "cursor": cursor}
+                )
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    try:
+        error = response.json()["error"]
+        return ApiError(response.status_code, error.get("message", ""), error.get("details"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ApiError(response.status_code, response.text[:500] or response.reason_phrase)
+
+
+# --- apply ------------------------------------------------------------------------------------
+
+
+def load_documents(path: Path) -> list[dict[str, Any]]:
+    """Every ``{kind, spec}`` document in a YAML file, or in the *.yaml/*.yml files of a directory."""
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
+    documents: list[dict[str, Any]] = []
+    for file in files:
+        for doc in yaml.safe_load_all(file.read_text()):
+            for item in doc if isinstance(doc, list) else [doc]:
+                if item is None:
+                    continue
+                if not isinstance(item, dict) or item.get("kind") not in KINDS or "spec" not in item:
+                    raise ValueError(f"{file}: each document needs kind ({'|'.join(KINDS)}) and spec")
+                documents.append(item)
+    return documents
+
+
+def apply_documents(api: Gantry, documents: Iterable[dict[str, Any]], echo: bool = True) -> None:
+    """Apply in dependency order; running it twice changes nothing the second time."""
+    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for doc in documents:
+        by_kind[doc["kind"]].append(doc["spec"])
+
+    def done(kind: str, identifier: str, how: str) -> None:
+        if echo:
+            print(f"{kind} {identifier}: {how}")
+
+    for team in by_kind["Team"]:
+        done("team", team["identifier"], _patch_or_post(api, "/v1/teams", team))
+    for user in by_kind["User"]:
+        done("user", user["identifier"], _patch_or_post(api, "/v1/users", user))
+
+    blueprints = by_kind["Blueprint"]
+    # Pass one creates missing blueprints without relations, so relations can then point anywhere.
+    for bp in blueprints:
+        if not api.exists(f"/v1/blueprints/{bp['identifier']}"):
+            api.request("POST", "/v1/blueprints", json={**bp, "relations": {}})
+    for bp in blueprints:
+        api.request("PUT", f"/v1/blueprints/{bp['identifier']}", json=bp)
+        done("blueprint", bp["identifier"], "applied")
+
+    entities: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entity in by_kind["Entity"]:
+        entities[entity["blueprint"]].append({k: v for k, v in entity.items() if k != "blueprint"})
+    for blueprint in _targets_first(blueprints, entities):
+        count = _upsert_entities(api, blueprint, entities[blueprint])
+        done("blueprint", blueprint, f"{count} entities upserted")
+
+    for action in by_kind["Action"]:
+        done("action", action["identifier"], _put_or_post(api, "/v1/actions", action))
+    for scorecard in by_kind["Scorecard"]:
+        base = f"/v1/blueprints/{scorecard['blueprint']}/scorecards"
+        done("scorecard", scorecard["identifier"], _put_or_post(api, base, scorecard))
+    for automation in by_kind["Automation"]:
+        done("automation", automation["identifier"], _put_or_post(api, "/v1/automations", automation))
+
+
+def _patch_or_post(api: Gantry, collection: str, spec: dict[str, Any]) -> str:
+    identifier = spec["identifier"]
+    if api.exists(f"{collection}/{identifier}"):
+        changes = {k: v for k, v in spec.items() if k != "identifier"}
+        api.request("PATCH", f"{collection}/{identifier}", json=changes)
+        return "updated"
+    api.request("POST", collection, json=spec)
+    return "created"
+
+
+def _put_or_post(api: Gantry, collection: str, spec: dict[str, Any]) -> str:
+    if api.exists(f"{collection}/{spec['identifier']}"):
+        api.request("PUT", f"{collection}/{spec['identifier']}", json=spec)
+        return "updated"
+    api.request("POST", collection, json=spec)
+    return "created"
+
+
+def _targets_first(blueprints: list[dict[str, Any]], entities: dict[str, Any]) -> list[str]:
+    """Blueprints with entities, each after the blueprints its relations point at."""
+    targets = {
+        bp["identifier"]: {r["target"] for r in (bp.get("relations") or {}).values()} for bp in blueprints
+    }
+    ordered: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in ordered or name in path:
+            return
+        for target in sorted(targets.get(name, ())):
+            visit(target, (*path, name))
+        ordered.append(name)
+
+    for name in sorted(entities):
+        visit(name, ())
+    return [name for name in ordered if name in entities]
+
+
+def _upsert_entities(api: Gantry, blueprint: str, entities: list[dict[str, Any]]) -> int:
+    """Bulk upsert; items whose relations point at entities of the same batch are retried
+    after the batch, until a round makes no progress."""
+    pending = entities
+    errors: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    while pending:
+        errors = []
+        for start in range(0, len(pending), BULK_LIMIT):
+            chunk = pending[start : start + BULK_LIMIT]
+            answer = api.request(
+                "POST",
+                f"/v1/blueprints/{blueprint}/entities/bulk",
+                params={"upsert": "true"},
+                json={"entities": chunk},
+            )
+            failed = {r["identifier"]: r for r in answer["results"] if r.get("error")}
+            errors += [(e, failed[e["identifier"]]) for e in chunk if e["identifier"] in failed]
+        if len(errors) == len(pending):
+            break
+        pending = [entity for entity, _ in errors]
+    if errors:
+        details = []
+        for entity, result in errors:
+            error = result["error"] if isinstance(result["error"], dict) else {"message": result["error"]}
+            details.append({"field": entity["identifier"], "message": error.get("message")})
+            details += [
+                {"field": f"{entity['identifier']} {d.get('pointer', '')}", "message": d.get("message")}
+                for d in error.get("details") or []
+                if isinstance(d, dict)
+            ]
+        raise ApiError(422, f"{len(errors)} {blueprint} entities were not applied", details)
+    return len(entities)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+def _print_rows(items: Iterable[dict[str, Any]], *columns: str) -> None:
+    for item in items:
+        print("\t".join(str(item.get(column) if item.get(column) is not None else "") for column in columns))
+
+
+def cmd_apply(api: Gantry, args: argparse.Namespace) -> None:
+    apply_documents(api, load_documents(Path(args.path)))
+
+
+def cmd_get(api: Gantry, args: argparse.Namespace) -> None:
+    what, rest = args.what, args.ids
+    if what == "blueprints":
+        _print_rows(api.pages("GET", "/v1/blueprints"), "identifier", "title")
+    elif what == "entities" and len(rest) == 1:
+        _print_rows(api.pages("GET", f"/v1/blueprints/{rest[0]}/entities"), "identifier", "title")
+    elif what == "entity" and len(rest) == 2:
+        _print_json(api.request("GET", f"/v1/blueprints/{rest[0]}/entities/{rest[1]}"))
+    elif what == "runs" and not rest:
+        _print_rows(api.pages("GET", "/v1/runs"), "id", "action", "entity", "status", "created_at")
+    elif what == "run" and len(rest) == 1:
+        _print_json(api.request("GET", f"/v1/runs/{rest[0]}"))
+    else:
+        raise SystemExit("usage: gantry get blueprints | entities BP | entity BP ID | runs | run ID")
+
+
+def cmd_search(api: Gantry, args: argparse.Namespace) -> None:
+    try:
+        query = json.loads(args.query)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: the query is not JSON: {exc}") from exc
+    items = api.pages("POST", "/v1/entities/search", {"query": query})
+    _print_rows(items, "blueprint", "identifier", "title")
+
+
+def cmd_token_create(api: Gantry, args: argparse.Namespace) -> None:
+    body = {"user": args.user, "description": args.description, "expires_at": args.expires_at}
+    created = api.request("POST", "/v1/tokens", json=body)
+    print(created["token"])
+    print(f"token {created['id']} for {created['user']}; it is shown only once", file=sys.stderr)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="gantry", description="Gantry developer portal CLI")
+    root.add_argument("--api-url", default=os.environ.get("GANTRY_API_URL", "http://127.0.0.1:8000"))
+    root.add_argument("--token", default=os.environ.get("GANTRY_TOKEN"), help="default: $GANTRY_TOKEN")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    apply = commands.add_parser("apply", help="apply a YAML file or a directory of them")
+    apply.add_argument("path")
+    apply.set_defaults(run=cmd_apply)
+
+    get = commands.add_parser("get", help="blueprints | entities BP | entity BP ID | runs | run ID")
+    get.add_argument("what", choices=["blueprints", "entities", "entity", "runs", "run"])
+    get.add_argument("ids", nargs="*")
+    get.set_defaults(run=cmd_get)
+
+    search = commands.add_parser("search", help="search entities with a JSON query")
+    search.add_argument("query")
+    search.set_defaults(run=cmd_search)
+
+    token = commands.add_parser("token", help="manage API tokens").add_subparsers(
+        dest="action", required=True
+    )
+    create = token.add_parser("create", help="create a token for a user (shown once)")
+    create.add_argument("--user", required=True)
+    create.add_argument("--description", default="")
+    create.add_argument("--expires-at", default=None, help="ISO date-time; default: never")
+    create.set_defaults(run=cmd_token_create)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    api = Gantry.connect(args.api_url, args.token)
+    try:
+        args.run(api, args)
+    except (ApiError, ValueError, OSError, yaml.YAMLError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except httpx.TransportError as exc:
+        print(f"error: cannot reach the Gantry API at {args.api_url}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        api.http.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The Temporal worker: builds clients from settings, registers workflows and activities, runs.
+
+``python worker.py`` connects to ``GANTRY_TEMPORAL_ADDRESS``, makes sure Gantry's search
+attributes exist, and polls ``GANTRY_TASK_QUEUE`` until SIGINT/SIGTERM, then shuts down
+gracefully (running activities get ``GRACEFUL_SHUTDOWN`` to finish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from config import Settings, get_settings
+
+log = logging.getLogger("gantry.worker")
+
+# Set on every Gantry workflow so operators can filter runs in Temporal UI (DESIGN §5).
+SEARCH_ATTRIBUTES = (
+    "GantryAction",
+    "GantryBlueprint",
+    "GantryEntity",
+    "GantryRunStatus",
+    "GantryRequestedBy",
+)
+GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+CONNECT_PATIENCE = timedelta(seconds=60)
+
+
+async def connect(settings: Settings) -> Client:
+    """A client for the configured Temporal address, namespace and TLS flag."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        tls=settings.temporal_tls,
+        identity=f"gantry-worker@{settings.task_queue}",
+    )
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> None:
+    """Register Gantry's Keyword search attributes; the ones that already exist are left alone."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    known = set(existing.custom_attributes) | set(existing.system_attributes)
+    missing = [name for name in SEARCH_ATTRIBUTES if name not in known]
+    if not missing:
+        return
+    request = AddSearchAttributesRequest(
+        namespace=namespace,
+        search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in missing},
+    )
+    try:
+        await client.operator_service.add_search_attributes(request)
+    except RPCError as exc:
+        # Another worker registered them between our list and add.
+        if exc.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
+    log.info("registered search attributes %s in namespace %s", ", ".join(missing), namespace)
+
+
+async def build_worker(client: Client, settings: Settings) -> Worker:
+    """The worker for ``settings.task_queue`` with every workflow and activity registered."""
+    from activities import build_activities
+    from workflows import ALL_WORKFLOWS
+
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=ALL_WORKFLOWS,
+        activities=build_activities(settings),
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+async def _connect_with_patience(settings: Settings) -> Client:
+    """Connect, retrying while Temporal starts (compose starts us alongside it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONNECT_PATIENCE.total_seconds()
+    while True:
+        try:
+            return await connect(settings)
+        except RuntimeError as exc:
+            if loop.time() > deadline:
+                raise
+            log.warning("Temporal at %s not reachable yet (%s); retrying", settings.temporal_address, exc)
+            await asyncio.sleep(2)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def run(settings: Settings) -> None:
+    stop = _stop_on_signals()
+    client = await _connect_with_patience(settings)
+    await ensure_search_attributes(client, settings.temporal_namespace)
+    try:
+        worker = await build_worker(client, settings)
+    except ValueError as exc:
+        # Temporal refuses a worker with nothing to run; stay up so the stack stays up.
+        log.warning("no workflows registered yet (%s); idling until stopped", exc)
+        await stop.wait()
+        return
+    log.info(
+        "worker polling task queue %r on %s (namespace %s)",
+        settings.task_queue,
+        settings.temporal_address,
+        settings.temporal_namespace,
+    )
+    async with worker:
+        await stop.wait()
+        log.info("stopping: waiting up to %ss for running activities", GRACEFUL_SHUTDOWN.seconds)
+    log.info("worker stopped")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run(get_settings()))
+
+
+if __name__ == "__main__":
+    main()
