@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catalog.errors import CatalogError, Conflict, Forbidden, Invalid, NotFound, Unauthenticated, pointer
@@ -61,6 +62,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     details = []
     for err in exc.errors():
         where, ptr = _pointer_from_loc(tuple(err.get("loc", ())))
+        ptr = "/" if err.get("type") == "json_invalid" else ptr  # its loc is a character offset
         details.append({"pointer": ptr or "/", "in": where, "message": err.get("msg", "invalid")})
     return JSONResponse(error_body("validation_error", "the request is invalid", details), status_code=422)
 
@@ -78,6 +80,14 @@ async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _data_error(_: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value the request carried (PostgreSQL: a NUL character in text).
+    return JSONResponse(
+        error_body("validation_error", "a value in the request cannot be stored (for example a NUL character)"),
+        status_code=422,
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(error_body("internal_error", "an unexpected error occurred"), status_code=500)
@@ -88,4 +98,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ServiceUnavailable, _unavailable)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)

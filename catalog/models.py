@@ -48,6 +48,8 @@ class Entity(Timestamped, Base):
         UniqueConstraint("blueprint", "identifier", name="uq_entities_blueprint_identifier"),
         Index("ix_entities_identifier", "identifier"),
         Index("ix_entities_updated_at", "updated_at"),
+        Index("ix_entities_blueprint_id", "blueprint", "id"),
+        # PostgreSQL also has GIN (jsonb_path_ops) indexes on properties and team: see migration 0002.
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

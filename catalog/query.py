@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import QueryableAttribute, Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.errors import FieldError, Invalid
@@ -154,9 +154,11 @@ def canonical_value(value: Any) -> Any:
     return value
 
 
-def binary_text(expr: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+def binary_text(expr: ColumnElement[Any] | QueryableAttribute[Any], dialect: str) -> ColumnElement[Any]:
     """``expr`` compared by code point on both dialects (SQLite's default; "C" on PostgreSQL)."""
-    return sa.collate(expr, "C") if dialect == "postgresql" else expr
+    if dialect == "postgresql":
+        return sa.collate(expr, "C")
+    return expr if isinstance(expr, ColumnElement) else expr.expression
 
 
 # -- groups -----------------------------------------------------------------------------------

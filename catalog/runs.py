@@ -183,11 +183,30 @@ def prepare_run(
         blueprint=run.blueprint,
         after={"action": run.action, "entity": run.entity, "inputs": visible},
     )
-    workflow_input = {
-        "run_id": run_id,
+    workflow_input = build_workflow_input(
+        session, run, definition, entity=entity, caller=caller, api_url=api_url
+    )
+    return Launch(run, workflow_input, created=True)
+
+
+def build_workflow_input(
+    session: Session,
+    run: Run,
+    definition: dict[str, Any],
+    *,
+    entity: Entity | None,
+    caller: User,
+    api_url: str,
+) -> dict[str, Any]:
+    """What the ActionRun workflow starts with. Secret inputs appear only as placeholders."""
+    secret_names = {
+        n for n, d in (definition.get("user_inputs") or {}).get("properties", {}).items() if d.get("secret")
+    }
+    return {
+        "run_id": run.id,
         "action": definition,
         "entity": entity_view(entity) if entity else None,
-        "inputs": {k: (secrets.placeholder(k) if k in sealed else v) for k, v in inputs.items()},
+        "inputs": {k: (secrets.placeholder(k) if k in secret_names else v) for k, v in run.inputs.items()},
         "user": {
             "identifier": caller.identifier,
             "email": caller.email,
@@ -195,13 +214,13 @@ def prepare_run(
             "teams": user_teams(session, caller.identifier),
         },
         "run": {
-            "id": run_id,
-            "action": action.identifier,
-            "source": source,
-            "url": f"{api_url.rstrip('/')}/v1/runs/{run_id}",
+            "id": run.id,
+            "action": run.action,
+            "source": run.source,
+            "started_at": run.created_at.isoformat(),
+            "url": f"{api_url.rstrip('/')}/v1/runs/{run.id}",
         },
     }
-    return Launch(run, workflow_input, created=True)
 
 
 def _check_entity(session: Session, definition: dict[str, Any], identifier: str | None) -> Entity | None:

@@ -11,8 +11,11 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep, SettingsDep
 from catalog import audit, runs
+from catalog.actions import get_action
 from catalog.db import utcnow
+from catalog.entities import get_entity
 from catalog.errors import Conflict, Forbidden
+from catalog.identity import get_user
 from catalog.models import Run
 from catalog.runs import LogLine, RunReport
 
@@ -143,39 +146,15 @@ def retry_run(
     if user.role != "admin" and run.created_by != user.identifier:
         raise Forbidden("only the requester or an admin can retry a run")
     resume_at, earlier = runs.retry_plan(run)
-    from catalog.actions import get_action
-    from catalog.entities import entity_view, get_entity
-    from catalog.identity import get_user, user_teams
-
     action = get_action(session, run.action)
     requester = get_user(session, run.created_by)
-    entity = (
-        entity_view(get_entity(session, run.blueprint, run.entity)) if run.entity and run.blueprint else None
+    entity = get_entity(session, run.blueprint, run.entity) if run.entity and run.blueprint else None
+    workflow_input = runs.build_workflow_input(
+        session, run, action.definition, entity=entity, caller=requester, api_url=settings.api_url
     )
-    inputs = {
-        k: (runs.secrets.placeholder(k) if v == runs.secrets.REDACTED else v) for k, v in run.inputs.items()
-    }
-    workflow_input = {
-        "run_id": run.id,
-        "action": action.definition,
-        "entity": entity,
-        "inputs": inputs,
-        "user": {
-            "identifier": requester.identifier,
-            "email": requester.email,
-            "name": requester.name,
-            "teams": user_teams(session, requester.identifier),
-        },
-        "run": {
-            "id": run.id,
-            "action": run.action,
-            "source": run.source,
-            "url": f"{settings.api_url.rstrip('/')}/v1/runs/{run.id}",
-        },
-        "resume_at": resume_at,
-        "previous_steps": earlier,
-        "log_base": runs.next_log_seq(session, run_id),
-    }
+    workflow_input.update(
+        resume_at=resume_at, previous_steps=earlier, log_base=runs.next_log_seq(session, run_id)
+    )
     before = run.status
     run.status, run.status_label, run.error, run.ended_at, run.updated_at = (
         "IN_PROGRESS",
