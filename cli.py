@@ -3,6 +3,7 @@
     gantry apply portal/                       # teams, users, blueprints, entities, actions …
     gantry get blueprints | entities BP | entity BP ID | runs | run ID
     gantry search '{"combinator": "and", "rules": [...]}'
+    gantry run deploy_service --entity payments -i version=v42 --wait
     gantry token create --user bob
 
 ``--api-url`` (``GANTRY_API_URL``) and ``--token`` (``GANTRY_TOKEN``) say where and who.
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -278,6 +280,49 @@ def cmd_token_create(api: Gantry, args: argparse.Namespace) -> None:
     print(f"token {created['id']} for {created['user']}; it is shown only once", file=sys.stderr)
 
 
+TERMINAL = {"SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"}
+
+
+def _inputs(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; a value that parses as JSON (numbers, booleans, lists) is used as such."""
+    inputs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"an input is key=value, not {pair!r}")
+        try:
+            inputs[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            inputs[key] = raw
+    return inputs
+
+
+def cmd_run(api: Gantry, args: argparse.Namespace) -> None:
+    body: dict[str, Any] = {"inputs": _inputs(args.input), "source": "CLI"}
+    if args.entity:
+        body["entity"] = args.entity
+    if args.idempotency_key:
+        body["idempotency_key"] = args.idempotency_key
+    run = api.request("POST", f"/v1/actions/{args.action}/runs", json=body)
+    print(f"run {run['id']} {run['status']}  {run['temporal_ui_url']}", file=sys.stderr)
+    if not args.wait:
+        print(run["id"])
+        return
+    seen: int | None = None
+    while True:
+        query = f"?after={seen}" if seen is not None else ""
+        for line in api.request("GET", f"/v1/runs/{run['id']}/logs{query}")["items"]:
+            seen = line["id"]
+            print(f"{line['at'][11:19]} {line['level']:<7} {line['message']}", file=sys.stderr)
+        run = api.request("GET", f"/v1/runs/{run['id']}")
+        if run["status"] in TERMINAL:
+            break
+        time.sleep(1)
+    print(run["status"])
+    if run["status"] != "SUCCESS":
+        raise SystemExit(1)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="gantry", description="Gantry developer portal CLI")
     root.add_argument("--api-url", default=os.environ.get("GANTRY_API_URL", "http://127.0.0.1:8000"))
@@ -296,6 +341,16 @@ def parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="search entities with a JSON query")
     search.add_argument("query")
     search.set_defaults(run=cmd_search)
+
+    run = commands.add_parser(
+        "run", help="launch an action: gantry run ACTION [--entity ID] [-i key=value ...]"
+    )
+    run.add_argument("action")
+    run.add_argument("--entity", default=None, help="the entity a DAY-2 or DELETE action acts on")
+    run.add_argument("-i", "--input", action="append", default=[], help="an input as key=value (repeatable)")
+    run.add_argument("--idempotency-key", default=None, help="the same key returns the same run")
+    run.add_argument("--wait", action="store_true", help="follow the run's log until it ends")
+    run.set_defaults(run=cmd_run)
 
     token = commands.add_parser("token", help="manage API tokens").add_subparsers(
         dest="action", required=True

@@ -427,6 +427,7 @@ def list_logs(session: Session, run_id: str, *, after: int | None = None, limit:
 
 def log_view(line: RunLog) -> dict[str, Any]:
     return {
+        "id": line.id,
         "seq": line.seq,
         "at": line.at.isoformat(),
         "level": line.level,

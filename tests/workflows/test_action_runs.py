@@ -259,3 +259,20 @@ async def test_terminated_workflow_converges(stack: Stack) -> None:
     assert final["status"] == "CANCELLED" and final["status_label"] == "Terminated from Temporal"
     assert final["ended_at"] is not None
     assert (await stack.api.post("/v1/runs/reconcile")).json()["converged"] == []
+
+
+async def test_cli_launches_and_follows_a_run(stack: Stack, capsys: Any) -> None:
+    import asyncio
+
+    import cli
+
+    await seed(stack)
+    await stack.api.post("/v1/actions", json=deploy_action(stack))
+    argv = ["--api-url", str(stack.api.base_url), "--token", "admin-e2e-token", "run", "deploy_service",
+            "--entity", "payments", "-i", "version=v8", "-i", "notify=true", "--wait"]
+    assert await asyncio.to_thread(cli.main, argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "SUCCESS"
+    assert "Step deploy succeeded" in captured.err
+    (run,) = (await stack.api.get("/v1/runs?source=CLI")).json()["items"]
+    assert run["inputs"]["notify"] is True and len(stack.webhook.calls("POST", "/notify")) == 1
