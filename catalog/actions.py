@@ -62,6 +62,8 @@ class Step(Strict):
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     if_: str | None = Field(None, alias="if")
     timeout: str | None = None
+    # Waiting kinds only: how long a silent worker is trusted before the step moves to another.
+    heartbeat_timeout: str | None = None
     retry: Retry | None = None
     compensate: Compensation | None = None
     wait_for_completion: bool | None = None
@@ -228,7 +230,7 @@ def _check_step(step: Step, index: int, earlier: list[str], body: ActionIn) -> l
     if step.id in earlier:
         errors.append(FieldError(f"{where}/id", f"step id '{step.id}' is used twice"))
     errors += _check_kind(step.uses, step.with_, f"{where}")
-    for field_name, value in (("timeout", step.timeout),):
+    for field_name, value in (("timeout", step.timeout), ("heartbeat_timeout", step.heartbeat_timeout)):
         if value is not None:
             errors += _check_duration(value, f"{where}/{field_name}")
     if step.retry is not None:

@@ -201,7 +201,11 @@ class ActionRun:
                 ),
                 result_type=StepResult,
                 start_to_close_timeout=timeout,
-                heartbeat_timeout=HEARTBEAT_TIMEOUT if uses in WAITING_KINDS else None,
+                heartbeat_timeout=(
+                    _duration(definition.get("heartbeat_timeout"), HEARTBEAT_TIMEOUT)
+                    if uses in WAITING_KINDS
+                    else None
+                ),
                 retry_policy=_retry_policy(definition.get("retry")),
                 summary=f"{step_id} · {uses}",
             )
