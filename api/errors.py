@@ -83,7 +83,9 @@ async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
 async def _data_error(_: Request, exc: Exception) -> JSONResponse:
     # The database refused a value the request carried (PostgreSQL: a NUL character in text).
     return JSONResponse(
-        error_body("validation_error", "a value in the request cannot be stored (for example a NUL character)"),
+        error_body(
+            "validation_error", "a value in the request cannot be stored (for example a NUL character)"
+        ),
         status_code=422,
     )
 

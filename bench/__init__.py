@@ -1,0 +1,1 @@
+"""Benchmarks: how far the catalog's layers are from the raw database and a bare HTTP stack."""

@@ -1,0 +1,223 @@
+"""Users, teams, API tokens and ``/v1/me`` through the API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from api.app import ADMIN_USER, SERVICE_USER
+from tests.api.conftest import ADMIN_TOKEN, SERVICE_TOKEN
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def make_member(client: TestClient, identifier: str = "bob", teams: list[str] | None = None) -> str:
+    """Create a member and return the secret of a token of theirs."""
+    user = {
+        "identifier": identifier,
+        "email": f"{identifier}@example.com",
+        "name": identifier.title(),
+        "teams": teams or [],
+    }
+    assert client.post("/v1/users", json=user).status_code == 201
+    created = client.post("/v1/tokens", json={"user": identifier, "description": "test"})
+    assert created.status_code == 201, created.text
+    secret: str = created.json()["token"]
+    return secret
+
+
+def error_code(response: Any) -> str:
+    code: str = response.json()["error"]["code"]
+    return code
+
+
+def test_bootstrap_admin_and_service_users(client: TestClient) -> None:
+    for identifier in (ADMIN_USER, SERVICE_USER):
+        user = client.get(f"/v1/users/{identifier}")
+        assert user.status_code == 200 and user.json()["role"] == "admin"
+    me = client.get("/v1/me", headers=bearer(SERVICE_TOKEN)).json()
+    assert me["identifier"] == SERVICE_USER and me["role"] == "admin"
+    assert client.get("/v1/me").json() == {
+        "identifier": ADMIN_USER,
+        "email": "admin@gantry.local",
+        "name": "Admin",
+        "role": "admin",
+        "teams": [],
+    }
+
+
+def test_team_crud(client: TestClient) -> None:
+    created = client.post("/v1/teams", json={"identifier": "platform", "title": "Platform"})
+    assert created.status_code == 201
+    assert created.json() == {"identifier": "platform", "title": "Platform", "description": ""}
+    assert client.post("/v1/teams", json={"identifier": "platform", "title": "Again"}).status_code == 409
+
+    patched = client.patch("/v1/teams/platform", json={"description": "The platform team"})
+    assert patched.status_code == 200 and patched.json()["title"] == "Platform"
+    assert client.get("/v1/teams/platform").json()["description"] == "The platform team"
+    assert [t["identifier"] for t in client.get("/v1/teams").json()["items"]] == ["platform"]
+
+    assert client.delete("/v1/teams/platform").status_code == 204
+    assert client.get("/v1/teams/platform").status_code == 404
+    assert client.patch("/v1/teams/platform", json={"title": "X"}).status_code == 404
+
+
+def test_user_crud_and_membership_lives_on_the_user(client: TestClient) -> None:
+    for team in ("platform", "payments"):
+        client.post("/v1/teams", json={"identifier": team, "title": team.title()})
+    body = {"identifier": "alice", "email": "alice@example.com", "name": "Alice", "teams": ["platform"]}
+    created = client.post("/v1/users", json=body)
+    assert created.status_code == 201
+    assert created.json() == {**body, "role": "member"}
+    assert client.post("/v1/users", json=body).status_code == 409
+    taken = client.post("/v1/users", json={**body, "identifier": "alice2"})
+    assert taken.status_code == 409 and taken.json()["error"]["details"][0]["pointer"] == "/email"
+
+    unknown = client.patch("/v1/users/alice", json={"teams": ["platform", "ghosts"]})
+    assert unknown.status_code == 422
+    assert [d["pointer"] for d in unknown.json()["error"]["details"]] == ["/teams/1"]
+    assert client.get("/v1/users/alice").json()["teams"] == ["platform"]
+
+    moved = client.patch("/v1/users/alice", json={"teams": ["payments", "platform"], "role": "admin"})
+    assert moved.status_code == 200
+    assert moved.json()["teams"] == ["payments", "platform"] and moved.json()["role"] == "admin"
+    in_payments = client.get("/v1/users", params={"team": "payments"}).json()["items"]
+    assert [u["identifier"] for u in in_payments] == ["alice"]
+
+    # Deleting a team drops the membership from its users.
+    assert client.delete("/v1/teams/payments").status_code == 204
+    assert client.get("/v1/users/alice").json()["teams"] == ["platform"]
+
+    assert client.delete("/v1/users/alice").status_code == 204
+    assert client.get("/v1/users/alice").status_code == 404
+    assert client.delete("/v1/users/alice").status_code == 404
+    listed = {u["identifier"] for u in client.get("/v1/users").json()["items"]}
+    assert listed == {ADMIN_USER, SERVICE_USER}
+
+
+def test_token_is_shown_once_and_stored_hashed(client: TestClient, engine: Engine) -> None:
+    client.post("/v1/users", json={"identifier": "bob", "email": "bob@example.com"})
+    created = client.post("/v1/tokens", json={"user": "bob", "description": "ci"})
+    assert created.status_code == 201
+    token = created.json()
+    assert set(token) >= {"id", "token", "user", "expires_at"} and token["user"] == "bob"
+    secret = token["token"]
+
+    listed = client.get("/v1/tokens", params={"for_user": "bob"}).json()["items"]
+    assert [t["id"] for t in listed] == [token["id"]]
+    assert all("token" not in t and "token_hash" not in t for t in listed)
+    assert secret not in client.get("/v1/tokens").text
+
+    with engine.connect() as conn:
+        stored = (
+            conn.execute(text("SELECT * FROM api_tokens WHERE id = :id"), {"id": token["id"]})
+            .mappings()
+            .one()
+        )
+        dump = " ".join(str(v) for v in stored.values())
+        everything = " ".join(str(r) for r in conn.execute(text("SELECT * FROM api_tokens")))
+        audit = " ".join(str(r) for r in conn.execute(text("SELECT * FROM audit_log")))
+    assert stored["token_hash"] == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in dump and secret not in everything and secret not in audit
+    assert ADMIN_TOKEN not in everything and ADMIN_TOKEN not in audit
+
+    assert client.get("/v1/me", headers=bearer(secret)).json()["identifier"] == "bob"
+
+
+def test_expired_token_is_refused(client: TestClient, engine: Engine) -> None:
+    client.post("/v1/users", json={"identifier": "bob", "email": "bob@example.com"})
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    created = client.post("/v1/tokens", json={"user": "bob", "expires_at": soon}).json()
+    assert client.get("/v1/me", headers=bearer(created["token"])).status_code == 200
+
+    past = client.post("/v1/tokens", json={"user": "bob", "expires_at": "2001-01-01T00:00:00Z"})
+    assert past.status_code == 422 and past.json()["error"]["details"][0]["pointer"] == "/expires_at"
+    naive = client.post("/v1/tokens", json={"user": "bob", "expires_at": "2999-01-01T00:00:00"})
+    assert naive.status_code == 422
+
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE api_tokens SET expires_at = :at WHERE id = :id"),
+            # naive and long past: it reads the same on SQLite and in any PostgreSQL time zone
+            {"at": datetime(2001, 1, 1), "id": created["id"]},
+        )
+    expired = client.get("/v1/me", headers=bearer(created["token"]))
+    assert expired.status_code == 401 and error_code(expired) == "unauthenticated"
+
+
+def test_revoked_and_unknown_tokens_are_refused(client: TestClient) -> None:
+    secret = make_member(client)
+    token_id = client.get("/v1/tokens", params={"for_user": "bob"}).json()["items"][0]["id"]
+    assert client.get("/v1/me", headers=bearer(secret)).status_code == 200
+    assert client.delete(f"/v1/tokens/{token_id}").status_code == 204
+    assert client.get("/v1/me", headers=bearer(secret)).status_code == 401
+    assert client.delete(f"/v1/tokens/{token_id}").status_code == 404
+
+    assert client.get("/v1/me", headers=bearer("gnt_not-a-token")).status_code == 401
+    assert client.get("/v1/me", headers={"Authorization": ""}).status_code == 401
+    assert client.get("/v1/me", headers={"Authorization": f"Basic {ADMIN_TOKEN}"}).status_code == 401
+
+
+def test_deleting_a_user_revokes_their_tokens(client: TestClient) -> None:
+    secret = make_member(client)
+    assert client.delete("/v1/users/bob").status_code == 204
+    assert client.get("/v1/me", headers=bearer(secret)).status_code == 401
+
+
+def test_member_manages_only_their_own_tokens(client: TestClient) -> None:
+    bob = make_member(client, "bob")
+    make_member(client, "carol")
+    carol_token = client.get("/v1/tokens", params={"for_user": "carol"}).json()["items"][0]["id"]
+
+    own = client.post("/v1/tokens", json={"user": "bob", "description": "laptop"}, headers=bearer(bob))
+    assert own.status_code == 201 and own.json()["user"] == "bob"
+    other = client.post("/v1/tokens", json={"user": "carol"}, headers=bearer(bob))
+    assert other.status_code == 403 and error_code(other) == "forbidden"
+
+    # A member sees their own tokens only, whatever they ask for.
+    for params in ({}, {"for_user": "carol"}):
+        listed = client.get("/v1/tokens", params=params, headers=bearer(bob)).json()["items"]
+        assert {t["user"] for t in listed} == {"bob"} and len(listed) == 2
+
+    refused = client.delete(f"/v1/tokens/{carol_token}", headers=bearer(bob))
+    assert refused.status_code == 404
+    assert carol_token in {
+        t["id"] for t in client.get("/v1/tokens", params={"for_user": "carol"}).json()["items"]
+    }
+    assert client.delete(f"/v1/tokens/{own.json()['id']}", headers=bearer(bob)).status_code == 204
+
+    # The admin sees everyone's.
+    users = {t["user"] for t in client.get("/v1/tokens").json()["items"]}
+    assert {"bob", "carol", ADMIN_USER, SERVICE_USER} <= users
+
+
+def test_admin_only_writes_are_forbidden_to_members(client: TestClient) -> None:
+    client.post("/v1/teams", json={"identifier": "platform", "title": "Platform"})
+    bob = bearer(make_member(client, "bob", teams=["platform"]))
+    writes = [
+        ("POST", "/v1/users", {"identifier": "eve", "email": "eve@example.com"}),
+        ("PATCH", "/v1/users/bob", {"role": "admin"}),
+        ("DELETE", "/v1/users/admin", None),
+        ("POST", "/v1/teams", {"identifier": "rogue", "title": "Rogue"}),
+        ("PATCH", "/v1/teams/platform", {"title": "Mine"}),
+        ("DELETE", "/v1/teams/platform", None),
+        ("POST", "/v1/blueprints", {"identifier": "thing", "title": "Thing"}),
+    ]
+    for method, url, body in writes:
+        response = client.request(method, url, json=body, headers=bob)
+        assert response.status_code == 403, (method, url, response.text)
+        assert error_code(response) == "forbidden"
+    me = client.get("/v1/me", headers=bob).json()
+    assert me["role"] == "member" and me["teams"] == ["platform"]
+    assert client.get("/v1/users/eve").status_code == 404
+    assert client.get("/v1/teams/rogue").status_code == 404
+    assert client.get("/v1/teams/platform").json()["title"] == "Platform"
+    # Reads are open to members.
+    assert client.get("/v1/users", headers=bob).status_code == 200
+    assert client.get("/v1/teams", headers=bob).status_code == 200
