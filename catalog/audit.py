@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from catalog.db import utcnow
@@ -52,7 +52,7 @@ def record(
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
     """Bulk form of :func:`record`: rows with the same keys as its arguments."""
     if rows:
-        session.execute(insert(AuditRecord), rows)
+        session.execute(cast(Table, AuditRecord.__table__).insert(), rows)
 
 
 def audit_row(

@@ -9,12 +9,12 @@ executemany statements. Invalid items are reported and never half-written.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from pydantic import ValidationError
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from catalog import audit
@@ -24,10 +24,13 @@ from catalog.db import utcnow
 from catalog.errors import CatalogError, Conflict, FieldError, Invalid, NotFound, pointer
 from catalog.identity import missing_teams, missing_users
 from catalog.models import Blueprint, Entity, EntityRelation
-from catalog.schemas import COMPUTED_ENTITY_FIELDS, EntityIn, EntityPatch
+from catalog.schemas import COMPUTED_ENTITY_FIELDS, ENTITY_ID_PATTERN, EntityPatch
 
+ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
 ENTITY_FIELDS = {"identifier", "title", "team", "properties", "relations", "blueprint"}
-COLUMNS = Entity.__table__.c
+# Core statements on the tables: executemany without the ORM's per-row bookkeeping.
+ENTITIES = cast(Table, Entity.__table__)
+COLUMNS = ENTITIES.c
 
 
 class Mode(enum.Enum):
@@ -109,15 +112,32 @@ def _parse(index: int, raw: Any, bp: Blueprint, base: str) -> _Item:
         item.errors.append(
             FieldError(f"{base}/blueprint", f"must be '{bp.identifier}' (the blueprint in the path)")
         )
-    try:
-        body = EntityIn.model_validate({k: v for k, v in raw.items() if k in ENTITY_FIELDS - {"blueprint"}})
-    except ValidationError as exc:
-        item.errors += [FieldError(base + pointer(*e["loc"]), e["msg"]) for e in exc.errors()]
+    if not isinstance(identifier, str) or not ENTITY_ID.match(identifier):
+        item.errors.append(FieldError(f"{base}/identifier", f"must match {ENTITY_ID.pattern}"))
+    title = raw.get("title")
+    if title is not None and (not isinstance(title, str) or len(title) > 512):
+        item.errors.append(FieldError(f"{base}/title", "must be a string of at most 512 characters"))
+    team = raw.get("team")
+    team_list = [team] if isinstance(team, str) else team if team is not None else []
+    if not isinstance(team_list, list) or not all(isinstance(t, str) for t in team_list):
+        item.errors.append(FieldError(f"{base}/team", "must be a team identifier or a list of them"))
+    properties = raw.get("properties", {})
+    if not isinstance(properties, dict):
+        item.errors.append(FieldError(f"{base}/properties", "must be an object"))
+    relations = raw.get("relations", {})
+    if not isinstance(relations, dict) or not all(
+        v is None or isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+        for v in relations.values()
+    ):
+        item.errors.append(FieldError(f"{base}/relations", "must map relation names to identifiers"))
+    if item.errors:
         return item
-    item.title = body.title
-    item.team = [body.team] if isinstance(body.team, str) else list(body.team or [])
-    item.properties = body.properties
-    item.relations = dict(body.relations)
+    item.title, item.team, item.properties, item.relations = (
+        title,
+        list(team_list),
+        properties,
+        dict(relations),
+    )
     return item
 
 
@@ -213,7 +233,7 @@ def write_entities(
 
     _check_references(session, bp, items, targets, references, base_of, create_missing_related, actor)
 
-    results = _write(session, bp, items, targets, actor)
+    results = _write(session, bp, items, targets, actor, views=not bulk)
     by_index = dict(results)
     for item in items:
         if item.errors:
@@ -244,6 +264,7 @@ def _check_references(
     actor: Actor,
 ) -> None:
     """One query per kind of reference for the whole batch: teams, users, relation targets."""
+    reference_kinds = property_validator(bp).references
     unknown_teams = missing_teams(session, references["team"])
     unknown_users = missing_users(session, references["user"])
     batch_ids = {i.identifier for i in items if not i.errors}
@@ -270,9 +291,9 @@ def _check_references(
             for n, t in enumerate(item.team)
             if t in unknown_teams
         ]
-        for name, value in item.properties.items():
-            kind = _reference_kind(bp, name)
-            unknown = unknown_users if kind == "user" else unknown_teams if kind == "team" else set()
+        for name, kind in reference_kinds.items():
+            value = item.properties.get(name)
+            unknown = unknown_users if kind == "user" else unknown_teams
             for v in value if isinstance(value, list) else [value]:
                 if v in unknown:
                     item.errors.append(
@@ -289,12 +310,6 @@ def _check_references(
                         " (pass create_missing_related_entities=true to create it)",
                     )
                 )
-
-
-def _reference_kind(bp: Blueprint, name: str) -> str | None:
-    definition = bp.schema.get("properties", {}).get(name, {})
-    fmt = definition.get("format") or (definition.get("items") or {}).get("format")
-    return fmt if fmt in ("user", "team") else None
 
 
 def _load_existing_ids(session: Session, blueprint: str, ids: set[str]) -> set[str]:
@@ -357,7 +372,9 @@ def _write(
     items: list[_Item],
     targets: dict[int, dict[str, list[str]]],
     actor: Actor,
+    views: bool,
 ) -> list[tuple[int, WriteResult]]:
+    """Write the valid items. ``views``: also build each entity's API form (single writes)."""
     now = utcnow()
     valid = [i for i in items if not i.errors]
     creates = [i for i in valid if i.existing is None]
@@ -371,23 +388,33 @@ def _write(
         for i in creates
     ]
     if rows:
-        stmt = insert(Entity).returning(Entity.id, sort_by_parameter_order=True)
-        ids = list(session.scalars(stmt, rows))
+        needs_ids = any(any(targets[i.index].values()) for i in creates)
+        if needs_ids:
+            stmt = ENTITIES.insert().returning(COLUMNS.id, sort_by_parameter_order=True)
+            ids: list[int | None] = list(session.scalars(stmt, rows))
+        else:  # no relation edges to write: a plain executemany is much cheaper
+            session.execute(ENTITIES.insert(), rows)
+            ids = [None] * len(rows)
         for item, row, entity_id in zip(creates, rows, ids, strict=True):
-            row["id"] = entity_id
-            view = entity_view(row)
+            view = entity_view(row) if views else None
             results.append((item.index, WriteResult(item.identifier, "created", view)))
             audit_rows.append(
                 audit.audit_row(
-                    actor, "CREATE", "entity", item.identifier, blueprint=bp.identifier, after=view
+                    actor, "CREATE", "entity", item.identifier, blueprint=bp.identifier, after=_state(row)
                 )
             )
-            edges += _edges(bp, entity_id, targets[item.index])
+            if entity_id is not None:
+                edges += _edges(bp, entity_id, targets[item.index])
 
     unchanged = [i for i in updates if _same(i)]
     for item in unchanged:
         results.append(
-            (item.index, WriteResult(item.identifier, "unchanged", entity_view(item.existing or {})))
+            (
+                item.index,
+                WriteResult(
+                    item.identifier, "unchanged", entity_view(item.existing or {}) if views else None
+                ),
+            )
         )
     updates = [i for i in updates if not _same(i)]
     if updates:
@@ -409,7 +436,7 @@ def _write(
                     for k in ("id", "title", "team", "properties", "relations", "updated_at", "updated_by")
                 }
             )
-            view = entity_view(row)
+            view = entity_view(row) if views else None
             results.append((item.index, WriteResult(item.identifier, "updated", view)))
             audit_rows.append(
                 audit.audit_row(
@@ -418,8 +445,8 @@ def _write(
                     "entity",
                     item.identifier,
                     blueprint=bp.identifier,
-                    before=entity_view(old),
-                    after=view,
+                    before=_state(old),
+                    after=_state(row),
                 )
             )
             edges += _edges(bp, old["id"], targets[item.index])
@@ -431,9 +458,14 @@ def _write(
             )
 
     if edges:
-        session.execute(insert(EntityRelation), edges)
+        session.execute(cast(Table, EntityRelation.__table__).insert(), edges)
     audit.record_many(session, audit_rows)
     return results
+
+
+def _state(row: dict[str, Any]) -> dict[str, Any]:
+    """What the audit log keeps of an entity (who and when are on the audit row itself)."""
+    return {k: row.get(k) for k in ("identifier", "title", "team", "properties", "relations")}
 
 
 def _same(item: _Item) -> bool:

@@ -233,10 +233,16 @@ def delete_token(session: Session, token_id: str, actor: Actor, caller: User) ->
 
 def authenticate(session: Session, secret: str, now: datetime) -> User | None:
     """The user a bearer token belongs to, or None if it is unknown or expired."""
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
-    if token is None or (token.expires_at is not None and token.expires_at <= now):
+    stmt = (
+        select(User, ApiToken.expires_at)
+        .join(ApiToken, ApiToken.user == User.identifier)
+        .where(ApiToken.token_hash == hash_token(secret))
+    )
+    row = session.execute(stmt).first()
+    if row is None or (row.expires_at is not None and row.expires_at <= now):
         return None
-    return session.get(User, token.user)
+    user: User = row[0]
+    return user
 
 
 def ensure_bootstrap_user(

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SLUG = r"^[a-z][a-z0-9_-]{0,99}$"
-ENTITY_ID = r"^[A-Za-z0-9@_.+:/=-]{1,256}$"
+ENTITY_ID = ENTITY_ID_PATTERN = r"^[A-Za-z0-9@_.+:/=-]{1,256}$"
 
 # Fields the catalog computes: a client that sends one gets a 422 naming it.
 COMPUTED_ENTITY_FIELDS = ("scorecards", "created_at", "updated_at", "created_by", "updated_by")
