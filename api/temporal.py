@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ServiceUnavailable
 from config import Settings
+from workflows.approval_types import DECIDE_UPDATE, NO_APPROVAL_PENDING, REFUSAL_STATUS, Decision
 
 ACTION_RUN_WORKFLOW = "ActionRun"
 
@@ -30,6 +31,16 @@ GANTRY_BLUEPRINT = SearchAttributeKey.for_keyword("GantryBlueprint")
 GANTRY_ENTITY = SearchAttributeKey.for_keyword("GantryEntity")
 GANTRY_RUN_STATUS = SearchAttributeKey.for_keyword("GantryRunStatus")
 GANTRY_REQUESTED_BY = SearchAttributeKey.for_keyword("GantryRequestedBy")
+
+
+class DecisionRefused(Exception):
+    """The approval gate refused a decision: ``status`` is 403 (not allowed) or 409 (too late)."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
 
 
 @dataclass
@@ -112,6 +123,26 @@ class TemporalGateway:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return
             raise _unavailable(exc) from exc
+
+    async def decide(self, workflow_id: str, decision: Decision) -> dict[str, Any]:
+        """Apply an approval decision through the workflow's ``decide`` Update. A decision its
+        validator refuses raises :class:`DecisionRefused` and never enters the history."""
+        client = await self.client()
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            result = await handle.execute_update(DECIDE_UPDATE, decision, rpc_timeout=_timeout())
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            kind = getattr(cause, "type", None) or ""
+            raise DecisionRefused(
+                REFUSAL_STATUS.get(kind, 409), kind, str(getattr(cause, "message", cause))
+            ) from exc
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise DecisionRefused(409, NO_APPROVAL_PENDING, "the run's workflow is not running") from exc
+            raise _unavailable(exc) from exc
+        state: dict[str, Any] = result
+        return state
 
     async def ended(self, workflow_id: str) -> WorkflowEnd | None:
         """None while the workflow runs; how it ended once it is closed (or was never started)."""

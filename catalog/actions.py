@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog import audit
+from catalog.approvals import check_policy
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.durations import parse_duration
@@ -172,9 +173,13 @@ def check_action(session: Session, body: ActionIn) -> None:
         else:
             errors += _collect(lambda: validate_query(body.trigger.condition, pointer="/trigger/condition"))
     errors += _check_inputs(session, body.user_inputs)
+    if body.approval is not None:
+        errors += check_policy(session, body.approval, "/approval")
     seen: list[str] = []
     for index, step in enumerate(body.steps):
         errors += _check_step(step, index, seen, body)
+        if step.uses == "approval":
+            errors += check_policy(session, step.with_, f"/steps/{index}/with")
         seen.append(step.id)
     if errors:
         raise Invalid("invalid action", errors)

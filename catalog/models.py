@@ -204,3 +204,12 @@ class RunLog(Base):
     level: Mapped[str] = mapped_column(String(10), default="INFO")
     step_id: Mapped[str | None] = mapped_column(String(100))
     message: Mapped[str] = mapped_column(Text)
+
+
+class RunApprover(Base):
+    """Who may decide a run's approvals: ``GET /v1/runs?approver=me`` reads this."""
+
+    __tablename__ = "run_approvers"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    user: Mapped[str] = mapped_column(String(256), primary_key=True, index=True)

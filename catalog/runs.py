@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets as pysecrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -15,13 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from catalog import audit, secrets
+from catalog import approvals, audit, secrets
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.entities import entity_view, get_entity
 from catalog.errors import Conflict, FieldError, Invalid, NotFound, pointer
 from catalog.identity import missing_teams, missing_users, user_teams
-from catalog.models import Action, Entity, Run, RunLog, User
+from catalog.models import Action, Entity, Run, RunApprover, RunLog, User
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
 from catalog.properties import FORMAT_CHECKER
 from catalog.query import compile_query
@@ -122,6 +123,7 @@ def prepare_run(
     source: str,
     secret_key: str | None,
     api_url: str,
+    ui_url: Callable[[str], str] = lambda workflow_id: "",
 ) -> Launch:
     """Validate a launch and add its run record (not committed); an idempotency key that was
     seen before returns the earlier run instead."""
@@ -147,8 +149,8 @@ def prepare_run(
         entity=entity.identifier if entity else None,
         inputs=visible,
         secret_inputs=secrets.seal(sealed, secret_key) if sealed and secret_key else None,
-        status="IN_PROGRESS",
-        status_label="Starting",
+        status="WAITING_FOR_APPROVAL" if definition.get("approval") else "IN_PROGRESS",
+        status_label="Waiting for approval" if definition.get("approval") else "Starting",
         source=source,
         created_by=caller.identifier,
         created_at=now,
@@ -172,8 +174,18 @@ def prepare_run(
         workflow_id=workflow_id_for(action.identifier, run_id),
         idempotency_scope=scope,
     )
+    workflow_input = build_workflow_input(
+        session,
+        run,
+        definition,
+        entity=entity,
+        caller=caller,
+        api_url=api_url,
+        ui_url=ui_url(run.workflow_id),
+    )
+    # Added only now, and not flushed: the caller starts the workflow before it commits, and a
+    # row written earlier would hold SQLite's single write lock across that Temporal call.
     session.add(run)
-    session.flush()
     audit.record(
         session,
         Actor(caller.identifier, run_id),
@@ -183,9 +195,12 @@ def prepare_run(
         blueprint=run.blueprint,
         after={"action": run.action, "entity": run.entity, "inputs": visible},
     )
-    workflow_input = build_workflow_input(
-        session, run, definition, entity=entity, caller=caller, api_url=api_url
-    )
+    approvers = {
+        person["identifier"]
+        for gate in workflow_input["approvals"].values()
+        for person in gate["eligible"] + gate["escalation_eligible"]
+    }
+    session.add_all(RunApprover(run_id=run.id, user=user) for user in sorted(approvers))
     return Launch(run, workflow_input, created=True)
 
 
@@ -197,8 +212,17 @@ def build_workflow_input(
     entity: Entity | None,
     caller: User,
     api_url: str,
+    ui_url: str = "",
 ) -> dict[str, Any]:
-    """What the ActionRun workflow starts with. Secret inputs appear only as placeholders."""
+    """What the ActionRun workflow starts with. Secret inputs appear only as placeholders;
+    approval policies come with the people eligible to decide them (``approvals``, by gate:
+    ``action`` for the action's own policy, else the ``approval`` step's id)."""
+    gates = (
+        {"action": approvals.resolve(session, definition["approval"])} if definition.get("approval") else {}
+    )
+    for step in definition["steps"]:
+        if step["uses"] == "approval":
+            gates[step["id"]] = approvals.resolve(session, step.get("with", {}))
     secret_names = {
         n for n, d in (definition.get("user_inputs") or {}).get("properties", {}).items() if d.get("secret")
     }
@@ -219,7 +243,9 @@ def build_workflow_input(
             "source": run.source,
             "started_at": run.created_at.isoformat(),
             "url": f"{api_url.rstrip('/')}/v1/runs/{run.id}",
+            "temporal_ui_url": ui_url,
         },
+        "approvals": gates,
     }
 
 
@@ -444,12 +470,15 @@ def list_runs(
     status: str | None = None,
     source: str | None = None,
     created_by: str | None = None,
+    approver: str | None = None,
     limit: int = 100,
     cursor: str | None = None,
 ) -> Page[Run]:
-    """Newest first."""
+    """Newest first. ``approver``: runs that user may decide an approval of."""
     check_limit(limit)
     stmt = select(Run)
+    if approver is not None:
+        stmt = stmt.where(Run.id.in_(select(RunApprover.run_id).where(RunApprover.user == approver)))
     for column, value in (
         (Run.action, action),
         (Run.entity, entity),

@@ -20,10 +20,11 @@ STEP_KINDS: dict[str, tuple[str, ...]] = {
     "catalog.upsert_entity": ("blueprint", "identifier"),
     "catalog.delete_entity": ("blueprint", "identifier"),
     "sleep": ("duration",),
+    "approval": ("approvers",),
 }
 
 # Kinds that run inside the workflow rather than as an activity.
-WORKFLOW_KINDS = frozenset({"sleep"})
+WORKFLOW_KINDS = frozenset({"sleep", "approval"})
 
 # Kinds whose activities poll a vendor and heartbeat while they wait.
 WAITING_KINDS = frozenset(

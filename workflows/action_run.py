@@ -17,6 +17,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
+from workflows.approval_types import NO_APPROVAL_PENDING
+
 with workflow.unsafe.imports_passed_through():
     # Jinja2 imports parts of itself lazily while compiling; pass them all through the sandbox.
     import jinja2
@@ -26,8 +28,17 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.types import STEP_FAILED, VENDOR_CLIENT_ERROR, ReportInput, StepInput, StepResult
     from catalog.durations import parse_duration
+    from catalog.secrets import PLACEHOLDER, REDACTED
     from catalog.step_kinds import WAITING_KINDS
     from catalog.templates import TemplateFailure, evaluate_condition, render_value
+    from workflows.approval_gate import ApprovalGate
+    from workflows.approval_types import (
+        DECIDE_UPDATE,
+        ApprovalMessages,
+        ApprovalOutcome,
+        ApprovalRequest,
+        Decision,
+    )
 
 RUN_STATUS = SearchAttributeKey.for_keyword("GantryRunStatus")
 REPORT_ACTIVITY = "gantry.report_run"
@@ -51,6 +62,17 @@ class RunInput:
     previous_steps: dict[str, Any] = field(default_factory=dict)
     # First seq of this execution's log lines (a retry continues after the last one).
     log_base: int = 0
+    # Approval policies with their eligible people, by gate ("action" or an approval step's id).
+    approvals: dict[str, Any] = field(default_factory=dict)
+
+
+class RunDeclined(Exception):
+    """An approval was declined or timed out: no further step runs."""
+
+    def __init__(self, label: str, message: str) -> None:
+        super().__init__(message)
+        self.label = label
+        self.message = message
 
 
 class StepFailure(Exception):
@@ -72,6 +94,8 @@ class ActionRun:
         self._affected: list[dict[str, Any]] = []
         self._unsent: list[dict[str, Any]] = []
         self._seq = 0
+        self._gate: ApprovalGate | None = None
+        self._approval: dict[str, Any] | None = None
 
     @workflow.query
     def state(self) -> dict[str, Any]:
@@ -81,6 +105,29 @@ class ActionRun:
             "steps": self._steps,
             "error": self._error,
         }
+
+    @workflow.update(name=DECIDE_UPDATE)
+    async def decide(self, decision: Decision) -> dict[str, Any]:
+        """An approver's decision; the validator refuses it before it reaches history."""
+        gate = self._gate
+        assert gate is not None  # the validator saw to it
+        gate.apply(decision, _iso(workflow.now()))
+        verb = "approved" if decision.decision == "APPROVE" else "declined"
+        note = f": {decision.comment}" if decision.comment else ""
+        self._log(f"{decision.user} {verb} via {decision.via}{note}", step_id=gate.gate_id)
+        self._approval = gate.view()
+        return self._approval
+
+    @decide.validator
+    def _check_decision(self, decision: Decision) -> None:
+        if decision.decision not in ("APPROVE", "DECLINE"):
+            raise ApplicationError("decision must be APPROVE or DECLINE", type=NO_APPROVAL_PENDING)
+        if self._gate is None:
+            raise ApplicationError("no approval is pending for this run", type=NO_APPROVAL_PENDING)
+        refusal = self._gate.refusal(decision)
+        if refusal is not None:
+            kind, message = refusal
+            raise ApplicationError(message, type=kind)
 
     @workflow.run
     async def run(self, inp: RunInput) -> dict[str, Any]:
@@ -111,10 +158,18 @@ class ActionRun:
             + (f", resuming at step {inp.resume_at}" if inp.resume_at else "")
         )
         try:
+            if "action" in inp.approvals and not inp.resume_at:
+                await self._await_approval("action", inp)
             for index, definition in enumerate(inp.action["steps"]):
                 if definition["id"] in done:
                     continue
                 await self._run_step(index, definition, inp)
+        except RunDeclined as declined:
+            self._log(f"Not running further steps: {declined.message}", "WARNING")
+            self._mark_running("DECLINED", declined.message)
+            await self._compensate(inp)
+            await self._finish("DECLINED", declined.label, declined.message)
+            return {"status": "DECLINED", "error": declined.message}
         except asyncio.CancelledError:
             self._log("Cancelled: stopping the running step", "WARNING")
             self._mark_running("CANCELLED", "cancelled")
@@ -162,7 +217,7 @@ class ActionRun:
         self._label = f"Running step {step_id}"
         workflow.set_current_details(f"**{self._label}** ({uses})")
         self._log(f"Step {step_id} ({uses}) started", step_id=step_id)
-        if uses in WAITING_KINDS or uses == "sleep":
+        if uses in WAITING_KINDS or uses in ("sleep", "approval"):
             await self._report()
         try:
             result = await self._execute(step_id, uses, params, definition, inp)
@@ -179,6 +234,10 @@ class ActionRun:
     async def _execute(
         self, step_id: str, uses: str, params: dict[str, Any], definition: dict[str, Any], inp: RunInput
     ) -> StepResult:
+        if uses == "approval":
+            await self._await_approval(step_id, inp)
+            approvers = [a["user"] for a in (self._approval or {}).get("approvals", [])]
+            return StepResult(outputs={"approved_by": approvers})
         if uses == "sleep":
             try:
                 await workflow.sleep(parse_duration(str(params["duration"])))
@@ -213,6 +272,153 @@ class ActionRun:
             if isinstance(exc.cause, CancelledError):
                 raise asyncio.CancelledError(f"step {step_id} cancelled") from exc
             raise StepFailure(step_id, _root_message(exc)) from exc
+
+    # ---- approvals ---------------------------------------------------------------------
+
+    async def _await_approval(self, gate_id: str, inp: RunInput) -> None:
+        """Wait durably for the gate's decision; raise RunDeclined unless it is approved."""
+        policy = inp.approvals[gate_id]
+        gate = ApprovalGate.open(gate_id, inp.run_id, policy, inp.user["identifier"])
+        phases = [("initial", policy["eligible"], policy["timeout"])]
+        if policy["on_timeout"] == "ESCALATE":
+            phases.append(
+                (
+                    "escalated",
+                    policy["escalation_eligible"],
+                    policy.get("escalation_timeout") or policy["timeout"],
+                )
+            )
+        self._gate, previous_status = gate, self._status
+        self._set_status("WAITING_FOR_APPROVAL", "Waiting for approval")
+        for phase, people, timeout in phases:
+            deadline = workflow.now() + parse_duration(timeout)
+            gate.start_phase(phase, people, _iso(deadline))
+            self._approval = gate.view()
+            who = ", ".join(sorted(gate.eligible)) or "nobody"
+            self._log(
+                f"Approval {'escalated' if phase == 'escalated' else 'requested'}: "
+                f"{gate.required} of {who} by {_iso(deadline)}",
+                step_id=gate_id,
+            )
+            await self._notify(gate, inp, policy, reminder=False)
+            await self._report()
+            if await self._wait_for_decisions(gate, inp, policy, deadline):
+                break
+            self._log(f"No decision within {timeout}", "WARNING", gate_id)
+        if gate.status == "PENDING":
+            gate.status = "TIMED_OUT"
+        self._gate, self._approval = None, gate.view()
+        await self._close_notifications(gate, inp)
+        if gate.status != "APPROVED":
+            label = "Approval timed out" if gate.status == "TIMED_OUT" else "Declined"
+            raise RunDeclined(label, "approval timed out" if gate.status == "TIMED_OUT" else "declined")
+        self._log(f"Approved by {', '.join(a['user'] for a in gate.approvals)}", step_id=gate_id)
+        self._set_status(previous_status, "Approved")
+        await self._report()
+
+    async def _wait_for_decisions(
+        self, gate: ApprovalGate, inp: RunInput, policy: dict[str, Any], deadline: Any
+    ) -> bool:
+        """True once the gate closes; False when the deadline passes. Sends reminders."""
+        reminders = sorted(deadline - parse_duration(r) for r in policy.get("remind_before", []))
+        reminders = [r for r in reminders if r > workflow.now()]
+        seen = gate.decisions
+        while gate.status == "PENDING":
+            now = workflow.now()
+            if now >= deadline:
+                return False
+            wake = min([*reminders, deadline])
+            try:
+                await workflow.wait_condition(
+                    lambda seen=seen: gate.status != "PENDING" or gate.decisions != seen,  # type: ignore[misc]
+                    timeout=wake - now,
+                )
+            except TimeoutError:
+                if reminders and wake == reminders[0]:
+                    reminders.pop(0)
+                    self._log(
+                        f"REMINDER sent to {', '.join(a.identifier for a in gate.undecided()) or 'nobody'}",
+                        step_id=gate.gate_id,
+                    )
+                    await self._notify(gate, inp, policy, reminder=True)
+                    await self._report()
+                continue
+            if gate.decisions != seen:
+                seen = gate.decisions
+                await self._report()
+        return True
+
+    async def _notify(
+        self, gate: ApprovalGate, inp: RunInput, policy: dict[str, Any], *, reminder: bool
+    ) -> None:
+        inputs = {
+            k: (REDACTED if isinstance(v, str) and PLACEHOLDER.search(v) else v)
+            for k, v in inp.inputs.items()
+        }
+        notify = policy.get("notify") or {}
+        request = ApprovalRequest(
+            run_id=inp.run_id,
+            request_id=gate.request_id,
+            action_title=inp.action.get("title", ""),
+            requester=inp.user["identifier"],
+            entity=(inp.entity or {}).get("identifier"),
+            inputs=inputs,
+            required_approvals=gate.required,
+            expires_at=gate.expires_at or "",
+            run_url=inp.run.get("url", ""),
+            temporal_ui_url=inp.run.get("temporal_ui_url", ""),
+            approvers=gate.undecided() if notify.get("direct_messages", True) else [],
+            channel=None if reminder else notify.get("slack_channel"),
+            reminder=reminder,
+        )
+        try:
+            sent = await workflow.execute_activity(
+                "slack.request_approval",
+                request,
+                result_type=ApprovalMessages,
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+                summary=f"{gate.gate_id} · ask approvers",
+            )
+        except ActivityError as exc:
+            self._log(f"Could not notify approvers: {_root_message(exc)}", "WARNING", gate.gate_id)
+            return
+        gate.messages += sent.messages
+        for line in sent.log:
+            self._log(line, step_id=gate.gate_id)
+
+    async def _close_notifications(self, gate: ApprovalGate, inp: RunInput) -> None:
+        decided = gate.declines or gate.approvals
+        by = ", ".join(d["user"] for d in decided)
+        text = {
+            "APPROVED": f"Approved by {by}",
+            "DECLINED": f"Declined by {by}",
+            "TIMED_OUT": "Timed out: no decision in time",
+        }[gate.status]
+        if not gate.messages:
+            return
+        try:
+            await workflow.execute_activity(
+                "slack.update_approval",
+                ApprovalOutcome(
+                    run_id=inp.run_id,
+                    request_id=gate.request_id,
+                    outcome=gate.status,
+                    text=text,
+                    messages=gate.messages,
+                ),
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+                summary=f"{gate.gate_id} · show the outcome",
+            )
+        except ActivityError as exc:
+            self._log(
+                f"Could not update the approval messages: {_root_message(exc)}", "WARNING", gate.gate_id
+            )
+
+    def _set_status(self, status: str, label: str) -> None:
+        self._status, self._label = status, label
+        workflow.upsert_search_attributes([RUN_STATUS.value_set(status)])
 
     async def _compensate(self, inp: RunInput) -> None:
         done = [(i, d) for i, d in enumerate(inp.action["steps"]) if self._steps[i]["status"] == "SUCCESS"]
@@ -265,6 +471,7 @@ class ActionRun:
 
     async def _report(self) -> None:
         report = {
+            "approval": self._approval,
             "status": self._status,
             "status_label": self._label,
             "steps": self._steps,

@@ -84,6 +84,9 @@ def launch_run(
         source=source,
         secret_key=settings.secret("secret_key"),
         api_url=settings.api_url,
+        ui_url=lambda workflow_id: runs.temporal_ui_url(
+            settings.temporal_ui_url, settings.temporal_namespace, workflow_id
+        ),
     )
     view = _view(request, launch.run)
     if not launch.created:

@@ -8,7 +8,9 @@ from typing import Any, Literal
 import anyio.from_thread
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
+from api.approvals import apply_decision
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep, SettingsDep
 from catalog import audit, runs
 from catalog.actions import get_action
@@ -47,7 +49,7 @@ def _converge(request: Request, session: Any, run: Run, actor: Any) -> bool:
 def list_runs(
     request: Request,
     session: SessionDep,
-    _: CurrentUser,
+    user: CurrentUser,
     action: str | None = None,
     entity: str | None = None,
     status: Literal[
@@ -56,10 +58,12 @@ def list_runs(
     | None = None,
     source: Literal["API", "CLI", "UI", "AUTOMATION"] | None = None,
     created_by: str | None = None,
+    approver: str | None = Query(None, description="`me`, or a user: runs they may approve"),
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """Runs, newest first, filtered by action, entity, status, source or requester."""
+    """Runs, newest first, filtered by action, entity, status, source, requester or approver
+    (``?status=WAITING_FOR_APPROVAL&approver=me``: what waits for the caller)."""
     page = runs.list_runs(
         session,
         action=action,
@@ -67,6 +71,7 @@ def list_runs(
         status=status,
         source=source,
         created_by=created_by,
+        approver=user.identifier if approver == "me" else approver,
         limit=limit,
         cursor=cursor,
     )
@@ -150,7 +155,13 @@ def retry_run(
     requester = get_user(session, run.created_by)
     entity = get_entity(session, run.blueprint, run.entity) if run.entity and run.blueprint else None
     workflow_input = runs.build_workflow_input(
-        session, run, action.definition, entity=entity, caller=requester, api_url=settings.api_url
+        session,
+        run,
+        action.definition,
+        entity=entity,
+        caller=requester,
+        api_url=settings.api_url,
+        ui_url=runs.temporal_ui_url(settings.temporal_ui_url, settings.temporal_namespace, run.workflow_id),
     )
     workflow_input.update(
         resume_at=resume_at, previous_steps=earlier, log_base=runs.next_log_seq(session, run_id)
@@ -199,6 +210,22 @@ def retry_run(
     )
     session.commit()
     return _view(request, run)
+
+
+class ApprovalDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["APPROVE", "DECLINE"]
+    comment: str = Field("", max_length=2000)
+
+
+@router.post("/v1/runs/{run_id}/approval")
+def decide_approval(
+    run_id: str, request: Request, session: SessionDep, user: CurrentUser, body: ApprovalDecision = Body()
+) -> dict[str, Any]:
+    """Approve or decline the run's open approval. 403 when the caller may not decide it (not an
+    eligible approver, or approving their own run), 409 when it is closed or they already decided."""
+    return apply_decision(request.app, session, run_id, user, body.decision, body.comment, via="api")
 
 
 # ---- for the worker ----------------------------------------------------------------------

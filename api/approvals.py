@@ -1,0 +1,68 @@
+"""Applying an approval decision, from the API or a Slack button: the same Update, the same
+checks, the same audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.from_thread
+from fastapi import FastAPI
+from sqlalchemy.orm import Session
+
+from api.temporal import DecisionRefused
+from catalog import audit, runs
+from catalog.audit import Actor
+from catalog.errors import Conflict, FieldError, Forbidden, Invalid
+from catalog.models import User
+from workflows.approval_types import Decision
+
+DECISIONS = ("APPROVE", "DECLINE")
+
+
+def apply_decision(
+    app: FastAPI, session: Session, run_id: str, user: User, decision: str, comment: str, via: str
+) -> dict[str, Any]:
+    """Decide a run's open approval as ``user``; returns the approval state. Refusals (403 not
+    eligible or self-approval, 409 closed or already decided) are audited too and change nothing."""
+    if decision not in DECISIONS:
+        raise Invalid("invalid decision", [FieldError("/decision", "must be APPROVE or DECLINE")])
+    run = runs.get_run(session, run_id)
+    actor = Actor(user.identifier, run_id)
+    if run.status in runs.TERMINAL:
+        _audit_refusal(session, actor, run_id, decision, via, "the run has ended")
+        raise Conflict(f"run '{run_id}' has ended ({run.status}): its approval is closed")
+    try:
+        state = anyio.from_thread.run(
+            app.state.temporal.decide,
+            run.workflow_id,
+            Decision(user=user.identifier, decision=decision, comment=comment, via=via),
+        )
+    except DecisionRefused as refused:
+        _audit_refusal(session, actor, run_id, decision, via, refused.message)
+        if refused.status == 403:
+            raise Forbidden(refused.message) from refused
+        raise Conflict(refused.message) from refused
+    run.approval = state
+    audit.record(
+        session,
+        actor,
+        decision,
+        "run",
+        run_id,
+        blueprint=run.blueprint,
+        after={"decision": decision, "comment": comment, "via": via, "approval_status": state.get("status")},
+    )
+    session.commit()
+    return state
+
+
+def _audit_refusal(session: Session, actor: Actor, run_id: str, decision: str, via: str, reason: str) -> None:
+    audit.record(
+        session,
+        actor,
+        "DECISION_REFUSED",
+        "run",
+        run_id,
+        after={"decision": decision, "via": via, "reason": reason},
+    )
+    session.commit()

@@ -1,0 +1,87 @@
+"""Data the approval gate exchanges with the API and the Slack activities.
+
+Kept free of heavy imports: the workflow sandbox imports it. New fields need defaults so
+running histories stay decodable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DECIDE_UPDATE = "decide"
+
+# ApplicationError types the ``decide`` validator raises; the API maps them to HTTP statuses.
+NOT_ELIGIBLE = "NotEligible"  # 403
+SELF_APPROVAL = "SelfApproval"  # 403
+APPROVAL_CLOSED = "ApprovalClosed"  # 409
+ALREADY_DECIDED = "AlreadyDecided"  # 409
+NO_APPROVAL_PENDING = "NoApprovalPending"  # 409
+REFUSAL_STATUS = {
+    NOT_ELIGIBLE: 403,
+    SELF_APPROVAL: 403,
+    APPROVAL_CLOSED: 409,
+    ALREADY_DECIDED: 409,
+    NO_APPROVAL_PENDING: 409,
+}
+
+
+@dataclass
+class Decision:
+    """One approver's answer, from the API or a Slack button."""
+
+    user: str
+    decision: str  # APPROVE | DECLINE
+    comment: str = ""
+    via: str = "api"  # api | slack
+    # The approval request (gate) the answer is for; None: the one that is open.
+    request_id: str | None = None
+
+
+@dataclass
+class Approver:
+    identifier: str
+    email: str
+    name: str = ""
+
+
+@dataclass
+class ApprovalRequest:
+    """What approvers are asked, for ``slack.request_approval`` and reminders."""
+
+    run_id: str
+    request_id: str
+    action_title: str
+    requester: str
+    entity: str | None
+    inputs: dict[str, Any]
+    required_approvals: int
+    expires_at: str
+    run_url: str
+    temporal_ui_url: str
+    approvers: list[Approver] = field(default_factory=list)
+    channel: str | None = None
+    reminder: bool = False
+
+
+@dataclass
+class SlackMessage:
+    channel: str
+    ts: str
+
+
+@dataclass
+class ApprovalMessages:
+    """Where a request was posted, so the outcome can replace the buttons later."""
+
+    messages: list[SlackMessage] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ApprovalOutcome:
+    run_id: str
+    request_id: str
+    outcome: str  # APPROVED | DECLINED | TIMED_OUT
+    text: str
+    messages: list[SlackMessage] = field(default_factory=list)
