@@ -1,10 +1,13 @@
 """``make run``: the whole Gantry stack on one machine, zero config.
 
 Steps: load or generate dev secrets in the data dir, migrate the catalog, start (or reuse) the
-Temporal dev server, start the API and wait for ``/readyz``, start the worker, apply the example
-portal, print where everything is, then watch the children. Ctrl-C or SIGTERM stops everything
+Temporal dev server, start moto as local AWS (unless AWS is configured) and the demo deploy
+receiver, start the API and wait for ``/readyz``, start the worker, apply the example portal,
+print where everything is, then watch the children. Ctrl-C or SIGTERM stops everything
 this started; a child that dies on its own stops the rest with a non-zero exit.
-Every ``GANTRY_*`` variable already set in the environment wins over the generated defaults.
+Every ``GANTRY_*`` variable already set in the environment wins over the generated defaults;
+``GANTRY_DEMO_MOTO_PORT`` and ``GANTRY_DEMO_RECEIVER_PORT`` pin the demo's ports (default: 5000
+and 8099, or the next free ones).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import quote, urlsplit
 
+import botocore.session
 import httpx
 import yaml
+from botocore.exceptions import BotoCoreError
 
 from worker import SEARCH_ATTRIBUTES
 
@@ -34,6 +40,10 @@ GENERATED_SECRETS = (
     "GANTRY_SECRET_KEY",
     "GANTRY_WEBHOOK_SECRET",
 )
+# The portal's actions call the receiver here; apply_portal rewrites it when the port moves.
+RECEIVER_URL = "http://127.0.0.1:8099"
+MOTO_PORT = 5000
+LOCAL_AWS = {"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 25.0  # longer than the worker's graceful shutdown
 
@@ -164,6 +174,63 @@ def start_temporal(stack: Stack, address: str, ui_url: str, data_dir: Path) -> b
     return True
 
 
+def first_free_port(start: int) -> int:
+    """``start``, or the next port after it that nothing on 127.0.0.1 is bound to."""
+    for port in range(start, start + 100):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise StackError(f"no free port in {start}..{start + 99}")
+
+
+def demo_port(env: dict[str, str], variable: str, default: int) -> int:
+    return int(env[variable]) if env.get(variable) else first_free_port(default)
+
+
+def aws_configured() -> bool:
+    """AWS_ENDPOINT_URL is set, or boto3 finds credentials here. Instance metadata is not asked:
+    offline it stalls, and on an instance the user would have set AWS_ENDPOINT_URL or a profile."""
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        return True
+    session = botocore.session.Session()
+    try:
+        session.get_component("credential_provider").remove("iam-role")
+        return session.get_credentials() is not None
+    except BotoCoreError:  # e.g. AWS_PROFILE names a missing profile: the user meant real AWS
+        return True
+
+
+def start_local_aws(stack: Stack, env: dict[str, str]) -> str | None:
+    """Start moto's server as local AWS unless AWS is configured, and point the children at it;
+    its endpoint URL, or None."""
+    if aws_configured():
+        return None
+    moto = VENV_BIN / "moto_server"
+    if not moto.exists():
+        print("devstack: moto is not installed (pip install -e '.[dev]'): AWS steps are off", flush=True)
+        return None
+    port = demo_port(env, "GANTRY_DEMO_MOTO_PORT", MOTO_PORT)
+    stack.start("moto", [str(moto), "-H", "127.0.0.1", "-p", str(port)])
+    wait_until(stack, "moto", lambda: answers(f"127.0.0.1:{port}"))
+    endpoint = f"http://127.0.0.1:{port}"
+    env["AWS_ENDPOINT_URL"] = endpoint
+    for key, value in LOCAL_AWS.items():
+        env.setdefault(key, value)
+    return endpoint
+
+
+def start_receiver(stack: Stack, env: dict[str, str]) -> str:
+    """Start the demo deploy receiver (devtools/receiver.py); its base URL."""
+    port = demo_port(env, "GANTRY_DEMO_RECEIVER_PORT", urlsplit(RECEIVER_URL).port or 8099)
+    command = [sys.executable, "-m", "uvicorn", "devtools.receiver:create_app", "--factory"]
+    stack.start("receiver", [*command, "--host", "127.0.0.1", "--port", str(port)])
+    wait_until(stack, "receiver", lambda: answers(f"127.0.0.1:{port}"))
+    return f"http://127.0.0.1:{port}"
+
+
 def start_api(stack: Stack, host: str, port: str, api_url: str) -> None:
     command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory"]
     stack.start("api", [*command, "--host", host, "--port", port])
@@ -186,12 +253,15 @@ def wait_until(stack: Stack, name: str, ready: Callable[[], bool]) -> None:
         time.sleep(0.2)
 
 
-def apply_portal(api_url: str, token: str) -> None:
+def apply_portal(api_url: str, token: str, receiver_url: str) -> None:
     from cli import ApiError, Gantry, apply_documents, load_documents
 
     api = Gantry.connect(api_url, token)
     try:
-        apply_documents(api, load_documents(ROOT / "portal"), echo=False)
+        documents = load_documents(ROOT / "portal")
+        if receiver_url != RECEIVER_URL:
+            documents = [_replace_in_strings(doc, RECEIVER_URL, receiver_url) for doc in documents]
+        apply_documents(api, documents, echo=False)
         print("devstack: applied the example portal (portal/)", flush=True)
     except (ApiError, ValueError, OSError, httpx.HTTPError, yaml.YAMLError) as exc:
         # The stack is still useful with a half-applied portal: say what failed and keep running.
@@ -200,19 +270,48 @@ def apply_portal(api_url: str, token: str) -> None:
         api.http.close()
 
 
-def print_banner(env: dict[str, str], logs: Path) -> None:
+def _replace_in_strings(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, dict):
+        return {k: _replace_in_strings(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_in_strings(v, old, new) for v in value]
+    return value
+
+
+def print_banner(env: dict[str, str], stack: Stack, receiver_url: str, aws_endpoint: str | None) -> None:
     api_url, token = env["GANTRY_API_URL"], env["GANTRY_ADMIN_TOKEN"]
-    ui_url = env.get("GANTRY_TEMPORAL_UI_URL", "http://127.0.0.1:8233")
+    ui_url = env.get("GANTRY_TEMPORAL_UI_URL", "http://127.0.0.1:8233").rstrip("/")
+    namespace = env.get("GANTRY_TEMPORAL_NAMESPACE", "default")
+    runs_in_ui = f"{ui_url}/namespaces/{namespace}/workflows?query=" + quote('GantryAction="deploy_service"')
+    aws = aws_endpoint or env.get("AWS_ENDPOINT_URL") or "AWS as configured (boto3)"
+    auth = '-H "Authorization: Bearer $GANTRY_TOKEN"'
+    body = '{"entity": "payments", "inputs": {"version": "v1.43.0", "environment": "staging"}}'
+    logs = f"{stack.logs}/{{{','.join(stack.children)}}}.log"
     print(
         f"""
 Gantry is running.
   API docs     {api_url}/docs
   Temporal UI  {ui_url}
   admin token  {token}
-  logs         {logs}/{{temporal,api,worker}}.log
+  deploy hook  {receiver_url}/deliveries (the demo receiver the portal's actions call)
+  AWS          {aws}
+  logs         {logs}
 
   export GANTRY_API_URL={api_url}
   export GANTRY_TOKEN={token}
+
+Try it:
+  # deploy payments to staging (an action run; the answer holds its id)
+  curl -s -X POST "$GANTRY_API_URL/v1/actions/deploy_service/runs" {auth} \\
+    -H "Content-Type: application/json" -d '{body}'
+  # the latest deploy_service run, its steps and status
+  curl -s "$GANTRY_API_URL/v1/runs?action=deploy_service&limit=1" {auth}
+  # what the deploy system received
+  curl -s {receiver_url}/deliveries
+  # Gantry's deploy runs in Temporal UI
+  {runs_in_ui}
 
 Press Ctrl-C to stop.
 """,
@@ -237,10 +336,12 @@ def main() -> int:
     try:
         migrate_catalog(settings.resolved_database_url)
         start_temporal(stack, settings.temporal_address, settings.temporal_ui_url, data_dir)
+        aws_endpoint = start_local_aws(stack, env)
+        receiver_url = start_receiver(stack, env)
         start_api(stack, settings.api_host, str(settings.api_port), env["GANTRY_API_URL"])
         stack.start("worker", [sys.executable, "worker.py"])
-        apply_portal(env["GANTRY_API_URL"], env["GANTRY_ADMIN_TOKEN"])
-        print_banner(env, stack.logs)
+        apply_portal(env["GANTRY_API_URL"], env["GANTRY_ADMIN_TOKEN"], receiver_url)
+        print_banner(env, stack, receiver_url, aws_endpoint)
         while True:
             stack.check_alive()
             time.sleep(0.5)

@@ -1,24 +1,37 @@
 """The Temporal worker: builds clients from settings, registers workflows and activities, runs.
 
 ``python worker.py`` connects to ``GANTRY_TEMPORAL_ADDRESS``, makes sure Gantry's search
-attributes exist, and polls ``GANTRY_TASK_QUEUE`` until SIGINT/SIGTERM, then shuts down
+attributes and the run-reconciling schedule exist, and polls ``GANTRY_TASK_QUEUE`` until SIGINT/SIGTERM, then shuts down
 gracefully (running activities get ``GRACEFUL_SHUTDOWN`` to finish).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 from datetime import timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from config import Settings, get_settings
+from workflows.reconcile import EVERY, SCHEDULE_ID
 
 log = logging.getLogger("gantry.worker")
 
@@ -66,6 +79,42 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
     log.info("registered search attributes %s in namespace %s", ", ".join(missing), namespace)
 
 
+def reconcile_schedule(task_queue: str) -> Schedule:
+    """``ReconcileRuns`` every ``EVERY``; a pass still running when the next is due is skipped."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            "ReconcileRuns",
+            id=SCHEDULE_ID,
+            task_queue=task_queue,
+            static_summary="Converge run records on their workflows' real ends",
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=EVERY)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def ensure_reconcile_schedule(client: Client, task_queue: str) -> None:
+    """Create the schedule, or bring an existing one up to date (e.g. a new task queue)."""
+    schedule = reconcile_schedule(task_queue)
+    try:
+        await client.create_schedule(SCHEDULE_ID, schedule)
+        log.info("created schedule %s (ReconcileRuns every %s)", SCHEDULE_ID, EVERY)
+    except ScheduleAlreadyRunningError:
+
+        def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            # Keep what operators set by hand (a pause, a note); replace what Gantry owns.
+            state = current.description.schedule.state
+            return ScheduleUpdate(schedule=dataclasses.replace(schedule, state=state))
+
+        await client.get_schedule_handle(SCHEDULE_ID).update(update)
+
+
+async def prepare_namespace(client: Client, settings: Settings) -> None:
+    """What every worker start makes sure of, idempotently, before it polls."""
+    await ensure_search_attributes(client, settings.temporal_namespace)
+    await ensure_reconcile_schedule(client, settings.task_queue)
+
+
 async def build_worker(client: Client, settings: Settings) -> Worker:
     """The worker for ``settings.task_queue`` with every workflow and activity registered."""
     from activities import build_activities
@@ -105,7 +154,7 @@ def _stop_on_signals() -> asyncio.Event:
 async def run(settings: Settings) -> None:
     stop = _stop_on_signals()
     client = await _connect_with_patience(settings)
-    await ensure_search_attributes(client, settings.temporal_namespace)
+    await prepare_namespace(client, settings)
     try:
         worker = await build_worker(client, settings)
     except ValueError as exc:

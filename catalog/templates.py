@@ -18,6 +18,9 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from catalog.durations import parse_duration
+from catalog.properties import format_time, parse_time
+
 CONTEXT_NAMES = ("inputs", "entity", "steps", "run", "user", "event")
 _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
@@ -26,12 +29,21 @@ class TemplateFailure(Exception):
     """A template could not be parsed or rendered; the message says why and where."""
 
 
+def add_duration(moment: str, duration: str) -> str:
+    """``{{ run.started_at | add_duration('P5D') }}``: an ISO time plus an ISO 8601 duration, in the
+    catalog's stored time form. Pure, so workflows may use it (templates have no ``now``)."""
+    start = parse_time(moment)
+    if start is None:
+        raise ValueError(f"{moment!r} is not an ISO 8601 time with an offset")
+    return format_time(start + parse_duration(duration))
+
+
 @functools.cache
 def _env() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
     )
-    env.filters["tojson_compact"] = lambda v: __import__("json").dumps(v, separators=(",", ":"))
+    env.filters["add_duration"] = add_duration
     return env
 
 

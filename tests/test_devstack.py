@@ -1,8 +1,10 @@
-"""``make run`` (devstack.py): brings the stack up on free ports, reuses its data, stops cleanly."""
+"""``make run`` (devstack.py): brings the stack up on free ports, runs the example portal's actions
+end to end against local AWS (moto) and the demo deploy receiver, reuses its data, stops cleanly."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import signal
@@ -10,15 +12,23 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import boto3
 import httpx
 import pytest
+from botocore.exceptions import ClientError
+from fastapi.testclient import TestClient
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
 import devstack
+from activities.http import sign
+from devtools.receiver import create_app as create_receiver
 from tests.temporal_env import DevServerProcess, free_port
 from worker import SEARCH_ATTRIBUTES
 
@@ -42,6 +52,47 @@ def test_variables_set_by_the_user_win(tmp_path: Path, monkeypatch: pytest.Monke
     assert env["GANTRY_ADMIN_TOKEN"] == "mine"
     assert env["GANTRY_SERVICE_TOKEN"] == devstack.load_dev_secrets(tmp_path)["GANTRY_SERVICE_TOKEN"]
     assert env["GANTRY_API_URL"] == "http://127.0.0.1:9001"
+
+
+def test_local_aws_is_used_only_when_aws_is_not_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    assert not devstack.aws_configured()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localstack:4566")
+    assert devstack.aws_configured()
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    (tmp_path / "no-credentials").write_text(
+        "[default]\naws_access_key_id = AKIA\naws_secret_access_key = x\n"
+    )
+    assert devstack.aws_configured()
+
+
+def _signed(secret: str, body: dict[str, Any], key: str) -> dict[str, Any]:
+    content = json.dumps(body).encode()
+    now = int(time.time())
+    headers = {"X-Gantry-Timestamp": str(now), "X-Gantry-Signature": sign(secret, now, content)}
+    return {"content": content, "headers": {**headers, "Idempotency-Key": key}}
+
+
+def test_the_demo_receiver_checks_signatures_and_remembers_deliveries() -> None:
+    client = TestClient(create_receiver(secret="whsec"))
+    first = client.post("/deploy", **_signed("whsec", {"version": "v1.0.0"}, "run1:deploy"))
+    assert first.status_code == 200 and first.json()["accepted"] is True
+    again = client.post("/deploy", **_signed("whsec", {"version": "v1.0.0"}, "run1:deploy"))
+    assert again.json()["deployment_id"] == first.json()["deployment_id"], "a retried step is one deployment"
+    assert client.post("/deploy", **_signed("other", {}, "run2:deploy")).status_code == 401
+    assert client.post("/deploy", json={"version": "v1.0.0"}).status_code == 401
+
+    deliveries = client.get("/deliveries").json()["items"]
+    assert [(d["path"], d["idempotency_key"], d["duplicate"]) for d in deliveries] == [
+        ("/deploy", "run1:deploy", False),
+        ("/deploy", "run1:deploy", True),
+    ]
+    assert deliveries[0]["body"] == {"version": "v1.0.0"}
 
 
 class Devstack:
@@ -117,14 +168,25 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.fixture(scope="module")
-def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")}
-    api_port = free_port()
+def _clean_env(tmp: Path) -> dict[str, str]:
+    """This process's environment without Gantry or AWS settings: `make run` on a fresh machine,
+    with every port free and its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GANTRY_", "AWS_"))}
     return {
         **env,
-        "GANTRY_DATA_DIR": str(tmp_path_factory.mktemp("devstack") / ".gantry"),
-        "GANTRY_API_PORT": str(api_port),
+        "AWS_CONFIG_FILE": str(tmp / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
+        "GANTRY_DATA_DIR": str(tmp / ".gantry"),
+        "GANTRY_API_PORT": str(free_port()),
+        "GANTRY_DEMO_MOTO_PORT": str(free_port()),
+        "GANTRY_DEMO_RECEIVER_PORT": str(free_port()),
+    }
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return {
+        **_clean_env(tmp_path_factory.mktemp("devstack")),
         "GANTRY_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "GANTRY_TEMPORAL_UI_URL": f"http://127.0.0.1:{free_port()}",
     }
@@ -159,31 +221,97 @@ async def _search_attributes(address: str) -> set[str]:
     return set(answer.custom_attributes)
 
 
+def _run_to_end(
+    api: httpx.Client, action: str, body: dict[str, Any], timeout: float = 30.0
+) -> dict[str, Any]:
+    launched = api.post(f"/v1/actions/{action}/runs", json=body)
+    assert launched.status_code == 202, launched.text
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run: dict[str, Any] = api.get(f"/v1/runs/{launched.json()['id']}").json()
+        if run["status"] not in ("IN_PROGRESS", "WAITING_FOR_APPROVAL"):
+            return run
+        time.sleep(0.3)
+    raise AssertionError(f"{action} did not end in {timeout}s: {run}")
+
+
+def _stack_status(cloudformation: Any, name: str) -> str:
+    try:
+        return str(cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"])
+    except ClientError as exc:
+        assert "does not exist" in str(exc)
+        return "GONE"
+
+
+def _actions_run_end_to_end(api_url: str, token: str, env: dict[str, str]) -> None:
+    """The portal's three actions, as the README tour launches them."""
+    api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    receiver = f"http://127.0.0.1:{env['GANTRY_DEMO_RECEIVER_PORT']}"
+    aws = {"endpoint_url": f"http://127.0.0.1:{env['GANTRY_DEMO_MOTO_PORT']}", **_LOCAL_AWS}
+
+    deploy = _run_to_end(api, "deploy_service", {"entity": "payments", "inputs": _DEPLOY_INPUTS})
+    assert deploy["status"] == "SUCCESS", deploy["error"]
+    delivery = httpx.get(f"{receiver}/deliveries").json()["items"][-1]
+    assert delivery["idempotency_key"] == f"{deploy['id']}:deploy"
+    assert delivery["body"]["service"] == "payments" and delivery["body"]["version"] == "v1.43.0"
+    receiver_log = (Path(env["GANTRY_DATA_DIR"]) / "logs" / "receiver.log").read_text()
+    assert f'"idempotency_key":"{deploy["id"]}:deploy"' in receiver_log
+    recorded = api.get("/v1/blueprints/deployment/entities/payments-staging-v1.43.0").json()
+    assert recorded["properties"]["external_id"] == delivery["deployment_id"]
+    assert recorded["relations"]["service"] == "payments"
+
+    name = f"pr-{uuid.uuid4().hex[:8]}"
+    inputs = {"service": "checkout", "name": name, "ttl_days": 3, "size": "small"}
+    create = _run_to_end(api, "create_environment", {"inputs": inputs})
+    assert create["status"] == "SUCCESS", create["error"]
+    environment = api.get(f"/v1/blueprints/environment/entities/{name}").json()
+    expires_at = datetime.fromisoformat(environment["properties"]["expires_at"])
+    assert abs(expires_at - (datetime.now(UTC) + timedelta(days=3))) < timedelta(minutes=2)
+    assert environment["relations"]["service"] == "checkout"
+    cloudformation = boto3.client("cloudformation", **aws)
+    assert _stack_status(cloudformation, f"env-{name}") == "CREATE_COMPLETE"
+    boto3.client("s3", **aws).head_bucket(Bucket=environment["properties"]["bucket"])
+
+    destroy = _run_to_end(api, "destroy_environment", {"entity": name})
+    assert destroy["status"] == "SUCCESS", destroy["error"]
+    assert api.get(f"/v1/blueprints/environment/entities/{name}").status_code == 404
+    assert _stack_status(cloudformation, f"env-{name}") in ("GONE", "DELETE_COMPLETE")
+
+
+_DEPLOY_INPUTS = {"version": "v1.43.0", "environment": "staging"}
+_LOCAL_AWS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
 @pytest.mark.slow
-def test_make_run_serves_the_portal_and_ctrl_c_stops_everything(
+def test_make_run_serves_the_portal_runs_its_actions_and_ctrl_c_stops_everything(
     start_devstack: type[Devstack], stack_env: dict[str, str]
 ) -> None:
     stack = start_devstack(stack_env)
     api_url, token = _up(stack)
-    assert "/logs/*.log" in "".join(stack.output)
-    assert f"{api_url}/docs" in "".join(stack.output)
+    output = "".join(stack.output)
+    assert "/logs/" in output and f"{api_url}/docs" in output
+    assert 'curl -s -X POST "$GANTRY_API_URL/v1/actions/deploy_service/runs"' in output
+    assert "workflows?query=GantryAction%3D%22deploy_service%22" in output
 
     children = stack.children()
     commands = " | ".join(children.values())
-    assert len(children) == 3, commands
-    assert "server start-dev" in commands and "uvicorn" in commands and "worker.py" in commands
+    assert len(children) == 5, commands
+    assert "server start-dev" in commands and "worker.py" in commands and "moto_server" in commands
+    assert "api.app:create_app" in commands and "devtools.receiver:create_app" in commands
 
     assert httpx.get(f"{api_url}/readyz").status_code == 200
     auth = {"Authorization": f"Bearer {token}"}
     payments = httpx.get(f"{api_url}/v1/blueprints/service/entities/payments", headers=auth)
     assert payments.status_code == 200, payments.text
     assert set(SEARCH_ATTRIBUTES) <= asyncio.run(_search_attributes(stack_env["GANTRY_TEMPORAL_ADDRESS"]))
+    _actions_run_end_to_end(api_url, token, stack_env)
 
     stack.process.send_signal(signal.SIGINT)
     assert stack.wait() == 0, "".join(stack.output)
     assert not [pid for pid in children if _alive(pid)], "a child outlived devstack"
     data_dir = Path(stack_env["GANTRY_DATA_DIR"])
-    assert {p.name for p in (data_dir / "logs").iterdir()} == {"temporal.log", "api.log", "worker.log"}
+    logs = {p.name for p in (data_dir / "logs").iterdir()}
+    assert logs == {"temporal.log", "moto.log", "receiver.log", "api.log", "worker.log"}
     assert (data_dir / "temporal.db").exists()
 
 
@@ -216,19 +344,21 @@ def test_second_run_reuses_data_and_a_dying_child_stops_the_rest(
 
 
 @pytest.mark.slow
-def test_an_answering_temporal_server_is_reused(start_devstack: type[Devstack], tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")}
+def test_an_answering_temporal_server_and_configured_aws_are_used(
+    start_devstack: type[Devstack], tmp_path: Path
+) -> None:
     with DevServerProcess(tmp_path / "temporal.db") as temporal:
-        env |= {
-            "GANTRY_DATA_DIR": str(tmp_path / ".gantry"),
-            "GANTRY_API_PORT": str(free_port()),
+        env = _clean_env(tmp_path) | {
             "GANTRY_TEMPORAL_ADDRESS": temporal.address,
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # the user's own AWS (or localstack)
         }
         stack = start_devstack(env)
         _up(stack)
         assert f"reusing the Temporal server at {temporal.address}" in "".join(stack.output)
         children = stack.children()
-        assert len(children) == 2 and not any("start-dev" in cmd for cmd in children.values())
+        commands = " | ".join(children.values())
+        assert len(children) == 3, commands
+        assert "start-dev" not in commands and "moto_server" not in commands
         stack.process.send_signal(signal.SIGTERM)
         assert stack.wait() == 0
         assert temporal.process and temporal.process.poll() is None, "a server it did not start is left alone"
