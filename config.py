@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     temporal_tls: bool = False
     task_queue: str = "gantry"
     temporal_ui_url: str = "http://127.0.0.1:8233"
+    temporal_search_attributes: bool = Field(
+        True,
+        description="set Gantry's search attributes (off only for servers without them: the test server)",
+    )
 
     admin_token: SecretStr | None = Field(None, description="bootstraps an admin user and this token")
     service_token: SecretStr | None = Field(None, description="the worker's token for the catalog API")
@@ -68,7 +72,9 @@ class Settings(BaseSettings):
                 if getattr(self, name) is None
             ]
             if missing:
-                raise ValueError(f"GANTRY_{missing[0].upper()} must be set when GANTRY_ENVIRONMENT=production")
+                raise ValueError(
+                    f"GANTRY_{missing[0].upper()} must be set when GANTRY_ENVIRONMENT=production"
+                )
             if self.resolved_database_url.startswith("sqlite"):
                 raise ValueError("GANTRY_DATABASE_URL must point at PostgreSQL in production")
         return self

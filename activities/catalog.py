@@ -7,16 +7,18 @@ made for (``X-Gantry-Run-Id``), so the audit log ties them to it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import bad_params, vendor_error
-from activities.types import VENDOR_SERVER_ERROR, ReportInput, StepInput, StepResult
+from activities.types import VENDOR_SERVER_ERROR, ExpiryRun, ReportInput, StepInput, StepResult, TimerReport
 from catalog import secrets
 from config import Settings
 
@@ -62,8 +64,9 @@ class GantryApi:
 
 
 class CatalogActivities:
-    def __init__(self, api: GantryApi) -> None:
+    def __init__(self, api: GantryApi, poll_interval: float = 2.0) -> None:
         self._api = api
+        self._poll = poll_interval
 
     @activity.defn(name="catalog.upsert_entity")
     async def upsert_entity(self, step: StepInput) -> StepResult:
@@ -106,6 +109,39 @@ class CatalogActivities:
             raise ApplicationError(f"run {report.run_id} is not recorded yet", type=VENDOR_SERVER_ERROR)
         if not response.is_success:
             raise vendor_error("Gantry API", response)
+
+    @activity.defn(name="gantry.report_timer")
+    async def report_timer(self, report: TimerReport) -> dict[str, Any]:
+        """Tell the catalog what a timer did; the answer names the timer's owners."""
+        path = f"/v1/timers/{quote(report.timer_id, safe='')}/report"
+        answer: dict[str, Any] = await self._api.call("POST", path, json=report.report)
+        return answer
+
+    @activity.defn(name="gantry.start_expiry_run")
+    async def start_expiry_run(self, expiry: ExpiryRun) -> str:
+        """Launch the blueprint's on-expiry action as an AUTOMATION run (once per deadline)."""
+        run = await self._api.call(
+            "POST",
+            f"/v1/actions/{expiry.action}/runs",
+            json={
+                "entity": expiry.entity,
+                "inputs": {},
+                "source": "AUTOMATION",
+                "idempotency_key": expiry.idempotency_key,
+            },
+        )
+        run_id: str = run["id"]
+        return run_id
+
+    @activity.defn(name="gantry.wait_for_run")
+    async def wait_for_run(self, run_id: str) -> dict[str, Any]:
+        """Poll a run until it ends (heartbeating, so a dead worker's wait moves elsewhere)."""
+        while True:
+            run = await self._api.call("GET", f"/v1/runs/{run_id}")
+            if run["status"] in ("SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"):
+                return {"status": run["status"], "error": run.get("error")}
+            activity.heartbeat(run["status"])
+            await asyncio.sleep(self._poll)
 
     @activity.defn(name="gantry.reconcile_runs")
     async def reconcile_runs(self) -> list[str]:

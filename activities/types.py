@@ -52,6 +52,24 @@ class ReportInput:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class TimerReport:
+    """A timer workflow's news for the catalog (``gantry.report_timer``)."""
+
+    timer_id: str
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExpiryRun:
+    """The run a timer starts when it expires (``gantry.start_expiry_run``)."""
+
+    action: str
+    blueprint: str
+    entity: str
+    idempotency_key: str
+
+
 # ApplicationError types raised by step activities. A vendor's 4xx is non-retryable.
 VENDOR_CLIENT_ERROR = "VendorClientError"
 VENDOR_SERVER_ERROR = "VendorServerError"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,7 +13,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api import errors
-from api.routes import actions, audit, blueprints, entities, identity, runs
+from api.relay import EventRelay
+from api.routes import actions, audit, blueprints, entities, identity, runs, slack, timers
 from api.temporal import TemporalGateway
 from catalog.db import make_engine, make_sessionmaker, transaction
 from catalog.identity import ensure_bootstrap_user
@@ -58,7 +61,12 @@ def create_app(
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         bootstrap(settings, app.state.sessionmaker)
+        app.state.relay = EventRelay(app.state.sessionmaker, app.state.temporal)
+        relay = asyncio.create_task(app.state.relay.run(), name="gantry-event-relay")
         yield
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
         engine.dispose()
 
     app = FastAPI(
@@ -70,7 +78,7 @@ def create_app(
     app.state.settings = settings
     app.state.temporal = temporal or TemporalGateway(settings)
     errors.install(app)
-    for module in (blueprints, entities, identity, audit, actions, runs):
+    for module in (blueprints, entities, identity, audit, actions, runs, timers, slack):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

@@ -23,8 +23,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import ServiceUnavailable
 from config import Settings
 from workflows.approval_types import DECIDE_UPDATE, NO_APPROVAL_PENDING, REFUSAL_STATUS, Decision
+from workflows.timer import ARM_SIGNAL, EXTEND_UPDATE, EXTENSION_REFUSED, Arm, Extension, TimerInput
 
 ACTION_RUN_WORKFLOW = "ActionRun"
+TIMER_WORKFLOW = "EntityTimer"
 
 GANTRY_ACTION = SearchAttributeKey.for_keyword("GantryAction")
 GANTRY_BLUEPRINT = SearchAttributeKey.for_keyword("GantryBlueprint")
@@ -57,6 +59,10 @@ class TemporalGateway:
         self._settings = settings
         self._client = client
         self._lock = asyncio.Lock()
+
+    def _attributes(self, *pairs: SearchAttributePair[Any]) -> TypedSearchAttributes | None:
+        """Gantry's search attributes, unless the server cannot take them (the test server)."""
+        return TypedSearchAttributes(list(pairs)) if self._settings.temporal_search_attributes else None
 
     async def client(self) -> Client:
         if self._client is not None:
@@ -105,7 +111,7 @@ class TemporalGateway:
                 workflow_input,
                 id=workflow_id,
                 task_queue=self._settings.task_queue,
-                search_attributes=attributes,
+                search_attributes=attributes if self._settings.temporal_search_attributes else None,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 static_summary=summary,
                 rpc_timeout=_timeout(),
@@ -143,6 +149,69 @@ class TemporalGateway:
             raise _unavailable(exc) from exc
         state: dict[str, Any] = result
         return state
+
+    async def arm_timer(self, timer: dict[str, Any], arm: Arm, *, blueprint: str, entity: str) -> None:
+        """Signal-with-start the timer's workflow: starts it, or re-arms (or clears) the running one."""
+        client = await self.client()
+        try:
+            if arm.deadline is None:  # cleared: only a running timer needs to hear it
+                await client.get_workflow_handle(timer["id"]).signal(ARM_SIGNAL, arm, rpc_timeout=_timeout())
+                return
+            await client.start_workflow(
+                TIMER_WORKFLOW,
+                TimerInput(timer["id"], blueprint, entity, timer["property"]),
+                id=timer["id"],
+                task_queue=self._settings.task_queue,
+                start_signal=ARM_SIGNAL,
+                start_signal_args=[arm],
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=self._attributes(
+                    SearchAttributePair(GANTRY_BLUEPRINT, blueprint),
+                    SearchAttributePair(GANTRY_ENTITY, entity),
+                ),
+                static_summary=f"TTL of {blueprint} {entity}: {timer['property']}",
+                rpc_timeout=_timeout(),
+            )
+        except RPCError as exc:
+            if arm.deadline is None and exc.status == RPCStatusCode.NOT_FOUND:
+                return
+            raise _unavailable(exc) from exc
+
+    async def extend_timer(self, timer_id: str, extension: Extension) -> dict[str, Any]:
+        client = await self.client()
+        try:
+            result = await client.get_workflow_handle(timer_id).execute_update(
+                EXTEND_UPDATE, extension, rpc_timeout=_timeout()
+            )
+        except WorkflowUpdateFailedError as exc:
+            raise DecisionRefused(
+                409, EXTENSION_REFUSED, str(getattr(exc.cause, "message", exc.cause))
+            ) from exc
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise DecisionRefused(409, EXTENSION_REFUSED, "the timer is not running") from exc
+            raise _unavailable(exc) from exc
+        state: dict[str, Any] = result
+        return state
+
+    async def start_automation(self, workflow_id: str, workflow: str, arg: Any, summary: str) -> bool:
+        """Start a workflow once: False when one with this id already ran (a relayed duplicate)."""
+        client = await self.client()
+        try:
+            await client.start_workflow(
+                workflow,
+                arg,
+                id=workflow_id,
+                task_queue=self._settings.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=summary,
+                rpc_timeout=_timeout(),
+            )
+        except WorkflowAlreadyStartedError:
+            return False
+        except RPCError as exc:
+            raise _unavailable(exc) from exc
+        return True
 
     async def ended(self, workflow_id: str) -> WorkflowEnd | None:
         """None while the workflow runs; how it ended once it is closed (or was never started)."""

@@ -14,6 +14,7 @@ from catalog.errors import Conflict, FieldError, Invalid, NotFound, pointer
 from catalog.models import Blueprint, Entity, EntityRelation
 from catalog.properties import PropertyValidator, check_blueprint_schema, validator_for
 from catalog.schemas import BlueprintIn, BlueprintPatch
+from catalog.timers import check_policies
 
 
 def blueprint_to_dict(bp: Blueprint) -> dict[str, Any]:
@@ -58,10 +59,7 @@ def _check_definition(session: Session, body: BlueprintIn) -> None:
             errors.append(FieldError(where, "a relation cannot be both many and required"))
         if relation.target != body.identifier and session.get(Blueprint, relation.target) is None:
             errors.append(FieldError(f"{where}/target", f"blueprint '{relation.target}' does not exist"))
-    for name in body.timers:
-        definition = schema["properties"].get(name, {})
-        if definition.get("format") != "timer":
-            errors.append(FieldError(pointer("timers", name), "timers apply to 'format: timer' properties"))
+    errors += check_policies(body.timers, schema["properties"])
     if errors:
         raise Invalid("invalid blueprint", errors)
 

@@ -17,7 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from catalog import audit
+from catalog import audit, events, timers
 from catalog.audit import Actor
 from catalog.blueprints import get_blueprint, property_validator
 from catalog.db import utcnow
@@ -227,6 +227,9 @@ def write_entities(
         targets[item.index] = _check_relations(item, bp, base)
         if not item.errors:
             item.properties = validator.normalize(item.properties)
+            if bp.timers:
+                created_at = (item.existing or {}).get("created_at") or utcnow()
+                item.errors += timers.check_max_ttl(bp, item.properties, created_at, base)
             found = validator.referenced(item.properties)
             references["user"] |= found["user"]
             references["team"] |= found["team"] | set(item.team)
@@ -460,7 +463,61 @@ def _write(
     if edges:
         session.execute(cast(Table, EntityRelation.__table__).insert(), edges)
     audit.record_many(session, audit_rows)
+    _emit_changes(
+        session,
+        bp,
+        actor,
+        [(i.identifier, None, _state_of(i)) for i in creates],
+        [(i.identifier, _state(i.existing or {}), _state_of(i)) for i in updates],
+        now,
+    )
     return results
+
+
+def _state_of(item: _Item) -> dict[str, Any]:
+    return {
+        "identifier": item.identifier,
+        "title": item.title,
+        "team": item.team,
+        "properties": item.properties,
+        "relations": item.relations,
+    }
+
+
+def _emit_changes(
+    session: Session,
+    bp: Blueprint,
+    actor: Actor,
+    created: list[tuple[str, None, dict[str, Any]]],
+    changed: list[tuple[str, dict[str, Any], dict[str, Any] | None]],
+    now: Any,
+) -> None:
+    """Outbox events for entity writes, with the timer changes the relay must pass on."""
+    everything: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = [*created, *changed]
+    relay = timers.sync(
+        session,
+        bp,
+        [
+            (e, (b or {}).get("properties"), a["properties"] if a is not None else None)
+            for e, b, a in everything
+        ],
+    )
+    rows = []
+    for entity, before, after in everything:
+        kind = "ENTITY_CREATED" if before is None else "ENTITY_DELETED" if after is None else "ENTITY_UPDATED"
+        payload = {"timers": relay[entity]} if entity in relay else None
+        rows.append(
+            events.event_row(
+                kind,
+                actor,
+                blueprint=bp.identifier,
+                entity=entity,
+                diff={"before": before, "after": after},
+                payload=payload,
+                at=now,
+            )
+        )
+    events.emit(session, rows)
 
 
 def _state(row: dict[str, Any]) -> dict[str, Any]:
@@ -610,9 +667,25 @@ def delete_entity(session: Session, blueprint: str, identifier: str, actor: Acto
             before=before,
             after=entity_view(source),
         )
+        diff = {"before": _state(before), "after": _state(entity_view(source))}
+        events.emit(
+            session,
+            [
+                events.event_row(
+                    "ENTITY_UPDATED",
+                    actor,
+                    blueprint=source.blueprint,
+                    entity=source.identifier,
+                    diff=diff,
+                    at=now,
+                )
+            ],
+        )
     before = entity_view(entity)
+    state = _state(before)
     session.delete(entity)
     audit.record(session, actor, "DELETE", "entity", identifier, blueprint=blueprint, before=before)
+    _emit_changes(session, get_blueprint(session, blueprint), actor, [], [(identifier, state, None)], now)
 
 
 def delete_all_entities(session: Session, blueprint: str, actor: Actor) -> int:
@@ -620,6 +693,14 @@ def delete_all_entities(session: Session, blueprint: str, actor: Actor) -> int:
     rows = list(session.execute(select(Entity.__table__).where(COLUMNS.blueprint == blueprint)).mappings())
     session.execute(delete(EntityRelation).where(EntityRelation.target_blueprint == blueprint))
     session.execute(delete(Entity).where(Entity.blueprint == blueprint))
+    _emit_changes(
+        session,
+        get_blueprint(session, blueprint),
+        actor,
+        [],
+        [(r["identifier"], _state(dict(r)), None) for r in rows],
+        utcnow(),
+    )
     audit.record_many(
         session,
         [

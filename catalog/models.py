@@ -213,3 +213,59 @@ class RunApprover(Base):
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     user: Mapped[str] = mapped_column(String(256), primary_key=True, index=True)
+
+
+class Event(Base):
+    """The outbox: every change worth reacting to, written in the same transaction as the
+    change and relayed to Temporal afterwards (at least once; deliveries are idempotent)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_undelivered", "delivered_at", "id"),
+        Index("ix_events_entity", "blueprint", "entity"),
+        Index("ix_events_type", "type"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(256))
+    blueprint: Mapped[str | None] = mapped_column(String(100))
+    entity: Mapped[str | None] = mapped_column(String(256))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    diff: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # How many automation-caused hops led here (loop guard).
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Timer(Base):
+    """A ``format: timer`` property that is set: its durable workflow is ``id``."""
+
+    __tablename__ = "timers"
+    __table_args__ = (
+        Index("ix_timers_state_deadline", "state", "deadline"),
+        Index("ix_timers_entity", "blueprint", "entity"),
+    )
+
+    id: Mapped[str] = mapped_column(String(700), primary_key=True)
+    blueprint: Mapped[str] = mapped_column(String(100))
+    entity: Mapped[str] = mapped_column(String(256))
+    property: Mapped[str] = mapped_column(String(100))
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # active | expired | cleared
+    state: Mapped[str] = mapped_column(String(20), default="active")
+    armed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    original_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    extensions: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    reminders: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    next_reminder: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    on_expiry_run: Mapped[str | None] = mapped_column(String(64))
+    # what happened after expiry: pending | running | done | failed | none
+    teardown: Mapped[str | None] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

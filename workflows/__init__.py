@@ -5,7 +5,16 @@
 
 from __future__ import annotations
 
-from workflows.action_run import ActionRun
-from workflows.reconcile import ReconcileRuns
+from typing import Any
 
-ALL_WORKFLOWS: list[type] = [ActionRun, ReconcileRuns]
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, not with the package: the workflow sandbox re-imports a workflow's
+    # module (and so this package) for every run, and should not re-import every other workflow.
+    if name == "ALL_WORKFLOWS":
+        from workflows.action_run import ActionRun
+        from workflows.reconcile import ReconcileRuns
+        from workflows.timer import EntityTimer
+
+        return [ActionRun, ReconcileRuns, EntityTimer]
+    raise AttributeError(f"module 'workflows' has no attribute {name!r}")

@@ -17,8 +17,6 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
-from workflows.approval_types import NO_APPROVAL_PENDING
-
 with workflow.unsafe.imports_passed_through():
     # Jinja2 imports parts of itself lazily while compiling; pass them all through the sandbox.
     import jinja2
@@ -34,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval_gate import ApprovalGate
     from workflows.approval_types import (
         DECIDE_UPDATE,
+        NO_APPROVAL_PENDING,
         ApprovalMessages,
         ApprovalOutcome,
         ApprovalRequest,
@@ -64,6 +63,8 @@ class RunInput:
     log_base: int = 0
     # Approval policies with their eligible people, by gate ("action" or an approval step's id).
     approvals: dict[str, Any] = field(default_factory=dict)
+    # Keep GantryRunStatus current (off on servers without custom search attributes).
+    search_attributes: bool = True
 
 
 class RunDeclined(Exception):
@@ -94,6 +95,7 @@ class ActionRun:
         self._affected: list[dict[str, Any]] = []
         self._unsent: list[dict[str, Any]] = []
         self._seq = 0
+        self._search_attributes = True
         self._gate: ApprovalGate | None = None
         self._approval: dict[str, Any] | None = None
 
@@ -133,6 +135,7 @@ class ActionRun:
     async def run(self, inp: RunInput) -> dict[str, Any]:
         self._run_id = inp.run_id
         self._seq = inp.log_base
+        self._search_attributes = inp.search_attributes
         self._steps = [
             {
                 "id": s["id"],
@@ -418,7 +421,11 @@ class ActionRun:
 
     def _set_status(self, status: str, label: str) -> None:
         self._status, self._label = status, label
-        workflow.upsert_search_attributes([RUN_STATUS.value_set(status)])
+        self._upsert_status(status)
+
+    def _upsert_status(self, status: str) -> None:
+        if self._search_attributes:
+            workflow.upsert_search_attributes([RUN_STATUS.value_set(status)])
 
     async def _compensate(self, inp: RunInput) -> None:
         done = [(i, d) for i, d in enumerate(inp.action["steps"]) if self._steps[i]["status"] == "SUCCESS"]
@@ -465,7 +472,7 @@ class ActionRun:
             f"Run ended: {status}" + (f" ({error})" if error else ""),
             "ERROR" if status == "FAILURE" else "INFO",
         )
-        workflow.upsert_search_attributes([RUN_STATUS.value_set(status)])
+        self._upsert_status(status)
         workflow.set_current_details(f"**{status}** — {label}")
         await self._report()
 

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
+import catalog.search as search
 from api.deps import ActorDep, CurrentUser, SessionDep
 from catalog import entities as service
-from catalog import search
 from catalog.blueprints import get_blueprint
 from catalog.db import utcnow
 from catalog.entities import Mode

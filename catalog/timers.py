@@ -1,0 +1,225 @@
+"""TTL timers: a ``format: timer`` property that is set has a durable workflow
+``timer:{blueprint}:{entity}:{property}`` that reminds, can be extended within the blueprint's
+policy, and on expiry triggers the cleanup. This module keeps the catalog's record of each timer
+(``GET /v1/timers``) in step with entity writes; the workflow lives in ``workflows/timer.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalog.db import utcnow
+from catalog.durations import parse_duration
+from catalog.errors import FieldError, Invalid, NotFound, pointer
+from catalog.models import Blueprint, Timer
+from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
+from catalog.properties import parse_time
+from catalog.timer_rules import reminder_times
+
+
+class OnExpiry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,99}$")
+
+
+class TimerPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_ttl: str | None = None
+    max_extension: str | None = None
+    remind_before: list[str] = Field(default_factory=list, max_length=5)
+    on_expiry: OnExpiry | None = None
+    # A ``format: user`` property naming the owner to remind (default: the entity's team members).
+    owner_property: str | None = None
+
+
+def timer_id(blueprint: str, entity: str, prop: str) -> str:
+    return f"timer:{blueprint}:{entity}:{prop}"
+
+
+def check_policies(timers: dict[str, Any], properties: dict[str, Any]) -> list[FieldError]:
+    """Problems in a blueprint's ``timers`` block, by pointer."""
+    errors: list[FieldError] = []
+    for name, raw in timers.items():
+        where = pointer("timers", name)
+        if (properties.get(name) or {}).get("format") != "timer":
+            errors.append(FieldError(where, "timers apply to 'format: timer' properties"))
+            continue
+        try:
+            policy = TimerPolicy.model_validate(raw)
+        except ValidationError as exc:
+            errors += [FieldError(where + pointer(*e["loc"]), e["msg"]) for e in exc.errors()]
+            continue
+        durations = [("max_ttl", policy.max_ttl), ("max_extension", policy.max_extension)]
+        durations += [(f"remind_before/{i}", v) for i, v in enumerate(policy.remind_before)]
+        for field_name, value in durations:
+            if value is None:
+                continue
+            try:
+                parse_duration(value)
+            except ValueError as exc:
+                errors.append(FieldError(f"{where}/{field_name}", str(exc)))
+        owner = policy.owner_property
+        if owner is not None and (properties.get(owner) or {}).get("format") != "user":
+            errors.append(FieldError(f"{where}/owner_property", "must name a 'format: user' property"))
+    return errors
+
+
+def policy_of(bp: Blueprint, prop: str) -> dict[str, Any]:
+    return TimerPolicy.model_validate(bp.timers.get(prop) or {}).model_dump(mode="json")
+
+
+def timer_properties(bp: Blueprint) -> list[str]:
+    return [n for n, d in bp.schema.get("properties", {}).items() if d.get("format") == "timer"]
+
+
+def check_max_ttl(bp: Blueprint, values: dict[str, Any], created_at: datetime, base: str) -> list[FieldError]:
+    """A timer may not be set further than ``max_ttl`` from the entity's creation."""
+    errors = []
+    for prop in timer_properties(bp):
+        limit = (bp.timers.get(prop) or {}).get("max_ttl")
+        deadline = parse_time(values[prop]) if isinstance(values.get(prop), str) else None
+        if limit and deadline and deadline > created_at + parse_duration(limit):
+            errors.append(
+                FieldError(
+                    f"{base}/properties" + pointer(prop), f"is beyond the blueprint's max_ttl of {limit}"
+                )
+            )
+    return errors
+
+
+def sync(
+    session: Session,
+    bp: Blueprint,
+    changes: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]],
+) -> dict[str, list[dict[str, Any]]]:
+    """Bring timer records in step with entity writes (``(entity, before, after)`` properties;
+    ``after`` None: deleted). Returns, per entity, the timer changes to relay to Temporal."""
+    props = timer_properties(bp)
+    if not props:
+        return {}
+    now = utcnow()
+    wanted = {timer_id(bp.identifier, e, p): (e, p) for e, _, _ in changes for p in props}
+    existing = {t.id: t for t in session.scalars(select(Timer).where(Timer.id.in_(list(wanted))))}
+    relay: dict[str, list[dict[str, Any]]] = {}
+    for entity, before, after in changes:
+        for prop in props:
+            old = (before or {}).get(prop)
+            new = (after or {}).get(prop) if after is not None else None
+            if old == new and (new is None or timer_id(bp.identifier, entity, prop) in existing):
+                continue
+            key = timer_id(bp.identifier, entity, prop)
+            record = existing.get(key)
+            deadline = parse_time(new) if isinstance(new, str) else None
+            if deadline is None:
+                if record is not None and record.state == "active":
+                    record.state, record.deadline, record.next_reminder, record.updated_at = (
+                        "cleared",
+                        None,
+                        None,
+                        now,
+                    )
+                relay.setdefault(entity, []).append({"id": key, "property": prop, "deadline": None})
+                continue
+            if record is None:
+                record = Timer(
+                    id=key,
+                    blueprint=bp.identifier,
+                    entity=entity,
+                    property=prop,
+                    armed_at=now,
+                    original_deadline=deadline,
+                    extensions=[],
+                    reminders=[],
+                )
+                session.add(record)
+                existing[key] = record
+            elif record.state != "active":
+                record.armed_at, record.original_deadline, record.extensions, record.reminders = (
+                    now,
+                    deadline,
+                    [],
+                    [],
+                )
+                record.expired_at, record.on_expiry_run, record.teardown, record.error = (
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            record.state, record.deadline, record.updated_at = "active", deadline, now
+            record.next_reminder = next_reminder(bp, prop, deadline, now)
+            relay.setdefault(entity, []).append({"id": key, "property": prop, "deadline": new})
+    return relay
+
+
+def next_reminder(bp: Blueprint, prop: str, deadline: datetime, now: datetime) -> datetime | None:
+    upcoming = reminder_times(deadline, (bp.timers.get(prop) or {}).get("remind_before", []), now)
+    return upcoming[0] if upcoming else None
+
+
+def get_timer(session: Session, blueprint: str, entity: str, prop: str) -> Timer:
+    timer = session.get(Timer, timer_id(blueprint, entity, prop))
+    if timer is None:
+        raise NotFound(f"entity '{entity}' of '{blueprint}' has no timer '{prop}'")
+    return timer
+
+
+def timer_view(timer: Timer) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": timer.id,
+        "workflow_id": timer.id,
+        "blueprint": timer.blueprint,
+        "entity": timer.entity,
+        "property": timer.property,
+        "state": timer.state,
+        "deadline": iso(timer.deadline),
+        "original_deadline": iso(timer.original_deadline),
+        "armed_at": iso(timer.armed_at),
+        "extensions": timer.extensions,
+        "reminders": timer.reminders,
+        "next_reminder": iso(timer.next_reminder),
+        "expired_at": iso(timer.expired_at),
+        "on_expiry_run": timer.on_expiry_run,
+        "teardown": timer.teardown,
+        "error": timer.error,
+    }
+
+
+def list_timers(
+    session: Session,
+    *,
+    state: str | None = None,
+    expires_before: datetime | None = None,
+    blueprint: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page[Timer]:
+    """Soonest deadline first."""
+    check_limit(limit)
+    if state is not None and state not in ("active", "expired", "cleared"):
+        raise Invalid("invalid filter", [FieldError("/state", "must be active, expired or cleared")])
+    stmt = select(Timer)
+    if state is not None:
+        stmt = stmt.where(Timer.state == state)
+    if blueprint is not None:
+        stmt = stmt.where(Timer.blueprint == blueprint)
+    if expires_before is not None:
+        stmt = stmt.where(Timer.deadline < expires_before)
+    if cursor:
+        (offset,) = decode_cursor(cursor, size=1)
+        if not isinstance(offset, int) or offset < 0:
+            raise Invalid("invalid cursor", [FieldError("/cursor", "not a cursor returned by this API")])
+    else:
+        offset = 0
+    rows = list(session.scalars(stmt.order_by(Timer.deadline, Timer.id).offset(offset).limit(limit + 1)))
+    return Page(rows[:limit], encode_cursor([offset + limit]) if len(rows) > limit else None)

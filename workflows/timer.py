@@ -1,0 +1,257 @@
+"""The TTL timer workflow ``timer:{blueprint}:{entity}:{property}``: an updatable deadline.
+
+Armed (and re-armed, or cleared) by the ``arm`` signal the event relay sends with
+signal-with-start, so a concurrent second write never makes two. Sends reminders before the
+deadline, accepts extensions through the ``extend`` Update (its validator enforces the
+blueprint's policy), and at the deadline reports the expiry (the catalog emits
+``TIMER_EXPIRED``) and runs the blueprint's ``on_expiry`` action, waiting for its outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.types import ExpiryRun, TimerReport
+    from catalog.durations import parse_duration
+    from catalog.timer_rules import extension_problem, reminder_times
+
+ARM_SIGNAL = "arm"
+EXTEND_UPDATE = "extend"
+EXTENSION_REFUSED = "ExtensionRefused"
+REPORT = RetryPolicy(maximum_interval=timedelta(seconds=30))
+
+
+@dataclass
+class TimerInput:
+    timer_id: str
+    blueprint: str
+    entity: str
+    property: str
+
+
+@dataclass
+class Arm:
+    """A new deadline (ISO time) for the timer, or None: the timer was cleared."""
+
+    deadline: str | None
+    policy: dict[str, Any] = field(default_factory=dict)
+    entity_created_at: str = ""
+    event_id: int = 0
+
+
+@dataclass
+class Extension:
+    by: str  # an ISO 8601 duration
+    user: str
+    via: str = "api"
+
+
+@workflow.defn(name="EntityTimer")
+class EntityTimer:
+    def __init__(self) -> None:
+        self._deadline: datetime | None = None
+        self._original: datetime | None = None
+        self._created_at: datetime | None = None
+        self._policy: dict[str, Any] = {}
+        self._state = "waiting"  # waiting | active | cleared | expired
+        self._extensions: list[dict[str, Any]] = []
+        self._reminded: set[str] = set()
+        self._changed = False
+
+    @workflow.signal(name=ARM_SIGNAL)
+    def arm(self, arm: Arm) -> None:
+        if self._state == "expired":
+            return  # the expiry's cleanup is under way; a late write does not revive it
+        self._policy = arm.policy or self._policy
+        if arm.entity_created_at:
+            self._created_at = datetime.fromisoformat(arm.entity_created_at)
+        if arm.deadline is None:
+            self._state = "cleared"
+        else:
+            deadline = datetime.fromisoformat(arm.deadline.replace("Z", "+00:00"))
+            if self._state != "active":
+                self._original, self._extensions, self._reminded = deadline, [], set()
+            self._deadline, self._state = deadline, "active"
+        self._changed = True
+
+    @workflow.update(name=EXTEND_UPDATE)
+    def extend(self, extension: Extension) -> dict[str, Any]:
+        assert self._deadline is not None
+        self._deadline += parse_duration(extension.by)
+        self._extensions.append(
+            {
+                "by": extension.by,
+                "user": extension.user,
+                "via": extension.via,
+                "at": workflow.now().isoformat(),
+                "deadline": self._deadline.isoformat(),
+            }
+        )
+        self._changed = True
+        return self.view()
+
+    @extend.validator
+    def _check_extension(self, extension: Extension) -> None:
+        try:
+            by = parse_duration(extension.by)
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type=EXTENSION_REFUSED) from exc
+        problem = extension_problem(
+            state=self._state,
+            deadline=self._deadline,
+            original_deadline=self._original,
+            by=by,
+            max_extension=self._policy.get("max_extension"),
+            max_ttl=self._policy.get("max_ttl"),
+            created_at=self._created_at or workflow.now(),
+        )
+        if problem is not None:
+            raise ApplicationError(problem, type=EXTENSION_REFUSED)
+
+    @workflow.query
+    def view(self) -> dict[str, Any]:
+        return {
+            "state": self._state,
+            "deadline": self._deadline.isoformat() if self._deadline else None,
+            "original_deadline": self._original.isoformat() if self._original else None,
+            "extensions": self._extensions,
+        }
+
+    @workflow.run
+    async def run(self, timer: TimerInput) -> dict[str, Any]:
+        await workflow.wait_condition(lambda: self._state != "waiting")
+        while self._state == "active":
+            assert self._deadline is not None
+            now = workflow.now()
+            if now >= self._deadline:
+                break
+            upcoming = [
+                t
+                for t in reminder_times(self._deadline, self._policy.get("remind_before", []), now)
+                if t.isoformat() not in self._reminded
+            ]
+            wake = min([*upcoming, self._deadline])
+            workflow.set_current_details(f"**Expires** {self._deadline.isoformat()}")
+            self._changed = False
+            try:
+                await workflow.wait_condition(lambda: self._changed, timeout=wake - now)
+            except TimeoutError:
+                if upcoming and wake == upcoming[0]:
+                    self._reminded.add(wake.isoformat())
+                    await self._remind(timer)
+                continue
+            await self._report(
+                timer,
+                {
+                    "state": self._state,
+                    "deadline": self._iso(self._deadline),
+                    "extensions": self._extensions,
+                    "next_reminder": self._next_reminder(),
+                },
+            )
+        if self._state == "cleared":
+            await self._report(timer, {"state": "cleared"})
+            return self.view()
+        await self._expire(timer)
+        return self.view()
+
+    async def _expire(self, timer: TimerInput) -> None:
+        self._state = "expired"
+        workflow.set_current_details("**Expired**")
+        action = (self._policy.get("on_expiry") or {}).get("action")
+        await self._report(
+            timer, {"state": "expired", "expired": True, "teardown": "pending" if action else "none"}
+        )
+        if not action:
+            return
+        key = f"{timer.timer_id}@{self._iso(self._deadline)}"
+        try:
+            run_id = await workflow.execute_activity(
+                "gantry.start_expiry_run",
+                ExpiryRun(action, timer.blueprint, timer.entity, key),
+                result_type=str,
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(minutes=1)),
+                summary=f"start {action}",
+            )
+        except ActivityError as exc:
+            await self._teardown_failed(timer, None, f"could not start '{action}': {_message(exc)}")
+            return
+        await self._report(timer, {"teardown": "running", "on_expiry_run": run_id})
+        final = await workflow.execute_activity(
+            "gantry.wait_for_run",
+            run_id,
+            result_type=dict,
+            start_to_close_timeout=timedelta(days=7),
+            heartbeat_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+            summary=f"wait for {action}",
+        )
+        if final.get("status") == "SUCCESS":
+            await self._report(timer, {"teardown": "done"})
+        else:
+            await self._teardown_failed(
+                timer, run_id, f"'{action}' ended {final.get('status')}: {final.get('error')}"
+            )
+
+    async def _teardown_failed(self, timer: TimerInput, run_id: str | None, error: str) -> None:
+        await self._report(
+            timer,
+            {
+                "teardown": "failed",
+                "error": error,
+                "on_expiry_run": run_id,
+                "notify_owners": f"Cleanup of {timer.entity} after its {timer.property} "
+                f"expired needs attention: {error}",
+            },
+        )
+
+    async def _remind(self, timer: TimerInput) -> None:
+        await self._report(
+            timer,
+            {
+                "reminder": {"at": workflow.now().isoformat(), "deadline": self._iso(self._deadline)},
+                "next_reminder": self._next_reminder(),
+            },
+        )
+
+    def _next_reminder(self) -> str | None:
+        if self._deadline is None:
+            return None
+        upcoming = [
+            t
+            for t in reminder_times(self._deadline, self._policy.get("remind_before", []), workflow.now())
+            if t.isoformat() not in self._reminded
+        ]
+        return upcoming[0].isoformat() if upcoming else None
+
+    async def _report(self, timer: TimerInput, report: dict[str, Any]) -> None:
+        await workflow.execute_activity(
+            "gantry.report_timer",
+            TimerReport(timer.timer_id, report),
+            start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=timedelta(days=1),
+            retry_policy=REPORT,
+            summary=next(iter(report), "report"),
+        )
+
+    @staticmethod
+    def _iso(moment: datetime | None) -> str | None:
+        return moment.isoformat() if moment else None
+
+
+def _message(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    message = str(exc)
+    while cause is not None:
+        if isinstance(cause, ApplicationError):
+            message = cause.message
+        cause = cause.__cause__
+    return message
