@@ -74,10 +74,26 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     from activities.catalog import CatalogActivities, GantryApi, with_secrets
 
     api = GantryApi.from_settings(settings)
-    activities = _activity_methods(CatalogActivities(api))
+    activities = _activity_methods(
+        CatalogActivities(api, poll_interval=min(settings.vendor_poll_interval, 2.0))
+    )
     for integration in build_integrations(settings):
         activities += [with_secrets(method, api) for method in _activity_methods(integration)]
-    return activities
+    # Not a step kind (no StepInput, no secrets): the approval gate's own, registered always.
+    return activities + _activity_methods(_slack_approvals(settings))
+
+
+def _slack_approvals(settings: Settings) -> object:
+    from activities.slack_approvals import SlackApprovals
+
+    token = settings.secret("slack_bot_token")
+    if not token:
+        return SlackApprovals(None, settings.api_url)
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    return SlackApprovals(
+        AsyncWebClient(token=token, base_url=_slash(settings.slack_api_url)), settings.api_url
+    )
 
 
 def _activity_methods(integration: object) -> list[Callable[..., Any]]:

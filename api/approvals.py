@@ -20,7 +20,14 @@ DECISIONS = ("APPROVE", "DECLINE")
 
 
 def apply_decision(
-    app: FastAPI, session: Session, run_id: str, user: User, decision: str, comment: str, via: str
+    app: FastAPI,
+    session: Session,
+    run_id: str,
+    user: User,
+    decision: str,
+    comment: str,
+    via: str,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """Decide a run's open approval as ``user``; returns the approval state. Refusals (403 not
     eligible or self-approval, 409 closed or already decided) are audited too and change nothing."""
@@ -31,17 +38,23 @@ def apply_decision(
     if run.status in runs.TERMINAL:
         _audit_refusal(session, actor, run_id, decision, via, "the run has ended")
         raise Conflict(f"run '{run_id}' has ended ({run.status}): its approval is closed")
+    workflow_id = run.workflow_id
+    # Give the connection back while the workflow decides: a burst of clicks must not drain the pool.
+    session.rollback()
     try:
         state = anyio.from_thread.run(
             app.state.temporal.decide,
-            run.workflow_id,
-            Decision(user=user.identifier, decision=decision, comment=comment, via=via),
+            workflow_id,
+            Decision(
+                user=user.identifier, decision=decision, comment=comment, via=via, request_id=request_id
+            ),
         )
     except DecisionRefused as refused:
         _audit_refusal(session, actor, run_id, decision, via, refused.message)
         if refused.status == 403:
             raise Forbidden(refused.message) from refused
         raise Conflict(refused.message) from refused
+    run = runs.get_run(session, run_id)
     run.approval = state
     audit.record(
         session,

@@ -31,7 +31,7 @@ def _postgres_available() -> str | None:
             conn.execute(text("select 1"))
         engine.dispose()
         return None
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+    except Exception as exc:
         return f"PostgreSQL at {POSTGRES_ADMIN_URL} does not answer: {exc.__class__.__name__}: {exc}"
 
 

@@ -8,7 +8,17 @@ from temporalio import activity
 from activities import build_activities
 from config import Settings
 
-CATALOG = {"catalog.upsert_entity", "catalog.delete_entity", "gantry.report_run", "gantry.reconcile_runs"}
+CATALOG = {
+    "catalog.upsert_entity",
+    "catalog.delete_entity",
+    "gantry.report_run",
+    "gantry.reconcile_runs",
+    "gantry.report_timer",
+    "gantry.start_expiry_run",
+    "gantry.wait_for_run",
+    "slack.request_approval",
+    "slack.update_approval",
+}
 ALL = CATALOG | {
     "http.request",
     "github.workflow_dispatch",

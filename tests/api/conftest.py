@@ -64,7 +64,9 @@ SYSTEM_BLUEPRINT: dict[str, Any] = {
 @pytest.fixture
 def catalog(client: TestClient) -> TestClient:
     """A client whose catalog has the system and service blueprints, a team and a user."""
-    assert client.post("/v1/teams", json={"identifier": "payments-team", "title": "Payments"}).status_code == 201
+    assert (
+        client.post("/v1/teams", json={"identifier": "payments-team", "title": "Payments"}).status_code == 201
+    )
     user = {"identifier": "bob", "email": "bob@example.com", "name": "Bob", "teams": ["payments-team"]}
     assert client.post("/v1/users", json=user).status_code == 201
     assert client.post("/v1/blueprints", json=SYSTEM_BLUEPRINT).status_code == 201

@@ -28,7 +28,10 @@ def test_bad_schema_names_the_keyword(client: TestClient) -> None:
     bad["relations"]["depends_on"]["required"] = True
     response = client.post("/v1/blueprints", json=bad)
     assert pointers(response) == {
-        "/schema/properties/repo/format", "/schema/properties/x/type", "/schema/required/0", "/relations/depends_on",
+        "/schema/properties/repo/format",
+        "/schema/properties/x/type",
+        "/schema/required/0",
+        "/relations/depends_on",
     }
     missing_target = copy.deepcopy(SERVICE_BLUEPRINT)
     missing_target["relations"]["system"]["target"] = "galaxy"
@@ -39,7 +42,9 @@ def test_bad_schema_names_the_keyword(client: TestClient) -> None:
 def test_type_change_refused_while_entities_exist(catalog: TestClient) -> None:
     changed = copy.deepcopy(SERVICE_BLUEPRINT)
     changed["schema"]["properties"]["tier"] = {"type": "string"}
-    catalog.post("/v1/blueprints/service/entities", json={"identifier": "a", "properties": {"language": "go"}})
+    catalog.post(
+        "/v1/blueprints/service/entities", json={"identifier": "a", "properties": {"language": "go"}}
+    )
     response = catalog.put("/v1/blueprints/service", json=changed)
     assert response.status_code == 409
     assert pointers(response) == {"/schema/properties/tier/type"}
@@ -47,19 +52,25 @@ def test_type_change_refused_while_entities_exist(catalog: TestClient) -> None:
     # removing a property drops its data; the validator follows the new version at once
     dropped = copy.deepcopy(SERVICE_BLUEPRINT)
     del dropped["schema"]["properties"]["tags"]
-    catalog.post("/v1/blueprints/service/entities?upsert=true",
-                 json={"identifier": "a", "properties": {"language": "go", "tags": ["x"]}})
+    catalog.post(
+        "/v1/blueprints/service/entities?upsert=true",
+        json={"identifier": "a", "properties": {"language": "go", "tags": ["x"]}},
+    )
     assert catalog.put("/v1/blueprints/service", json=dropped).status_code == 200
     assert "tags" not in catalog.get("/v1/blueprints/service/entities/a").json()["properties"]
-    refused = catalog.post("/v1/blueprints/service/entities?upsert=true",
-                           json={"identifier": "a", "properties": {"language": "go", "tags": ["x"]}})
+    refused = catalog.post(
+        "/v1/blueprints/service/entities?upsert=true",
+        json={"identifier": "a", "properties": {"language": "go", "tags": ["x"]}},
+    )
     assert refused.status_code == 422
 
 
 def test_delete_needs_delete_entities(catalog: TestClient) -> None:
     assert catalog.delete("/v1/blueprints/system").status_code == 409  # has entities and is a relation target
-    catalog.post("/v1/blueprints/service/entities",
-                 json={"identifier": "a", "properties": {"language": "go"}, "relations": {"system": "billing"}})
+    catalog.post(
+        "/v1/blueprints/service/entities",
+        json={"identifier": "a", "properties": {"language": "go"}, "relations": {"system": "billing"}},
+    )
     assert catalog.delete("/v1/blueprints/system?delete_entities=true").status_code == 204
     assert "system" not in catalog.get("/v1/blueprints/service").json()["relations"]
     assert "system" not in catalog.get("/v1/blueprints/service/entities/a").json()["relations"]
@@ -71,7 +82,9 @@ def test_auth_and_roles(catalog: TestClient) -> None:
     token = catalog.post("/v1/tokens", json={"user": "bob"}).json()["token"]
     bob = {"Authorization": f"Bearer {token}"}
     assert catalog.get("/v1/me", headers=bob).json()["identifier"] == "bob"
-    assert catalog.post("/v1/blueprints", json={"identifier": "x", "title": "X"}, headers=bob).status_code == 403
+    assert (
+        catalog.post("/v1/blueprints", json={"identifier": "x", "title": "X"}, headers=bob).status_code == 403
+    )
     assert catalog.post("/v1/teams", json={"identifier": "t", "title": "T"}, headers=bob).status_code == 403
     # members write entities
     created = catalog.post("/v1/blueprints/system/entities", json={"identifier": "s2"}, headers=bob)

@@ -14,8 +14,12 @@ def test_create_get_and_computed_fields(catalog: TestClient) -> None:
         "identifier": "payments",
         "title": "Payments",
         "team": ["payments-team"],
-        "properties": {"language": "python", "tier": 1, "repo": "https://git.example/payments",
-                       "expires_at": "2030-01-02T03:04:05+02:00"},
+        "properties": {
+            "language": "python",
+            "tier": 1,
+            "repo": "https://git.example/payments",
+            "expires_at": "2030-01-02T03:04:05+02:00",
+        },
         "relations": {"system": "billing", "depends_on": []},
     }
     created = catalog.post("/v1/blueprints/service/entities", json=body)
@@ -28,7 +32,9 @@ def test_create_get_and_computed_fields(catalog: TestClient) -> None:
     again = catalog.post("/v1/blueprints/service/entities", json=body)
     assert again.status_code == 409
 
-    computed = catalog.post("/v1/blueprints/service/entities", json={**body, "identifier": "x", "created_at": "now"})
+    computed = catalog.post(
+        "/v1/blueprints/service/entities", json={**body, "identifier": "x", "created_at": "now"}
+    )
     assert computed.status_code == 422 and pointers(computed) == {"/created_at"}
 
 
@@ -41,12 +47,21 @@ def test_invalid_entity_names_every_field_and_changes_nothing(catalog: TestClien
     }
     response = catalog.post("/v1/blueprints/service/entities", json=bad)
     assert response.status_code == 422, response.text
-    assert {"/properties/language", "/properties/tier", "/properties/repo", "/properties/colour",
-            "/relations/depends_on"} <= pointers(response)
+    assert {
+        "/properties/language",
+        "/properties/tier",
+        "/properties/repo",
+        "/properties/colour",
+        "/relations/depends_on",
+    } <= pointers(response)
     assert catalog.get("/v1/blueprints/service/entities/ledger").status_code == 404
 
-    refs = {"identifier": "ledger", "team": ["nobody-team"],
-            "properties": {"language": "go", "on_call": "ghost"}, "relations": {"system": "atlantis"}}
+    refs = {
+        "identifier": "ledger",
+        "team": ["nobody-team"],
+        "properties": {"language": "go", "on_call": "ghost"},
+        "relations": {"system": "atlantis"},
+    }
     response = catalog.post("/v1/blueprints/service/entities", json=refs)
     assert response.status_code == 422
     assert pointers(response) == {"/team/0", "/properties/on_call", "/relations/system"}
@@ -54,15 +69,26 @@ def test_invalid_entity_names_every_field_and_changes_nothing(catalog: TestClien
 
 def test_upsert_merge_patch_put(catalog: TestClient) -> None:
     url = "/v1/blueprints/service/entities"
-    assert catalog.post(url, json={"identifier": "cart", "properties": {"language": "go", "tier": 2}}).status_code == 201
-    merged = catalog.post(f"{url}?merge=true", json={"identifier": "cart", "properties": {"repo": "https://x.example/cart"}})
+    assert (
+        catalog.post(
+            url, json={"identifier": "cart", "properties": {"language": "go", "tier": 2}}
+        ).status_code
+        == 201
+    )
+    merged = catalog.post(
+        f"{url}?merge=true", json={"identifier": "cart", "properties": {"repo": "https://x.example/cart"}}
+    )
     assert merged.status_code == 200
     assert merged.json()["properties"] == {"language": "go", "tier": 2, "repo": "https://x.example/cart"}
 
-    replaced = catalog.post(f"{url}?upsert=true", json={"identifier": "cart", "properties": {"language": "python"}})
+    replaced = catalog.post(
+        f"{url}?upsert=true", json={"identifier": "cart", "properties": {"language": "python"}}
+    )
     assert replaced.json()["properties"] == {"language": "python"}
 
-    patched = catalog.patch(f"{url}/cart", json={"properties": {"tier": 3}, "relations": {"system": "billing"}})
+    patched = catalog.patch(
+        f"{url}/cart", json={"properties": {"tier": 3}, "relations": {"system": "billing"}}
+    )
     assert patched.status_code == 200, patched.text
     assert patched.json()["properties"] == {"language": "python", "tier": 3}
     assert patched.json()["relations"]["system"] == "billing"
@@ -70,9 +96,14 @@ def test_upsert_merge_patch_put(catalog: TestClient) -> None:
     removed = catalog.patch(f"{url}/cart", json={"properties": {"tier": None}})
     assert removed.json()["properties"] == {"language": "python"}
 
-    put = catalog.put(f"{url}/cart", json={"identifier": "cart", "title": "Cart", "properties": {"language": "go"}})
+    put = catalog.put(
+        f"{url}/cart", json={"identifier": "cart", "title": "Cart", "properties": {"language": "go"}}
+    )
     assert put.status_code == 200 and put.json()["title"] == "Cart" and put.json()["relations"] == {}
-    assert catalog.put(f"{url}/nope", json={"identifier": "nope", "properties": {"language": "go"}}).status_code == 404
+    assert (
+        catalog.put(f"{url}/nope", json={"identifier": "nope", "properties": {"language": "go"}}).status_code
+        == 404
+    )
 
 
 def test_missing_related_entities_can_be_created(catalog: TestClient) -> None:
@@ -86,12 +117,18 @@ def test_missing_related_entities_can_be_created(catalog: TestClient) -> None:
 
 def test_delete_refused_while_required_by_others(catalog: TestClient) -> None:
     deployment = {
-        "identifier": "deployment", "title": "Deployment",
+        "identifier": "deployment",
+        "title": "Deployment",
         "relations": {"service": {"target": "service", "required": True}},
     }
     assert catalog.post("/v1/blueprints", json=deployment).status_code == 201
-    assert catalog.post("/v1/blueprints/service/entities", json={"identifier": "api", "properties": {"language": "go"},
-                        "relations": {"system": "billing"}}).status_code == 201
+    assert (
+        catalog.post(
+            "/v1/blueprints/service/entities",
+            json={"identifier": "api", "properties": {"language": "go"}, "relations": {"system": "billing"}},
+        ).status_code
+        == 201
+    )
     dep = {"identifier": "api-v1", "relations": {"service": "api"}}
     assert catalog.post("/v1/blueprints/deployment/entities", json=dep).status_code == 201
 
@@ -105,9 +142,15 @@ def test_delete_refused_while_required_by_others(catalog: TestClient) -> None:
 
 
 def test_bulk_writes_valid_items_and_reports_invalid_ones(catalog: TestClient) -> None:
-    entities = [{"identifier": f"svc-{i}", "properties": {"language": "go", "tier": 1 + i % 3}} for i in range(50)]
+    entities = [
+        {"identifier": f"svc-{i}", "properties": {"language": "go", "tier": 1 + i % 3}} for i in range(50)
+    ]
     entities[7]["properties"]["tier"] = 9
-    entities[8] = {"identifier": "svc-8", "properties": {"language": "go"}, "relations": {"system": "nowhere"}}
+    entities[8] = {
+        "identifier": "svc-8",
+        "properties": {"language": "go"},
+        "relations": {"system": "nowhere"},
+    }
     entities.append({"identifier": "svc-0", "properties": {"language": "go"}})
     response = catalog.post("/v1/blueprints/service/entities/bulk", json={"entities": entities})
     assert response.status_code == 207, response.text
@@ -120,5 +163,7 @@ def test_bulk_writes_valid_items_and_reports_invalid_ones(catalog: TestClient) -
     listed = catalog.get("/v1/blueprints/service/entities?limit=20")
     assert len(listed.json()["items"]) == 20 and listed.json()["next_cursor"]
 
-    too_many = catalog.post("/v1/blueprints/service/entities/bulk", json={"entities": [{"identifier": "a"}] * 1001})
+    too_many = catalog.post(
+        "/v1/blueprints/service/entities/bulk", json={"entities": [{"identifier": "a"}] * 1001}
+    )
     assert too_many.status_code == 422

@@ -1,5 +1,5 @@
 """Fake Slack Web API: chat.postMessage, chat.update, chat.postEphemeral, users.lookupByEmail,
-conversations.open, views.open. Answers like Slack: HTTP 200 with ``{"ok": false, "error": ...}``
+users.info, conversations.open, conversations.history, views.open. Answers like Slack: HTTP 200 with ``{"ok": false, "error": ...}``
 for API errors, 429 with ``Retry-After`` for rate limits (script it with :meth:`rate_limit_next`).
 """
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -29,8 +30,16 @@ class FakeSlack(FakeVendor):
         self.users = {"bob@example.com": "U0BOB", "alice@example.com": "U0ALICE"}
         # Every message as Slack stores it, keyed by (channel, ts).
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self.ephemeral: list[dict[str, Any]] = []
         self.views: list[dict[str, Any]] = []
         self._ts = itertools.count(1)
+
+    def next_ts(self) -> str:
+        """Like Slack's: the current second, then a sequence that keeps them unique and ordered."""
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    def user_id(self, email: str) -> str:
+        return self.users[email]
 
     def rate_limit_next(self, retry_after: int = 1, method: str = "chat.postMessage") -> None:
         self.fail_next(
@@ -69,7 +78,7 @@ class FakeSlack(FakeVendor):
             return {"ok": False, "error": "channel_not_found"}
         if not args.get("text") and not args.get("blocks"):
             return {"ok": False, "error": "no_text"}
-        ts = f"1700000000.{next(self._ts):06d}"
+        ts = self.next_ts()
         message = {
             "ts": ts,
             "text": args.get("text"),
@@ -89,7 +98,45 @@ class FakeSlack(FakeVendor):
     def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         if self._channel(args) is None:
             return {"ok": False, "error": "channel_not_found"}
-        return {"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"}
+        if not args.get("user"):
+            return {"ok": False, "error": "user_not_found"}
+        with self._lock:
+            self.ephemeral.append({k: args.get(k) for k in ("channel", "user", "text", "blocks")})
+        return {"ok": True, "message_ts": self.next_ts()}
+
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Newest first; ``oldest``, ``limit`` and ``cursor`` (an offset) as Slack pages them;
+        ``metadata`` only with ``include_all_metadata``."""
+        channel = self._channel(args)
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        oldest = float(args.get("oldest") or 0)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = sorted(
+            (m for (c, ts), m in list(self.messages.items()) if c == channel and float(ts) > oldest),
+            key=lambda m: float(m["ts"]),
+            reverse=True,
+        )
+        start, limit = int(args.get("cursor") or 0), int(args.get("limit") or 100)
+        page = [
+            {"type": "message", "ts": m["ts"], "text": m["text"], "blocks": m.get("blocks")}
+            | ({"metadata": m["metadata"]} if with_metadata and m.get("metadata") else {})
+            for m in found[start : start + limit]
+        ]
+        more = start + limit < len(found)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = str(args.get("user"))
+        email = next((e for e, u in self.users.items() if u == user), None)
+        if email is None:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": {"id": user, "profile": {"email": email}}}
 
     def _users_lookupByEmail(self, args: dict[str, Any]) -> dict[str, Any]:
         email = str(args.get("email"))

@@ -268,8 +268,21 @@ async def test_cli_launches_and_follows_a_run(stack: Stack, capsys: Any) -> None
 
     await seed(stack)
     await stack.api.post("/v1/actions", json=deploy_action(stack))
-    argv = ["--api-url", str(stack.api.base_url), "--token", "admin-e2e-token", "run", "deploy_service",
-            "--entity", "payments", "-i", "version=v8", "-i", "notify=true", "--wait"]
+    argv = [
+        "--api-url",
+        str(stack.api.base_url),
+        "--token",
+        "admin-e2e-token",
+        "run",
+        "deploy_service",
+        "--entity",
+        "payments",
+        "-i",
+        "version=v8",
+        "-i",
+        "notify=true",
+        "--wait",
+    ]
     assert await asyncio.to_thread(cli.main, argv) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == "SUCCESS"

@@ -16,22 +16,40 @@ async def people(stack: Stack) -> dict[str, httpx.AsyncClient]:
     await stack.api.post("/v1/teams", json={"identifier": "platform", "title": "Platform"})
     await stack.api.post("/v1/teams", json={"identifier": "sre", "title": "SRE"})
     clients = {}
-    for name, teams in (("alice", ["platform"]), ("bob", ["platform"]), ("carol", []), ("dave", ["sre"]),
-                        ("erin", ["platform"])):
-        created = await stack.api.post("/v1/users", json={"identifier": name, "email": f"{name}@example.com",
-                                                           "teams": teams})
+    for name, teams in (
+        ("alice", ["platform"]),
+        ("bob", ["platform"]),
+        ("carol", []),
+        ("dave", ["sre"]),
+        ("erin", ["platform"]),
+    ):
+        created = await stack.api.post(
+            "/v1/users", json={"identifier": name, "email": f"{name}@example.com", "teams": teams}
+        )
         assert created.status_code == 201, created.text
         token = (await stack.api.post("/v1/tokens", json={"user": name})).json()["token"]
-        clients[name] = httpx.AsyncClient(base_url=stack.api.base_url, headers={"Authorization": f"Bearer {token}"})
+        clients[name] = httpx.AsyncClient(
+            base_url=stack.api.base_url, headers={"Authorization": f"Bearer {token}"}
+        )
     return clients
 
 
-def action(stack: Stack, approval: dict[str, Any] | None = None, steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def action(
+    stack: Stack, approval: dict[str, Any] | None = None, steps: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "identifier": "toggle_flag", "title": "Toggle flag", "trigger": {"operation": "CREATE"},
+        "identifier": "toggle_flag",
+        "title": "Toggle flag",
+        "trigger": {"operation": "CREATE"},
         "user_inputs": {"properties": {"flag": {"type": "string"}}, "required": ["flag"]},
-        "steps": steps or [{"id": "toggle", "uses": "http.request",
-                            "with": {"url": f"{stack.webhook.url}/flags", "body": {"flag": "{{ inputs.flag }}"}}}],
+        "steps": steps
+        or [
+            {
+                "id": "toggle",
+                "uses": "http.request",
+                "with": {"url": f"{stack.webhook.url}/flags", "body": {"flag": "{{ inputs.flag }}"}},
+            }
+        ],
     }
     if approval is not None:
         body["approval"] = approval
@@ -59,14 +77,18 @@ async def test_two_of_three_approvals_continue_the_run(stack: Stack) -> None:
 
     mine = (await users["bob"].get("/v1/runs?status=WAITING_FOR_APPROVAL&approver=me")).json()["items"]
     assert [r["id"] for r in mine] == [run["id"]]
-    assert (await users["carol"].get("/v1/runs?status=WAITING_FOR_APPROVAL&approver=me")).json()["items"] == []
+    assert (await users["carol"].get("/v1/runs?status=WAITING_FOR_APPROVAL&approver=me")).json()[
+        "items"
+    ] == []
 
     self_approval = await users["alice"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
     assert self_approval.status_code == 403 and "self-approval" in self_approval.json()["error"]["message"]
     outsider = await users["carol"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
     assert outsider.status_code == 403 and "not an eligible approver" in outsider.json()["error"]["message"]
 
-    first = await users["bob"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE", "comment": "lgtm"})
+    first = await users["bob"].post(
+        f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE", "comment": "lgtm"}
+    )
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "PENDING" and [a["user"] for a in first.json()["approvals"]] == ["bob"]
     again = await users["bob"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
@@ -77,7 +99,12 @@ async def test_two_of_three_approvals_continue_the_run(stack: Stack) -> None:
     assert second.json()["status"] == "APPROVED"
     done = await stack.wait_for(run["id"], {"SUCCESS", "FAILURE", "DECLINED"})
     assert done["status"] == "SUCCESS"
-    assert done["approval"]["approvals"][0] | {"at": None} == {"user": "bob", "via": "api", "comment": "lgtm", "at": None}
+    assert done["approval"]["approvals"][0] | {"at": None} == {
+        "user": "bob",
+        "via": "api",
+        "comment": "lgtm",
+        "at": None,
+    }
     assert len(stack.webhook.calls("POST", "/flags")) == 1
     late = await users["bob"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "DECLINE"})
     assert late.status_code == 409
@@ -91,7 +118,9 @@ async def test_two_of_three_approvals_continue_the_run(stack: Stack) -> None:
     assert operations.count("APPROVE") == 2 and operations.count("DECISION_REFUSED") == 4
     logs = await stack.logs(run["id"])
     assert "bob approved via api: lgtm" in logs and "Approved by bob, erin" in logs
-    assert any(line.startswith("Slack is not configured") for line in logs) or any("Could not notify" in line for line in logs)
+    assert any(line.startswith("Slack is not configured") for line in logs) or any(
+        "Could not notify" in line for line in logs
+    )
 
 
 async def test_one_decline_declines_and_no_step_runs(stack: Stack) -> None:
@@ -100,8 +129,9 @@ async def test_one_decline_declines_and_no_step_runs(stack: Stack) -> None:
     await stack.api.post("/v1/actions", json=action(stack, policy))
     run = await waiting(stack, users["alice"])
     await users["bob"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
-    declined = await users["erin"].post(f"/v1/runs/{run['id']}/approval",
-                                        json={"decision": "DECLINE", "comment": "not during the freeze"})
+    declined = await users["erin"].post(
+        f"/v1/runs/{run['id']}/approval", json={"decision": "DECLINE", "comment": "not during the freeze"}
+    )
     assert declined.json()["status"] == "DECLINED"
     done = await stack.wait_for(run["id"], {"SUCCESS", "FAILURE", "DECLINED"})
     assert done["status"] == "DECLINED" and done["steps"][0]["status"] == "PENDING"
@@ -111,8 +141,13 @@ async def test_one_decline_declines_and_no_step_runs(stack: Stack) -> None:
 
 async def test_timeout_escalates_then_declines(stack: Stack) -> None:
     users = await people(stack)
-    policy = {"approvers": {"users": ["bob"]}, "timeout": "PT1S", "on_timeout": "ESCALATE",
-              "escalation_approvers": {"teams": ["sre"]}, "escalation_timeout": "PT2S"}
+    policy = {
+        "approvers": {"users": ["bob"]},
+        "timeout": "PT1S",
+        "on_timeout": "ESCALATE",
+        "escalation_approvers": {"teams": ["sre"]},
+        "escalation_timeout": "PT2S",
+    }
     await stack.api.post("/v1/actions", json=action(stack, policy))
     run = await waiting(stack, users["alice"])
     for _ in range(100):
@@ -121,7 +156,9 @@ async def test_timeout_escalates_then_declines(stack: Stack) -> None:
             break
         await asyncio.sleep(0.1)
     assert approval["eligible"] == ["dave"]
-    assert (await users["bob"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})).status_code == 403
+    assert (
+        await users["bob"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
+    ).status_code == 403
     done = await stack.wait_for(run["id"], {"SUCCESS", "FAILURE", "DECLINED"}, timeout=20)
     assert done["status"] == "DECLINED" and done["status_label"] == "Approval timed out"
     assert done["approval"]["status"] == "TIMED_OUT"
@@ -129,8 +166,13 @@ async def test_timeout_escalates_then_declines(stack: Stack) -> None:
 
 async def test_escalated_approver_approves(stack: Stack) -> None:
     users = await people(stack)
-    policy = {"approvers": {"users": ["bob"]}, "timeout": "PT1S", "on_timeout": "ESCALATE",
-              "escalation_approvers": {"users": ["dave"]}, "escalation_timeout": "PT1M"}
+    policy = {
+        "approvers": {"users": ["bob"]},
+        "timeout": "PT1S",
+        "on_timeout": "ESCALATE",
+        "escalation_approvers": {"users": ["dave"]},
+        "escalation_timeout": "PT1M",
+    }
     await stack.api.post("/v1/actions", json=action(stack, policy))
     run = await waiting(stack, users["alice"])
     for _ in range(100):
@@ -145,14 +187,23 @@ async def test_escalated_approver_approves(stack: Stack) -> None:
 async def test_approval_as_a_middle_step_and_self_approval_allowed(stack: Stack) -> None:
     users = await people(stack)
     steps = [
-        {"id": "prepare", "uses": "http.request", "with": {"url": f"{stack.webhook.url}/prepare"},
-         "compensate": {"uses": "http.request", "with": {"url": f"{stack.webhook.url}/undo"}}},
-        {"id": "gate", "uses": "approval",
-         "with": {"approvers": {"roles": ["admin"], "users": ["alice"]}, "allow_self_approval": True}},
+        {
+            "id": "prepare",
+            "uses": "http.request",
+            "with": {"url": f"{stack.webhook.url}/prepare"},
+            "compensate": {"uses": "http.request", "with": {"url": f"{stack.webhook.url}/undo"}},
+        },
+        {
+            "id": "gate",
+            "uses": "approval",
+            "with": {"approvers": {"roles": ["admin"], "users": ["alice"]}, "allow_self_approval": True},
+        },
         {"id": "toggle", "uses": "http.request", "with": {"url": f"{stack.webhook.url}/flags"}},
     ]
     await stack.api.post("/v1/actions", json=action(stack, steps=steps))
-    launched = (await users["alice"].post("/v1/actions/toggle_flag/runs", json={"inputs": {"flag": "x"}})).json()
+    launched = (
+        await users["alice"].post("/v1/actions/toggle_flag/runs", json={"inputs": {"flag": "x"}})
+    ).json()
     assert launched["status"] == "IN_PROGRESS"
     for _ in range(100):
         run = (await stack.api.get(f"/v1/runs/{launched['id']}")).json()
@@ -166,7 +217,9 @@ async def test_approval_as_a_middle_step_and_self_approval_allowed(stack: Stack)
     assert done["status"] == "SUCCESS" and done["steps"][1]["outputs"] == {"approved_by": ["alice"]}
 
     # a decline in the middle compensates what ran before it
-    second = (await users["alice"].post("/v1/actions/toggle_flag/runs", json={"inputs": {"flag": "y"}})).json()
+    second = (
+        await users["alice"].post("/v1/actions/toggle_flag/runs", json={"inputs": {"flag": "y"}})
+    ).json()
     for _ in range(100):
         declined = await stack.api.post(f"/v1/runs/{second['id']}/approval", json={"decision": "DECLINE"})
         if declined.status_code == 200:
@@ -186,5 +239,7 @@ async def test_unsatisfiable_policies_are_refused_when_saved(stack: Stack) -> No
     details = {d["pointer"]: d["message"] for d in response.json()["error"]["details"]}
     assert "only 3 people are eligible" in details["/approval/required_approvals"]
     unknown = action(stack, {"approvers": {"teams": ["ghosts"]}, "on_timeout": "ESCALATE"})
-    details = {d["pointer"] for d in (await stack.api.post("/v1/actions", json=unknown)).json()["error"]["details"]}
+    details = {
+        d["pointer"] for d in (await stack.api.post("/v1/actions", json=unknown)).json()["error"]["details"]
+    }
     assert details == {"/approval/approvers/teams/0", "/approval/escalation_approvers"}

@@ -116,7 +116,7 @@ async def armed(stack: Stack, entity: str) -> None:
             return False
         try:
             await stack.client.get_workflow_handle(f"timer:environment:{entity}:expires_at").describe()
-        except Exception:  # noqa: BLE001 - not started yet
+        except Exception:
             return False
         return True
 

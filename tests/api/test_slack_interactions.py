@@ -1,0 +1,524 @@
+"""POST /v1/slack/interactions: requests built and signed exactly as Slack sends them, against the
+real app on uvicorn (so the 200 really leaves before the work) and the fake Slack Web API."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import select
+
+import api.approvals
+from activities.slack_approvals import ApprovalAction, ApprovalRef
+from api.app import create_app
+from api.slack_signature import ReplayGuard, SignatureError, sign, verify
+from api.temporal import DecisionRefused
+from catalog.errors import Forbidden
+from catalog.models import AuditRecord, Run, User
+from config import Settings
+from tests.api.conftest import ADMIN_TOKEN
+from tests.fakes.server import serve
+from tests.fakes.slack import FakeSlack
+from workflows.approval_types import NOT_ELIGIBLE, Decision
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+NOW = 1_700_000_000.0
+
+
+# ---- the signature, as a unit ----------------------------------------------------------------
+
+
+def test_verify_accepts_what_slack_signs() -> None:
+    body = b"payload=%7B%7D"
+    signature = SignatureVerifier(SECRET).generate_signature(timestamp=str(int(NOW)), body=body)
+    assert signature == sign(SECRET, str(int(NOW)), body)
+    verify(SECRET, str(int(NOW)), body, signature, now=NOW + 299)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "body", "signature", "now", "why"),
+    [
+        (str(int(NOW)), b"payload=x", "v0=" + "0" * 64, NOW, "does not match"),
+        (str(int(NOW)), b"payload=y", sign(SECRET, str(int(NOW)), b"payload=x"), NOW, "does not match"),
+        (str(int(NOW)), b"payload=x", sign("other", str(int(NOW)), b"payload=x"), NOW, "does not match"),
+        (str(int(NOW)), b"payload=x", sign(SECRET, str(int(NOW)), b"payload=x"), NOW + 301, "old"),
+        (str(int(NOW)), b"payload=x", sign(SECRET, str(int(NOW)), b"payload=x"), NOW - 301, "future"),
+        ("yesterday", b"payload=x", "v0=abc", NOW, "not a Unix timestamp"),
+        (None, b"payload=x", "v0=abc", NOW, "required"),
+        (str(int(NOW)), b"payload=x", None, NOW, "required"),
+    ],
+)
+def test_verify_refuses(
+    timestamp: str | None, body: bytes, signature: str | None, now: float, why: str
+) -> None:
+    with pytest.raises(SignatureError, match=why):
+        verify(SECRET, timestamp, body, signature, now=now)
+
+
+def test_the_replay_guard_refuses_a_second_delivery_until_the_window_closes() -> None:
+    guard = ReplayGuard(tolerance=300)
+    guard.check(str(int(NOW)), "v0=a", now=NOW)
+    guard.check(str(int(NOW)), "v0=b", now=NOW)
+    with pytest.raises(SignatureError, match="replay"):
+        guard.check(str(int(NOW)), "v0=a", now=NOW + 299)
+    guard.check(str(int(NOW)), "v0=a", now=NOW + 302)  # verify refuses it as stale by then anyway
+
+
+# ---- the stack: the real app on uvicorn, a stub Temporal gateway, the fake Slack ----------------
+
+
+@dataclass
+class Gateway:
+    """Stands in for ``TemporalGateway.decide``: records each decision, answers like the gate."""
+
+    decisions: list[tuple[str, Decision]] = field(default_factory=list)
+    refuse: DecisionRefused | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def decide(self, workflow_id: str, decision: Decision) -> dict[str, Any]:
+        with self.lock:
+            self.decisions.append((workflow_id, decision))
+        if self.refuse is not None:
+            raise self.refuse
+        approvals = [{"user": decision.user}] if decision.decision == "APPROVE" else []
+        declines = [{"user": decision.user, "comment": decision.comment}] if not approvals else []
+        status = "APPROVED" if approvals else "DECLINED"
+        return {"required": 1, "status": status, "approvals": approvals, "declines": declines}
+
+
+@dataclass
+class Stack:
+    url: str
+    app: FastAPI
+    gateway: Gateway
+    slack: FakeSlack
+
+    def click(
+        self, action: ApprovalAction, run_id: str, user: str = "U0BOB", channel: str = "C0DEPLOYS"
+    ) -> bytes:
+        return form(block_actions(action, run_id, user, channel))
+
+    def post(self, body: bytes, **headers: str) -> httpx.Response:
+        return httpx.post(f"{self.url}/v1/slack/interactions", content=body, headers=signed(body) | headers)
+
+    def add_run(self, run_id: str, status: str = "WAITING_FOR_APPROVAL") -> str:
+        with self.app.state.sessionmaker() as session:
+            session.add(
+                Run(
+                    id=run_id,
+                    action="deploy",
+                    status=status,
+                    created_by="dave",
+                    workflow_id=f"action:deploy:{run_id}",
+                    approval={"required": 1, "status": "PENDING", "approvals": [], "declines": []},
+                )
+            )
+            session.commit()
+        return run_id
+
+    def audit(self, run_id: str) -> list[tuple[str, str, dict[str, Any] | None]]:
+        with self.app.state.sessionmaker() as session:
+            rows = session.scalars(
+                select(AuditRecord).where(AuditRecord.identifier == run_id).order_by(AuditRecord.id)
+            )
+            return [(r.operation, r.actor, r.after) for r in rows]
+
+
+def block_actions(action: ApprovalAction, run_id: str, user: str, channel: str) -> dict[str, Any]:
+    """What Slack posts when a Gantry button is clicked."""
+    value = ApprovalRef(run_id=run_id, request_id=f"{run_id}:approve").encode()
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "team_id": "T0GANTRY"},
+        "api_app_id": "A0GANTRY",
+        "team": {"id": "T0GANTRY", "domain": "gantry"},
+        "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": channel},
+        "channel": {"id": channel, "name": "deploys"},
+        "trigger_id": f"{uuid.uuid4().int % 10**12}.98765.{uuid.uuid4().hex}",
+        "response_url": "https://hooks.slack.com/actions/T0GANTRY/1/abc",
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action.value,
+                "block_id": "gantry_approval_actions",
+                "value": value,
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
+def view_submission(view: dict[str, Any], reason: str, user: str = "U0BOB") -> dict[str, Any]:
+    """What Slack posts when the decline modal is submitted."""
+    return {
+        "type": "view_submission",
+        "user": {"id": user, "team_id": "T0GANTRY"},
+        "team": {"id": "T0GANTRY"},
+        "view": {
+            "id": "V0001",
+            "type": "modal",
+            "callback_id": view["callback_id"],
+            "private_metadata": view["private_metadata"],
+            "state": {"values": {"reason": {"reason_input": {"type": "plain_text_input", "value": reason}}}},
+        },
+    }
+
+
+def form(payload: dict[str, Any]) -> bytes:
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def signed(body: bytes, timestamp: int | None = None, secret: str = SECRET) -> dict[str, str]:
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=ts, body=body) or "",
+    }
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` with its lifespan (migrations, bootstrap) on uvicorn and an ephemeral port."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+    return result
+
+
+@pytest.fixture(scope="module")
+def fake_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack()
+    with serve(fake.app) as url:
+        fake.url = url
+        yield fake
+
+
+@pytest.fixture
+def stack(database_url: str, tmp_path: Any, fake_slack: FakeSlack) -> Iterator[Stack]:
+    fake_slack.reset()
+    fake_slack.users["carol@example.com"] = "U0CAROL"  # in Slack, not in Gantry
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        admin_token=ADMIN_TOKEN,
+        slack_signing_secret=SECRET,
+        slack_bot_token=fake_slack.token,
+        slack_api_url=f"{fake_slack.url}/api",
+    )
+    gateway = Gateway()
+    app = create_app(settings, temporal=gateway)  # type: ignore[arg-type]
+    with serving(app) as url:
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        for who in ("bob", "alice"):
+            user = {"identifier": who, "email": f"{who.capitalize()}@Example.com", "name": who.capitalize()}
+            assert httpx.post(f"{url}/v1/users", json=user, headers=admin).status_code == 201
+        yield Stack(url, app, gateway, fake_slack)
+
+
+@pytest.fixture
+def applied(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, str, str]]:
+    """Replaces apply_decision: records (run, user, decision, comment, via)."""
+    calls: list[tuple[str, str, str, str, str]] = []
+
+    def apply(
+        app: FastAPI,
+        session: Any,
+        run_id: str,
+        user: User,
+        decision: str,
+        comment: str,
+        via: str,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        calls.append((run_id, user.identifier, decision, comment, via))
+        return {"required": 2, "approvals": [{"user": user.identifier}], "declines": []}
+
+    monkeypatch.setattr(api.approvals, "apply_decision", apply)
+    return calls
+
+
+def ephemeral_to(slack: FakeSlack, user: str) -> list[str]:
+    return [str(m["text"]) for m in list(slack.ephemeral) if m["user"] == user]
+
+
+# ---- refusals before anything is applied -------------------------------------------------------
+
+
+def test_without_a_signing_secret_the_endpoint_is_unavailable(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        response = client.post(
+            "/v1/slack/interactions", content=b"payload=%7B%7D", headers=signed(b"payload=%7B%7D")
+        )
+    assert response.status_code == 503
+    assert response.json()["error"] == {
+        "code": "unavailable",
+        "message": "Slack is not configured",
+        "details": [],
+    }
+
+
+def test_a_bad_signature_is_401_and_applies_nothing(stack: Stack, applied: list[Any]) -> None:
+    body = stack.click(ApprovalAction.APPROVE, "r_1")
+    response = httpx.post(
+        f"{stack.url}/v1/slack/interactions", content=body, headers=signed(body, secret="not-it")
+    )
+
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert error["code"] == "unauthenticated" and "signature does not match" in error["message"]
+    time.sleep(0.2)
+    assert applied == [] and stack.slack.calls() == []
+
+
+def test_a_stale_or_future_timestamp_is_401(stack: Stack, applied: list[Any]) -> None:
+    body = stack.click(ApprovalAction.APPROVE, "r_1")
+    stale = httpx.post(
+        f"{stack.url}/v1/slack/interactions", content=body, headers=signed(body, int(time.time()) - 301)
+    )
+    future = httpx.post(
+        f"{stack.url}/v1/slack/interactions", content=body, headers=signed(body, int(time.time()) + 301)
+    )
+
+    assert (stale.status_code, future.status_code) == (401, 401)
+    assert "old" in stale.json()["error"]["message"] and "future" in future.json()["error"]["message"]
+    time.sleep(0.2)
+    assert applied == []
+
+
+def test_a_replayed_request_is_refused(stack: Stack, applied: list[Any]) -> None:
+    body = stack.click(ApprovalAction.APPROVE, "r_1")
+    headers = signed(body)
+    first = httpx.post(f"{stack.url}/v1/slack/interactions", content=body, headers=headers)
+    replay = httpx.post(f"{stack.url}/v1/slack/interactions", content=body, headers=headers)
+
+    assert (first.status_code, replay.status_code) == (200, 401)
+    assert "replay" in replay.json()["error"]["message"]
+    eventually(lambda: applied)
+    time.sleep(0.2)
+    assert applied == [("r_1", "bob", "APPROVE", "", "slack")]
+
+
+def test_a_body_without_payload_is_400(stack: Stack) -> None:
+    assert stack.post(b"nothing=here").status_code == 400
+
+
+# ---- approve -----------------------------------------------------------------------------------
+
+
+def test_the_click_is_acked_before_the_decision_is_applied(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release, started, done = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_apply(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        started.set()
+        release.wait(10)
+        done.set()
+        return {"required": 1, "approvals": [{"user": "bob"}], "declines": []}
+
+    monkeypatch.setattr(api.approvals, "apply_decision", slow_apply)
+    begin = time.perf_counter()
+    response = stack.post(stack.click(ApprovalAction.APPROVE, "r_1"))
+    acked_in = time.perf_counter() - begin
+
+    assert response.status_code == 200 and response.content == b""
+    assert acked_in < 1.0 and not done.is_set()
+    assert started.wait(5)  # the work goes on after the response
+    release.set()
+    eventually(lambda: ephemeral_to(stack.slack, "U0BOB"))
+    assert ephemeral_to(stack.slack, "U0BOB") == ["Your approval of run r_1 is recorded (1 of 1 approvals)."]
+
+
+def test_approve_maps_the_slack_user_by_email_and_applies_it_via_slack(
+    stack: Stack, applied: list[Any]
+) -> None:
+    assert stack.post(stack.click(ApprovalAction.APPROVE, "r_1", user="U0ALICE")).status_code == 200
+
+    eventually(lambda: ephemeral_to(stack.slack, "U0ALICE"))
+    assert applied == [("r_1", "alice", "APPROVE", "", "slack")]
+    [info] = stack.slack.calls(path=r"users\.info$")
+    assert (info.query.get("user") or info.form.get("user")) == "U0ALICE"
+    assert ephemeral_to(stack.slack, "U0ALICE") == [
+        "Your approval of run r_1 is recorded (1 of 2 approvals)."
+    ]
+    assert stack.slack.ephemeral[0]["channel"] == "C0DEPLOYS"
+
+
+def test_the_slack_users_email_is_cached(stack: Stack, applied: list[Any]) -> None:
+    for count, run_id in enumerate(("r_1", "r_2"), start=1):
+        assert stack.post(stack.click(ApprovalAction.APPROVE, run_id)).status_code == 200
+        eventually(lambda count=count: len(applied) == count)  # type: ignore[misc]
+    assert len(stack.slack.calls(path=r"users\.info$")) == 1
+
+
+def test_approve_through_the_real_apply_decision(stack: Stack) -> None:
+    run_id = stack.add_run("r_real")
+    assert stack.post(stack.click(ApprovalAction.APPROVE, run_id)).status_code == 200
+
+    eventually(lambda: ephemeral_to(stack.slack, "U0BOB"))
+    [(workflow_id, decision)] = stack.gateway.decisions
+    assert workflow_id == "action:deploy:r_real"
+    assert (decision.user, decision.decision, decision.via) == ("bob", "APPROVE", "slack")
+    assert stack.audit(run_id) == [
+        (
+            "APPROVE",
+            "bob",
+            {"decision": "APPROVE", "comment": "", "via": "slack", "approval_status": "APPROVED"},
+        )
+    ]
+    with stack.app.state.sessionmaker() as session:
+        assert session.get(Run, run_id).approval["status"] == "APPROVED"
+
+
+def test_an_ineligible_approver_is_told_privately(stack: Stack) -> None:
+    run_id = stack.add_run("r_real")
+    stack.gateway.refuse = DecisionRefused(403, NOT_ELIGIBLE, "alice is not an eligible approver of this run")
+    assert (
+        stack.post(stack.click(ApprovalAction.APPROVE, run_id, user="U0ALICE", channel="D0ALICE")).status_code
+        == 200
+    )
+
+    [text] = eventually(lambda: ephemeral_to(stack.slack, "U0ALICE"))
+    assert (
+        text == "Your decision on run r_real was not applied: alice is not an eligible approver of this run"
+    )
+    assert stack.slack.ephemeral[0]["channel"] == "D0ALICE"
+    assert stack.audit(run_id)[0][:2] == ("DECISION_REFUSED", "alice")
+
+
+def test_a_closed_run_is_told_privately(stack: Stack) -> None:
+    run_id = stack.add_run("r_done", status="SUCCESS")
+    assert stack.post(stack.click(ApprovalAction.APPROVE, run_id)).status_code == 200
+    [text] = eventually(lambda: ephemeral_to(stack.slack, "U0BOB"))
+    assert "its approval is closed" in text and stack.gateway.decisions == []
+
+
+def test_a_refusal_from_a_patched_apply_decision_is_told_privately(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise Forbidden("you requested this run; the action does not allow self-approval")
+
+    monkeypatch.setattr(api.approvals, "apply_decision", refuse)
+    assert stack.post(stack.click(ApprovalAction.APPROVE, "r_1")).status_code == 200
+    [text] = eventually(lambda: ephemeral_to(stack.slack, "U0BOB"))
+    assert text.endswith("the action does not allow self-approval")
+
+
+def test_a_slack_user_unknown_to_gantry_is_told_privately(stack: Stack, applied: list[Any]) -> None:
+    assert stack.post(stack.click(ApprovalAction.APPROVE, "r_1", user="U0CAROL")).status_code == 200
+    assert stack.post(stack.click(ApprovalAction.APPROVE, "r_1", user="U0GHOST")).status_code == 200
+
+    [carol] = eventually(lambda: ephemeral_to(stack.slack, "U0CAROL"))
+    [ghost] = eventually(lambda: ephemeral_to(stack.slack, "U0GHOST"))
+    assert carol == "No Gantry user has the email carol@example.com: ask an admin to add you."
+    assert "cannot see the email of your Slack account" in ghost
+    assert applied == []
+
+
+def test_unknown_actions_and_foreign_values_are_acked_and_ignored(stack: Stack, applied: list[Any]) -> None:
+    payload = block_actions(ApprovalAction.APPROVE, "r_1", "U0BOB", "C0DEPLOYS")
+    payload["actions"][0]["value"] = "not-ours"
+    other = block_actions(ApprovalAction.APPROVE, "r_1", "U0BOB", "C0DEPLOYS")
+    other["actions"][0]["action_id"] = "someone_elses_button"
+    assert stack.post(form(payload)).status_code == 200
+    assert stack.post(form(other)).status_code == 200
+    assert stack.post(form({"type": "shortcut", "callback_id": "x"})).status_code == 200
+    time.sleep(0.3)
+    assert applied == [] and stack.slack.calls() == []
+
+
+# ---- decline -----------------------------------------------------------------------------------
+
+
+def test_decline_asks_for_a_reason_then_declines_with_it(stack: Stack, applied: list[Any]) -> None:
+    click = block_actions(ApprovalAction.DECLINE, "r_1", "U0BOB", "C0DEPLOYS")
+    assert stack.post(form(click)).status_code == 200
+
+    [view] = eventually(lambda: stack.slack.views)
+    [opened] = stack.slack.calls(path=r"views\.open$")
+    assert opened.json["trigger_id"] == click["trigger_id"]
+    assert ApprovalRef.model_validate_json(view["private_metadata"]) == ApprovalRef(
+        run_id="r_1", request_id="r_1:approve", channel="C0DEPLOYS"
+    )
+    assert applied == []  # nothing decided until the reason comes
+
+    response = stack.post(form(view_submission(view, "  the change window is closed ")))
+    assert response.status_code == 200 and response.content == b""  # an empty 200 closes the modal
+    eventually(lambda: applied)
+    assert applied == [("r_1", "bob", "DECLINE", "the change window is closed", "slack")]
+    [text] = eventually(lambda: ephemeral_to(stack.slack, "U0BOB"))
+    assert text == "You declined run r_1." and stack.slack.ephemeral[0]["channel"] == "C0DEPLOYS"
+
+
+def test_decline_through_the_real_apply_decision_refused_is_told_privately(stack: Stack) -> None:
+    run_id = stack.add_run("r_real")
+    assert stack.post(stack.click(ApprovalAction.DECLINE, run_id)).status_code == 200
+    [view] = eventually(lambda: stack.slack.views)
+    stack.gateway.refuse = DecisionRefused(409, "AlreadyDecided", "bob has already decided")
+    assert stack.post(form(view_submission(view, "no"))).status_code == 200
+
+    [text] = eventually(lambda: ephemeral_to(stack.slack, "U0BOB"))
+    assert text == "Your decision on run r_real was not applied: bob has already decided"
+    [(_, decision)] = stack.gateway.decisions
+    assert (decision.decision, decision.comment, decision.via) == ("DECLINE", "no", "slack")
+
+
+# ---- a burst -----------------------------------------------------------------------------------
+
+
+def test_a_burst_of_50_clicks_on_different_runs_is_acked_and_applied_once_each(stack: Stack) -> None:
+    runs = [stack.add_run(f"r_{i:02d}") for i in range(50)]
+    bodies = [stack.click(ApprovalAction.APPROVE, run_id) for run_id in runs]
+
+    def post(body: bytes) -> tuple[int, float]:
+        begin = time.perf_counter()
+        status = stack.post(body).status_code
+        return status, time.perf_counter() - begin
+
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(post, bodies))
+
+    assert [status for status, _ in answers] == [200] * 50
+    assert max(seconds for _, seconds in answers) < 3.0  # Slack's deadline
+    eventually(lambda: len(ephemeral_to(stack.slack, "U0BOB")) == 50, timeout=30)
+    applied = sorted(workflow_id for workflow_id, _ in stack.gateway.decisions)
+    assert applied == sorted(f"action:deploy:{run_id}" for run_id in runs)
+    assert all(stack.audit(run_id)[0][0] == "APPROVE" for run_id in runs)
+    assert len(stack.slack.calls(path=r"users\.info$")) == 1  # one look-up shared by the burst

@@ -1,0 +1,216 @@
+"""Re-record the workflow histories that ``test_replay.py`` replays.
+
+``python -m tests.workflows.record_histories [--only NAME ...]``
+
+Runs each scenario on a fresh local dev server with the real stack (the API on SQLite over
+HTTP, an in-process worker with the real activities, fake vendors) and writes each workflow's
+history, as ``WorkflowHistory.to_json()``, to ``tests/workflows/histories/<name>.json``.
+
+When to run it:
+
+- **to add a scenario** (a new step kind, a new workflow, a new code path): add it to
+  ``SCENARIOS`` and record just that one with ``--only``;
+- **never to make a failing replay pass.** A replay failure means the change would break runs
+  that are in flight when it is deployed: guard the new behaviour with ``workflow.patched(...)``
+  (and keep the old branch) instead. Only once no run recorded by the old code can still be
+  running may the old histories be re-recorded, and then keep the old file next to the new one
+  until the patch is deprecated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities import build_activities
+from tests.fakes.github import FakeGitHub, RunScript
+from tests.fakes.jira import FakeJira
+from tests.fakes.server import serve
+from tests.fakes.webhook import FakeWebhookReceiver
+from tests.temporal_env import start_dev_server
+from tests.workflows.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, Stack, serve_api, stack_settings
+from tests.workflows.test_action_runs import deploy_action, seed
+from workflows import ALL_WORKFLOWS
+from workflows.reconcile import ReconcileRuns
+
+HISTORIES = Path(__file__).parent / "histories"
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELLED", "TIMED_OUT", "DECLINED"}
+
+# A scenario drives the stack and returns the workflow id (and run id, for one execution of
+# several) whose history it records.
+Scenario = Callable[[Stack], Awaitable[tuple[str, str | None]]]
+
+DISPATCH_STEP = {
+    "id": "ci",
+    "uses": "github.workflow_dispatch",
+    "wait_for_completion": True,
+    "with": {"repo": "{{ entity.properties.repo }}", "workflow": "deploy.yml", "ref": "main"},
+}
+
+
+async def _deploy(
+    stack: Stack, version: str, extra_steps: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    await seed(stack)
+    action = deploy_action(stack, extra_steps=extra_steps)
+    response = await stack.api.post("/v1/actions", json=action)
+    assert response.status_code == 201, response.text
+    return await stack.launch("deploy_service", entity="payments", inputs={"version": version})
+
+
+async def _until_step_runs(stack: Stack, run_id: str, index: int) -> None:
+    for _ in range(200):
+        if (await stack.api.get(f"/v1/runs/{run_id}")).json()["steps"][index]["status"] == "IN_PROGRESS":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"step {index} of run {run_id} never started")
+
+
+async def success_several_kinds(stack: Stack) -> tuple[str, str | None]:
+    """catalog.upsert_entity, an http.request skipped by its ``if``, an http.request, and a
+    github.workflow_dispatch waited on: all succeed."""
+    stack.github.scripts.append(RunScript(conclusion="success", polls=2))
+    run = await _deploy(stack, "v1", [DISPATCH_STEP])
+    done = await stack.wait_for(run["id"], TERMINAL)
+    assert done["status"] == "SUCCESS", done
+    assert [s["status"] for s in done["steps"]] == ["SUCCESS", "SKIPPED", "SUCCESS", "SUCCESS"]
+    return run["workflow_id"], None
+
+
+async def failure_compensated(stack: Stack) -> tuple[str, str | None]:
+    """The deploy webhook answers 400: the step fails and the recorded entity is compensated."""
+    stack.webhook.fail_next(400, {"message": "environment is frozen"}, path="/deploy")
+    run = await _deploy(stack, "v2")
+    done = await stack.wait_for(run["id"], TERMINAL)
+    assert done["status"] == "FAILURE", done
+    assert [s["status"] for s in done["steps"]] == ["COMPENSATED", "SKIPPED", "FAILURE"]
+    return run["workflow_id"], None
+
+
+async def retry_resumed(stack: Stack) -> tuple[str, str | None]:
+    """The failed run above retried: a second execution with ``resume_at``/``previous_steps``."""
+    stack.webhook.fail_next(400, {"message": "environment is frozen"}, path="/deploy")
+    run = await _deploy(stack, "v3")
+    await stack.wait_for(run["id"], TERMINAL)
+    retried = await stack.api.post(f"/v1/runs/{run['id']}/retry")
+    assert retried.status_code == 202, retried.text
+    done = await stack.wait_for(run["id"], TERMINAL)
+    assert done["status"] == "SUCCESS", done
+    return run["workflow_id"], None  # the latest execution: the retry
+
+
+async def cancelled(stack: Stack) -> tuple[str, str | None]:
+    """Cancelled while it waits on a GitHub run: the build is cancelled, the entity compensated."""
+    stack.github.scripts.append(RunScript(conclusion="success", polls=10_000))
+    run = await _deploy(stack, "v4", [DISPATCH_STEP])
+    await _until_step_runs(stack, run["id"], 3)
+    assert (await stack.api.post(f"/v1/runs/{run['id']}/cancel")).status_code == 202
+    done = await stack.wait_for(run["id"], TERMINAL)
+    assert done["status"] == "CANCELLED", done
+    return run["workflow_id"], None
+
+
+async def sleep_then_webhook(stack: Stack) -> tuple[str, str | None]:
+    """A ``sleep`` step (a durable timer in the workflow), then the deploy webhook."""
+    run = await _deploy(stack, "v5", [{"id": "settle", "uses": "sleep", "with": {"duration": "PT1S"}}])
+    done = await stack.wait_for(run["id"], TERMINAL)
+    assert done["status"] == "SUCCESS", done
+    return run["workflow_id"], None
+
+
+async def reconcile_runs(stack: Stack) -> tuple[str, str | None]:
+    """One ReconcileRuns execution, as the schedule starts it."""
+    workflow_id = "gantry-reconcile-runs-recorded"
+    await stack.client.execute_workflow(
+        ReconcileRuns.run, id=workflow_id, task_queue=stack.settings.task_queue
+    )
+    return workflow_id, None
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "action_run_success_several_kinds": success_several_kinds,
+    "action_run_failure_compensated": failure_compensated,
+    "action_run_retry_resumed": retry_resumed,
+    "action_run_cancelled": cancelled,
+    "action_run_sleep": sleep_then_webhook,
+    "reconcile_runs": reconcile_runs,
+}
+
+
+async def record(
+    name: str, scenario: Scenario, temporal: WorkflowEnvironment, fakes: dict[str, Any], root: Path
+) -> Path:
+    for fake in fakes.values():
+        fake.reset()
+    tmp = root / name
+    tmp.mkdir()
+    client = temporal.client
+    settings = stack_settings(
+        tmp,
+        temporal,
+        github_token=FakeGitHub.token,
+        github_api_url=fakes["github"].url,
+        jira_url=fakes["jira"].url,
+        jira_user="bot@example.com",
+        jira_token="jira-token",
+    )
+    with serve_api(settings) as api_url:
+        settings = settings.model_copy(update={"api_url": api_url})
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with (
+            httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as api,
+            Worker(
+                client,
+                task_queue=settings.task_queue,
+                workflows=ALL_WORKFLOWS,
+                activities=build_activities(settings),
+            ),
+        ):
+            stack = Stack(settings, api, client, fakes["webhook"], fakes["github"], fakes["jira"])
+            workflow_id, run_id = await scenario(stack)
+    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    path = HISTORIES / f"{name}.json"
+    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+    return path
+
+
+async def main(only: list[str]) -> None:
+    unknown = set(only) - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+    HISTORIES.mkdir(exist_ok=True)
+    fakes: dict[str, Any] = {
+        "webhook": FakeWebhookReceiver(WEBHOOK_SECRET),
+        "github": FakeGitHub(),
+        "jira": FakeJira(),
+    }
+    with (
+        tempfile.TemporaryDirectory() as root,
+        serve(fakes["webhook"].app) as webhook_url,
+        serve(fakes["github"].app) as github_url,
+        serve(fakes["jira"].app) as jira_url,
+    ):
+        fakes["webhook"].url, fakes["github"].url, fakes["jira"].url = webhook_url, github_url, jira_url
+        async with start_dev_server() as temporal:
+            for name, scenario in SCENARIOS.items():
+                if only and name not in only:
+                    continue
+                path = await record(name, scenario, temporal, fakes, Path(root))
+                print(f"recorded {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", nargs="*", default=[], help="record only these scenarios")
+    asyncio.run(main(parser.parse_args().only))

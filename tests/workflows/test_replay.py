@@ -1,0 +1,68 @@
+"""Recorded histories still replay: a workflow change that would break in-flight runs fails here.
+
+Each file in ``histories/`` is a real history recorded by ``record_histories.py`` from the
+workflow code of its day. Replaying it against today's ``ALL_WORKFLOWS`` must issue the same
+commands in the same order; a nondeterminism error means runs in flight at deploy time would
+get stuck. Fix the change with ``workflow.patched(...)``, do not re-record (see that script).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from workflows import ALL_WORKFLOWS
+
+HISTORIES = Path(__file__).parent / "histories"
+
+# Every scenario that must keep replaying, and the workflow type it recorded. A history that
+# goes missing fails here rather than silently shrinking the coverage.
+EXPECTED = {
+    "action_run_success_several_kinds": "ActionRun",
+    "action_run_failure_compensated": "ActionRun",
+    "action_run_retry_resumed": "ActionRun",
+    "action_run_cancelled": "ActionRun",
+    "action_run_sleep": "ActionRun",
+    "reconcile_runs": "ReconcileRuns",
+}
+
+
+def load(name: str) -> WorkflowHistory:
+    path = HISTORIES / f"{name}.json"
+    assert path.exists(), f"{path} is missing: python -m tests.workflows.record_histories --only {name}"
+    return WorkflowHistory.from_json(f"recorded-{name}", path.read_text())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_recorded_history_replays(name: str) -> None:
+    history = load(name)
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert started.workflow_type.name == EXPECTED[name]
+    result = await Replayer(workflows=ALL_WORKFLOWS).replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{name} no longer replays: {result.replay_failure!r}"
+
+
+def test_every_recorded_history_is_checked() -> None:
+    recorded = {path.stem for path in HISTORIES.glob("*.json")}
+    assert recorded == set(EXPECTED), "add new histories to EXPECTED (and remove deleted ones)"
+
+
+def test_histories_cover_the_run_paths() -> None:
+    """The recordings still show what they are named for (a recording from a broken scenario
+    would replay fine and prove little)."""
+
+    def event_types(name: str) -> str:
+        return json.dumps(
+            [e.get("eventType") for e in json.loads((HISTORIES / f"{name}.json").read_text())["events"]]
+        )
+
+    assert "WORKFLOW_EXECUTION_CANCELED" in event_types("action_run_cancelled")
+    assert "TIMER_FIRED" in event_types("action_run_sleep")
+    retry = load("action_run_retry_resumed").events[0].workflow_execution_started_event_attributes
+    assert "resume_at" in retry.input.payloads[0].data.decode()
+    for name in ("action_run_success_several_kinds", "action_run_failure_compensated", "action_run_sleep"):
+        assert "WORKFLOW_EXECUTION_COMPLETED" in event_types(name)
