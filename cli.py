@@ -152,11 +152,13 @@ def apply_documents(api: Gantry, documents: Iterable[dict[str, Any]], echo: bool
         count = _upsert_entities(api, blueprint, entities[blueprint])
         done("blueprint", blueprint, f"{count} entities upserted")
 
-    for action in by_kind["Action"]:
-        done("action", action["identifier"], _put_or_post(api, "/v1/actions", action))
+    # Scorecards before actions (an action's preconditions name scorecards), automations last.
     for scorecard in by_kind["Scorecard"]:
         base = f"/v1/blueprints/{scorecard['blueprint']}/scorecards"
-        done("scorecard", scorecard["identifier"], _put_or_post(api, base, scorecard))
+        body = {k: v for k, v in scorecard.items() if k != "blueprint"}
+        done("scorecard", scorecard["identifier"], _put_or_post(api, base, body))
+    for action in by_kind["Action"]:
+        done("action", action["identifier"], _put_or_post(api, "/v1/actions", action))
     for automation in by_kind["Automation"]:
         done("automation", automation["identifier"], _put_or_post(api, "/v1/automations", automation))
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from api import errors
 from api.relay import EventRelay
-from api.routes import actions, audit, blueprints, entities, identity, runs, slack, timers
+from api.routes import actions, audit, blueprints, entities, identity, runs, scorecards, slack, timers
 from api.temporal import TemporalGateway
 from catalog.db import make_engine, make_sessionmaker, transaction
 from catalog.identity import ensure_bootstrap_user
@@ -78,7 +78,7 @@ def create_app(
     app.state.settings = settings
     app.state.temporal = temporal or TemporalGateway(settings)
     errors.install(app)
-    for module in (blueprints, entities, identity, audit, actions, runs, timers, slack):
+    for module in (blueprints, entities, identity, audit, actions, runs, timers, scorecards, slack):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

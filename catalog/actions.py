@@ -173,6 +173,8 @@ def check_action(session: Session, body: ActionIn) -> None:
         else:
             errors += _collect(lambda: validate_query(body.trigger.condition, pointer="/trigger/condition"))
     errors += _check_inputs(session, body.user_inputs)
+    if body.preconditions is not None and body.preconditions.scorecards:
+        errors += _check_preconditions(session, body.blueprint, body.preconditions.scorecards)
     if body.approval is not None:
         errors += check_policy(session, body.approval, "/approval")
     seen: list[str] = []
@@ -183,6 +185,22 @@ def check_action(session: Session, body: ActionIn) -> None:
         seen.append(step.id)
     if errors:
         raise Invalid("invalid action", errors)
+
+
+def _check_preconditions(
+    session: Session, blueprint: str | None, required: dict[str, str]
+) -> list[FieldError]:
+    from catalog.models import Scorecard
+
+    errors = []
+    for name, level in required.items():
+        where = pointer("preconditions", "scorecards", name)
+        sc = session.get(Scorecard, (blueprint, name)) if blueprint else None
+        if sc is None:
+            errors.append(FieldError(where, f"blueprint '{blueprint}' has no scorecard '{name}'"))
+        elif level not in [lvl["title"] for lvl in sc.definition["levels"]]:
+            errors.append(FieldError(where, f"'{level}' is not a level of '{name}'"))
+    return errors
 
 
 def _collect(check: Any) -> list[FieldError]:

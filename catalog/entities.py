@@ -17,7 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from catalog import audit, events, timers
+from catalog import audit, events, scorecards, timers
 from catalog.audit import Actor
 from catalog.blueprints import get_blueprint, property_validator
 from catalog.db import utcnow
@@ -518,6 +518,18 @@ def _emit_changes(
             )
         )
     events.emit(session, rows)
+    written = [entity for entity, _, after in everything if after is not None]
+    if written and scorecards.list_scorecards(session, bp.identifier):
+        ids = [
+            entity_id
+            for start in range(0, len(written), 500)
+            for entity_id in session.scalars(
+                select(Entity.id).where(
+                    Entity.blueprint == bp.identifier, Entity.identifier.in_(written[start : start + 500])
+                )
+            )
+        ]
+        scorecards.grade(session, bp, ids, actor)
 
 
 def _state(row: dict[str, Any]) -> dict[str, Any]:

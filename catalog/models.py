@@ -269,3 +269,59 @@ class Timer(Base):
     teardown: Mapped[str | None] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Scorecard(Timestamped, Base):
+    """Levels and rules that grade a blueprint's entities (DESIGN §8)."""
+
+    __tablename__ = "scorecards"
+
+    blueprint: Mapped[str] = mapped_column(
+        ForeignKey("blueprints.identifier", ondelete="CASCADE"), primary_key=True
+    )
+    identifier: Mapped[str] = mapped_column(String(100), primary_key=True)
+    title: Mapped[str] = mapped_column(String(256))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ScorecardResult(Base):
+    """An entity's grade on a scorecard: its level (title and position) and each rule's outcome."""
+
+    __tablename__ = "scorecard_results"
+    __table_args__ = (Index("ix_scorecard_results_level", "blueprint", "scorecard", "level_index"),)
+
+    entity_id: Mapped[int] = mapped_column(ForeignKey("entities.id", ondelete="CASCADE"), primary_key=True)
+    blueprint: Mapped[str] = mapped_column(String(100), primary_key=True)
+    scorecard: Mapped[str] = mapped_column(String(100), primary_key=True)
+    level: Mapped[str] = mapped_column(String(100))
+    level_index: Mapped[int] = mapped_column(Integer)
+    # rule identifier -> passed
+    rules: Mapped[dict[str, bool]] = mapped_column(JSONType, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ScorecardLevelChange(Base):
+    """Level history, one row per change, per entity and scorecard."""
+
+    __tablename__ = "scorecard_level_changes"
+    __table_args__ = (Index("ix_scorecard_level_changes_entity", "blueprint", "entity", "scorecard"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    blueprint: Mapped[str] = mapped_column(String(100))
+    entity: Mapped[str] = mapped_column(String(256))
+    scorecard: Mapped[str] = mapped_column(String(100))
+    from_level: Mapped[str | None] = mapped_column(String(100))
+    to_level: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Automation(Timestamped, Base):
+    """When an event matches (type, blueprint, jq condition), invoke an action (DESIGN §8)."""
+
+    __tablename__ = "automations"
+
+    identifier: Mapped[str] = mapped_column(String(100), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    event_type: Mapped[str] = mapped_column(String(40), index=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from catalog import approvals, audit, secrets
+from catalog import approvals, audit, events, scorecards, secrets
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.entities import entity_view, get_entity
@@ -104,6 +104,21 @@ def run_view(run: Run, *, ui_base: str, namespace: str) -> dict[str, Any]:
     }
 
 
+def run_event(run: Run) -> dict[str, Any]:
+    """What events carry of a run (automation conditions read it as ``.run``)."""
+    return {
+        "id": run.id,
+        "action": run.action,
+        "status": run.status,
+        "source": run.source,
+        "entity": run.entity,
+        "blueprint": run.blueprint,
+        "inputs": run.inputs,
+        "created_by": run.created_by,
+        "error": run.error,
+    }
+
+
 def get_run(session: Session, run_id: str) -> Run:
     run = session.get(Run, run_id)
     if run is None:
@@ -138,6 +153,8 @@ def prepare_run(
             return Launch(earlier, {}, created=False)
 
     entity = _check_entity(session, definition, body.entity)
+    if entity is not None and (definition.get("preconditions") or {}).get("scorecards"):
+        _check_preconditions(session, entity, definition["preconditions"]["scorecards"])
     inputs, sealed = _check_inputs(session, definition.get("user_inputs") or {}, body.inputs, secret_key)
     now = utcnow()
     visible = {k: (secrets.REDACTED if k in sealed else v) for k, v in inputs.items()}
@@ -201,6 +218,19 @@ def prepare_run(
         for person in gate["eligible"] + gate["escalation_eligible"]
     }
     session.add_all(RunApprover(run_id=run.id, user=user) for user in sorted(approvers))
+    events.emit(
+        session,
+        [
+            events.event_row(
+                "RUN_CREATED",
+                Actor(caller.identifier, run.id),
+                blueprint=run.blueprint,
+                entity=run.entity,
+                run_id=run.id,
+                payload={"run": run_event(run)},
+            )
+        ],
+    )
     return Launch(run, workflow_input, created=True)
 
 
@@ -272,13 +302,50 @@ def _check_entity(session: Session, definition: dict[str, Any], identifier: str 
     return entity
 
 
+def _check_preconditions(session: Session, entity: Entity, required: dict[str, str]) -> None:
+    """409 unless the entity holds at least the required level of each scorecard, naming the
+    rules that keep it below."""
+    graded = scorecards.for_entities(session, [entity.id]).get(entity.id, {})
+    problems: list[FieldError] = []
+    for name, level in required.items():
+        definitions = scorecards.list_scorecards(session, entity.blueprint)
+        definition = next((s.definition for s in definitions if s.identifier == name), None)
+        if definition is None:
+            problems.append(
+                FieldError(f"/preconditions/scorecards/{name}", f"there is no scorecard '{name}'")
+            )
+            continue
+        titles = [lvl["title"] for lvl in definition["levels"]]
+        held = graded.get(name, {}).get("level", titles[0])
+        if titles.index(held) >= titles.index(level) if level in titles else False:
+            continue
+        failing = [
+            r["identifier"]
+            for r in graded.get(name, {}).get("rules", [])
+            if r["status"] == "FAILURE"
+            and level in titles
+            and titles.index(r["level"]) <= titles.index(level)
+        ]
+        problems.append(
+            FieldError(
+                f"/preconditions/scorecards/{name}",
+                f"needs {level}, entity is {held}; failing rules: {', '.join(failing) or 'none'}",
+            )
+        )
+    if problems:
+        raise Conflict(
+            f"entity '{entity.identifier}' does not meet the action's scorecard preconditions", problems
+        )
+
+
 def _failing_rules(session: Session, entity: Entity, condition: dict[str, Any]) -> list[FieldError]:
     """The condition's failing top-level rules (for an ``and``), or the whole condition."""
     dialect = session.get_bind().dialect.name
     now = utcnow()
 
     def holds(query: dict[str, Any]) -> bool:
-        predicate = compile_query(query, dialect=dialect, now=now, pointer="/trigger/condition")
+        resolved = scorecards.resolve(session, query)
+        predicate = compile_query(resolved, dialect=dialect, now=now, pointer="/trigger/condition")
         return session.scalar(select(Entity.id).where(Entity.id == entity.id, predicate)) is not None
 
     if holds(condition):
@@ -383,6 +450,19 @@ def apply_report(session: Session, run: Run, report: RunReport, actor: Actor) ->
         if report.status is not None and report.status != run.status:
             before = run.status
             run.status = report.status
+            events.emit(
+                session,
+                [
+                    events.event_row(
+                        "RUN_UPDATED",
+                        actor,
+                        blueprint=run.blueprint,
+                        entity=run.entity,
+                        run_id=run.id,
+                        payload={"run": run_event(run), "previous_status": before},
+                    )
+                ],
+            )
             if report.status in TERMINAL:
                 run.ended_at = now
                 audit.record(

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from catalog import scorecards
 from catalog.errors import FieldError, Invalid
 from catalog.models import Entity
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
@@ -61,7 +62,11 @@ def search_entities(
     dialect = session.get_bind().dialect.name
     errors: list[FieldError] = []
     keys = _collect(errors, lambda: sort_keys(sort, dialect)) or []
-    condition = sa.true() if query is None else _collect(errors, lambda: _compile(query, dialect, now))
+    condition = (
+        sa.true()
+        if query is None
+        else _collect(errors, lambda: _compile(scorecards.resolve(session, query), dialect, now))
+    )
     _collect(errors, lambda: check_limit(limit))
     fingerprint = _fingerprint(sort)
     after = None if cursor is None or errors else _collect(errors, lambda: _decode(cursor, keys, fingerprint))

@@ -10,12 +10,20 @@ from fastapi.responses import JSONResponse
 import catalog.search as search
 from api.deps import ActorDep, CurrentUser, SessionDep
 from catalog import entities as service
+from catalog import scorecards
 from catalog.blueprints import get_blueprint
 from catalog.db import utcnow
 from catalog.entities import Mode
 from catalog.schemas import BulkEntities, EntityIn, EntityPatch, SearchRequest
 
 router = APIRouter(tags=["entities"])
+
+
+def _views(session: Any, entities: list[Any]) -> list[dict[str, Any]]:
+    """Entities in their API form, with their scorecards (one query for the page)."""
+    graded = scorecards.for_entities(session, [e.id for e in entities])
+    return [service.entity_view(e, graded.get(e.id)) for e in entities]
+
 
 CreateMissing = Query(False, description="create missing relation targets as bare entities")
 
@@ -48,7 +56,8 @@ def create_entity(
         create_missing_related=create_missing_related_entities,
     )
     session.commit()
-    return JSONResponse(result.entity, status_code=201 if result.status == "created" else 200)
+    view = _views(session, [service.get_entity(session, blueprint, result.identifier)])[0]
+    return JSONResponse(view, status_code=201 if result.status == "created" else 200)
 
 
 @router.get("/v1/blueprints/{blueprint}/entities")
@@ -62,7 +71,7 @@ def list_entities(
     """The blueprint's entities, oldest first, paginated with ``cursor``."""
     get_blueprint(session, blueprint)
     page = search.list_entities(session, blueprint=blueprint, limit=limit, cursor=cursor)
-    return {"items": [service.entity_view(e) for e in page.items], "next_cursor": page.next_cursor}
+    return {"items": _views(session, page.items), "next_cursor": page.next_cursor}
 
 
 @router.post("/v1/blueprints/{blueprint}/entities/bulk", status_code=207)
@@ -107,7 +116,7 @@ def bulk_entities(
 
 @router.get("/v1/blueprints/{blueprint}/entities/{identifier:path}")
 def get_entity(blueprint: str, identifier: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
-    return service.entity_view(service.get_entity(session, blueprint, identifier))
+    return _views(session, [service.get_entity(session, blueprint, identifier)])[0]
 
 
 @router.put("/v1/blueprints/{blueprint}/entities/{identifier:path}")
@@ -134,7 +143,7 @@ def replace_entity(
         create_missing_related=create_missing_related_entities,
     )
     session.commit()
-    return result.entity or {}
+    return _views(session, [service.get_entity(session, blueprint, result.identifier)])[0]
 
 
 @router.patch("/v1/blueprints/{blueprint}/entities/{identifier:path}")
@@ -158,7 +167,7 @@ def patch_entity(
         create_missing_related=create_missing_related_entities,
     )
     session.commit()
-    return result.entity or {}
+    return _views(session, [service.get_entity(session, blueprint, result.identifier)])[0]
 
 
 @router.delete("/v1/blueprints/{blueprint}/entities/{identifier:path}", status_code=204)
@@ -179,4 +188,4 @@ def search_entities(session: SessionDep, _: CurrentUser, body: SearchRequest = B
         cursor=body.cursor,
         now=utcnow(),
     )
-    return {"items": [service.entity_view(e) for e in page.items], "next_cursor": page.next_cursor}
+    return {"items": _views(session, page.items), "next_cursor": page.next_cursor}

@@ -1,11 +1,14 @@
-"""Slack interactivity: Approve / Decline clicks and the decline-reason modal.
+"""Slack interactivity: Approve / Decline clicks, the decline-reason modal, and the Extend
+buttons of TTL timer reminders.
 
 Slack posts each interaction here (form field ``payload``, signed with the app's signing
 secret) and wants a 200 within 3 s. The route verifies the signature, refuses replays, answers
 200 at once and does the work after the response: it maps the Slack user to a Gantry user by
 email, applies the decision exactly as ``POST /v1/runs/{id}/approval`` does, and tells the user
 privately (an ephemeral message) when the decision is refused. The workflow replaces every
-approval message with the outcome itself (``slack.update_approval``).
+approval message with the outcome itself (``slack.update_approval``). An Extend click goes the
+way of ``POST …/timers/{property}/extend`` (``via: slack``) and the clicker is told privately
+the new deadline, or why the policy refused it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from activities.slack_approvals import (
     DECLINE_CALLBACK,
@@ -36,10 +40,11 @@ from activities.slack_approvals import (
     ApprovalRef,
     decline_modal,
 )
-from api import approvals
+from activities.slack_timers import TimerRef, readable
+from api import approvals, timers
 from api.errors import error_body
 from api.slack_signature import ReplayGuard, SignatureError, verify
-from catalog.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from catalog.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from catalog.models import User
 from config import Settings
 
@@ -147,11 +152,47 @@ class SlackInteractions:
     def _apply(self, email: str, ref: ApprovalRef, decision: str, comment: str) -> dict[str, Any] | None:
         """In a worker thread: the same path as ``POST /v1/runs/{id}/approval``."""
         with self.app.state.sessionmaker() as session:
-            user = session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+            user = _user_by_email(session, email)
             if user is None:
                 return None
             return approvals.apply_decision(
                 self.app, session, ref.run_id, user, decision, comment, via="slack", request_id=ref.request_id
+            )
+
+    async def extend_timer(self, payload: dict[str, Any], action: dict[str, Any]) -> None:
+        ref = _timer_ref(action.get("value"))
+        if ref is None:
+            return
+        clicker = _clicker(payload)
+        what = f"{ref.entity}'s {ref.property}"
+        email = await self.email_of(clicker.slack_user)
+        if email is None:
+            await self.tell(
+                clicker, "Gantry cannot see the email of your Slack account, so it cannot tell who you are."
+            )
+            return
+        try:
+            timer = await anyio.to_thread.run_sync(self._extend, email, ref, limiter=self._decisions)
+        except (Forbidden, Conflict, NotFound, Invalid) as refused:
+            await self.tell(clicker, f"{what} was not extended: {refused.message}")
+            return
+        except Exception:
+            log.exception("extending %s from Slack failed", ref.timer_id)
+            await self.tell(clicker, f"Gantry could not extend {what}; try again.")
+            return
+        if timer is None:
+            await self.tell(clicker, f"No Gantry user has the email {email}: ask an admin to add you.")
+            return
+        await self.tell(clicker, f"Extended to {readable(timer['deadline'])}: {what}, by {ref.by}.")
+
+    def _extend(self, email: str, ref: TimerRef) -> dict[str, Any] | None:
+        """In a worker thread: the same path as ``POST …/timers/{property}/extend``."""
+        with self.app.state.sessionmaker() as session:
+            user = _user_by_email(session, email)
+            if user is None:
+                return None
+            return timers.extend_timer(
+                self.app, session, ref.blueprint, ref.entity, ref.property, ref.by, user, via="slack"
             )
 
     async def email_of(self, slack_user: str) -> str | None:
@@ -186,11 +227,12 @@ class SlackInteractions:
             log.warning("could not tell %s %r: %s", clicker.slack_user, text, exc)
 
 
-# One handler per button: adding ``gantry_extend_timer`` is one function and one entry here.
+# One handler per button.
 ActionHandler = Callable[[SlackInteractions, dict[str, Any], dict[str, Any]], Awaitable[None]]
 ACTIONS: dict[ApprovalAction, ActionHandler] = {
     ApprovalAction.APPROVE: SlackInteractions.approve,
     ApprovalAction.DECLINE: SlackInteractions.ask_decline_reason,
+    ApprovalAction.EXTEND_TIMER: SlackInteractions.extend_timer,
 }
 ViewHandler = Callable[[SlackInteractions, dict[str, Any]], Awaitable[None]]
 VIEWS: dict[str, ViewHandler] = {DECLINE_CALLBACK: SlackInteractions.decline_with_reason}
@@ -198,14 +240,14 @@ VIEWS: dict[str, ViewHandler] = {DECLINE_CALLBACK: SlackInteractions.decline_wit
 
 @router.post(
     "/v1/slack/interactions",
-    responses={401: {"description": "not signed by Slack"}, 503: {"description": "Slack is not configured"}},
+    responses={401: {"description": "not signed by Slack"}, 404: {"description": "Slack is not configured"}},
 )
 async def slack_interactions(request: Request, background: BackgroundTasks) -> Response:
     """Slack's interactivity request URL (no bearer token: Slack's signature instead). Answers
     200 at once; the decision is applied after the response."""
     slack = SlackInteractions.of(request.app)
     if slack is None:
-        return JSONResponse(error_body("unavailable", "Slack is not configured"), status_code=503)
+        return JSONResponse(error_body("not_found", "Slack is not configured"), status_code=404)
     body = await request.body()
     timestamp = request.headers.get("x-slack-request-timestamp")
     signature = request.headers.get("x-slack-signature")
@@ -252,6 +294,18 @@ def _ref(value: Any) -> ApprovalRef | None:
     except ValidationError:
         log.warning("ignoring a Slack interaction whose value is not Gantry's: %.200r", value)
         return None
+
+
+def _timer_ref(value: Any) -> TimerRef | None:
+    try:
+        return TimerRef.model_validate_json(str(value))
+    except ValidationError:
+        log.warning("ignoring a Slack interaction whose value is not Gantry's: %.200r", value)
+        return None
+
+
+def _user_by_email(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(func.lower(User.email) == email.lower()))
 
 
 def _clicker(payload: dict[str, Any]) -> Clicker:

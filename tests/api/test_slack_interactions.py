@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,16 +26,18 @@ from sqlalchemy import select
 
 import api.approvals
 from activities.slack_approvals import ApprovalAction, ApprovalRef
+from activities.slack_timers import TimerRef
 from api.app import create_app
 from api.slack_signature import ReplayGuard, SignatureError, sign, verify
 from api.temporal import DecisionRefused
 from catalog.errors import Forbidden
-from catalog.models import AuditRecord, Run, User
+from catalog.models import AuditRecord, Run, Timer, User
 from config import Settings
 from tests.api.conftest import ADMIN_TOKEN
 from tests.fakes.server import serve
 from tests.fakes.slack import FakeSlack
 from workflows.approval_types import NOT_ELIGIBLE, Decision
+from workflows.timer import EXTENSION_REFUSED, Arm, Extension
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 NOW = 1_700_000_000.0
@@ -84,11 +87,34 @@ def test_the_replay_guard_refuses_a_second_delivery_until_the_window_closes() ->
 
 @dataclass
 class Gateway:
-    """Stands in for ``TemporalGateway.decide``: records each decision, answers like the gate."""
+    """Stands in for ``TemporalGateway``: ``decide`` records each decision and answers like the
+    gate; ``arm_timer`` / ``extend_timer`` keep each timer's deadline like the timer workflow."""
 
     decisions: list[tuple[str, Decision]] = field(default_factory=list)
     refuse: DecisionRefused | None = None
+    deadlines: dict[str, datetime] = field(default_factory=dict)
+    extensions: list[tuple[str, Extension]] = field(default_factory=list)
+    refuse_extension: DecisionRefused | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def arm_timer(self, timer: dict[str, Any], arm: Arm, *, blueprint: str, entity: str) -> None:
+        if arm.deadline is not None:
+            self.deadlines[timer["id"]] = datetime.fromisoformat(arm.deadline.replace("Z", "+00:00"))
+
+    async def extend_timer(self, timer_id: str, extension: Extension) -> dict[str, Any]:
+        with self.lock:
+            self.extensions.append((timer_id, extension))
+        if self.refuse_extension is not None:
+            raise self.refuse_extension
+        self.deadlines[timer_id] += timedelta(days=int(extension.by.strip("PD")))
+        deadline = self.deadlines[timer_id].isoformat()
+        return {
+            "state": "active",
+            "deadline": deadline,
+            "extensions": [
+                {"by": extension.by, "user": extension.user, "via": extension.via, "deadline": deadline}
+            ],
+        }
 
     async def decide(self, workflow_id: str, decision: Decision) -> dict[str, Any]:
         with self.lock:
@@ -285,9 +311,9 @@ def test_without_a_signing_secret_the_endpoint_is_unavailable(settings: Settings
         response = client.post(
             "/v1/slack/interactions", content=b"payload=%7B%7D", headers=signed(b"payload=%7B%7D")
         )
-    assert response.status_code == 503
+    assert response.status_code == 404
     assert response.json()["error"] == {
-        "code": "unavailable",
+        "code": "not_found",
         "message": "Slack is not configured",
         "details": [],
     }
@@ -522,3 +548,110 @@ def test_a_burst_of_50_clicks_on_different_runs_is_acked_and_applied_once_each(s
     assert applied == sorted(f"action:deploy:{run_id}" for run_id in runs)
     assert all(stack.audit(run_id)[0][0] == "APPROVE" for run_id in runs)
     assert len(stack.slack.calls(path=r"users\.info$")) == 1  # one look-up shared by the burst
+
+
+# ---- Extend buttons of TTL timer reminders ---------------------------------------------------
+
+TIMER_ID = "timer:environment:env-1:expires_at"
+ENVIRONMENT = {
+    "identifier": "environment",
+    "title": "Environment",
+    "schema": {"properties": {"expires_at": {"type": "string", "format": "timer"}}},
+    "timers": {"expires_at": {"max_ttl": "P14D", "max_extension": "P3D", "remind_before": ["PT12H"]}},
+}
+
+
+@pytest.fixture
+def environment(stack: Stack) -> datetime:
+    """``env-1`` of team platform (Bob's), its timer armed a day ahead; its deadline."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    deadline = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    calls = [
+        ("POST", "/v1/blueprints", ENVIRONMENT),
+        ("POST", "/v1/teams", {"identifier": "platform", "title": "Platform"}),
+        ("PATCH", "/v1/users/bob", {"teams": ["platform"]}),
+        (
+            "POST",
+            "/v1/blueprints/environment/entities",
+            {"identifier": "env-1", "team": ["platform"], "properties": {"expires_at": deadline.isoformat()}},
+        ),
+    ]
+    for method, path, body in calls:
+        response = httpx.request(method, f"{stack.url}{path}", json=body, headers=admin)
+        assert response.is_success, response.text
+    eventually(lambda: TIMER_ID in stack.gateway.deadlines)  # the relay armed it
+    return deadline
+
+
+def extend_click(by: str, user: str = "U0BOB", channel: str = "D0BOB") -> bytes:
+    """What Slack posts when an Extend button of a reminder DM is clicked."""
+    payload = block_actions(ApprovalAction.EXTEND_TIMER, "unused", user, channel)
+    ref = TimerRef(timer_id=TIMER_ID, blueprint="environment", entity="env-1", property="expires_at", by=by)
+    payload["actions"][0] |= {"block_id": "gantry_timer_actions", "value": ref.encode()}
+    return form(payload)
+
+
+def timer_audit(stack: Stack) -> list[tuple[str, str, dict[str, Any] | None]]:
+    with stack.app.state.sessionmaker() as session:
+        rows = session.scalars(
+            select(AuditRecord).where(AuditRecord.resource_type == "timer").order_by(AuditRecord.id)
+        )
+        return [(r.operation, r.actor, r.after) for r in rows]
+
+
+def test_an_extend_click_extends_the_timer_via_slack(stack: Stack, environment: datetime) -> None:
+    assert stack.post(extend_click("P1D")).status_code == 200
+
+    [text] = eventually(lambda: ephemeral_to(stack.slack, "U0BOB"))
+    new_deadline = environment + timedelta(days=1)
+    assert text == f"Extended to {new_deadline:%Y-%m-%d %H:%M} UTC: env-1's expires_at, by P1D."
+    assert stack.slack.ephemeral[0]["channel"] == "D0BOB"
+    [(timer_id, extension)] = stack.gateway.extensions
+    assert (timer_id, extension) == (TIMER_ID, Extension(by="P1D", user="bob", via="slack"))
+    # The entity's property, the timer record and the audit log agree.
+    entity = httpx.get(
+        f"{stack.url}/v1/blueprints/environment/entities/env-1",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    ).json()
+    assert datetime.fromisoformat(entity["properties"]["expires_at"]) == new_deadline
+    with stack.app.state.sessionmaker() as session:
+        record = session.get(Timer, TIMER_ID)
+        assert record is not None and record.deadline == new_deadline
+        assert [e["via"] for e in record.extensions] == ["slack"]
+    [(operation, actor, after)] = timer_audit(stack)
+    assert (operation, actor) == ("EXTEND", "bob")
+    assert after is not None and (after["by"], after["via"]) == ("P1D", "slack")
+    assert datetime.fromisoformat(after["deadline"]) == new_deadline
+
+
+def test_an_extension_past_the_policy_is_refused_privately(stack: Stack, environment: datetime) -> None:
+    reason = "extensions may add at most P3D to the first deadline"
+    stack.gateway.refuse_extension = DecisionRefused(409, EXTENSION_REFUSED, reason)
+    assert stack.post(extend_click("P3D")).status_code == 200
+
+    [text] = eventually(lambda: ephemeral_to(stack.slack, "U0BOB"))
+    assert text == f"env-1's expires_at was not extended: {reason}"
+    [(operation, actor, after)] = timer_audit(stack)
+    assert (operation, actor, after) == (
+        "EXTEND_REFUSED",
+        "bob",
+        {"by": "P3D", "reason": reason, "via": "slack"},
+    )
+    with stack.app.state.sessionmaker() as session:
+        record = session.get(Timer, TIMER_ID)
+        assert record is not None and record.deadline == environment and record.extensions == []
+
+
+def test_someone_not_owning_the_environment_cannot_extend_it(stack: Stack, environment: datetime) -> None:
+    assert stack.post(extend_click("P1D", user="U0ALICE", channel="D0ALICE")).status_code == 200
+
+    [text] = eventually(lambda: ephemeral_to(stack.slack, "U0ALICE"))
+    assert text.startswith("env-1's expires_at was not extended: only the owners of env-1")
+    assert stack.gateway.extensions == [] and timer_audit(stack) == []
+
+
+def test_an_extend_click_with_a_foreign_value_is_ignored(stack: Stack, environment: datetime) -> None:
+    payload = block_actions(ApprovalAction.EXTEND_TIMER, "r_1", "U0BOB", "D0BOB")  # an ApprovalRef value
+    assert stack.post(form(payload)).status_code == 200
+    time.sleep(0.3)
+    assert stack.gateway.extensions == [] and ephemeral_to(stack.slack, "U0BOB") == []

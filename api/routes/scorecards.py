@@ -1,0 +1,97 @@
+"""Scorecards: definitions, results, level history, and the scheduled regrade."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
+
+from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
+from catalog import scorecards
+from catalog.blueprints import get_blueprint, list_blueprints
+from catalog.entities import get_entity
+from catalog.errors import FieldError, Invalid
+from catalog.scorecards import ScorecardIn
+
+router = APIRouter(tags=["scorecards"])
+
+
+@router.get("/v1/blueprints/{blueprint}/scorecards")
+def list_scorecards(blueprint: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+    get_blueprint(session, blueprint)
+    items = [scorecards.scorecard_view(s) for s in scorecards.list_scorecards(session, blueprint)]
+    return {"items": items, "next_cursor": None}
+
+
+@router.post("/v1/blueprints/{blueprint}/scorecards", status_code=201)
+def create_scorecard(
+    blueprint: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: ScorecardIn = Body()
+) -> dict[str, Any]:
+    """Create a scorecard; every entity of the blueprint is graded at once."""
+    sc, _created = scorecards.save(session, get_blueprint(session, blueprint), body, actor, create_only=True)
+    session.commit()
+    return scorecards.scorecard_view(sc)
+
+
+@router.get("/v1/blueprints/{blueprint}/scorecards/{scorecard}")
+def get_scorecard(blueprint: str, scorecard: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+    return scorecards.scorecard_view(scorecards.get_scorecard(session, blueprint, scorecard))
+
+
+@router.put("/v1/blueprints/{blueprint}/scorecards/{scorecard}")
+def put_scorecard(
+    blueprint: str,
+    scorecard: str,
+    session: SessionDep,
+    _: AdminUser,
+    actor: ActorDep,
+    body: ScorecardIn = Body(),
+) -> JSONResponse:
+    """Create or replace a scorecard; a changed rule regrades everyone."""
+    if body.identifier != scorecard:
+        raise Invalid(
+            "identifier mismatch", [FieldError("/identifier", "must equal the scorecard in the path")]
+        )
+    sc, created = scorecards.save(session, get_blueprint(session, blueprint), body, actor)
+    session.commit()
+    return JSONResponse(scorecards.scorecard_view(sc), status_code=201 if created else 200)
+
+
+@router.delete("/v1/blueprints/{blueprint}/scorecards/{scorecard}", status_code=204)
+def delete_scorecard(
+    blueprint: str, scorecard: str, session: SessionDep, _: AdminUser, actor: ActorDep
+) -> None:
+    scorecards.delete_scorecard(session, blueprint, scorecard, actor)
+    session.commit()
+
+
+@router.get("/v1/blueprints/{blueprint}/scorecards/{scorecard}/results")
+def results(
+    blueprint: str,
+    scorecard: str,
+    session: SessionDep,
+    _: CurrentUser,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    """Per-entity levels (paged with ``offset``), the distribution of levels, per-rule pass rates."""
+    sc = scorecards.get_scorecard(session, blueprint, scorecard)
+    return scorecards.results(session, sc, limit=limit, offset=offset)
+
+
+@router.get("/v1/blueprints/{blueprint}/scorecard-history")
+def level_history(blueprint: str, entity: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+    """Every level change of an entity (``?entity=``), on every scorecard, oldest first."""
+    get_entity(session, blueprint, entity)
+    return {"items": scorecards.history(session, blueprint, entity), "next_cursor": None}
+
+
+@router.post("/v1/scorecards/regrade")
+def regrade(session: SessionDep, _: AdminUser, actor: ActorDep) -> dict[str, Any]:
+    """Regrade every scorecard (the worker's schedule calls this, for rules that depend on time)."""
+    changed = 0
+    for bp in list_blueprints(session):
+        changed += scorecards.grade(session, bp, None, actor)
+    session.commit()
+    return {"level_changes": changed}

@@ -1,0 +1,506 @@
+"""Scorecards: levels and rules that grade a blueprint's entities, and the grading itself.
+
+An entity holds a level when every rule of that level and of all lower levels passes; the first
+level is the floor and has no rules. Rules and the optional ``filter`` are queries of the one
+query compiler, so grading is SQL: one statement per scorecard selects, for every graded
+entity, whether each rule holds. Results are stored; a level change is recorded in the level
+history and emitted as ``SCORECARD_LEVEL_CHANGED`` in the same transaction as the write that
+caused it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, cast
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Table, delete, select
+from sqlalchemy.orm import Session
+
+from catalog import audit, events
+from catalog.audit import Actor
+from catalog.db import utcnow
+from catalog.errors import Conflict, FieldError, Invalid, NotFound
+from catalog.models import Blueprint, Entity, Scorecard, ScorecardLevelChange, ScorecardResult
+from catalog.query import Context, RuleKind, compile_query, register_rule_kind, validate_query
+from catalog.schemas import SLUG
+
+RESULTS = cast(Table, ScorecardResult.__table__)
+CHANGES = cast(Table, ScorecardLevelChange.__table__)
+CHUNK = 500
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Level(Strict):
+    title: str = Field(min_length=1, max_length=100)
+    color: str | None = None
+
+
+class Rule(Strict):
+    identifier: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$")
+    title: str = ""
+    description: str = ""
+    level: str
+    query: dict[str, Any]
+
+
+class ScorecardIn(Strict):
+    identifier: str = Field(pattern=SLUG)
+    title: str = Field(min_length=1, max_length=256)
+    description: str = ""
+    filter: dict[str, Any] | None = None
+    levels: list[Level] = Field(min_length=1, max_length=20)
+    rules: list[Rule] = Field(default_factory=list, max_length=100)
+
+
+# ---- definitions -------------------------------------------------------------------------
+
+
+def scorecard_view(sc: Scorecard) -> dict[str, Any]:
+    return {
+        **sc.definition,
+        "blueprint": sc.blueprint,
+        "created_at": sc.created_at.isoformat(),
+        "updated_at": sc.updated_at.isoformat(),
+        "created_by": sc.created_by,
+        "updated_by": sc.updated_by,
+    }
+
+
+def list_scorecards(session: Session, blueprint: str) -> list[Scorecard]:
+    stmt = select(Scorecard).where(Scorecard.blueprint == blueprint).order_by(Scorecard.identifier)
+    return list(session.scalars(stmt))
+
+
+def get_scorecard(session: Session, blueprint: str, identifier: str) -> Scorecard:
+    sc = session.get(Scorecard, (blueprint, identifier))
+    if sc is None:
+        raise NotFound(f"scorecard '{identifier}' of blueprint '{blueprint}' not found")
+    return sc
+
+
+def check(body: ScorecardIn) -> None:
+    errors: list[FieldError] = []
+    titles = [level.title for level in body.levels]
+    errors += [
+        FieldError(f"/levels/{i}/title", "is used twice") for i, t in enumerate(titles) if t in titles[:i]
+    ]
+    seen: set[str] = set()
+    for index, rule in enumerate(body.rules):
+        where = f"/rules/{index}"
+        if rule.identifier in seen:
+            errors.append(FieldError(f"{where}/identifier", "is used twice"))
+        seen.add(rule.identifier)
+        if rule.level not in titles:
+            errors.append(FieldError(f"{where}/level", f"must be one of {', '.join(titles)}"))
+        elif rule.level == titles[0]:
+            errors.append(FieldError(f"{where}/level", f"'{titles[0]}' is the floor: it has no rules"))
+        errors += _query_problems(rule.query, f"{where}/query")
+    if body.filter is not None:
+        errors += _query_problems(body.filter, "/filter")
+    if errors:
+        raise Invalid("invalid scorecard", errors)
+
+
+def _query_problems(query: dict[str, Any], pointer: str) -> list[FieldError]:
+    if "scorecard" in str(query) and _mentions_scorecard(query):
+        return [FieldError(pointer, "scorecard rules cannot depend on scorecards")]
+    try:
+        validate_query(query, pointer=pointer)
+    except Invalid as exc:
+        return list(exc.details)
+    return []
+
+
+def _mentions_scorecard(query: Any) -> bool:
+    if isinstance(query, dict):
+        return "scorecard" in query or any(_mentions_scorecard(v) for v in query.values())
+    if isinstance(query, list):
+        return any(_mentions_scorecard(v) for v in query)
+    return False
+
+
+def save(
+    session: Session, bp: Blueprint, body: ScorecardIn, actor: Actor, *, create_only: bool = False
+) -> tuple[Scorecard, bool]:
+    """Create or replace a scorecard, then regrade every entity of its blueprint."""
+    check(body)
+    definition = body.model_dump(mode="json", exclude_none=True)
+    sc = session.get(Scorecard, (bp.identifier, body.identifier))
+    now = utcnow()
+    created = sc is None
+    if sc is not None and create_only:
+        raise Conflict(f"scorecard '{body.identifier}' already exists")
+    if sc is None:
+        sc = Scorecard(
+            blueprint=bp.identifier,
+            identifier=body.identifier,
+            title=body.title,
+            definition=definition,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            created_by=actor.user,
+            updated_by=actor.user,
+        )
+        session.add(sc)
+        audit.record(
+            session, actor, "CREATE", "scorecard", sc.identifier, blueprint=bp.identifier, after=definition
+        )
+    else:
+        before = dict(sc.definition)
+        sc.title, sc.definition, sc.version = body.title, definition, sc.version + 1
+        sc.updated_at, sc.updated_by = now, actor.user
+        audit.record(
+            session,
+            actor,
+            "UPDATE",
+            "scorecard",
+            sc.identifier,
+            blueprint=bp.identifier,
+            before=before,
+            after=definition,
+        )
+    session.flush()
+    grade(session, bp, None, actor, only=[sc])
+    return sc, created
+
+
+def delete_scorecard(session: Session, blueprint: str, identifier: str, actor: Actor) -> None:
+    sc = get_scorecard(session, blueprint, identifier)
+    session.execute(
+        delete(ScorecardResult).where(
+            ScorecardResult.blueprint == blueprint, ScorecardResult.scorecard == identifier
+        )
+    )
+    audit.record(
+        session, actor, "DELETE", "scorecard", identifier, blueprint=blueprint, before=dict(sc.definition)
+    )
+    session.delete(sc)
+
+
+# ---- grading -----------------------------------------------------------------------------
+
+
+def grade(
+    session: Session,
+    bp: Blueprint,
+    entity_ids: list[int] | None,
+    actor: Actor,
+    *,
+    only: list[Scorecard] | None = None,
+) -> int:
+    """Grade the given entities (None: all of the blueprint) on its scorecards; returns how
+    many levels changed."""
+    scorecards = only if only is not None else list_scorecards(session, bp.identifier)
+    if not scorecards or entity_ids == []:
+        return 0
+    changed = 0
+    chunks = [entity_ids[i : i + CHUNK] for i in range(0, len(entity_ids), CHUNK)] if entity_ids else [None]
+    for sc in scorecards:
+        for chunk in chunks:
+            changed += _grade_chunk(session, bp, sc, chunk, actor)
+    return changed
+
+
+def _grade_chunk(session: Session, bp: Blueprint, sc: Scorecard, ids: list[int] | None, actor: Actor) -> int:
+    definition = sc.definition
+    dialect = session.get_bind().dialect.name
+    now = utcnow()
+    levels = [level["title"] for level in definition["levels"]]
+    rules = definition.get("rules", [])
+    columns = [
+        sa.case((compile_query(r["query"], dialect=dialect, now=now, pointer="/rule"), 1), else_=0).label(
+            f"r{i}"
+        )
+        for i, r in enumerate(rules)
+    ]
+    stmt = select(Entity.id, Entity.identifier, *columns).where(Entity.blueprint == bp.identifier)
+    if definition.get("filter"):
+        stmt = stmt.where(compile_query(definition["filter"], dialect=dialect, now=now, pointer="/filter"))
+    if ids is not None:
+        stmt = stmt.where(Entity.id.in_(ids))
+    graded: dict[int, tuple[str, str, int, dict[str, bool]]] = {}
+    for row in session.execute(stmt):
+        outcome = {r["identifier"]: bool(row[2 + i]) for i, r in enumerate(rules)}
+        index = _level_index(levels, rules, outcome)
+        graded[row[0]] = (row[1], levels[index], index, outcome)
+
+    existing_stmt = select(
+        ScorecardResult.entity_id, ScorecardResult.level, ScorecardResult.level_index, ScorecardResult.rules
+    ).where(ScorecardResult.blueprint == bp.identifier, ScorecardResult.scorecard == sc.identifier)
+    if ids is not None:
+        existing_stmt = existing_stmt.where(ScorecardResult.entity_id.in_(ids))
+    existing = {row[0]: (row[1], row[2], row[3]) for row in session.execute(existing_stmt)}
+    return _store(session, bp, sc, graded, existing, actor, now, ids)
+
+
+def _level_index(levels: list[str], rules: list[dict[str, Any]], outcome: dict[str, bool]) -> int:
+    """The highest level whose rules, and those of every level below it, all pass."""
+    held = 0
+    for index in range(1, len(levels)):
+        if all(outcome[r["identifier"]] for r in rules if r["level"] == levels[index]):
+            held = index
+        else:
+            break
+    return held
+
+
+def _store(
+    session: Session,
+    bp: Blueprint,
+    sc: Scorecard,
+    graded: dict[int, tuple[str, str, int, dict[str, bool]]],
+    existing: dict[int, tuple[str, int, dict[str, bool]]],
+    actor: Actor,
+    now: Any,
+    ids: list[int] | None,
+) -> int:
+    inserts, updates, changes, level_events = [], [], [], []
+    for entity_id, (identifier, level, index, outcome) in graded.items():
+        row = {
+            "entity_id": entity_id,
+            "blueprint": bp.identifier,
+            "scorecard": sc.identifier,
+            "level": level,
+            "level_index": index,
+            "rules": outcome,
+            "updated_at": now,
+        }
+        before = existing.get(entity_id)
+        if before is None:
+            inserts.append(row)
+        elif (before[0], before[1], before[2]) != (level, index, outcome):
+            updates.append(row)
+        if before is None or before[0] != level:
+            changes.append(
+                {
+                    "blueprint": bp.identifier,
+                    "entity": identifier,
+                    "scorecard": sc.identifier,
+                    "from_level": before[0] if before else None,
+                    "to_level": level,
+                    "at": now,
+                }
+            )
+        if before is not None and before[0] != level:
+            direction = "RAISED" if index > before[1] else "DROPPED"
+            level_events.append(
+                events.event_row(
+                    "SCORECARD_LEVEL_CHANGED",
+                    actor,
+                    blueprint=bp.identifier,
+                    entity=identifier,
+                    at=now,
+                    payload={
+                        "scorecard": {
+                            "identifier": sc.identifier,
+                            "from": before[0],
+                            "to": level,
+                            "direction": direction,
+                        }
+                    },
+                )
+            )
+    gone = [entity_id for entity_id in existing if entity_id not in graded]
+    if inserts:
+        session.execute(RESULTS.insert(), inserts)
+    if updates:
+        stmt = (
+            RESULTS.update()
+            .where(
+                RESULTS.c.entity_id == sa.bindparam("b_entity"),
+                RESULTS.c.blueprint == sa.bindparam("b_blueprint"),
+                RESULTS.c.scorecard == sa.bindparam("b_scorecard"),
+            )
+            .values(
+                level=sa.bindparam("level"),
+                level_index=sa.bindparam("level_index"),
+                rules=sa.bindparam("rules"),
+                updated_at=sa.bindparam("updated_at"),
+            )
+        )
+        session.execute(
+            stmt,
+            [
+                {
+                    **u,
+                    "b_entity": u["entity_id"],
+                    "b_blueprint": u["blueprint"],
+                    "b_scorecard": u["scorecard"],
+                }
+                for u in updates
+            ],
+        )
+    for start in range(0, len(gone), CHUNK):
+        session.execute(
+            delete(ScorecardResult).where(
+                ScorecardResult.blueprint == bp.identifier,
+                ScorecardResult.scorecard == sc.identifier,
+                ScorecardResult.entity_id.in_(gone[start : start + CHUNK]),
+            )
+        )
+    if changes:
+        session.execute(CHANGES.insert(), changes)
+    events.emit(session, level_events)
+    return len(level_events)
+
+
+# ---- reading -----------------------------------------------------------------------------
+
+
+def for_entities(session: Session, entity_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """``entity.scorecards`` for each entity: level and each rule's status."""
+    if not entity_ids:
+        return {}
+    rows = list(
+        session.execute(select(ScorecardResult).where(ScorecardResult.entity_id.in_(entity_ids))).scalars()
+    )
+    if not rows:
+        return {}
+    definitions = {
+        (s.blueprint, s.identifier): s.definition
+        for s in session.scalars(
+            select(Scorecard).where(Scorecard.blueprint.in_({r.blueprint for r in rows}))
+        )
+    }
+    found: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        definition = definitions.get((r.blueprint, r.scorecard), {})
+        found.setdefault(r.entity_id, {})[r.scorecard] = {
+            "level": r.level,
+            "rules": [
+                {
+                    "identifier": rule["identifier"],
+                    "level": rule["level"],
+                    "status": "SUCCESS" if r.rules.get(rule["identifier"]) else "FAILURE",
+                }
+                for rule in definition.get("rules", [])
+            ],
+        }
+    return found
+
+
+def results(session: Session, sc: Scorecard, *, limit: int, offset: int) -> dict[str, Any]:
+    """Per-entity levels (a page), the distribution of levels, and each rule's pass rate."""
+    base = select(ScorecardResult.entity_id, ScorecardResult.level, ScorecardResult.rules).where(
+        ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier
+    )
+    everything = list(session.execute(base))
+    distribution = Counter(row[1] for row in everything)
+    rules = sc.definition.get("rules", [])
+    total = len(everything)
+    passed = {r["identifier"]: sum(1 for row in everything if row[2].get(r["identifier"])) for r in rules}
+    page = session.execute(
+        select(Entity.identifier, ScorecardResult.level, ScorecardResult.rules)
+        .join(Entity, Entity.id == ScorecardResult.entity_id)
+        .where(ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier)
+        .order_by(Entity.identifier)
+        .offset(offset)
+        .limit(limit + 1)
+    ).all()
+    return {
+        "scorecard": sc.identifier,
+        "blueprint": sc.blueprint,
+        "total": total,
+        "distribution": {
+            level["title"]: distribution.get(level["title"], 0) for level in sc.definition["levels"]
+        },
+        "rules": [
+            {
+                "identifier": r["identifier"],
+                "level": r["level"],
+                "passed": passed[r["identifier"]],
+                "pass_rate": round(passed[r["identifier"]] / total, 4) if total else None,
+            }
+            for r in rules
+        ],
+        "items": [{"entity": row[0], "level": row[1], "rules": row[2]} for row in page[:limit]],
+        "has_more": len(page) > limit,
+    }
+
+
+def history(session: Session, blueprint: str, entity: str) -> list[dict[str, Any]]:
+    stmt = (
+        select(ScorecardLevelChange)
+        .where(ScorecardLevelChange.blueprint == blueprint, ScorecardLevelChange.entity == entity)
+        .order_by(ScorecardLevelChange.id)
+    )
+    return [
+        {"scorecard": c.scorecard, "from": c.from_level, "to": c.to_level, "at": c.at.isoformat()}
+        for c in session.scalars(stmt)
+    ]
+
+
+# ---- the scorecard rule of the query language --------------------------------------------
+
+SCORECARD_OPERATORS = {"=", "!=", ">", ">=", "<", "<="}
+
+
+def resolve(session: Session, query: Any) -> Any:
+    """Replace each scorecard rule's level title by its position (``level_index``), so the
+    compiler can compare levels; 422 for an unknown scorecard or level."""
+    if isinstance(query, list):
+        return [resolve(session, q) for q in query]
+    if not isinstance(query, dict):
+        return query
+    if "scorecard" not in query:
+        return {k: resolve(session, v) if k == "rules" else v for k, v in query.items()}
+    definitions = list(session.scalars(select(Scorecard).where(Scorecard.identifier == query["scorecard"])))
+    if not definitions:
+        raise Invalid(
+            "invalid query", [FieldError("/query", f"there is no scorecard '{query['scorecard']}'")]
+        )
+    titles = [level["title"] for level in definitions[0].definition["levels"]]
+    if query.get("value") not in titles:
+        raise Invalid(
+            "invalid query",
+            [
+                FieldError(
+                    "/query",
+                    f"'{query.get('value')}' is not a level of '{query['scorecard']}': {', '.join(titles)}",
+                )
+            ],
+        )
+    return {**query, "level_index": titles.index(query["value"])}
+
+
+def _validate_scorecard_rule(rule: dict[str, Any], ptr: str) -> list[FieldError]:
+    errors = [
+        FieldError(f"{ptr}/{k}", "is not a key of a scorecard rule")
+        for k in rule
+        if k not in ("scorecard", "operator", "value", "level_index")
+    ]
+    if not isinstance(rule.get("scorecard"), str):
+        errors.append(FieldError(f"{ptr}/scorecard", "must be a scorecard identifier"))
+    if rule.get("operator") not in SCORECARD_OPERATORS:
+        errors.append(
+            FieldError(f"{ptr}/operator", f"must be one of {' '.join(sorted(SCORECARD_OPERATORS))}")
+        )
+    if not isinstance(rule.get("value"), str):
+        errors.append(FieldError(f"{ptr}/value", "must be a level title"))
+    return errors
+
+
+def _compile_scorecard_rule(rule: dict[str, Any], _: Context) -> sa.ColumnElement[bool]:
+    if "level_index" not in rule:
+        raise Invalid("invalid query", [FieldError("/query", "scorecard rules need their levels resolved")])
+    index = ScorecardResult.level_index
+    compare = {
+        "=": index == rule["level_index"],
+        "!=": index != rule["level_index"],
+        ">": index > rule["level_index"],
+        ">=": index >= rule["level_index"],
+        "<": index < rule["level_index"],
+        "<=": index <= rule["level_index"],
+    }[rule["operator"]]
+    return sa.exists().where(
+        ScorecardResult.entity_id == Entity.id, ScorecardResult.scorecard == rule["scorecard"], compare
+    )
+
+
+register_rule_kind("scorecard", RuleKind(_validate_scorecard_rule, _compile_scorecard_rule))
