@@ -58,6 +58,9 @@ class Settings(BaseSettings):
 
     webhook_secret: SecretStr | None = Field(None, description="HMAC key of http.request signatures")
 
+    automation_max_depth: int = Field(
+        3, description="automation-started runs may cause at most this many further automation hops"
+    )
     vendor_poll_interval: float = Field(10.0, description="seconds between polls of a CI run or a stack")
     run_converge_after: float = Field(
         30.0, description="seconds a run may stay quiet before the API checks its workflow"

@@ -31,7 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from config import Settings, get_settings
-from workflows.reconcile import EVERY, SCHEDULE_ID
+from workflows.reconcile import EVERY, REGRADE_EVERY, REGRADE_SCHEDULE_ID, SCHEDULE_ID
 
 log = logging.getLogger("gantry.worker")
 
@@ -79,26 +79,43 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
     log.info("registered search attributes %s in namespace %s", ", ".join(missing), namespace)
 
 
-def reconcile_schedule(task_queue: str) -> Schedule:
-    """``ReconcileRuns`` every ``EVERY``; a pass still running when the next is due is skipped."""
+def housekeeping_schedule(
+    workflow: str, workflow_id: str, every: timedelta, summary: str, task_queue: str
+) -> Schedule:
+    """``workflow`` every ``every``; a pass still running when the next is due is skipped."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            "ReconcileRuns",
-            id=SCHEDULE_ID,
-            task_queue=task_queue,
-            static_summary="Converge run records on their workflows' real ends",
+            workflow, id=workflow_id, task_queue=task_queue, static_summary=summary
         ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=EVERY)]),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
 
 
-async def ensure_reconcile_schedule(client: Client, task_queue: str) -> None:
+def housekeeping_schedules(task_queue: str) -> dict[str, Schedule]:
+    return {
+        SCHEDULE_ID: housekeeping_schedule(
+            "ReconcileRuns",
+            SCHEDULE_ID,
+            EVERY,
+            "Converge run records on their workflows' real ends",
+            task_queue,
+        ),
+        REGRADE_SCHEDULE_ID: housekeeping_schedule(
+            "RegradeScorecards",
+            REGRADE_SCHEDULE_ID,
+            REGRADE_EVERY,
+            "Regrade scorecards (time-based rules)",
+            task_queue,
+        ),
+    }
+
+
+async def ensure_schedule(client: Client, schedule_id: str, schedule: Schedule) -> None:
     """Create the schedule, or bring an existing one up to date (e.g. a new task queue)."""
-    schedule = reconcile_schedule(task_queue)
     try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-        log.info("created schedule %s (ReconcileRuns every %s)", SCHEDULE_ID, EVERY)
+        await client.create_schedule(schedule_id, schedule)
+        log.info("created schedule %s", schedule_id)
     except ScheduleAlreadyRunningError:
 
         def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
@@ -106,13 +123,14 @@ async def ensure_reconcile_schedule(client: Client, task_queue: str) -> None:
             state = current.description.schedule.state
             return ScheduleUpdate(schedule=dataclasses.replace(schedule, state=state))
 
-        await client.get_schedule_handle(SCHEDULE_ID).update(update)
+        await client.get_schedule_handle(schedule_id).update(update)
 
 
 async def prepare_namespace(client: Client, settings: Settings) -> None:
     """What every worker start makes sure of, idempotently, before it polls."""
     await ensure_search_attributes(client, settings.temporal_namespace)
-    await ensure_reconcile_schedule(client, settings.task_queue)
+    for schedule_id, schedule in housekeeping_schedules(settings.task_queue).items():
+        await ensure_schedule(client, schedule_id, schedule)
 
 
 async def build_worker(client: Client, settings: Settings) -> Worker:

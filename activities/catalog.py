@@ -18,7 +18,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import bad_params, vendor_error
-from activities.types import VENDOR_SERVER_ERROR, ExpiryRun, ReportInput, StepInput, StepResult, TimerReport
+from activities.types import (
+    VENDOR_SERVER_ERROR,
+    AutomationLaunch,
+    ExpiryRun,
+    ReportInput,
+    StepInput,
+    StepResult,
+    TimerReport,
+)
 from catalog import secrets
 from config import Settings
 
@@ -133,6 +141,21 @@ class CatalogActivities:
         run_id: str = run["id"]
         return run_id
 
+    @activity.defn(name="gantry.launch_automation_run")
+    async def launch_automation_run(self, launch: AutomationLaunch) -> str:
+        """Launch an automation's action; a refused launch (4xx) is not retried."""
+        body: dict[str, Any] = {
+            "inputs": launch.inputs,
+            "source": "AUTOMATION",
+            "idempotency_key": launch.idempotency_key,
+            "trigger": launch.trigger,
+        }
+        if launch.entity:
+            body["entity"] = launch.entity
+        run = await self._api.call("POST", f"/v1/actions/{launch.action}/runs", json=body)
+        run_id: str = run["id"]
+        return run_id
+
     @activity.defn(name="gantry.wait_for_run")
     async def wait_for_run(self, run_id: str) -> dict[str, Any]:
         """Poll a run until it ends (heartbeating, so a dead worker's wait moves elsewhere)."""
@@ -142,6 +165,11 @@ class CatalogActivities:
                 return {"status": run["status"], "error": run.get("error")}
             activity.heartbeat(run["status"])
             await asyncio.sleep(self._poll)
+
+    @activity.defn(name="gantry.regrade_scorecards")
+    async def regrade_scorecards(self) -> dict[str, int]:
+        body: dict[str, int] = await self._api.call("POST", "/v1/scorecards/regrade", timeout=600)
+        return body
 
     @activity.defn(name="gantry.reconcile_runs")
     async def reconcile_runs(self) -> list[str]:

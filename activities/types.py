@@ -70,6 +70,17 @@ class ExpiryRun:
     idempotency_key: str
 
 
+@dataclass
+class AutomationLaunch:
+    """The run an automation starts (``gantry.launch_automation_run``)."""
+
+    action: str
+    entity: str | None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str = ""
+    trigger: dict[str, Any] = field(default_factory=dict)
+
+
 # ApplicationError types raised by step activities. A vendor's 4xx is non-retryable.
 VENDOR_CLIENT_ERROR = "VendorClientError"
 VENDOR_SERVER_ERROR = "VendorServerError"

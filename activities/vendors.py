@@ -7,7 +7,7 @@ always there. Each vendor gets one HTTP client with its base URL and auth.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -15,6 +15,9 @@ from activities.ci import GitHubActions, GitLab, Jenkins
 from activities.http import Webhooks
 from activities.ticketing import Jira
 from config import Settings
+
+if TYPE_CHECKING:
+    from slack_sdk.web.async_client import AsyncWebClient
 
 TIMEOUT = httpx.Timeout(30.0)
 
@@ -79,21 +82,24 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     )
     for integration in build_integrations(settings):
         activities += [with_secrets(method, api) for method in _activity_methods(integration)]
-    # Not a step kind (no StepInput, no secrets): the approval gate's own, registered always.
-    return activities + _activity_methods(_slack_approvals(settings))
-
-
-def _slack_approvals(settings: Settings) -> object:
+    # Not step kinds (no StepInput, no secrets): the approval gate's and the TTL timers' own,
+    # registered always; without Slack they only log.
     from activities.slack_approvals import SlackApprovals
+    from activities.slack_timers import SlackTimers
 
+    slack = _slack_client(settings)
+    activities += _activity_methods(SlackApprovals(slack, settings.api_url))
+    return activities + _activity_methods(SlackTimers(slack))
+
+
+def _slack_client(settings: Settings) -> AsyncWebClient | None:
+    """The client Slack's approvals and timer notices share, or None when Slack is not configured."""
     token = settings.secret("slack_bot_token")
     if not token:
-        return SlackApprovals(None, settings.api_url)
+        return None
     from slack_sdk.web.async_client import AsyncWebClient
 
-    return SlackApprovals(
-        AsyncWebClient(token=token, base_url=_slash(settings.slack_api_url)), settings.api_url
-    )
+    return AsyncWebClient(token=token, base_url=_slash(settings.slack_api_url))
 
 
 def _activity_methods(integration: object) -> list[Callable[..., Any]]:

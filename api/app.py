@@ -14,7 +14,18 @@ from sqlalchemy import text
 
 from api import errors
 from api.relay import EventRelay
-from api.routes import actions, audit, blueprints, entities, identity, runs, scorecards, slack, timers
+from api.routes import (
+    actions,
+    audit,
+    automations,
+    blueprints,
+    entities,
+    identity,
+    runs,
+    scorecards,
+    slack,
+    timers,
+)
 from api.temporal import TemporalGateway
 from catalog.db import make_engine, make_sessionmaker, transaction
 from catalog.identity import ensure_bootstrap_user
@@ -61,7 +72,9 @@ def create_app(
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         bootstrap(settings, app.state.sessionmaker)
-        app.state.relay = EventRelay(app.state.sessionmaker, app.state.temporal)
+        app.state.relay = EventRelay(
+            app.state.sessionmaker, app.state.temporal, max_depth=settings.automation_max_depth
+        )
         relay = asyncio.create_task(app.state.relay.run(), name="gantry-event-relay")
         yield
         relay.cancel()
@@ -78,7 +91,18 @@ def create_app(
     app.state.settings = settings
     app.state.temporal = temporal or TemporalGateway(settings)
     errors.install(app)
-    for module in (blueprints, entities, identity, audit, actions, runs, timers, scorecards, slack):
+    for module in (
+        blueprints,
+        entities,
+        identity,
+        audit,
+        actions,
+        runs,
+        timers,
+        scorecards,
+        automations,
+        slack,
+    ):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

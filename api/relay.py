@@ -23,9 +23,10 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.temporal import TemporalGateway
-from catalog import events
-from catalog.models import Blueprint, Entity, Event
+from catalog import automations, events
+from catalog.models import Blueprint, Entity, Event, Run
 from catalog.timers import policy_of
+from workflows.automation import AutomationInput
 from workflows.timer import Arm
 
 log = logging.getLogger("gantry.relay")
@@ -38,12 +39,18 @@ MAX_BACKOFF = 30.0
 
 
 class EventRelay:
-    def __init__(self, factory: sessionmaker[Session], gateway: TemporalGateway) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], gateway: TemporalGateway, *, max_depth: int = 3
+    ) -> None:
         self._factory = factory
         self._gateway = gateway
+        self._max_depth = max_depth
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.planners: list[Callable[[Session, Event], list[Delivery]]] = [self._timer_deliveries]
+        self.planners: list[Callable[[Session, Event], list[Delivery]]] = [
+            self._timer_deliveries,
+            self._automation_deliveries,
+        ]
         sa_event.listen(factory, "after_commit", self._after_commit)
 
     def _after_commit(self, session: Session) -> None:
@@ -122,3 +129,46 @@ class EventRelay:
                 )
             )
         return deliveries
+
+    def _automation_deliveries(self, session: Session, event: Event) -> list[Delivery]:
+        """Every enabled automation the event matches starts ``automation:{id}:{event_id}``."""
+        listening = automations.listening(session, event.type)
+        if not listening:
+            return []
+        view = events.event_view(event)
+        depth = _depth(session, event)
+        deliveries: list[Delivery] = []
+        for automation in listening:
+            trigger = automation.definition["trigger"]
+            if trigger.get("blueprint") not in (None, event.blueprint):
+                continue
+            if trigger.get("action") not in (None, (view.get("run") or {}).get("action")):
+                continue
+            if not automations.matches(trigger.get("condition"), view):
+                continue
+            if depth + 1 > self._max_depth:
+                note = (
+                    f"automation '{automation.identifier}' cut off: event {event.id} is {depth} automation "
+                    f"hops deep (GANTRY_AUTOMATION_MAX_DEPTH={self._max_depth})"
+                )
+                log.warning(note)
+                event.last_error = note
+                continue
+            deliveries.append(
+                functools.partial(
+                    self._gateway.start_automation,
+                    f"automation:{automation.identifier}:{event.id}",
+                    "AutomationRun",
+                    AutomationInput(automation=automation.definition, event=view, depth=depth + 1),
+                    f"{automation.identifier} on {event.type} {event.entity or ''}".strip(),
+                )
+            )
+        return deliveries
+
+
+def _depth(session: Session, event: Event) -> int:
+    """How many automation hops led to this event: the depth of the run that caused it."""
+    if event.run_id is None:
+        return 0
+    run = session.get(Run, event.run_id)
+    return int((run.trigger or {}).get("depth", 0)) if run is not None else 0

@@ -188,6 +188,8 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     workflow_id: Mapped[str] = mapped_column(String(256))
     idempotency_scope: Mapped[str | None] = mapped_column(String(600))
+    # For AUTOMATION runs: {"automation", "event_id", "depth"}; links the run to its event.
+    trigger: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class RunLog(Base):

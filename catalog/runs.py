@@ -41,6 +41,8 @@ class RunRequest(Strict):
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
     source: Source | None = None
+    # Set by automations (service token only): which automation and event started the run.
+    trigger: dict[str, Any] | None = None
 
 
 class LogLine(Strict):
@@ -81,6 +83,7 @@ def temporal_ui_url(base: str, namespace: str, workflow_id: str) -> str:
 
 def run_view(run: Run, *, ui_base: str, namespace: str) -> dict[str, Any]:
     return {
+        "trigger": run.trigger,
         "id": run.id,
         "action": run.action,
         "action_title": run.action_title,
@@ -190,6 +193,7 @@ def prepare_run(
         affected_entities=[],
         workflow_id=workflow_id_for(action.identifier, run_id),
         idempotency_scope=scope,
+        trigger=body.trigger,
     )
     workflow_input = build_workflow_input(
         session,

@@ -13,8 +13,9 @@ def __getattr__(name: str) -> Any:
     # module (and so this package) for every run, and should not re-import every other workflow.
     if name == "ALL_WORKFLOWS":
         from workflows.action_run import ActionRun
-        from workflows.reconcile import ReconcileRuns
+        from workflows.automation import AutomationRun
+        from workflows.reconcile import ReconcileRuns, RegradeScorecards
         from workflows.timer import EntityTimer
 
-        return [ActionRun, ReconcileRuns, EntityTimer]
+        return [ActionRun, ReconcileRuns, RegradeScorecards, EntityTimer, AutomationRun]
     raise AttributeError(f"module 'workflows' has no attribute {name!r}")

@@ -5,6 +5,8 @@ signal-with-start, so a concurrent second write never makes two. Sends reminders
 deadline, accepts extensions through the ``extend`` Update (its validator enforces the
 blueprint's policy), and at the deadline reports the expiry (the catalog emits
 ``TIMER_EXPIRED``) and runs the blueprint's ``on_expiry`` action, waiting for its outcome.
+Reminders and a failed teardown also go to the timer's owners in Slack
+(``slack.notify_timer_owners``); a Slack failure is reported, never fatal to the timer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.slack_timers import TimerNotice, TimerOwner
     from activities.types import ExpiryRun, TimerReport
     from catalog.durations import parse_duration
     from catalog.timer_rules import extension_problem, reminder_times
@@ -26,6 +29,7 @@ ARM_SIGNAL = "arm"
 EXTEND_UPDATE = "extend"
 EXTENSION_REFUSED = "ExtensionRefused"
 REPORT = RetryPolicy(maximum_interval=timedelta(seconds=30))
+NOTIFY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(minutes=1))
 
 
 @dataclass
@@ -202,25 +206,61 @@ class EntityTimer:
             )
 
     async def _teardown_failed(self, timer: TimerInput, run_id: str | None, error: str) -> None:
-        await self._report(
-            timer,
-            {
-                "teardown": "failed",
-                "error": error,
-                "on_expiry_run": run_id,
-                "notify_owners": f"Cleanup of {timer.entity} after its {timer.property} "
-                f"expired needs attention: {error}",
-            },
+        text = f"Cleanup of {timer.entity} after its {timer.property} expired needs attention: {error}"
+        answer = await self._report(
+            timer, {"teardown": "failed", "error": error, "on_expiry_run": run_id, "notify_owners": text}
         )
+        notice = TimerNotice(
+            "teardown_failed",
+            timer.timer_id,
+            timer.blueprint,
+            timer.entity,
+            timer.property,
+            owners=_owners(answer),
+            text=text,
+        )
+        problem = await self._notify(notice)
+        if problem:
+            await self._report(timer, {"error": f"{error} ({problem})"})
 
     async def _remind(self, timer: TimerInput) -> None:
-        await self._report(
+        deadline = self._iso(self._deadline)
+        answer = await self._report(
             timer,
             {
-                "reminder": {"at": workflow.now().isoformat(), "deadline": self._iso(self._deadline)},
+                "reminder": {"at": workflow.now().isoformat(), "deadline": deadline},
                 "next_reminder": self._next_reminder(),
             },
         )
+        notice = TimerNotice(
+            "reminder",
+            timer.timer_id,
+            timer.blueprint,
+            timer.entity,
+            timer.property,
+            owners=_owners(answer),
+            deadline=deadline,
+        )
+        problem = await self._notify(notice)
+        if problem:
+            await self._report(timer, {"error": problem})
+
+    async def _notify(self, notice: TimerNotice) -> str | None:
+        """Tell the owners in Slack; what went wrong, if anything (the timer goes on regardless)."""
+        if not notice.owners:
+            return None
+        try:
+            await workflow.execute_activity(
+                "slack.notify_timer_owners",
+                notice,
+                result_type=list[str],
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=NOTIFY,
+                summary=f"tell owners: {notice.kind}",
+            )
+        except ActivityError as exc:
+            return f"Slack: owners not told of the {notice.kind.replace('_', ' ')}: {_message(exc)}"
+        return None
 
     def _next_reminder(self) -> str | None:
         if self._deadline is None:
@@ -232,10 +272,12 @@ class EntityTimer:
         ]
         return upcoming[0].isoformat() if upcoming else None
 
-    async def _report(self, timer: TimerInput, report: dict[str, Any]) -> None:
-        await workflow.execute_activity(
+    async def _report(self, timer: TimerInput, report: dict[str, Any]) -> dict[str, Any]:
+        """Tell the catalog; its answer names the timer's ``owners``."""
+        return await workflow.execute_activity(
             "gantry.report_timer",
             TimerReport(timer.timer_id, report),
+            result_type=dict,
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(days=1),
             retry_policy=REPORT,
@@ -245,6 +287,15 @@ class EntityTimer:
     @staticmethod
     def _iso(moment: datetime | None) -> str | None:
         return moment.isoformat() if moment else None
+
+
+def _owners(answer: dict[str, Any]) -> list[TimerOwner]:
+    """The owners ``gantry.report_timer`` answered with (those who have an email)."""
+    return [
+        TimerOwner(str(o["identifier"]), str(o["email"]), str(o.get("name") or ""))
+        for o in answer.get("owners") or []
+        if o.get("email")
+    ]
 
 
 def _message(exc: BaseException) -> str:

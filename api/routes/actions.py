@@ -74,7 +74,7 @@ def launch_run(
     source = body.source or (x_gantry_source or "API").upper()
     if source not in ("API", "CLI", "UI", "AUTOMATION"):
         raise Invalid("invalid source", [FieldError("/source", "must be API, CLI, UI or AUTOMATION")])
-    if source == "AUTOMATION" and user.role != "admin":
+    if (source == "AUTOMATION" or body.trigger is not None) and user.role != "admin":
         raise Forbidden("only the service user launches AUTOMATION runs")
     launch = runs.prepare_run(
         session,

@@ -1,0 +1,54 @@
+"""Automations: when an event matches, invoke an action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
+
+from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
+from catalog import automations as service
+from catalog.automations import AutomationIn
+from catalog.errors import FieldError, Invalid
+
+router = APIRouter(tags=["automations"])
+
+
+@router.get("/v1/automations")
+def list_automations(session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+    return {"items": [service.view(a) for a in service.list_all(session)], "next_cursor": None}
+
+
+@router.post("/v1/automations", status_code=201)
+def create_automation(
+    session: SessionDep, _: AdminUser, actor: ActorDep, body: AutomationIn = Body()
+) -> dict[str, Any]:
+    """Create an automation. Its jq condition is compiled now: a bad one is a 422 with jq's message."""
+    automation, _created = service.save(session, body, actor, create_only=True)
+    session.commit()
+    return service.view(automation)
+
+
+@router.get("/v1/automations/{identifier}")
+def get_automation(identifier: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+    return service.view(service.get(session, identifier))
+
+
+@router.put("/v1/automations/{identifier}")
+def put_automation(
+    identifier: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: AutomationIn = Body()
+) -> JSONResponse:
+    if body.identifier != identifier:
+        raise Invalid(
+            "identifier mismatch", [FieldError("/identifier", "must equal the automation in the path")]
+        )
+    automation, created = service.save(session, body, actor)
+    session.commit()
+    return JSONResponse(service.view(automation), status_code=201 if created else 200)
+
+
+@router.delete("/v1/automations/{identifier}", status_code=204)
+def delete_automation(identifier: str, session: SessionDep, _: AdminUser, actor: ActorDep) -> None:
+    service.delete(session, identifier, actor)
+    session.commit()

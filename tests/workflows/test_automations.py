@@ -1,0 +1,247 @@
+"""Automations end to end on a real dev server: an event is written with the change, relayed to
+Temporal, matched by type and jq condition, and invokes an action as an AUTOMATION run."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.workflows.conftest import Stack
+
+SERVICE = {
+    "identifier": "service",
+    "title": "Service",
+    "schema": {
+        "properties": {
+            "repo": {"type": "string"},
+            "tier": {"type": "integer"},
+            "touches": {"type": "integer"},
+        }
+    },
+}
+READINESS = {
+    "identifier": "production_readiness",
+    "title": "Production readiness",
+    "levels": [{"title": "Basic"}, {"title": "Bronze"}, {"title": "Silver"}],
+    "rules": [
+        {
+            "identifier": "has_owner",
+            "level": "Bronze",
+            "query": {"combinator": "and", "rules": [{"property": "$team", "operator": "isNotEmpty"}]},
+        },
+        {
+            "identifier": "has_repo",
+            "level": "Silver",
+            "query": {"combinator": "and", "rules": [{"property": "repo", "operator": "isNotEmpty"}]},
+        },
+    ],
+}
+
+
+async def until(check: Any, timeout: float = 30) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition never held")
+        await asyncio.sleep(0.1)
+
+
+async def seed(stack: Stack) -> None:
+    await stack.api.post("/v1/teams", json={"identifier": "payments-team", "title": "Payments"})
+    assert (await stack.api.post("/v1/blueprints", json=SERVICE)).status_code == 201
+    assert (await stack.api.post("/v1/blueprints/service/scorecards", json=READINESS)).status_code == 201
+
+
+async def runs_of(stack: Stack, action: str) -> list[dict[str, Any]]:
+    return list((await stack.api.get(f"/v1/runs?action={action}")).json()["items"])
+
+
+async def test_a_readiness_drop_opens_a_ticket(stack: Stack) -> None:
+    await seed(stack)
+    ticket = {
+        "identifier": "open_readiness_ticket",
+        "title": "Open readiness ticket",
+        "blueprint": "service",
+        "trigger": {"operation": "DAY-2"},
+        "user_inputs": {"properties": {"reason": {"type": "string"}}},
+        "steps": [
+            {
+                "id": "ticket",
+                "uses": "jira.create_issue",
+                "with": {
+                    "project": "OPS",
+                    "summary": "{{ entity.identifier }} readiness dropped: {{ inputs.reason }}",
+                    "labels": ["readiness"],
+                },
+            },
+            {
+                "id": "tell",
+                "uses": "http.request",
+                "with": {
+                    "url": f"{stack.webhook.url}/slack",
+                    "body": {"text": "{{ steps.ticket.outputs.url }}"},
+                },
+            },
+        ],
+    }
+    assert (await stack.api.post("/v1/actions", json=ticket)).status_code == 201
+    automation = {
+        "identifier": "ticket_on_readiness_drop",
+        "enabled": True,
+        "trigger": {
+            "event": "SCORECARD_LEVEL_CHANGED",
+            "blueprint": "service",
+            "condition": '.scorecard.direction == "DROPPED"',
+        },
+        "invoke": {
+            "action": "open_readiness_ticket",
+            "entity": "{{ event.entity }}",
+            "inputs": {"reason": "{{ event.scorecard.from }} -> {{ event.scorecard.to }}"},
+        },
+    }
+    assert (await stack.api.post("/v1/automations", json=automation)).status_code == 201
+    body = {"identifier": "payments", "team": ["payments-team"], "properties": {"repo": "https://x"}}
+    await stack.api.post("/v1/blueprints/service/entities", json=body)
+    raised = await stack.api.patch(
+        "/v1/blueprints/service/entities/payments", json={"properties": {"repo": None}}
+    )
+    assert raised.json()["scorecards"]["production_readiness"]["level"] == "Bronze"
+
+    (run,) = await until(lambda: runs_of(stack, "open_readiness_ticket"))
+    done = await stack.wait_for(run["id"], {"SUCCESS", "FAILURE"})
+    assert done["status"] == "SUCCESS", done["error"]
+    assert done["source"] == "AUTOMATION" and done["entity"] == "payments"
+    assert done["inputs"] == {"reason": "Silver -> Bronze"}
+    (event,) = (await stack.api.get("/v1/events?type=SCORECARD_LEVEL_CHANGED&entity=payments")).json()[
+        "items"
+    ]
+    assert done["trigger"] == {"automation": "ticket_on_readiness_drop", "event_id": event["id"], "depth": 1}
+    (issue,) = stack.jira.issues.values()
+    assert issue["fields"]["summary"] == "payments readiness dropped: Silver -> Bronze"
+    assert len(stack.webhook.calls("POST", "/slack")) == 1
+    workflow = await stack.client.get_workflow_handle(
+        f"automation:ticket_on_readiness_drop:{event['id']}"
+    ).result()
+    assert workflow == {"status": "LAUNCHED", "run_id": run["id"]}
+
+
+async def test_run_failures_and_creations_trigger_and_disabled_ones_do_not(stack: Stack) -> None:
+    await seed(stack)
+    deploy = {
+        "identifier": "deploy",
+        "title": "Deploy",
+        "blueprint": "service",
+        "trigger": {"operation": "DAY-2"},
+        "steps": [{"id": "call", "uses": "http.request", "with": {"url": f"{stack.webhook.url}/deploy"}}],
+    }
+    alert = {
+        "identifier": "alert",
+        "title": "Alert",
+        "trigger": {"operation": "CREATE"},
+        "user_inputs": {"properties": {"text": {"type": "string"}}},
+        "steps": [
+            {
+                "id": "post",
+                "uses": "http.request",
+                "with": {"url": f"{stack.webhook.url}/alert", "body": {"text": "{{ inputs.text }}"}},
+            }
+        ],
+    }
+    for action in (deploy, alert):
+        assert (await stack.api.post("/v1/actions", json=action)).status_code == 201
+    on_failure = {
+        "identifier": "alert_on_failed_deploy",
+        "trigger": {"event": "RUN_UPDATED", "action": "deploy", "condition": '.run.status == "FAILURE"'},
+        "invoke": {
+            "action": "alert",
+            "inputs": {"text": "deploy {{ event.run.id }} failed: {{ event.run.error }}"},
+        },
+    }
+    on_create = {
+        "identifier": "welcome",
+        "trigger": {"event": "ENTITY_CREATED", "blueprint": "service"},
+        "invoke": {"action": "alert", "inputs": {"text": "new service {{ event.entity }}"}},
+    }
+    disabled = {
+        "identifier": "never",
+        "enabled": False,
+        "trigger": {"event": "ENTITY_CREATED"},
+        "invoke": {"action": "alert", "inputs": {"text": "never"}},
+    }
+    for automation in (on_failure, on_create, disabled):
+        assert (await stack.api.post("/v1/automations", json=automation)).status_code == 201
+
+    await stack.api.post("/v1/blueprints/service/entities", json={"identifier": "ledger"})
+    stack.webhook.fail_next(400, {"message": "frozen"}, path="/deploy")
+    run = await stack.launch("deploy", entity="ledger")
+    await stack.wait_for(run["id"], {"FAILURE"})
+
+    async def alerts() -> list[str] | None:
+        texts = sorted(str(c.json["text"]) for c in stack.webhook.calls("POST", "/alert"))
+        return texts if len(texts) >= 2 else None
+
+    texts = await until(alerts)
+    assert texts[0].startswith(f"deploy {run['id']} failed: ") and "frozen" in texts[0]
+    assert texts[1] == "new service ledger"
+    await asyncio.sleep(1)
+    assert len(stack.webhook.calls("POST", "/alert")) == 2  # the disabled automation never fired
+
+
+async def test_an_automation_that_retriggers_itself_is_cut_off(stack: Stack) -> None:
+    await seed(stack)
+    touch = {
+        "identifier": "touch",
+        "title": "Touch",
+        "blueprint": "service",
+        "trigger": {"operation": "DAY-2"},
+        "steps": [
+            {
+                "id": "write",
+                "uses": "catalog.upsert_entity",
+                "with": {
+                    "blueprint": "service",
+                    "identifier": "{{ entity.identifier }}",
+                    "merge": True,
+                    "properties": {"touches": "{{ entity.properties.get('touches', 0) + 1 }}"},
+                },
+            }
+        ],
+    }
+    assert (await stack.api.post("/v1/actions", json=touch)).status_code == 201
+    loop = {
+        "identifier": "loop",
+        "trigger": {"event": "ENTITY_UPDATED", "blueprint": "service"},
+        "invoke": {"action": "touch", "entity": "{{ event.entity }}"},
+    }
+    assert (await stack.api.post("/v1/automations", json=loop)).status_code == 201
+    await stack.api.post("/v1/blueprints/service/entities", json={"identifier": "cart"})
+    await stack.api.patch("/v1/blueprints/service/entities/cart", json={"title": "Cart"})
+
+    async def cut_off() -> list[dict[str, Any]] | None:
+        updated = (await stack.api.get("/v1/events?type=ENTITY_UPDATED&entity=cart")).json()["items"]
+        notes = [e for e in updated if e["last_error"] and "cut off" in e["last_error"]]
+        return notes or None
+
+    (note,) = await until(cut_off)
+    assert "GANTRY_AUTOMATION_MAX_DEPTH=3" in note["last_error"]
+    runs = await runs_of(stack, "touch")
+    assert sorted(r["trigger"]["depth"] for r in runs) == [1, 2, 3]
+    entity = (await stack.api.get("/v1/blueprints/service/entities/cart")).json()
+    assert entity["properties"]["touches"] == 3
+
+
+async def test_bad_automations_are_422(stack: Stack) -> None:
+    await seed(stack)
+    bad = {
+        "identifier": "bad",
+        "trigger": {"event": "ENTITY_EXPLODED", "condition": ".a =="},
+        "invoke": {"action": "nope", "inputs": {"x": "{{ entity.identifier }}"}},
+    }
+    response = await stack.api.post("/v1/automations", json=bad)
+    assert response.status_code == 422
+    details = {d["pointer"]: d["message"] for d in response.json()["error"]["details"]}
+    assert details["/trigger/condition"].startswith("jq: jq: error: syntax error")
+    assert set(details) == {"/trigger/event", "/trigger/condition", "/invoke/action", "/invoke/inputs"}
