@@ -16,6 +16,8 @@ CATALOG = {
     "gantry.report_timer",
     "gantry.start_expiry_run",
     "gantry.wait_for_run",
+    "gantry.launch_automation_run",
+    "gantry.regrade_scorecards",
     "slack.request_approval",
     "slack.update_approval",
 }
