@@ -23,6 +23,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.catalog $(BENCH_ARGS)
+	$(PY) -m bench.actions
+	$(PY) -m bench.approvals
+	$(PY) -m bench.timers
+	$(PY) -m bench.scorecards
 
 clean:
 	rm -rf .gantry

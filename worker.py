@@ -144,6 +144,8 @@ async def build_worker(client: Client, settings: Settings) -> Worker:
         workflows=ALL_WORKFLOWS,
         activities=build_activities(settings),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        # A crashed worker's workflows move to another worker after this, not the default 10 s.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
     )
 
 

@@ -44,7 +44,8 @@ REPORT_ACTIVITY = "gantry.report_run"
 DEFAULT_TIMEOUT = timedelta(minutes=10)
 DEFAULT_WAITING_TIMEOUT = timedelta(hours=1)
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
-NON_RETRYABLE = [VENDOR_CLIENT_ERROR, STEP_FAILED]
+# NotFoundError: the worker has no activity for this step kind (its vendor is not configured).
+NON_RETRYABLE = [VENDOR_CLIENT_ERROR, STEP_FAILED, "NotFoundError"]
 
 
 @dataclass

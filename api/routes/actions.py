@@ -7,6 +7,7 @@ from typing import Any
 import anyio.from_thread
 from fastapi import APIRouter, Body, Header, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep, SettingsDep
 from catalog import actions as service
@@ -104,7 +105,13 @@ def launch_run(
             summary=summary,
         )
     )
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:
+        # The same idempotency key launched concurrently: the other request's run (and its one
+        # workflow, whose id is derived from the key) is the answer.
+        session.rollback()
+        return JSONResponse(_view(request, runs.get_run(session, run.id)), status_code=200)
     return JSONResponse(view, status_code=202)
 
 
