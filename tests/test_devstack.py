@@ -278,6 +278,50 @@ def _actions_run_end_to_end(api_url: str, token: str, env: dict[str, str]) -> No
     assert _stack_status(cloudformation, f"env-{name}") in ("GONE", "DELETE_COMPLETE")
 
 
+def _environment_expires_and_is_torn_down(api_url: str, token: str, env: dict[str, str]) -> None:
+    """An environment made by create_environment, its TTL then cut to a few seconds: its timer
+    runs destroy_environment (an AUTOMATION run), which deletes the stack and the entity."""
+    api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    aws = {"endpoint_url": f"http://127.0.0.1:{env['GANTRY_DEMO_MOTO_PORT']}", **_LOCAL_AWS}
+    cloudformation = boto3.client("cloudformation", **aws)
+    name = f"ttl-{uuid.uuid4().hex[:8]}"
+    inputs = {"service": "checkout", "name": name, "ttl_days": 1}
+    create = _run_to_end(api, "create_environment", {"inputs": inputs})
+    assert create["status"] == "SUCCESS", create["error"]
+    assert _stack_status(cloudformation, f"env-{name}") == "CREATE_COMPLETE"
+    timer_id = f"timer:environment:{name}:expires_at"
+    [armed] = [t for t in api.get("/v1/timers?blueprint=environment").json()["items"] if t["id"] == timer_id]
+    assert armed["state"] == "active" and armed["workflow_id"] == timer_id
+
+    # An owner may shorten the TTL; beyond max_ttl (14 days from creation) is refused.
+    too_long = (datetime.now(UTC) + timedelta(days=15)).isoformat()
+    refused = api.patch(
+        f"/v1/blueprints/environment/entities/{name}", json={"properties": {"expires_at": too_long}}
+    )
+    assert refused.status_code == 422 and "max_ttl of P14D" in refused.text
+    soon = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
+    patched = api.patch(
+        f"/v1/blueprints/environment/entities/{name}", json={"properties": {"expires_at": soon}}
+    )
+    assert patched.status_code == 200, patched.text
+
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        timer = next(
+            t for t in api.get("/v1/timers?blueprint=environment").json()["items"] if t["id"] == timer_id
+        )
+        if timer["teardown"] in ("done", "failed"):
+            break
+        time.sleep(0.5)
+    assert timer["state"] == "expired" and timer["teardown"] == "done", timer
+    run = api.get(f"/v1/runs/{timer['on_expiry_run']}").json()
+    assert (run["action"], run["source"], run["status"]) == ("destroy_environment", "AUTOMATION", "SUCCESS")
+    assert api.get(f"/v1/blueprints/environment/entities/{name}").status_code == 404
+    assert _stack_status(cloudformation, f"env-{name}") in ("GONE", "DELETE_COMPLETE")
+    expired = api.get(f"/v1/events?type=TIMER_EXPIRED&entity={name}").json()["items"]
+    assert len(expired) == 1
+
+
 _DEPLOY_INPUTS = {"version": "v1.43.0", "environment": "staging"}
 _LOCAL_AWS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -305,6 +349,7 @@ def test_make_run_serves_the_portal_runs_its_actions_and_ctrl_c_stops_everything
     assert payments.status_code == 200, payments.text
     assert set(SEARCH_ATTRIBUTES) <= asyncio.run(_search_attributes(stack_env["GANTRY_TEMPORAL_ADDRESS"]))
     _actions_run_end_to_end(api_url, token, stack_env)
+    _environment_expires_and_is_torn_down(api_url, token, stack_env)
 
     stack.process.send_signal(signal.SIGINT)
     assert stack.wait() == 0, "".join(stack.output)

@@ -20,6 +20,7 @@ CATALOG = {
     "gantry.regrade_scorecards",
     "slack.request_approval",
     "slack.update_approval",
+    "slack.notify_timer_owners",
 }
 ALL = CATALOG | {
     "http.request",

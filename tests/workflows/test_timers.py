@@ -4,17 +4,28 @@ few seconds of wall time on the time-skipping test server."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
+from slack_sdk.signature import SignatureVerifier
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import build_activities
+from activities.slack_approvals import ApprovalAction
+from config import Settings
+from tests.fakes.server import serve
+from tests.fakes.slack import FakeSlack
 from tests.fakes.webhook import FakeWebhookReceiver
 from tests.temporal_env import start_time_skipping
 from tests.workflows.conftest import ADMIN_TOKEN, Stack, serve_api, stack_settings
@@ -67,13 +78,50 @@ async def skipping() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
+SLACK_SIGNING_SECRET = "slack-signing-secret-e2e"
+
+
+@pytest.fixture(scope="module")
+def fake_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack()
+    with serve(fake.app) as url:
+        fake.url = url
+        yield fake
+
+
 @pytest.fixture
 async def timer_stack(
     tmp_path: Path, skipping: WorkflowEnvironment, webhook: FakeWebhookReceiver
 ) -> AsyncIterator[Stack]:
-    webhook.reset()
     # The time-skipping test server has no custom search attributes.
     settings = stack_settings(tmp_path, skipping, temporal_search_attributes=False)
+    async with _timer_stack(settings, skipping, webhook) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def slack_timer_stack(
+    tmp_path: Path, skipping: WorkflowEnvironment, webhook: FakeWebhookReceiver, fake_slack: FakeSlack
+) -> AsyncIterator[Stack]:
+    """The timer stack with Slack configured against the fake (API and worker)."""
+    fake_slack.reset()
+    settings = stack_settings(
+        tmp_path,
+        skipping,
+        temporal_search_attributes=False,
+        slack_bot_token=fake_slack.token,
+        slack_signing_secret=SLACK_SIGNING_SECRET,
+        slack_api_url=f"{fake_slack.url}/api",
+    )
+    async with _timer_stack(settings, skipping, webhook) as stack:
+        yield stack
+
+
+@contextlib.asynccontextmanager
+async def _timer_stack(
+    settings: Settings, skipping: WorkflowEnvironment, webhook: FakeWebhookReceiver
+) -> AsyncIterator[Stack]:
+    webhook.reset()
     with serve_api(settings) as api_url:
         settings = settings.model_copy(update={"api_url": api_url})
         async with (
@@ -237,3 +285,169 @@ async def test_changing_the_deadline_rearms_and_a_past_deadline_expires_at_once(
 async def _deadline_is(handle: Any, _: str) -> bool:
     view = await handle.query("view")
     return bool(view["deadline"]) and view["deadline"] > iso(datetime.now(UTC) + timedelta(days=2))
+
+
+# ---- the owners, in Slack ----------------------------------------------------------------------
+
+
+async def _owned_environment(stack: Stack, entity: str, expires_in: timedelta) -> None:
+    """``entity`` of team platform, whose member Bob (bob@example.com) is its owner."""
+    for path, body in [
+        ("/v1/teams", {"identifier": "platform", "title": "Platform"}),
+        (
+            "/v1/users",
+            {"identifier": "bob", "email": "bob@example.com", "name": "Bob", "teams": ["platform"]},
+        ),
+        (
+            "/v1/blueprints/environment/entities",
+            {
+                "identifier": entity,
+                "team": ["platform"],
+                "properties": {"expires_at": iso(datetime.now(UTC) + expires_in)},
+            },
+        ),
+    ]:
+        response = await stack.api.post(path, json=body)
+        assert response.status_code == 201, response.text
+    await armed(stack, entity)
+
+
+async def _click(stack: Stack, button: dict[str, Any], user: str = "U0BOB") -> None:
+    """Post a click on ``button`` to the API, signed as Slack signs it."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "team_id": "T0GANTRY"},
+        "container": {"type": "message", "channel_id": "D0BOB"},
+        "channel": {"id": "D0BOB"},
+        "trigger_id": "1.2.3",
+        "actions": [{"type": "button", "action_id": button["action_id"], "value": button["value"]}],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    timestamp = str(int(time.time()))
+    signature = SignatureVerifier(SLACK_SIGNING_SECRET).generate_signature(timestamp=timestamp, body=body)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": signature or "",
+    }
+    response = await stack.api.post("/v1/slack/interactions", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+async def test_the_reminder_dm_extends_the_timer_from_slack_within_policy(
+    slack_timer_stack: Stack, skipping: WorkflowEnvironment, fake_slack: FakeSlack
+) -> None:
+    stack = slack_timer_stack
+    await _owned_environment(stack, "env-s", timedelta(days=5))
+
+    await skipping.sleep(timedelta(days=4, hours=13))
+
+    async def reminder_dm() -> list[dict[str, Any]]:
+        return [m for (channel, _), m in list(fake_slack.messages.items()) if channel == "D0BOB"]
+
+    [message] = await until(reminder_dm)
+    deadline = datetime.fromisoformat((await timer(stack, "env-s"))["deadline"])
+    assert message["text"] == f"⏰ env-s's expires_at expires at {deadline:%Y-%m-%d %H:%M} UTC"
+    blocks = json.loads(message["blocks"]) if isinstance(message["blocks"], str) else message["blocks"]
+    buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [b["text"]["text"] for b in buttons] == ["Extend 1 day", "Extend 3 days"]
+    assert {b["action_id"] for b in buttons} == {ApprovalAction.EXTEND_TIMER.value}
+    assert json.loads(buttons[0]["value"]) == {
+        "timer_id": "timer:environment:env-s:expires_at",
+        "blueprint": "environment",
+        "entity": "env-s",
+        "property": "expires_at",
+        "by": "P1D",
+    }
+
+    await _click(stack, buttons[0])
+
+    async def told() -> list[str]:
+        return [str(e["text"]) for e in list(fake_slack.ephemeral) if e["user"] == "U0BOB"]
+
+    [extended] = await until(told)
+    new_deadline = deadline + timedelta(days=1)
+    assert extended == f"Extended to {new_deadline:%Y-%m-%d %H:%M} UTC: env-s's expires_at, by P1D."
+    # The workflow, the entity's property, the timer record and the audit log agree.
+    handle = stack.client.get_workflow_handle("timer:environment:env-s:expires_at")
+    view = await handle.query("view")
+    assert datetime.fromisoformat(view["deadline"]) == new_deadline
+    entity = (await stack.api.get("/v1/blueprints/environment/entities/env-s")).json()
+    assert datetime.fromisoformat(entity["properties"]["expires_at"]) == new_deadline
+    record = await timer(stack, "env-s")
+    assert datetime.fromisoformat(record["deadline"]) == new_deadline
+    assert [(e["by"], e["user"], e["via"]) for e in record["extensions"]] == [("P1D", "bob", "slack")]
+    audit = (await stack.api.get("/v1/audit-log?resource_type=timer")).json()["items"]
+    [extend] = [a for a in audit if a["operation"] == "EXTEND"]
+    assert extend["actor"] == "bob" and extend["after"]["via"] == "slack"
+    assert datetime.fromisoformat(extend["after"]["deadline"]) == new_deadline
+
+    # 1 day + 3 days is past max_extension (P3D): refused, privately, and nothing changes.
+    await _click(stack, buttons[1])
+    refused = (await until(lambda: _more_than(told, 1)))[1]
+    assert (
+        refused == "env-s's expires_at was not extended: extensions may add at most P3D to the first deadline"
+    )
+    assert datetime.fromisoformat((await handle.query("view"))["deadline"]) == new_deadline
+    assert len((await timer(stack, "env-s"))["extensions"]) == 1
+
+
+async def _more_than(check: Any, count: int) -> Any:
+    found = await check()
+    return found if len(found) > count else None
+
+
+async def test_without_slack_the_reminder_notice_only_logs(
+    timer_stack: Stack, skipping: WorkflowEnvironment
+) -> None:
+    stack = timer_stack
+    await _owned_environment(stack, "env-q", timedelta(days=1))
+
+    await skipping.sleep(timedelta(hours=12, minutes=30))
+    handle = stack.client.get_workflow_handle("timer:environment:env-q:expires_at")
+    results = await until(lambda: _notify_results(handle))
+    assert results == [["Slack is not configured: env-q's owners were not messaged"]]
+    assert (await timer(stack, "env-q"))["error"] is None
+
+
+async def _notify_results(handle: WorkflowHandle[Any, Any]) -> list[Any]:
+    """What each ``slack.notify_timer_owners`` the timer ran answered."""
+    history = await handle.fetch_history()
+    notify = {
+        e.event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "slack.notify_timer_owners"
+    }
+    return [
+        json.loads(e.activity_task_completed_event_attributes.result.payloads[0].data)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+        and e.activity_task_completed_event_attributes.scheduled_event_id in notify
+    ]
+
+
+async def test_a_failed_teardown_is_sent_to_the_owners_without_buttons(
+    slack_timer_stack: Stack, skipping: WorkflowEnvironment, fake_slack: FakeSlack
+) -> None:
+    stack = slack_timer_stack
+    stack.webhook.fail_next(400, {"error": "the environment is locked"}, path="/destroy$")
+    await _owned_environment(stack, "env-f", timedelta(hours=1))
+
+    await skipping.sleep(timedelta(hours=1))
+
+    async def failed() -> dict[str, Any] | None:
+        current = await timer(stack, "env-f")
+        return current if current["teardown"] == "failed" else None
+
+    record = await until(failed)
+
+    async def dms() -> list[dict[str, Any]]:
+        return [m for (channel, _), m in list(fake_slack.messages.items()) if channel == "D0BOB"]
+
+    [message] = await until(dms)
+    assert message["text"].startswith("Cleanup of env-f after its expires_at expired needs attention: ")
+    assert record["error"] in message["text"]
+    blocks = json.loads(message["blocks"]) if isinstance(message["blocks"], str) else message["blocks"]
+    assert [b["type"] for b in blocks] == ["section"]  # no buttons: the timer has expired
+    assert (await stack.api.get("/v1/blueprints/environment/entities/env-f")).status_code == 200
