@@ -8,6 +8,7 @@ Slack answers errors as ``{"ok": false, "error": "<code>"}``. Codes that mean "t
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -69,3 +70,50 @@ class SlackMessages:
             raise slack_error(exc) from exc
         channel, ts = response["channel"], response["ts"]
         return StepResult(outputs={"channel": channel, "ts": ts}, log=[f"posted to {channel} at {ts}"])
+
+
+# A retry looks this far before its activity was scheduled for an earlier post of its own.
+HISTORY_SLACK = timedelta(minutes=5)
+HISTORY_PAGES = 5
+
+
+async def post_once(
+    client: AsyncWebClient, *, channel: str, text: str, blocks: list[dict[str, Any]], metadata: dict[str, Any]
+) -> tuple[str, str]:
+    """``chat.postMessage``, but on an activity retry first look for this execution's earlier post
+    (same ``metadata``) in the channel's history, so a recipient never gets two. Returns the
+    message's (channel, ts)."""
+    ts = await _earlier_post(client, channel, metadata)
+    if ts is not None:
+        return channel, ts
+    posted = await client.chat_postMessage(channel=channel, text=text, blocks=blocks, metadata=metadata)
+    return str(posted["channel"]), str(posted["ts"])
+
+
+async def _earlier_post(client: AsyncWebClient, channel: str, metadata: dict[str, Any]) -> str | None:
+    info = activity.info()
+    if info.attempt <= 1:
+        return None
+    oldest = (info.scheduled_time - HISTORY_SLACK).timestamp()
+    cursor = None
+    try:
+        for _ in range(HISTORY_PAGES):
+            page = await client.conversations_history(
+                channel=channel,
+                oldest=f"{max(oldest, 0):.6f}",
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
+            for message in page.get("messages") or []:
+                if message.get("metadata") == metadata:
+                    return str(message["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+    except SlackApiError as exc:
+        if not slack_error(exc).non_retryable:
+            raise
+        # Without a history scope a retry cannot look; a rare duplicate beats no message at all.
+        activity.logger.warning("cannot read %s history (%s): posting again", channel, exc)
+    return None

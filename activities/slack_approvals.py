@@ -15,7 +15,6 @@ callback id) live here too, so both ends agree on them.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -25,7 +24,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 
-from activities.slack import slack_error
+from activities.slack import post_once, slack_error
 from workflows.approval_types import (
     ApprovalMessages,
     ApprovalOutcome,
@@ -40,8 +39,6 @@ DECLINE_CALLBACK = "gantry_decline_reason"  # the decline modal's callback_id
 REASON_BLOCK, REASON_INPUT = "reason", "reason_input"
 ACTIONS_BLOCK = "gantry_approval_actions"
 # How far before the activity was first scheduled a retry looks for its earlier posts (clock skew).
-HISTORY_SLACK = timedelta(minutes=5)
-HISTORY_PAGES = 5
 _OUTCOME_ICONS = {"APPROVED": ":white_check_mark:", "DECLINED": ":x:", "TIMED_OUT": ":hourglass:"}
 _SLACK_ERRORS = (SlackApiError, aiohttp.ClientError, TimeoutError)
 
@@ -137,12 +134,9 @@ class SlackApprovals:
         assert self._client is not None
         metadata = _metadata(request, recipient)
         try:
-            ts = await self._earlier_post(channel, metadata)
-            if ts is None:
-                posted = await self._client.chat_postMessage(
-                    channel=channel, text=text, blocks=blocks, metadata=metadata
-                )
-                channel, ts = posted["channel"], posted["ts"]
+            channel, ts = await post_once(
+                self._client, channel=channel, text=text, blocks=blocks, metadata=metadata
+            )
         except _SLACK_ERRORS as exc:
             if _transient(exc):
                 raise slack_error(exc) from exc
@@ -152,36 +146,6 @@ class SlackApprovals:
         result.log.append(
             f"Slack: {'reminded' if request.reminder else 'asked'} {recipient} ({channel} {ts})"
         )
-
-    async def _earlier_post(self, channel: str, metadata: dict[str, Any]) -> str | None:
-        """On a retry, the ts of this execution's earlier post to ``channel``, if any."""
-        assert self._client is not None
-        info = activity.info()
-        if info.attempt <= 1:
-            return None
-        oldest = (info.scheduled_time - HISTORY_SLACK).timestamp()
-        cursor = None
-        try:
-            for _ in range(HISTORY_PAGES):
-                page = await self._client.conversations_history(
-                    channel=channel,
-                    oldest=f"{max(oldest, 0):.6f}",
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                )
-                for message in page.get("messages") or []:
-                    if message.get("metadata") == metadata:
-                        return str(message["ts"])
-                cursor = (page.get("response_metadata") or {}).get("next_cursor")
-                if not cursor:
-                    return None
-        except SlackApiError as exc:
-            if _transient(exc):
-                raise
-            # Without a history scope a retry cannot look; a rare duplicate beats no request.
-            activity.logger.warning("cannot read %s history (%s): posting again", channel, _code(exc))
-        return None
 
 
 # ---- message shapes --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ The button's value (:class:`TimerRef`) lives here, so both ends agree on it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import aiohttp
@@ -24,7 +24,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 
-from activities.slack import slack_error
+from activities.slack import post_once, slack_error
 from activities.slack_approvals import ApprovalAction
 
 NOT_CONFIGURED = "Slack is not configured: {entity}'s owners were not messaged"
@@ -33,8 +33,6 @@ ACTIONS_BLOCK = "gantry_timer_actions"
 # The extensions a reminder offers, as (button text, ISO 8601 duration).
 EXTEND_CHOICES = (("Extend 1 day", "P1D"), ("Extend 3 days", "P3D"))
 # How far before the activity was first scheduled a retry looks for its earlier posts (clock skew).
-HISTORY_SLACK = timedelta(minutes=5)
-HISTORY_PAGES = 5
 _SLACK_ERRORS = (SlackApiError, aiohttp.ClientError, TimeoutError)
 
 
@@ -99,12 +97,9 @@ class SlackTimers:
         try:
             found = await self._client.users_lookupByEmail(email=owner.email)
             channel = (await self._client.conversations_open(users=found["user"]["id"]))["channel"]["id"]
-            ts = await self._earlier_post(channel, metadata)
-            if ts is None:
-                posted = await self._client.chat_postMessage(
-                    channel=channel, text=text, blocks=blocks, metadata=metadata
-                )
-                channel, ts = posted["channel"], posted["ts"]
+            channel, ts = await post_once(
+                self._client, channel=channel, text=text, blocks=blocks, metadata=metadata
+            )
         except _SLACK_ERRORS as exc:
             error = slack_error(exc)
             if not error.non_retryable:
@@ -115,36 +110,6 @@ class SlackTimers:
             )
             return f"Slack: {notice.kind} not sent to {who}: {reason}"
         return f"Slack: {notice.kind} sent to {who} ({channel} {ts})"
-
-    async def _earlier_post(self, channel: str, metadata: dict[str, Any]) -> str | None:
-        """On a retry, the ts of this execution's earlier post to ``channel``, if any."""
-        assert self._client is not None
-        info = activity.info()
-        if info.attempt <= 1:
-            return None
-        oldest = (info.scheduled_time - HISTORY_SLACK).timestamp()
-        cursor = None
-        try:
-            for _ in range(HISTORY_PAGES):
-                page = await self._client.conversations_history(
-                    channel=channel,
-                    oldest=f"{max(oldest, 0):.6f}",
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                )
-                for message in page.get("messages") or []:
-                    if message.get("metadata") == metadata:
-                        return str(message["ts"])
-                cursor = (page.get("response_metadata") or {}).get("next_cursor")
-                if not cursor:
-                    return None
-        except SlackApiError as exc:
-            if not slack_error(exc).non_retryable:
-                raise
-            # Without a history scope a retry cannot look; a rare duplicate beats no reminder.
-            activity.logger.warning("cannot read %s history (%s): posting again", channel, exc)
-        return None
 
 
 # ---- message shapes --------------------------------------------------------------------------

@@ -5,8 +5,6 @@ fake vendors speaking their HTTP APIs."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -39,26 +36,9 @@ WEBHOOK_SECRET = "whsec-e2e"
 
 @contextmanager
 def serve_api(settings: Settings) -> Iterator[str]:
-    """The real API app (with its lifespan: migrations, bootstrap) on an ephemeral port."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    """The real API app (with its lifespan: migrations, bootstrap, the event relay)."""
+    with serve(create_app(settings), lifespan="on") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
