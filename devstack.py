@@ -133,6 +133,8 @@ def stack_environment() -> dict[str, str]:
         host = env.get("GANTRY_API_HOST", "127.0.0.1")
         host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         env["GANTRY_API_URL"] = f"http://{host}:{env.get('GANTRY_API_PORT', '8000')}"
+    # The demo's vendors are local (moto, the receiver): poll them often so runs finish quickly.
+    env.setdefault("GANTRY_VENDOR_POLL_INTERVAL", "2")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

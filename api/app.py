@@ -28,12 +28,9 @@ from api.routes import (
 )
 from api.temporal import TemporalGateway
 from catalog.db import make_engine, make_sessionmaker, transaction
-from catalog.identity import ensure_bootstrap_user
+from catalog.identity import ADMIN_USER, SERVICE_USER, ensure_bootstrap_user
 from catalog.migrate import upgrade
 from config import Settings, get_settings
-
-ADMIN_USER = "admin"
-SERVICE_USER = "gantry-worker"
 
 
 def bootstrap(settings: Settings, factory: Any) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from catalog.durations import parse_duration
 from catalog.errors import FieldError, pointer
+from catalog.identity import SERVICE_USER
 from catalog.models import Team, TeamMembership, User
 
 
@@ -109,11 +110,13 @@ def _unknown(session: Session, approvers: Approvers, where: str) -> list[FieldEr
 
 
 def eligible_approvers(session: Session, approvers: Approvers) -> list[dict[str, str]]:
-    """The people named by users, teams and roles, once each, by identifier."""
+    """The people named by users, teams and roles, once each, by identifier (the worker's
+    service user is never a person who approves)."""
     stmt = select(User).where(
         User.identifier.in_(approvers.users)
         | User.role.in_(approvers.roles)
-        | User.identifier.in_(select(TeamMembership.user).where(TeamMembership.team.in_(approvers.teams)))
+        | User.identifier.in_(select(TeamMembership.user).where(TeamMembership.team.in_(approvers.teams))),
+        User.identifier != SERVICE_USER,
     )
     users = session.scalars(stmt.order_by(User.identifier))
     return [{"identifier": u.identifier, "email": u.email, "name": u.name} for u in users]

@@ -18,6 +18,9 @@ from catalog.models import ApiToken, Team, TeamMembership, User
 from catalog.schemas import TeamIn, TeamPatch, TokenIn, UserIn, UserPatch
 
 TOKEN_PREFIX = "gnt_"
+# The users GANTRY_ADMIN_TOKEN and GANTRY_SERVICE_TOKEN bootstrap.
+ADMIN_USER = "admin"
+SERVICE_USER = "gantry-worker"
 
 
 def hash_token(token: str) -> str:
