@@ -137,11 +137,16 @@ def apply_documents(api: Gantry, documents: Iterable[dict[str, Any]], echo: bool
         done("user", user["identifier"], _patch_or_post(api, "/v1/users", user))
 
     blueprints = by_kind["Blueprint"]
-    # Pass one creates missing blueprints without relations, so relations can then point anywhere.
+    # Pass one creates missing blueprints without relations (nor the computed properties that read
+    # through relations), so relations can then point anywhere.
+    bare = {"relations": {}, "mirror_properties": {}, "aggregation_properties": {}}
     for bp in blueprints:
         if not api.exists(f"/v1/blueprints/{bp['identifier']}"):
-            api.request("POST", "/v1/blueprints", json={**bp, "relations": {}})
-    for bp in blueprints:
+            api.request("POST", "/v1/blueprints", json={**bp, **bare})
+    # Blueprints with computed properties last: those read the other blueprints' relations.
+    for bp in sorted(
+        blueprints, key=lambda b: bool(b.get("mirror_properties") or b.get("aggregation_properties"))
+    ):
         api.request("PUT", f"/v1/blueprints/{bp['identifier']}", json=bp)
         done("blueprint", bp["identifier"], "applied")
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from catalog import audit
+from catalog import audit, computed
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Invalid, NotFound, pointer
@@ -26,6 +26,8 @@ def blueprint_to_dict(bp: Blueprint) -> dict[str, Any]:
         "schema": bp.schema,
         "relations": bp.relations,
         "timers": bp.timers,
+        "mirror_properties": bp.mirror_properties or {},
+        "aggregation_properties": bp.aggregation_properties or {},
         "created_at": bp.created_at.isoformat(),
         "updated_at": bp.updated_at.isoformat(),
         "created_by": bp.created_by,
@@ -48,7 +50,8 @@ def property_validator(bp: Blueprint) -> PropertyValidator:
     return validator_for(bp.identifier, bp.version, bp.schema)
 
 
-def _check_definition(session: Session, body: BlueprintIn) -> None:
+def _check_definition(session: Session, body: BlueprintIn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Raise 422 naming every problem; return the stored forms of the computed properties."""
     schema = body.schema_.model_dump()
     errors = check_blueprint_schema(schema)
     for name, relation in body.relations.items():
@@ -60,14 +63,17 @@ def _check_definition(session: Session, body: BlueprintIn) -> None:
         if relation.target != body.identifier and session.get(Blueprint, relation.target) is None:
             errors.append(FieldError(f"{where}/target", f"blueprint '{relation.target}' does not exist"))
     errors += check_policies(body.timers, schema["properties"])
+    problems, mirrors, aggregations = computed.check(session, body)
+    errors += problems
     if errors:
         raise Invalid("invalid blueprint", errors)
+    return mirrors, aggregations
 
 
 def create_blueprint(session: Session, body: BlueprintIn, actor: Actor) -> Blueprint:
     if session.get(Blueprint, body.identifier) is not None:
         raise Conflict(f"blueprint '{body.identifier}' already exists")
-    _check_definition(session, body)
+    mirrors, aggregations = _check_definition(session, body)
     now = utcnow()
     bp = Blueprint(
         identifier=body.identifier,
@@ -77,6 +83,8 @@ def create_blueprint(session: Session, body: BlueprintIn, actor: Actor) -> Bluep
         schema=body.schema_.model_dump(),
         relations={k: v.model_dump(exclude_none=True) for k, v in body.relations.items()},
         timers=body.timers,
+        mirror_properties=mirrors,
+        aggregation_properties=aggregations,
         version=1,
         created_at=now,
         updated_at=now,
@@ -95,17 +103,27 @@ def replace_blueprint(session: Session, identifier: str, body: BlueprintIn, acto
             "identifier mismatch", [FieldError("/identifier", "must equal the blueprint in the path")]
         )
     bp = get_blueprint(session, identifier)
-    _check_definition(session, body)
+    mirrors, aggregations = _check_definition(session, body)
     before = blueprint_to_dict(bp)
     new_schema = body.schema_.model_dump()
     new_relations = {k: v.model_dump(exclude_none=True) for k, v in body.relations.items()}
     _check_compatible(session, bp, new_schema, new_relations)
+    used = computed.dependents_problems(
+        session, identifier, new_schema, new_relations, set(mirrors) | set(aggregations)
+    )
+    if used:
+        raise Conflict("other blueprints' computed properties read what this change removes", used)
     _drop_removed(session, bp, new_schema, new_relations)
+    old_computed = (bp.mirror_properties or {}, bp.aggregation_properties or {})
+    removed = computed.names(bp) - set(mirrors) - set(aggregations)
     bp.title, bp.description, bp.icon = body.title, body.description, body.icon
     bp.schema, bp.relations, bp.timers = new_schema, new_relations, body.timers
+    bp.mirror_properties, bp.aggregation_properties = mirrors, aggregations
     bp.version += 1
     bp.updated_at, bp.updated_by = utcnow(), actor.user
     session.flush()
+    if old_computed != (mirrors, aggregations):
+        computed.refresh_blueprint(session, bp, actor, removed)
     audit.record(
         session, actor, "UPDATE", "blueprint", identifier, before=before, after=blueprint_to_dict(bp)
     )
@@ -127,6 +145,16 @@ def patch_blueprint(session: Session, identifier: str, body: BlueprintPatch, act
                 else bp.relations
             ),
             "timers": body.timers if body.timers is not None else bp.timers,
+            "mirror_properties": (
+                {k: v.model_dump(exclude_none=True) for k, v in body.mirror_properties.items()}
+                if body.mirror_properties is not None
+                else bp.mirror_properties
+            ),
+            "aggregation_properties": (
+                {k: v.model_dump(exclude_none=True) for k, v in body.aggregation_properties.items()}
+                if body.aggregation_properties is not None
+                else bp.aggregation_properties
+            ),
         }
     )
     return replace_blueprint(session, identifier, merged, actor)
@@ -206,15 +234,23 @@ def delete_blueprint(session: Session, identifier: str, actor: Actor, *, delete_
         for name, rel in other.relations.items()
         if rel.get("target") == identifier
     ]
-    if not delete_entities and (count or referrers):
+    aggregators = computed.blueprints_depending_on(session, identifier)
+    if not delete_entities and (count or referrers or aggregators):
         reasons = [FieldError("/entities", f"{count} entities exist")] if count else []
         reasons += [
             FieldError(pointer("relations", name), f"blueprint '{other.identifier}' relates to it")
             for other, name in referrers
         ]
+        reasons += [
+            FieldError(
+                pointer("aggregation_properties", name), f"blueprint '{other.identifier}' aggregates it"
+            )
+            for other, name in aggregators
+        ]
         raise Conflict(
             f"blueprint '{identifier}' is in use; pass delete_entities=true to delete it anyway", reasons
         )
+    computed.forget_blueprint(session, identifier, actor)
     for other, name in referrers:
         before = blueprint_to_dict(other)
         other.relations = {k: v for k, v in other.relations.items() if k != name}

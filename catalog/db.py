@@ -54,6 +54,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# At least the API's threads (anyio's default limit, 40): a request holds its connection from its
+# first query to its end, but needs a thread again in between (dependency, then route). With
+# fewer connections than threads, threads waiting for a connection can take every thread from
+# the requests holding the connections: a deadlock broken only by the pool timeout (30 s, 500s).
+POOL_SIZE, MAX_OVERFLOW = 10, 30
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
@@ -64,6 +71,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             url,
             echo=echo,
             connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=POOL_SIZE,
+            max_overflow=MAX_OVERFLOW,
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,
         )
@@ -82,8 +91,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         url,
         echo=echo,
         pool_recycle=300,
-        pool_size=10,
-        max_overflow=20,
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )

@@ -17,7 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from catalog import audit, events, scorecards, timers
+from catalog import audit, computed, events, scorecards, timers
 from catalog.audit import Actor
 from catalog.blueprints import get_blueprint, property_validator
 from catalog.db import utcnow
@@ -124,6 +124,8 @@ def _parse(index: int, raw: Any, bp: Blueprint, base: str) -> _Item:
     properties = raw.get("properties", {})
     if not isinstance(properties, dict):
         item.errors.append(FieldError(f"{base}/properties", "must be an object"))
+    else:
+        item.errors += _computed_written(bp, properties, f"{base}/properties")
     relations = raw.get("relations", {})
     if not isinstance(relations, dict) or not all(
         v is None or isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
@@ -139,6 +141,17 @@ def _parse(index: int, raw: Any, bp: Blueprint, base: str) -> _Item:
         dict(relations),
     )
     return item
+
+
+def _computed_written(bp: Blueprint, properties: dict[str, Any], base: str) -> list[FieldError]:
+    return [
+        FieldError(base + pointer(name), "is a computed property: the catalog sets it")
+        for name in sorted(computed.names(bp) & set(properties))
+    ]
+
+
+def _computed_names(bp: Blueprint) -> set[str]:
+    return computed.names(bp)
 
 
 def _merge_into(item: _Item, existing: dict[str, Any]) -> None:
@@ -223,10 +236,13 @@ def write_entities(
         if item.errors:
             continue
         base = base_of(item.index)
+        # Computed values are kept as stored (merge mode brings them in too); clients never set them.
+        kept = computed.stored_values(bp, (item.existing or {}).get("properties"))
+        item.properties = {k: v for k, v in item.properties.items() if k not in computed.names(bp)}
         item.errors += validator.validate(item.properties, f"{base}/properties")
         targets[item.index] = _check_relations(item, bp, base)
         if not item.errors:
-            item.properties = validator.normalize(item.properties)
+            item.properties = {**validator.normalize(item.properties), **kept}
             if bp.timers:
                 created_at = (item.existing or {}).get("created_at") or utcnow()
                 item.errors += timers.check_max_ttl(bp, item.properties, created_at, base)
@@ -518,6 +534,7 @@ def _emit_changes(
             )
         )
     events.emit(session, rows)
+    computed.on_entities_written(session, bp, actor, everything, now)
     written = [entity for entity, _, after in everything if after is not None]
     if written and scorecards.list_scorecards(session, bp.identifier):
         ids = [
@@ -615,13 +632,16 @@ def patch_entity(
         for n in raw
         if n not in ENTITY_FIELDS | set(COMPUTED_ENTITY_FIELDS)
     ]
-    if computed or unknown:
-        raise Invalid("invalid entity", computed + unknown)
+    bp = get_blueprint(session, blueprint)
+    computed_properties = _computed_written(bp, body.properties or {}, "/properties")
+    if computed or unknown or computed_properties:
+        raise Invalid("invalid entity", computed + unknown + computed_properties)
+    own = {k: v for k, v in entity.properties.items() if k not in _computed_names(bp)}
     merged: dict[str, Any] = {
         "identifier": identifier,
         "title": body.title if "title" in body.model_fields_set else entity.title,
         "team": body.team if body.team is not None else entity.team,
-        "properties": {**entity.properties, **(body.properties or {})},
+        "properties": {**own, **(body.properties or {})},
         "relations": {**entity.relations, **(body.relations or {})},
     }
     merged["properties"] = {k: v for k, v in merged["properties"].items() if v is not None}

@@ -38,6 +38,9 @@ class Blueprint(Timestamped, Base):
     schema: Mapped[dict[str, Any]] = mapped_column("schema", JSONType, default=dict)
     relations: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     timers: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Computed properties (catalog/computed.py), stored in the entities' ``properties``.
+    mirror_properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    aggregation_properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Bumped on every change: the validator cache is keyed by (identifier, version).
     version: Mapped[int] = mapped_column(Integer, default=1)
 

@@ -31,6 +31,29 @@ class BlueprintSchema(Strict):
     required: list[str] = Field(default_factory=list)
 
 
+class MirrorPropertyDef(Strict):
+    """A property read through a relation: ``path`` is ``relation.property`` (or ``relation.$title``)."""
+
+    title: str | None = None
+    description: str | None = None
+    path: str = Field(min_length=3, max_length=201)
+
+
+class AggregationPropertyDef(Strict):
+    """A function of the ``target`` entities whose ``relation`` points at this blueprint's entity."""
+
+    title: str | None = None
+    description: str | None = None
+    target: str = Field(pattern=SLUG)
+    relation: str | None = None
+    function: str
+    property: str | None = None
+    window: str | None = None
+    time_property: str | None = None
+    query: dict[str, Any] | None = None
+    match: dict[str, Any] | None = None
+
+
 class BlueprintIn(Strict):
     identifier: str = Field(pattern=SLUG)
     title: str = Field(min_length=1, max_length=256)
@@ -39,6 +62,8 @@ class BlueprintIn(Strict):
     schema_: BlueprintSchema = Field(default_factory=BlueprintSchema, alias="schema")
     relations: dict[str, RelationDef] = Field(default_factory=dict)
     timers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    mirror_properties: dict[str, MirrorPropertyDef] = Field(default_factory=dict)
+    aggregation_properties: dict[str, AggregationPropertyDef] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -50,6 +75,8 @@ class BlueprintPatch(Strict):
     schema_: BlueprintSchema | None = Field(None, alias="schema")
     relations: dict[str, RelationDef] | None = None
     timers: dict[str, dict[str, Any]] | None = None
+    mirror_properties: dict[str, MirrorPropertyDef] | None = None
+    aggregation_properties: dict[str, AggregationPropertyDef] | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

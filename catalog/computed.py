@@ -1,0 +1,705 @@
+"""Computed properties: mirror and aggregation properties of a blueprint's entities.
+
+A *mirror property* reads a property through a single relation: ``{"path": "system.owner_team"}``
+on a service is its system's ``owner_team`` (or a meta-property: ``system.$title``). An
+*aggregation property* is a function of the ``target`` entities whose ``relation`` points at the
+entity: ``count``, ``sum``, ``min``, ``max``, ``average`` of a number property, or ``ratio`` (the
+share of them that match a query), optionally only those in a time ``window`` (on ``$created_at``
+or a date-time ``time_property``) and matching a ``query``.
+
+Values are stored in ``Entity.properties`` under their names, so search, scorecard rules and
+action conditions read them like any property; clients cannot write them. They are recomputed
+in the transaction of every entity write (:func:`on_entities_written`, called by
+``catalog.entities``): when entity X changes, X's own mirrors, the mirrors of the entities whose
+relations point at X, and the aggregations of the entities X's relations pointed at before and
+point at after. Aggregations are SQL (one grouped statement per definition); only changed values
+are written, and through the entity write path, so they are audited, emitted as
+``ENTITY_UPDATED`` and regraded — and may change further computed properties in turn (at most
+``MAX_CASCADE`` hops, which ends cycles). Windows move with time: :func:`refresh_windows` runs
+before the scheduled regrade.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, aliased
+
+from catalog import audit
+from catalog.audit import Actor
+from catalog.db import utcnow
+from catalog.durations import parse_duration
+from catalog.errors import FieldError, Invalid, pointer
+from catalog.models import Blueprint, Entity, EntityRelation
+from catalog.properties import PROPERTY_NAME, TIME_FORMATS
+from catalog.query import compile_query, format_instant, json_value, validate_query
+from catalog.schemas import AggregationPropertyDef, BlueprintIn, MirrorPropertyDef
+
+log = logging.getLogger("gantry.computed")
+
+FUNCTIONS = ("count", "sum", "min", "max", "average", "ratio")
+NUMBER_TYPES = ("number", "integer")
+MIRRORED_META = ("$identifier", "$title", "$team", "$created_at", "$updated_at")
+MAX_CASCADE = 10
+CHUNK = 500
+_DEPTH = "gantry.computed.depth"
+
+# (identifier, state before, state after); a state is what catalog.entities keeps of an entity
+Change = tuple[str, dict[str, Any] | None, dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Mirror:
+    host: str  # the blueprint whose entities hold the value
+    name: str
+    relation: str
+    target: str  # the blueprint the relation points at
+    field: str  # a property of the target, or a meta-property
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    host: str
+    name: str
+    target: str  # the blueprint aggregated over
+    relation: str  # the target's relation that points at the host
+    function: str
+    property: str | None
+    window: timedelta | None
+    time_property: str | None
+    query: dict[str, Any] | None
+    match: dict[str, Any] | None
+
+
+# ---- definitions -------------------------------------------------------------------------
+
+
+def names(bp: Blueprint) -> set[str]:
+    """The blueprint's computed property names."""
+    return set(bp.mirror_properties or {}) | set(bp.aggregation_properties or {})
+
+
+def stored_values(bp: Blueprint, properties: dict[str, Any] | None) -> dict[str, Any]:
+    """The computed values among an entity's stored ``properties``."""
+    computed = names(bp)
+    return {k: v for k, v in (properties or {}).items() if k in computed}
+
+
+def mirrors_of(bp: Blueprint) -> list[Mirror]:
+    found = []
+    for name, definition in (bp.mirror_properties or {}).items():
+        relation, _, field = definition["path"].partition(".")
+        target = bp.relations[relation]["target"]
+        found.append(Mirror(bp.identifier, name, relation, target, field))
+    return found
+
+
+def aggregations_of(bp: Blueprint) -> list[Aggregation]:
+    return [
+        Aggregation(
+            host=bp.identifier,
+            name=name,
+            target=d["target"],
+            relation=d["relation"],
+            function=d["function"],
+            property=d.get("property"),
+            window=parse_duration(d["window"]) if d.get("window") else None,
+            time_property=d.get("time_property"),
+            query=d.get("query"),
+            match=d.get("match"),
+        )
+        for name, d in (bp.aggregation_properties or {}).items()
+    ]
+
+
+@dataclass
+class _Definitions:
+    mirrors: list[Mirror]
+    aggregations: list[Aggregation]
+
+
+def _definitions(session: Session) -> _Definitions:
+    blueprints = list(session.scalars(select(Blueprint)))
+    return _Definitions(
+        [m for bp in blueprints for m in mirrors_of(bp)],
+        [a for bp in blueprints for a in aggregations_of(bp)],
+    )
+
+
+# ---- checking definitions when a blueprint is saved --------------------------------------
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What a check needs to know of a blueprint: its properties, relations, computed names."""
+
+    properties: dict[str, dict[str, Any]]
+    relations: dict[str, dict[str, Any]]
+    computed: set[str]
+
+
+def _shape_of(session: Session, identifier: str, body: BlueprintIn) -> _Shape | None:
+    if identifier == body.identifier:
+        return _Shape(
+            body.schema_.properties,
+            {k: v.model_dump() for k, v in body.relations.items()},
+            set(body.mirror_properties) | set(body.aggregation_properties),
+        )
+    bp = session.get(Blueprint, identifier)
+    if bp is None:
+        return None
+    return _Shape(bp.schema.get("properties", {}), bp.relations, names(bp))
+
+
+def check(session: Session, body: BlueprintIn) -> tuple[list[FieldError], dict[str, Any], dict[str, Any]]:
+    """Problems with the body's computed properties (by pointer), and their stored forms (an
+    aggregation's omitted ``relation`` resolved)."""
+    errors: list[FieldError] = []
+    properties = body.schema_.properties
+    for kind, defined in (
+        ("mirror_properties", body.mirror_properties),
+        ("aggregation_properties", body.aggregation_properties),
+    ):
+        for name in defined:
+            where = pointer(kind, name)
+            if not PROPERTY_NAME.match(name):
+                errors.append(FieldError(where, "names must match ^[A-Za-z_][A-Za-z0-9_]*$"))
+            elif name in properties:
+                errors.append(FieldError(where, "a computed property cannot share a name with a property"))
+            elif name in body.relations:
+                errors.append(FieldError(where, "a computed property cannot share a name with a relation"))
+            elif kind == "aggregation_properties" and name in body.mirror_properties:
+                errors.append(FieldError(where, "is also a mirror property"))
+    mirrors = {}
+    for name, mirror in body.mirror_properties.items():
+        errors += _check_mirror(session, body, name, mirror)
+        mirrors[name] = mirror.model_dump(exclude_none=True)
+    aggregations = {}
+    for name, aggregation in body.aggregation_properties.items():
+        problems, relation = _check_aggregation(session, body, name, aggregation)
+        errors += problems
+        aggregations[name] = {**aggregation.model_dump(exclude_none=True), "relation": relation}
+    return errors, mirrors, aggregations
+
+
+def _check_mirror(
+    session: Session, body: BlueprintIn, name: str, mirror: MirrorPropertyDef
+) -> list[FieldError]:
+    where = pointer("mirror_properties", name, "path")
+    relation, dot, field = mirror.path.partition(".")
+    if not dot or not field:
+        return [FieldError(where, "must be 'relation.property' (or 'relation.$title' and the like)")]
+    definition = body.relations.get(relation)
+    if definition is None:
+        return [FieldError(where, f"'{relation}' is not a relation of the blueprint")]
+    if definition.many:
+        return [FieldError(where, f"'{relation}' is a many relation: aggregate it instead")]
+    target = _shape_of(session, definition.target, body)
+    if target is None:
+        return []  # the relation's own check names the missing blueprint
+    if field.startswith("$"):
+        if field not in MIRRORED_META:
+            return [FieldError(where, f"'{field}' is not one of {', '.join(MIRRORED_META)}")]
+        return []
+    if field not in target.properties and field not in target.computed:
+        return [FieldError(where, f"'{field}' is not a property of blueprint '{definition.target}'")]
+    if definition.target == body.identifier and field == name:
+        return [FieldError(where, "a mirror property cannot mirror itself")]
+    return []
+
+
+def _check_aggregation(
+    session: Session, body: BlueprintIn, name: str, aggregation: AggregationPropertyDef
+) -> tuple[list[FieldError], str | None]:
+    where = pointer("aggregation_properties", name)
+    target = _shape_of(session, aggregation.target, body)
+    if target is None:
+        return [FieldError(f"{where}/target", f"blueprint '{aggregation.target}' does not exist")], None
+    errors: list[FieldError] = []
+    relation = aggregation.relation
+    pointing = sorted(n for n, r in target.relations.items() if r.get("target") == body.identifier)
+    if relation is None:
+        if len(pointing) != 1:
+            found = ", ".join(pointing) if pointing else "none does"
+            errors.append(
+                FieldError(
+                    f"{where}/relation",
+                    f"name the relation of '{aggregation.target}' that points at '{body.identifier}'"
+                    f" ({found})",
+                )
+            )
+        else:
+            relation = pointing[0]
+    elif relation not in pointing:
+        errors.append(
+            FieldError(
+                f"{where}/relation",
+                f"'{relation}' is not a relation of '{aggregation.target}' pointing at '{body.identifier}'",
+            )
+        )
+    if aggregation.function not in FUNCTIONS:
+        errors.append(FieldError(f"{where}/function", f"must be one of {', '.join(FUNCTIONS)}"))
+    numeric = aggregation.function in ("sum", "min", "max", "average")
+    if numeric:
+        definition = target.properties.get(aggregation.property or "")
+        if aggregation.property is None:
+            errors.append(FieldError(f"{where}/property", f"is required by '{aggregation.function}'"))
+        elif definition is None or definition.get("type") not in NUMBER_TYPES:
+            errors.append(
+                FieldError(
+                    f"{where}/property",
+                    f"must be a number or integer property of '{aggregation.target}'",
+                )
+            )
+    elif aggregation.property is not None:
+        errors.append(FieldError(f"{where}/property", f"'{aggregation.function}' takes no property"))
+    if aggregation.function == "ratio" and aggregation.match is None:
+        errors.append(FieldError(f"{where}/match", "is required by 'ratio': the query the share is of"))
+    elif aggregation.function != "ratio" and aggregation.match is not None:
+        errors.append(FieldError(f"{where}/match", "applies to 'ratio' only"))
+    if aggregation.window is not None:
+        try:
+            if parse_duration(aggregation.window) <= timedelta(0):
+                errors.append(FieldError(f"{where}/window", "must be longer than zero"))
+        except ValueError as exc:
+            errors.append(FieldError(f"{where}/window", str(exc)))
+    if aggregation.time_property is not None:
+        definition = target.properties.get(aggregation.time_property)
+        if aggregation.window is None:
+            errors.append(FieldError(f"{where}/time_property", "applies with a window only"))
+        elif definition is None or definition.get("format") not in TIME_FORMATS:
+            errors.append(
+                FieldError(
+                    f"{where}/time_property", f"must be a date-time property of '{aggregation.target}'"
+                )
+            )
+    for key in ("query", "match"):
+        query = getattr(aggregation, key)
+        if query is not None:
+            errors += _query_problems(query, f"{where}/{key}")
+    return errors, relation
+
+
+def _query_problems(query: dict[str, Any], where: str) -> list[FieldError]:
+    if _mentions_scorecard(query):
+        return [FieldError(where, "computed properties cannot depend on scorecards")]
+    try:
+        validate_query(query, pointer=where)
+    except Invalid as exc:
+        return list(exc.details)
+    return []
+
+
+def _mentions_scorecard(query: Any) -> bool:
+    if isinstance(query, dict):
+        return "scorecard" in query or any(_mentions_scorecard(v) for v in query.values())
+    if isinstance(query, list):
+        return any(_mentions_scorecard(v) for v in query)
+    return False
+
+
+def dependents_problems(
+    session: Session, identifier: str, schema: dict[str, Any], relations: dict[str, Any], computed: set[str]
+) -> list[FieldError]:
+    """What a new shape of blueprint ``identifier`` would break in other blueprints' computed
+    properties (a 409: change those first)."""
+    properties = schema.get("properties", {})
+    errors = []
+    for other in session.scalars(select(Blueprint).where(Blueprint.identifier != identifier)):
+        for mirror in mirrors_of(other):
+            if mirror.target != identifier or mirror.field.startswith("$"):
+                continue
+            if mirror.field not in properties and mirror.field not in computed:
+                errors.append(
+                    FieldError(
+                        pointer("schema", "properties", mirror.field),
+                        f"blueprint '{other.identifier}' mirrors it in '{mirror.name}'",
+                    )
+                )
+        for agg in aggregations_of(other):
+            if agg.target != identifier:
+                continue
+            used_by = f"blueprint '{other.identifier}' aggregates it in '{agg.name}'"
+            if (relations.get(agg.relation) or {}).get("target") != other.identifier:
+                errors.append(FieldError(pointer("relations", agg.relation), used_by))
+            number = properties.get(agg.property or "") or {}
+            if agg.property and number.get("type") not in NUMBER_TYPES:
+                errors.append(FieldError(pointer("schema", "properties", agg.property), used_by))
+            time = properties.get(agg.time_property or "") or {}
+            if agg.time_property and time.get("format") not in TIME_FORMATS:
+                errors.append(FieldError(pointer("schema", "properties", agg.time_property), used_by))
+    return errors
+
+
+def blueprints_depending_on(session: Session, identifier: str) -> list[tuple[Blueprint, str]]:
+    """(blueprint, computed property) pairs of other blueprints that aggregate ``identifier``."""
+    return [
+        (other, agg.name)
+        for other in session.scalars(select(Blueprint).where(Blueprint.identifier != identifier))
+        for agg in aggregations_of(other)
+        if agg.target == identifier
+    ]
+
+
+def forget_blueprint(session: Session, identifier: str, actor: Actor) -> None:
+    """Blueprint ``identifier`` is being deleted: drop the computed properties of other
+    blueprints that read it (mirrors through relations to it, aggregations of it), values too."""
+    for other in list(session.scalars(select(Blueprint).where(Blueprint.identifier != identifier))):
+        mirrors = {m.name for m in mirrors_of(other) if m.target == identifier}
+        aggregations = {a.name for a in aggregations_of(other) if a.target == identifier}
+        if not mirrors and not aggregations:
+            continue
+        other.mirror_properties = {k: v for k, v in other.mirror_properties.items() if k not in mirrors}
+        other.aggregation_properties = {
+            k: v for k, v in other.aggregation_properties.items() if k not in aggregations
+        }
+        session.flush()
+        strip(session, other, mirrors | aggregations, actor)
+
+
+# ---- computing -----------------------------------------------------------------------------
+
+
+def _number(value: Any) -> int | float | None:
+    """SQL results as JSON numbers: integral values as ints (both dialects agree), else floats."""
+    if value is None:
+        return None
+    number = float(value) if isinstance(value, Decimal) else value
+    if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+        return None
+    if float(number).is_integer():
+        return int(number)
+    return round(float(number), 6)
+
+
+def _mirror_value(mirror: Mirror, row: Any) -> Any:
+    if row.target_identifier is None:
+        return None
+    field = mirror.field
+    if field == "$identifier":
+        return row.target_identifier
+    if field == "$title":
+        return row.title
+    if field == "$team":
+        return list(row.team or []) or None
+    if field in ("$created_at", "$updated_at"):
+        moment = row.created_at if field == "$created_at" else row.updated_at
+        return format_instant(moment) if moment else None
+    return (row.properties or {}).get(field)
+
+
+def compute_mirrors(session: Session, mirror: Mirror, hosts: list[str] | None) -> dict[str, Any]:
+    """``mirror`` for each host entity (identifiers; None: every entity of the host blueprint)."""
+    _lock(session, mirror.host, hosts)
+    host, target, edge = aliased(Entity), aliased(Entity), aliased(EntityRelation)
+    base = (
+        select(
+            host.identifier.label("host"),
+            target.identifier.label("target_identifier"),
+            target.title,
+            target.team,
+            target.properties,
+            target.created_at,
+            target.updated_at,
+        )
+        .select_from(host)
+        .outerjoin(edge, sa.and_(edge.source_id == host.id, edge.relation == mirror.relation))
+        .outerjoin(
+            target,
+            sa.and_(target.blueprint == edge.target_blueprint, target.identifier == edge.target_identifier),
+        )
+        .where(host.blueprint == mirror.host)
+    )
+    values: dict[str, Any] = {}
+    for stmt in _chunked(base, host.identifier, hosts):
+        for row in session.execute(stmt):
+            values[row.host] = _mirror_value(mirror, row)
+    return values
+
+
+def compute_aggregations(
+    session: Session, agg: Aggregation, hosts: list[str] | None, now: datetime
+) -> dict[str, Any]:
+    """``agg`` for each host entity, in one grouped statement (per chunk of hosts)."""
+    dialect = session.get_bind().dialect.name
+    _lock(session, agg.host, hosts)
+    edge = aliased(EntityRelation)
+    base = (
+        select(edge.target_identifier, _aggregate(agg, dialect, now))
+        .select_from(Entity)
+        .join(edge, edge.source_id == Entity.id)
+        .where(
+            Entity.blueprint == agg.target,
+            edge.relation == agg.relation,
+            edge.target_blueprint == agg.host,
+            _filter(agg, dialect, now),
+        )
+        .group_by(edge.target_identifier)
+    )
+    empty = 0 if agg.function in ("count", "sum") else None
+    everyone = (
+        hosts
+        if hosts is not None
+        else list(session.scalars(select(Entity.identifier).where(Entity.blueprint == agg.host)))
+    )
+    values: dict[str, Any] = dict.fromkeys(everyone, empty)
+    for stmt in _chunked(base, edge.target_identifier, hosts):
+        for identifier, value in session.execute(stmt):
+            if identifier in values:
+                values[identifier] = empty if value is None else _number(value)
+    return values
+
+
+def _aggregate(agg: Aggregation, dialect: str, now: datetime) -> sa.ColumnElement[Any]:
+    if agg.function == "count":
+        return sa.func.count()
+    if agg.function == "ratio":
+        assert agg.match is not None
+        hit = compile_query(agg.match, dialect=dialect, now=now, pointer="/match")
+        return sa.func.avg(sa.case((hit, 1.0), else_=0.0))
+    assert agg.property is not None
+    value = json_value(dialect, Entity.properties, agg.property)
+    number = sa.case((value.type_is("number"), value.number()))
+    sql_name = {"sum": "sum", "min": "min", "max": "max", "average": "avg"}[agg.function]
+    return cast(sa.ColumnElement[Any], getattr(sa.func, sql_name)(number))
+
+
+def _filter(agg: Aggregation, dialect: str, now: datetime) -> sa.ColumnElement[bool]:
+    """The window and the query, compiled by the one query compiler."""
+    rules: list[dict[str, Any]] = []
+    if agg.window is not None:
+        # stored times have milliseconds: round the end up so what was written just now is in
+        end = now + timedelta(microseconds=999)
+        span = {"from": format_instant(now - agg.window), "to": format_instant(end)}
+        rules.append({"property": agg.time_property or "$created_at", "operator": "between", "value": span})
+    if agg.query is not None:
+        rules.append(agg.query)
+    return compile_query({"combinator": "and", "rules": rules}, dialect=dialect, now=now, pointer="/query")
+
+
+def _lock(session: Session, blueprint: str, hosts: list[str] | None) -> None:
+    """Lock the host rows before reading what their values derive from. On PostgreSQL (read
+    committed) a concurrent write of the same hosts then waits for this transaction, and its own
+    reads, which come after the lock, see what this one committed: neither overwrites the other
+    with a value computed from a stale snapshot. (SQLite has one writer at a time.)"""
+    if hosts is None or session.get_bind().dialect.name != "postgresql":
+        return
+    ordered = sorted(hosts)
+    for start in range(0, len(ordered), CHUNK):
+        stmt = (
+            select(Entity.id)
+            .where(Entity.blueprint == blueprint, Entity.identifier.in_(ordered[start : start + CHUNK]))
+            .order_by(Entity.id)
+            .with_for_update()
+        )
+        session.execute(stmt).all()
+
+
+def _chunked(stmt: Any, column: Any, keys: list[str] | None) -> Iterable[Any]:
+    if keys is None:
+        yield stmt
+        return
+    for start in range(0, len(keys), CHUNK):
+        yield stmt.where(column.in_(keys[start : start + CHUNK]))
+
+
+# ---- keeping values current -----------------------------------------------------------------
+
+
+def _related(state: dict[str, Any] | None, relation: str) -> set[str]:
+    value = (state or {}).get("relations", {}).get(relation)
+    if isinstance(value, list):
+        return {v for v in value if isinstance(v, str)}
+    return {value} if isinstance(value, str) and value else set()
+
+
+def _field_changed(field: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> bool:
+    if before is None or after is None or field == "$updated_at":
+        return True
+    if field in ("$title", "$team"):
+        key = field[1:]
+        return before.get(key) != after.get(key)
+    if field.startswith("$"):
+        return False
+    return (before.get("properties") or {}).get(field) != (after.get("properties") or {}).get(field)
+
+
+def _aggregation_touched(
+    agg: Aggregation, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> bool:
+    if before is None or after is None or agg.query is not None or agg.match is not None:
+        return True
+    if _related(before, agg.relation) != _related(after, agg.relation):
+        return True
+    return any(
+        _field_changed(prop, before, after) for prop in (agg.property, agg.time_property) if prop is not None
+    )
+
+
+def on_entities_written(
+    session: Session, bp: Blueprint, actor: Actor, changes: list[Change], now: datetime
+) -> None:
+    """Recompute what the changes of ``bp`` entities affect; write the values that changed."""
+    depth = session.info.get(_DEPTH, 0)
+    if depth >= MAX_CASCADE:
+        log.warning("computed properties: cascade stopped after %d hops at '%s'", depth, bp.identifier)
+        return
+    definitions = _definitions(session)
+    if not definitions.mirrors and not definitions.aggregations:
+        return
+    wanted: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def want(host: str, name: str, values: dict[str, Any]) -> None:
+        for identifier, value in values.items():
+            wanted.setdefault(host, {}).setdefault(identifier, {})[name] = value
+
+    written = [(e, b, a) for e, b, a in changes if a is not None]
+    for mirror in definitions.mirrors:
+        if mirror.host == bp.identifier:  # (a) the written entities' own mirrors
+            moved = [
+                e
+                for e, b, a in written
+                if b is None or _related(b, mirror.relation) != _related(a, mirror.relation)
+            ]
+            if moved:
+                want(mirror.host, mirror.name, compute_mirrors(session, mirror, moved))
+        if mirror.target == bp.identifier:  # (b) mirrors of the entities pointing at them
+            touched = [e for e, b, a in changes if _field_changed(mirror.field, b, a)]
+            sources = _pointing_at(session, mirror, touched)
+            if any(a is None for _, _, a in changes):
+                sources |= _dangling(session, mirror)
+            if sources:
+                want(mirror.host, mirror.name, compute_mirrors(session, mirror, sorted(sources)))
+    created = [e for e, b, a in changes if b is None and a is not None]
+    for agg in definitions.aggregations:
+        if agg.host == bp.identifier and created:  # a new entity's own: 0 for a count, say
+            want(agg.host, agg.name, compute_aggregations(session, agg, created, now))
+        if agg.target != bp.identifier:  # (c) aggregations of the entities they point at
+            continue
+        hosts: set[str] = set()
+        for _, before, after in changes:
+            if _aggregation_touched(agg, before, after):
+                hosts |= _related(before, agg.relation) | _related(after, agg.relation)
+        if hosts:
+            want(agg.host, agg.name, compute_aggregations(session, agg, sorted(hosts), now))
+    for host, values in wanted.items():
+        store(session, host, values, actor, now)
+
+
+def _pointing_at(session: Session, mirror: Mirror, targets: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(targets), CHUNK):
+        stmt = (
+            select(Entity.identifier)
+            .join(EntityRelation, EntityRelation.source_id == Entity.id)
+            .where(
+                Entity.blueprint == mirror.host,
+                EntityRelation.relation == mirror.relation,
+                EntityRelation.target_blueprint == mirror.target,
+                EntityRelation.target_identifier.in_(targets[start : start + CHUNK]),
+            )
+        )
+        found.update(session.scalars(stmt))
+    return found
+
+
+def _dangling(session: Session, mirror: Mirror) -> set[str]:
+    """Entities holding a mirror value whose relation no longer points anywhere (its target was
+    deleted: the delete removed the edge before this runs)."""
+    dialect = session.get_bind().dialect.name
+    has_edge = sa.exists().where(
+        EntityRelation.source_id == Entity.id, EntityRelation.relation == mirror.relation
+    )
+    stmt = select(Entity.identifier).where(
+        Entity.blueprint == mirror.host,
+        sa.not_(json_value(dialect, Entity.properties, mirror.name).is_empty()),
+        sa.not_(has_edge),
+    )
+    return set(session.scalars(stmt))
+
+
+def store(
+    session: Session, blueprint: str, values: dict[str, dict[str, Any]], actor: Actor, now: datetime
+) -> int:
+    """Write computed ``values`` (identifier -> name -> value; None removes) where they differ
+    from the stored ones, through the entity write path's events; returns how many changed."""
+    from catalog import entities
+
+    bp = session.get(Blueprint, blueprint)
+    if bp is None or not values:
+        return 0
+    rows = entities._load_existing(session, blueprint, sorted(values))
+    updates, audit_rows, changed = [], [], []
+    for identifier, row in rows.items():
+        properties = dict(row["properties"] or {})
+        for name, value in values[identifier].items():
+            if value is None:
+                properties.pop(name, None)
+            else:
+                properties[name] = value
+        if properties == (row["properties"] or {}):
+            continue
+        before = entities._state(row)
+        after = {**before, "properties": properties}
+        updates.append({"id": row["id"], "properties": properties})
+        audit_rows.append(
+            audit.audit_row(
+                actor, "UPDATE", "entity", identifier, blueprint=blueprint, before=before, after=after
+            )
+        )
+        changed.append((identifier, before, after))
+    if not updates:
+        return 0
+    session.execute(update(Entity), updates)
+    audit.record_many(session, audit_rows)
+    depth = session.info.get(_DEPTH, 0)
+    session.info[_DEPTH] = depth + 1
+    try:
+        entities._emit_changes(session, bp, actor, [], cast(Any, changed), now)
+    finally:
+        session.info[_DEPTH] = depth
+    return len(updates)
+
+
+def refresh_blueprint(session: Session, bp: Blueprint, actor: Actor, removed: set[str]) -> int:
+    """Compute every computed property of ``bp`` for all its entities (after the definitions
+    changed), and drop the values of ``removed`` ones."""
+    now = utcnow()
+    values: dict[str, dict[str, Any]] = {}
+    for identifier in session.scalars(select(Entity.identifier).where(Entity.blueprint == bp.identifier)):
+        values[identifier] = dict.fromkeys(removed)
+    for mirror in mirrors_of(bp):
+        for identifier, value in compute_mirrors(session, mirror, None).items():
+            values.setdefault(identifier, {})[mirror.name] = value
+    for agg in aggregations_of(bp):
+        for identifier, value in compute_aggregations(session, agg, None, now).items():
+            values.setdefault(identifier, {})[agg.name] = value
+    return store(session, bp.identifier, values, actor, now)
+
+
+def strip(session: Session, bp: Blueprint, removed: set[str], actor: Actor) -> int:
+    if not removed:
+        return 0
+    identifiers = session.scalars(select(Entity.identifier).where(Entity.blueprint == bp.identifier))
+    return store(session, bp.identifier, {i: dict.fromkeys(removed) for i in identifiers}, actor, utcnow())
+
+
+def refresh_windows(session: Session, actor: Actor) -> int:
+    """Recompute every aggregation with a time window (the scheduled regrade calls this first:
+    windows move with time, not only with writes); returns how many entities changed."""
+    now = utcnow()
+    changed = 0
+    for agg in _definitions(session).aggregations:
+        if agg.window is None:
+            continue
+        values = compute_aggregations(session, agg, None, now)
+        changed += store(session, agg.host, {i: {agg.name: v} for i, v in values.items()}, actor, now)
+    return changed
