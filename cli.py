@@ -139,7 +139,7 @@ def apply_documents(api: Gantry, documents: Iterable[dict[str, Any]], echo: bool
     blueprints = by_kind["Blueprint"]
     # Pass one creates missing blueprints without relations (nor the computed properties that read
     # through relations), so relations can then point anywhere.
-    bare = {"relations": {}, "mirror_properties": {}, "aggregation_properties": {}}
+    bare: dict[str, Any] = {"relations": {}, "mirror_properties": {}, "aggregation_properties": {}}
     for bp in blueprints:
         if not api.exists(f"/v1/blueprints/{bp['identifier']}"):
             api.request("POST", "/v1/blueprints", json={**bp, **bare})

@@ -7,7 +7,6 @@ made for (``X-Gantry-Run-Id``), so the audit log ties them to it.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -72,9 +71,8 @@ class GantryApi:
 
 
 class CatalogActivities:
-    def __init__(self, api: GantryApi, poll_interval: float = 2.0) -> None:
+    def __init__(self, api: GantryApi) -> None:
         self._api = api
-        self._poll = poll_interval
 
     @activity.defn(name="catalog.upsert_entity")
     async def upsert_entity(self, step: StepInput) -> StepResult:
@@ -156,15 +154,11 @@ class CatalogActivities:
         run_id: str = run["id"]
         return run_id
 
-    @activity.defn(name="gantry.wait_for_run")
-    async def wait_for_run(self, run_id: str) -> dict[str, Any]:
-        """Poll a run until it ends (heartbeating, so a dead worker's wait moves elsewhere)."""
-        while True:
-            run = await self._api.call("GET", f"/v1/runs/{run_id}")
-            if run["status"] in ("SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"):
-                return {"status": run["status"], "error": run.get("error")}
-            activity.heartbeat(run["status"])
-            await asyncio.sleep(self._poll)
+    @activity.defn(name="gantry.run_status")
+    async def run_status(self, run_id: str) -> dict[str, Any]:
+        """A run's status and error, once (the timer workflow polls with durable sleeps between)."""
+        run = await self._api.call("GET", f"/v1/runs/{run_id}")
+        return {"status": run["status"], "error": run.get("error")}
 
     @activity.defn(name="gantry.regrade_scorecards")
     async def regrade_scorecards(self) -> dict[str, int]:

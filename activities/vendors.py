@@ -77,9 +77,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     from activities.catalog import CatalogActivities, GantryApi, with_secrets
 
     api = GantryApi.from_settings(settings)
-    activities = _activity_methods(
-        CatalogActivities(api, poll_interval=min(settings.vendor_poll_interval, 2.0))
-    )
+    activities = _activity_methods(CatalogActivities(api))
     for integration in build_integrations(settings):
         activities += [with_secrets(method, api) for method in _activity_methods(integration)]
     # Not step kinds (no StepInput, no secrets): the approval gate's and the TTL timers' own,

@@ -67,6 +67,12 @@ def emit(session: Session, rows: list[dict[str, Any]]) -> None:
         session.info[EMITTED] = True
 
 
+def add(session: Session, row: dict[str, Any]) -> None:
+    """Add one event to the session; it is written when the session flushes (at commit)."""
+    session.add(Event(**row))
+    session.info[EMITTED] = True
+
+
 def event_view(event: Event) -> dict[str, Any]:
     payload = event.payload or {}
     view: dict[str, Any] = {

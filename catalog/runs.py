@@ -222,18 +222,18 @@ def prepare_run(
         for person in gate["eligible"] + gate["escalation_eligible"]
     }
     session.add_all(RunApprover(run_id=run.id, user=user) for user in sorted(approvers))
-    events.emit(
+    # Added, not inserted: nothing may reach the database before the workflow has started (an early
+    # flush would hold SQLite's write lock across the Temporal call and serialize launches).
+    events.add(
         session,
-        [
-            events.event_row(
-                "RUN_CREATED",
-                Actor(caller.identifier, run.id),
-                blueprint=run.blueprint,
-                entity=run.entity,
-                run_id=run.id,
-                payload={"run": run_event(run)},
-            )
-        ],
+        events.event_row(
+            "RUN_CREATED",
+            Actor(caller.identifier, run.id),
+            blueprint=run.blueprint,
+            entity=run.entity,
+            run_id=run.id,
+            payload={"run": run_event(run)},
+        ),
     )
     return Launch(run, workflow_input, created=True)
 

@@ -224,29 +224,35 @@ def _grade_chunk(session: Session, bp: Blueprint, sc: Scorecard, ids: list[int] 
         stmt = stmt.where(compile_query(definition["filter"], dialect=dialect, now=now, pointer="/filter"))
     if ids is not None:
         stmt = stmt.where(Entity.id.in_(ids))
+    names = [r["identifier"] for r in rules]
+    # For each level above the floor, the positions of its rules in ``names``.
+    needs = [[i for i, r in enumerate(rules) if r["level"] == title] for title in levels[1:]]
     graded: dict[int, tuple[str, str, int, dict[str, bool]]] = {}
-    for row in session.execute(stmt):
-        outcome = {r["identifier"]: bool(row[2 + i]) for i, r in enumerate(rules)}
-        index = _level_index(levels, rules, outcome)
-        graded[row[0]] = (row[1], levels[index], index, outcome)
+    # Core rows, fetched at once (the connection, not the ORM session): no per-row ORM
+    # bookkeeping or driver fetches on big regrades.
+    connection = session.connection()
+    for row in connection.execute(stmt).all():
+        passed = [bool(value) for value in row[2:]]
+        index = _level_index(needs, passed)
+        graded[row[0]] = (row[1], levels[index], index, dict(zip(names, passed, strict=True)))
 
     existing_stmt = select(
         ScorecardResult.entity_id, ScorecardResult.level, ScorecardResult.level_index, ScorecardResult.rules
     ).where(ScorecardResult.blueprint == bp.identifier, ScorecardResult.scorecard == sc.identifier)
     if ids is not None:
         existing_stmt = existing_stmt.where(ScorecardResult.entity_id.in_(ids))
-    existing = {row[0]: (row[1], row[2], row[3]) for row in session.execute(existing_stmt)}
+    existing = {row[0]: (row[1], row[2], row[3]) for row in connection.execute(existing_stmt).all()}
     return _store(session, bp, sc, graded, existing, actor, now, ids)
 
 
-def _level_index(levels: list[str], rules: list[dict[str, Any]], outcome: dict[str, bool]) -> int:
-    """The highest level whose rules, and those of every level below it, all pass."""
+def _level_index(needs: list[list[int]], passed: list[bool]) -> int:
+    """The highest level whose rules, and those of every level below it, all pass (``needs``:
+    the positions of each level's rules in ``passed``, floor excluded)."""
     held = 0
-    for index in range(1, len(levels)):
-        if all(outcome[r["identifier"]] for r in rules if r["level"] == levels[index]):
-            held = index
-        else:
+    for index, positions in enumerate(needs, start=1):
+        if not all(passed[i] for i in positions):
             break
+        held = index
     return held
 
 
@@ -324,14 +330,18 @@ def _store(
                 updated_at=sa.bindparam("updated_at"),
             )
         )
+        # Only the bound names: extra keys would add their columns (the key) to the SET clause.
         session.execute(
             stmt,
             [
                 {
-                    **u,
                     "b_entity": u["entity_id"],
                     "b_blueprint": u["blueprint"],
                     "b_scorecard": u["scorecard"],
+                    "level": u["level"],
+                    "level_index": u["level_index"],
+                    "rules": u["rules"],
+                    "updated_at": u["updated_at"],
                 }
                 for u in updates
             ],

@@ -189,21 +189,31 @@ class EntityTimer:
             await self._teardown_failed(timer, None, f"could not start '{action}': {_message(exc)}")
             return
         await self._report(timer, {"teardown": "running", "on_expiry_run": run_id})
-        final = await workflow.execute_activity(
-            "gantry.wait_for_run",
-            run_id,
-            result_type=dict,
-            start_to_close_timeout=timedelta(days=7),
-            heartbeat_timeout=timedelta(minutes=1),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
-            summary=f"wait for {action}",
-        )
+        final = await self._wait_for_run(run_id, action)
         if final.get("status") == "SUCCESS":
             await self._report(timer, {"teardown": "done"})
         else:
             await self._teardown_failed(
                 timer, run_id, f"'{action}' ended {final.get('status')}: {final.get('error')}"
             )
+
+    async def _wait_for_run(self, run_id: str, action: str) -> dict[str, Any]:
+        """Poll the run with short activities and a durable sleep between them, so a thousand
+        waiting timers hold no worker slots."""
+        delay = timedelta(seconds=2)
+        while True:
+            state = await workflow.execute_activity(
+                "gantry.run_status",
+                run_id,
+                result_type=dict,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+                summary=f"is {action} done?",
+            )
+            if state.get("status") in ("SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"):
+                return dict(state)
+            await workflow.sleep(delay)
+            delay = min(delay * 2, timedelta(minutes=1))
 
     async def _teardown_failed(self, timer: TimerInput, run_id: str | None, error: str) -> None:
         text = f"Cleanup of {timer.entity} after its {timer.property} expired needs attention: {error}"

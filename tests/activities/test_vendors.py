@@ -15,7 +15,7 @@ CATALOG = {
     "gantry.reconcile_runs",
     "gantry.report_timer",
     "gantry.start_expiry_run",
-    "gantry.wait_for_run",
+    "gantry.run_status",
     "gantry.launch_automation_run",
     "gantry.regrade_scorecards",
     "slack.request_approval",

@@ -168,6 +168,6 @@ def test_action_preconditions_refuse_with_the_failing_rules(catalog: TestClient)
     assert refused.status_code == 409
     (detail,) = refused.json()["error"]["details"]
     assert detail["pointer"] == "/preconditions/scorecards/production_readiness"
-    assert "needs Silver, entity is Bronze; failing rules: has_repo" == detail["message"]
+    assert detail["message"] == "needs Silver, entity is Bronze; failing rules: has_repo"
     unknown = {**action, "identifier": "deploy2", "preconditions": {"scorecards": {"nope": "Gold"}}}
     assert catalog.post("/v1/actions", json=unknown).status_code == 422
