@@ -167,6 +167,9 @@ def save(
         )
     session.flush()
     grade(session, bp, None, actor, only=[sc])
+    if session.get_bind().dialect.name == "postgresql":
+        # Fresh statistics: without them every later single-entity lookup scans the new results.
+        session.execute(sa.text("ANALYZE scorecard_results"))
     return sc, created
 
 
