@@ -379,12 +379,12 @@ def test_the_click_is_acked_before_the_decision_is_applied(
         return {"required": 1, "approvals": [{"user": "bob"}], "declines": []}
 
     monkeypatch.setattr(api.approvals, "apply_decision", slow_apply)
-    begin = time.perf_counter()
     response = stack.post(stack.click(ApprovalAction.APPROVE, "r_1"))
-    acked_in = time.perf_counter() - begin
 
+    # The ack came back while the decision was still blocked: ordering, not a stopwatch (the
+    # latency itself is measured by bench/approvals.py).
     assert response.status_code == 200 and response.content == b""
-    assert acked_in < 1.0 and not done.is_set()
+    assert not done.is_set()
     assert started.wait(5)  # the work goes on after the response
     release.set()
     eventually(lambda: ephemeral_to(stack.slack, "U0BOB"))
@@ -533,16 +533,14 @@ def test_a_burst_of_50_clicks_on_different_runs_is_acked_and_applied_once_each(s
     runs = [stack.add_run(f"r_{i:02d}") for i in range(50)]
     bodies = [stack.click(ApprovalAction.APPROVE, run_id) for run_id in runs]
 
-    def post(body: bytes) -> tuple[int, float]:
-        begin = time.perf_counter()
-        status = stack.post(body).status_code
-        return status, time.perf_counter() - begin
+    def post(body: bytes) -> int:
+        return stack.post(body).status_code
 
     with concurrent.futures.ThreadPoolExecutor(50) as pool:
         answers = list(pool.map(post, bodies))
 
-    assert [status for status, _ in answers] == [200] * 50
-    assert max(seconds for _, seconds in answers) < 3.0  # Slack's deadline
+    # Every click acked (how fast, under load, is bench/approvals.py's measurement).
+    assert answers == [200] * 50
     eventually(lambda: len(ephemeral_to(stack.slack, "U0BOB")) == 50, timeout=30)
     applied = sorted(workflow_id for workflow_id, _ in stack.gateway.decisions)
     assert applied == sorted(f"action:deploy:{run_id}" for run_id in runs)
