@@ -98,7 +98,7 @@ def test_every_problem_is_named(catalog: TestClient) -> None:
 
 
 def test_create_actions_have_no_entity(catalog: TestClient) -> None:
-    action = {
+    action: dict[str, Any] = {
         "identifier": "create_service",
         "title": "Create service",
         "blueprint": "service",

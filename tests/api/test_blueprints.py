@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import SERVICE_BLUEPRINT
 
 
-def pointers(response) -> set[str]:  # type: ignore[no-untyped-def]
+def pointers(response: Any) -> set[str]:
     return {d["pointer"] for d in response.json()["error"]["details"]}
 
 

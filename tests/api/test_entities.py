@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 
-def pointers(response) -> set[str]:  # type: ignore[no-untyped-def]
+def pointers(response: Any) -> set[str]:
     return {d["pointer"] for d in response.json()["error"]["details"]}
 
 
@@ -142,7 +144,7 @@ def test_delete_refused_while_required_by_others(catalog: TestClient) -> None:
 
 
 def test_bulk_writes_valid_items_and_reports_invalid_ones(catalog: TestClient) -> None:
-    entities = [
+    entities: list[dict[str, Any]] = [
         {"identifier": f"svc-{i}", "properties": {"language": "go", "tier": 1 + i % 3}} for i in range(50)
     ]
     entities[7]["properties"]["tier"] = 9

@@ -239,7 +239,7 @@ async def test_unsatisfiable_policies_are_refused_when_saved(stack: Stack) -> No
     details = {d["pointer"]: d["message"] for d in response.json()["error"]["details"]}
     assert "only 3 people are eligible" in details["/approval/required_approvals"]
     unknown = action(stack, {"approvers": {"teams": ["ghosts"]}, "on_timeout": "ESCALATE"})
-    details = {
+    refused = {
         d["pointer"] for d in (await stack.api.post("/v1/actions", json=unknown)).json()["error"]["details"]
     }
-    assert details == {"/approval/approvers/teams/0", "/approval/escalation_approvers"}
+    assert refused == {"/approval/approvers/teams/0", "/approval/escalation_approvers"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,7 +31,7 @@ TEMPLATE = {
 
 
 @pytest.fixture
-def vendors() -> Iterator[dict[str, str]]:
+def vendors() -> Iterator[dict[str, Any]]:
     fakes = {"gitlab": FakeGitLab(), "jenkins": FakeJenkins(), "jira": FakeJira(), "slack": FakeSlack()}
     with (
         serve(fakes["gitlab"].app) as gitlab,
@@ -48,7 +49,7 @@ def vendors() -> Iterator[dict[str, str]]:
             "slack": slack,
             "aws": aws,
             **{f"fake_{k}": v for k, v in fakes.items()},
-        }  # type: ignore[dict-item]
+        }
 
 
 @pytest.fixture
