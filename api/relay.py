@@ -45,6 +45,7 @@ class EventRelay:
         self._factory = factory
         self._gateway = gateway
         self._max_depth = max_depth
+        self._listening: dict[str, list[Any]] = {}
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.planners: list[Callable[[Session, Event], list[Delivery]]] = [
@@ -84,6 +85,7 @@ class EventRelay:
     def relay_batch(self) -> tuple[int, bool]:
         """Deliver a batch in order; stop at the first failure so later events of the same
         entity never overtake it. Runs in a worker thread. Returns (delivered, failed)."""
+        self._listening = {}  # automations by event type, looked up once per batch
         with self._factory() as session, session.begin():
             batch = events.undelivered(session, limit=BATCH)
             done: list[int] = []
@@ -132,7 +134,9 @@ class EventRelay:
 
     def _automation_deliveries(self, session: Session, event: Event) -> list[Delivery]:
         """Every enabled automation the event matches starts ``automation:{id}:{event_id}``."""
-        listening = automations.listening(session, event.type)
+        if event.type not in self._listening:
+            self._listening[event.type] = automations.listening(session, event.type)
+        listening = self._listening[event.type]
         if not listening:
             return []
         view = events.event_view(event)
