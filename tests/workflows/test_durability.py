@@ -262,3 +262,66 @@ async def test_run_survives_a_temporal_restart_while_it_sleeps(
             assert stack.worker.alive(), stack.worker.tail()
     finally:
         server.stop()
+
+
+# ---- a run waiting for approval --------------------------------------------------------------
+
+
+async def approver_client(stack: ProcessStack) -> httpx.AsyncClient:
+    user = {"identifier": "approver", "email": "approver@example.com"}
+    assert (await stack.api.post("/v1/users", json=user)).status_code == 201
+    token = (await stack.api.post("/v1/tokens", json={"user": "approver"})).json()["token"]
+    return httpx.AsyncClient(base_url=stack.api.base_url, headers={"Authorization": f"Bearer {token}"})
+
+
+async def waiting_run(stack: ProcessStack, webhook: SlowWebhookReceiver) -> dict[str, Any]:
+    steps = [
+        {"id": "gate", "uses": "approval", "with": {"approvers": {"users": ["approver"]}, "timeout": "PT1H"}},
+        {"id": "notify", "uses": "http.request", "with": {"url": f"{webhook.url}/approved", "body": {}}},
+    ]
+    await stack.create_action(steps)
+    run = await stack.launch()
+
+    async def waiting() -> bool:
+        current = await stack.run(run["id"])
+        return current["status"] == "WAITING_FOR_APPROVAL" and bool(current["approval"])
+
+    await stack.until("the approval to open", waiting)
+    return run
+
+
+async def test_an_approval_applies_after_the_waiting_worker_was_killed(
+    tmp_path: Path, temporal: Any, slow_webhook: SlowWebhookReceiver, github: FakeGitHub
+) -> None:
+    address = temporal.client.service_client.config.target_host
+    async with process_stack(tmp_path, address, slow_webhook, github) as stack:
+        approver = await approver_client(stack)
+        run = await waiting_run(stack, slow_webhook)
+        stack.worker.kill()
+        await asyncio.to_thread(stack.restart_worker)
+        decided = await approver.post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
+        assert decided.status_code == 200, decided.text
+        done = await stack.ended(run["id"])
+        assert done["status"] == "SUCCESS", (done["error"], stack.worker.tail())
+        assert [a["path"] for a in slow_webhook.arrivals] == ["/approved"]
+        await approver.aclose()
+
+
+async def test_an_approval_applies_after_temporal_restarted_while_waiting(
+    tmp_path: Path, slow_webhook: SlowWebhookReceiver, github: FakeGitHub
+) -> None:
+    server = DevServerProcess(tmp_path / "temporal.db").start()
+    try:
+        async with process_stack(tmp_path, server.address, slow_webhook, github) as stack:
+            approver = await approver_client(stack)
+            run = await waiting_run(stack, slow_webhook)
+            server.kill()
+            await asyncio.to_thread(server.start)
+            decided = await approver.post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
+            assert decided.status_code == 200, decided.text
+            done = await stack.ended(run["id"])
+            assert done["status"] == "SUCCESS", (done["error"], stack.worker.tail())
+            assert [a["path"] for a in slow_webhook.arrivals] == ["/approved"]
+            await approver.aclose()
+    finally:
+        server.stop()
