@@ -451,3 +451,44 @@ async def test_a_failed_teardown_is_sent_to_the_owners_without_buttons(
     blocks = json.loads(message["blocks"]) if isinstance(message["blocks"], str) else message["blocks"]
     assert [b["type"] for b in blocks] == ["section"]  # no buttons: the timer has expired
     assert (await stack.api.get("/v1/blueprints/environment/entities/env-f")).status_code == 200
+
+
+async def test_timer_expired_triggers_an_automation(timer_stack: Stack) -> None:
+    stack = timer_stack
+    notify = {
+        "identifier": "notify",
+        "title": "Notify",
+        "trigger": {"operation": "CREATE"},
+        "user_inputs": {"properties": {"text": {"type": "string"}}},
+        "steps": [
+            {
+                "id": "post",
+                "uses": "http.request",
+                "with": {"url": f"{stack.webhook.url}/expired", "body": {"text": "{{ inputs.text }}"}},
+            }
+        ],
+    }
+    assert (await stack.api.post("/v1/actions", json=notify)).status_code == 201
+    automation = {
+        "identifier": "tell_on_expiry",
+        "trigger": {"event": "TIMER_EXPIRED", "blueprint": "environment"},
+        "invoke": {
+            "action": "notify",
+            "inputs": {"text": "{{ event.entity }} expired ({{ event.timer.property }})"},
+        },
+    }
+    assert (await stack.api.post("/v1/automations", json=automation)).status_code == 201
+    past = {
+        "identifier": "env-9",
+        "properties": {"expires_at": iso(datetime.now(UTC) - timedelta(minutes=1))},
+    }
+    assert (await stack.api.post("/v1/blueprints/environment/entities", json=past)).status_code == 201
+
+    async def told() -> bool:
+        return bool(stack.webhook.calls("POST", "/expired"))
+
+    await until(told)
+    (call,) = stack.webhook.calls("POST", "/expired")
+    assert call.json == {"text": "env-9 expired (expires_at)"}
+    runs = (await stack.api.get("/v1/runs?action=notify")).json()["items"]
+    assert [r["trigger"]["automation"] for r in runs] == ["tell_on_expiry"]
