@@ -10,7 +10,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
@@ -137,6 +143,9 @@ class TemporalGateway:
         handle = client.get_workflow_handle(workflow_id)
         try:
             result = await handle.execute_update(DECIDE_UPDATE, decision, rpc_timeout=_timeout())
+        except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+            # No worker took the Update in time (one restarting, say): nothing was decided.
+            raise ServiceUnavailable("no worker answered in time; the decision was not applied") from exc
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             kind = getattr(cause, "type", None) or ""
@@ -183,6 +192,8 @@ class TemporalGateway:
             result = await client.get_workflow_handle(timer_id).execute_update(
                 EXTEND_UPDATE, extension, rpc_timeout=_timeout()
             )
+        except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+            raise ServiceUnavailable("no worker answered in time; the timer was not extended") from exc
         except WorkflowUpdateFailedError as exc:
             raise DecisionRefused(
                 409, EXTENSION_REFUSED, str(getattr(exc.cause, "message", exc.cause))

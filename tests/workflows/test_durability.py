@@ -271,7 +271,18 @@ async def approver_client(stack: ProcessStack) -> httpx.AsyncClient:
     user = {"identifier": "approver", "email": "approver@example.com"}
     assert (await stack.api.post("/v1/users", json=user)).status_code == 201
     token = (await stack.api.post("/v1/tokens", json={"user": "approver"})).json()["token"]
-    return httpx.AsyncClient(base_url=stack.api.base_url, headers={"Authorization": f"Bearer {token}"})
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.AsyncClient(base_url=stack.api.base_url, headers=headers, timeout=60)
+
+
+async def approve(client: httpx.AsyncClient, run_id: str) -> httpx.Response:
+    """Approve, retrying while no worker has taken the Update yet (503: nothing was decided)."""
+    deadline = time.monotonic() + 90
+    while True:
+        response = await client.post(f"/v1/runs/{run_id}/approval", json={"decision": "APPROVE"})
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return response
+        await asyncio.sleep(1)
 
 
 async def waiting_run(stack: ProcessStack, webhook: SlowWebhookReceiver) -> dict[str, Any]:
@@ -299,7 +310,7 @@ async def test_an_approval_applies_after_the_waiting_worker_was_killed(
         run = await waiting_run(stack, slow_webhook)
         stack.worker.kill()
         await asyncio.to_thread(stack.restart_worker)
-        decided = await approver.post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
+        decided = await approve(approver, run["id"])
         assert decided.status_code == 200, decided.text
         done = await stack.ended(run["id"])
         assert done["status"] == "SUCCESS", (done["error"], stack.worker.tail())
@@ -317,7 +328,7 @@ async def test_an_approval_applies_after_temporal_restarted_while_waiting(
             run = await waiting_run(stack, slow_webhook)
             server.kill()
             await asyncio.to_thread(server.start)
-            decided = await approver.post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
+            decided = await approve(approver, run["id"])
             assert decided.status_code == 200, decided.text
             done = await stack.ended(run["id"])
             assert done["status"] == "SUCCESS", (done["error"], stack.worker.tail())

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.fakes.server import serve
@@ -36,9 +37,10 @@ from tests.workflows.test_timer_durability import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-# CI runs 300 (a teardown is a timer report, an AUTOMATION run of two steps and its reports, all on
-# one 2-core machine); GANTRY_TEST_TIMERS=1000 runs the full figure (about 6 minutes here).
-TIMERS = int(os.environ.get("GANTRY_TEST_TIMERS", "300"))
+# CI runs 100 (a teardown is a timer report, an AUTOMATION run of two steps and its reports, all on
+# one 2-core machine next to the rest of the suite); GANTRY_TEST_TIMERS=1000 runs the full
+# figure (about 6 minutes here).
+TIMERS = int(os.environ.get("GANTRY_TEST_TIMERS", "100"))
 # Enough for the bulk write and the relay to arm every timer before the deadline.
 LEAD_SECONDS = 15 if TIMERS <= 300 else 30
 # From the deadline until every teardown is done.
@@ -100,7 +102,10 @@ async def test_a_thousand_timers_due_at_once_each_tear_down_exactly_once(
             pending: list[dict[str, Any]] = []
             while time.monotonic() - started < LEAD_SECONDS + TEARDOWN_BUDGET:
                 await asyncio.sleep(2)
-                records = await all_timers(api)
+                try:
+                    records = await all_timers(api)
+                except httpx.TimeoutException:
+                    continue  # the API is busy with the teardowns themselves: look again
                 pending = [t for t in records if t["teardown"] not in ("done", "failed")]
                 if not pending:
                     break
