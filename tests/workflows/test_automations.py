@@ -4,9 +4,23 @@ Temporal, matched by type and jq condition, and invokes an action as an AUTOMATI
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from tests.workflows.conftest import Stack
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities import build_activities
+from tests.fakes.jira import FakeJira
+from tests.fakes.server import serve
+from tests.fakes.slack import FakeSlack
+from tests.fakes.webhook import FakeWebhookReceiver
+from tests.workflows.conftest import ADMIN_TOKEN, Stack, serve_api, stack_settings
+from workflows import ALL_WORKFLOWS
 
 SERVICE = {
     "identifier": "service",
@@ -38,6 +52,39 @@ READINESS = {
 }
 
 
+@pytest.fixture
+async def slack_stack(
+    tmp_path: Path, temporal: WorkflowEnvironment, webhook: FakeWebhookReceiver, jira: FakeJira
+) -> AsyncIterator[tuple[Stack, FakeSlack]]:
+    """The stack with Jira and Slack configured against their fakes."""
+    webhook.reset()
+    jira.reset()
+    slack = FakeSlack()
+    with serve(slack.app) as slack_url:
+        settings = stack_settings(
+            tmp_path,
+            temporal,
+            jira_url=jira.url,
+            jira_user=FakeJira.user,
+            jira_token=FakeJira.token,
+            slack_bot_token=FakeSlack.token,
+            slack_api_url=f"{slack_url}/api/",
+        )
+        with serve_api(settings) as api_url:
+            settings = settings.model_copy(update={"api_url": api_url})
+            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            async with (
+                httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as api,
+                Worker(
+                    temporal.client,
+                    task_queue=settings.task_queue,
+                    workflows=ALL_WORKFLOWS,
+                    activities=build_activities(settings),
+                ),
+            ):
+                yield Stack(settings, api, temporal.client, webhook, None, jira), slack  # type: ignore[arg-type]
+
+
 async def until(check: Any, timeout: float = 30) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -59,7 +106,8 @@ async def runs_of(stack: Stack, action: str) -> list[dict[str, Any]]:
     return list((await stack.api.get(f"/v1/runs?action={action}")).json()["items"])
 
 
-async def test_a_readiness_drop_opens_a_ticket(stack: Stack) -> None:
+async def test_a_readiness_drop_opens_a_ticket(slack_stack: tuple[Stack, FakeSlack]) -> None:
+    stack, slack = slack_stack
     await seed(stack)
     ticket = {
         "identifier": "open_readiness_ticket",
@@ -79,11 +127,8 @@ async def test_a_readiness_drop_opens_a_ticket(stack: Stack) -> None:
             },
             {
                 "id": "tell",
-                "uses": "http.request",
-                "with": {
-                    "url": f"{stack.webhook.url}/slack",
-                    "body": {"text": "{{ steps.ticket.outputs.url }}"},
-                },
+                "uses": "slack.post_message",
+                "with": {"channel": "C0GENERAL", "text": "readiness ticket: {{ steps.ticket.outputs.url }}"},
             },
         ],
     }
@@ -121,7 +166,8 @@ async def test_a_readiness_drop_opens_a_ticket(stack: Stack) -> None:
     assert done["trigger"] == {"automation": "ticket_on_readiness_drop", "event_id": event["id"], "depth": 1}
     (issue,) = stack.jira.issues.values()
     assert issue["fields"]["summary"] == "payments readiness dropped: Silver -> Bronze"
-    assert len(stack.webhook.calls("POST", "/slack")) == 1
+    (post,) = slack.calls("POST", r"chat\.postMessage$")
+    assert "readiness ticket: " in str(post.json or post.form) and "C0GENERAL" in str(post.json or post.form)
     workflow = await stack.client.get_workflow_handle(
         f"automation:ticket_on_readiness_drop:{event['id']}"
     ).result()
@@ -245,3 +291,43 @@ async def test_bad_automations_are_422(stack: Stack) -> None:
     details = {d["pointer"]: d["message"] for d in response.json()["error"]["details"]}
     assert details["/trigger/condition"].startswith("jq: jq: error: syntax error")
     assert set(details) == {"/trigger/event", "/trigger/condition", "/invoke/action", "/invoke/inputs"}
+
+
+async def test_a_timer_expiry_fires_its_automation_on_a_dev_server(stack: Stack) -> None:
+    environment = {
+        "identifier": "environment",
+        "title": "Environment",
+        "schema": {"properties": {"expires_at": {"type": "string", "format": "timer"}}},
+    }
+    assert (await stack.api.post("/v1/blueprints", json=environment)).status_code == 201
+    notify = {
+        "identifier": "notify",
+        "title": "Notify",
+        "trigger": {"operation": "CREATE"},
+        "user_inputs": {"properties": {"text": {"type": "string"}}},
+        "steps": [
+            {
+                "id": "post",
+                "uses": "http.request",
+                "with": {"url": f"{stack.webhook.url}/expired", "body": {"text": "{{ inputs.text }}"}},
+            }
+        ],
+    }
+    assert (await stack.api.post("/v1/actions", json=notify)).status_code == 201
+    automation = {
+        "identifier": "tell_on_expiry",
+        "trigger": {"event": "TIMER_EXPIRED", "blueprint": "environment"},
+        "invoke": {"action": "notify", "inputs": {"text": "{{ event.entity }} expired"}},
+    }
+    assert (await stack.api.post("/v1/automations", json=automation)).status_code == 201
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    await stack.api.post(
+        "/v1/blueprints/environment/entities", json={"identifier": "pr-7", "properties": {"expires_at": soon}}
+    )
+
+    async def told() -> bool:
+        return bool(stack.webhook.calls("POST", "/expired"))
+
+    await until(told)
+    (call,) = stack.webhook.calls("POST", "/expired")
+    assert call.json == {"text": "pr-7 expired"}
