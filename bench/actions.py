@@ -37,6 +37,8 @@ from typing import Any
 
 from temporalio import activity, workflow
 
+from bench.common import ADMIN_TOKEN, stack_env, write_results
+
 with workflow.unsafe.imports_passed_through():
     import httpx
     from temporalio.client import Client
@@ -44,8 +46,6 @@ with workflow.unsafe.imports_passed_through():
 
 RESULTS = Path(__file__).parent / "results" / "actions.md"
 LAUNCHERS = 32  # launch calls in flight at once during the throughput phase
-ADMIN_TOKEN = "bench-admin-token"
-SERVICE_TOKEN = "bench-service-token"
 WEBHOOK_SECRET = "bench-webhook-secret"
 BASELINE_WORKFLOW = "BenchBaselineRun"
 KEY_HEADER = b"idempotency-key"
@@ -333,7 +333,7 @@ def action(identifier: str, receiver_url: str) -> dict[str, Any]:
 async def bench(runs: int, samples: int, rounds: int) -> tuple[list[list[str]], list[list[str]]]:
     from tests.fakes.server import serve
     from tests.temporal_env import free_port, start_dev_server
-    from tests.workflows.processes import ApiProcess, GantryProcess, WorkerProcess, gantry_env
+    from tests.workflows.processes import ApiProcess, GantryProcess, WorkerProcess
 
     class BaselineWorkerProcess(GantryProcess):
         name = "baseline worker"
@@ -355,15 +355,11 @@ async def bench(runs: int, samples: int, rounds: int) -> tuple[list[list[str]], 
         async with start_dev_server() as temporal:
             address = temporal.client.service_client.config.target_host
             port = free_port()
-            env = gantry_env(
-                data_dir=work,
-                database_url=f"sqlite:///{work / 'catalog.db'}",
-                temporal_address=address,
-                task_queue="gantry-bench",
-                api_url=f"http://127.0.0.1:{port}",
-                admin_token=ADMIN_TOKEN,
-                service_token=SERVICE_TOKEN,
-                secret_key="bench-secret-key",
+            env = stack_env(
+                work,
+                address,
+                port,
+                "gantry-bench",
                 webhook_secret=WEBHOOK_SECRET,
             )
             api_process = ApiProcess(env, work / "api.log", host="127.0.0.1", port=port)
@@ -501,8 +497,7 @@ def main() -> None:
         "\n\nBaseline: a bare workflow with one activity making the same signed POST, started "
         "directly with the Temporal client, on the same dev server and receiver.\n"
     )
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(header + text + footer)
+    write_results(RESULTS, header, text, footer)
 
 
 if __name__ == "__main__":

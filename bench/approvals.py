@@ -39,10 +39,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from activities.slack_approvals import ApprovalAction, ApprovalRef
 from api.slack_signature import sign
 from bench.actions import Receiver, render
+from bench.common import ADMIN_TOKEN, percentile, stack_env, write_results
 
 RESULTS = Path(__file__).parent / "results" / "approvals.md"
-ADMIN_TOKEN = "bench-admin-token"
-SERVICE_TOKEN = "bench-service-token"
 SIGNING_SECRET = "bench-slack-signing-secret"
 ACTION = "bench_gated"
 ACK_P99_TARGET_MS = 300.0
@@ -174,11 +173,6 @@ class Bench:
         return statuses, no_buttons
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-
-
 async def bench(burst: int, rounds: int, samples: int) -> tuple[list[list[str]], bool]:
     from tests.fakes.server import serve
     from tests.fakes.slack import FakeSlack
@@ -209,15 +203,11 @@ async def bench(burst: int, rounds: int, samples: int) -> tuple[list[list[str]],
             slack = AsyncWebClient(token=FakeSlack.token, base_url=f"{slack_url}/api/")
             async with start_dev_server() as temporal:
                 port = free_port()
-                env = gantry_env(
-                    data_dir=work,
-                    database_url=f"sqlite:///{work / 'catalog.db'}",
-                    temporal_address=temporal.client.service_client.config.target_host,
-                    task_queue="gantry-bench-approvals",
-                    api_url=f"http://127.0.0.1:{port}",
-                    admin_token=ADMIN_TOKEN,
-                    service_token=SERVICE_TOKEN,
-                    secret_key="bench-secret-key",
+                env = stack_env(
+                    work,
+                    temporal.client.service_client.config.target_host,
+                    port,
+                    "gantry-bench-approvals",
                     slack_bot_token=FakeSlack.token,
                     slack_signing_secret=SIGNING_SECRET,
                     slack_api_url=f"{slack_url}/api/",
@@ -378,8 +368,7 @@ def main() -> None:
         "\n\nThe API (one uvicorn process), the worker and a Temporal dev server on this machine; "
         "Slack is the fake Web API served in the benchmark process.\n"
     )
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(header + text + footer)
+    write_results(RESULTS, header, text, footer)
     sys.exit(0 if met else 1)
 
 

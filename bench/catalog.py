@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from bench.common import percentile
 from catalog.audit import Actor
 from catalog.blueprints import create_blueprint
 from catalog.db import make_engine, make_sessionmaker, transaction, utcnow
@@ -320,10 +320,6 @@ def latencies(call: Callable[[], Any], *, warmup: int, rounds: int) -> list[floa
     return samples
 
 
-def p(samples: list[float], percent: int) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[percent - 1]
-
-
 def drain_outbox(http: httpx.Client, timeout: float = 300) -> None:
     """Wait until the API's relay has delivered the bulk load's events: search and GET are
     measured in steady state, not while the relay works through 100,000 ENTITY_CREATED."""
@@ -421,11 +417,11 @@ def run_database(kind: str, count: int, rounds: int, workdir: Path) -> list[Row]
             get_bare = latencies(lambda: _expect(http.get("/constant")), warmup=20, rounds=rounds)
 
     rows += [
-        Row("search p50", kind, p(search, 50), p(direct, 50), "ms", "—"),
-        Row("search p95", kind, p(search, 95), p(direct, 95), "ms", "< 25 ms, ratio < 3",
+        Row("search p50", kind, percentile(search, 50), percentile(direct, 50), "ms", "—"),
+        Row("search p95", kind, percentile(search, 95), percentile(direct, 95), "ms", "< 25 ms, ratio < 3",
             lambda ours, ratio: ours < 25 and ratio < 3),
-        Row("GET entity p50", kind, p(get_ours, 50), p(get_bare, 50), "ms", "—"),
-        Row("GET entity p95", kind, p(get_ours, 95), p(get_bare, 95), "ms", "—"),
+        Row("GET entity p50", kind, percentile(get_ours, 50), percentile(get_bare, 50), "ms", "—"),
+        Row("GET entity p95", kind, percentile(get_ours, 95), percentile(get_bare, 95), "ms", "—"),
     ]  # fmt: skip
     return rows
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -36,10 +35,9 @@ from typing import Any
 import httpx
 
 from bench.actions import cpu_seconds, dev_server_pid, render
+from bench.common import ADMIN_TOKEN, percentile, stack_env, write_results
 
 RESULTS = Path(__file__).parent / "results" / "timers.md"
-ADMIN_TOKEN = "bench-admin-token"
-SERVICE_TOKEN = "bench-service-token"
 BULK = 1000  # entities a bulk request carries at most
 ARMED = "bench_sleeper"  # timers a week away
 BURST = "bench_burst"  # timers due in the same second
@@ -113,30 +111,20 @@ async def expired(api: httpx.AsyncClient, bp: str) -> list[dict[str, Any]]:
         params["cursor"] = page["next_cursor"]
 
 
-def percentile(values: list[float], p: int) -> float:
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
-
-
 async def bench(timers: int, burst: int, lead: float) -> tuple[list[list[str]], bool]:
     from tests.temporal_env import free_port, start_dev_server
-    from tests.workflows.processes import ApiProcess, GantryProcess, WorkerProcess, gantry_env
+    from tests.workflows.processes import ApiProcess, GantryProcess, WorkerProcess
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         async with start_dev_server() as temporal:
             address = temporal.client.service_client.config.target_host
             port = free_port()
-            env = gantry_env(
-                data_dir=work,
-                database_url=f"sqlite:///{work / 'catalog.db'}",
-                temporal_address=address,
-                task_queue="gantry-bench-timers",
-                api_url=f"http://127.0.0.1:{port}",
-                admin_token=ADMIN_TOKEN,
-                service_token=SERVICE_TOKEN,
-                secret_key="bench-secret-key",
+            env = stack_env(
+                work,
+                address,
+                port,
+                "gantry-bench-timers",
             )
             api_process = ApiProcess(env, work / "api.log", host="127.0.0.1", port=port)
             worker = WorkerProcess(env, work / "worker.log")
@@ -268,8 +256,7 @@ def main() -> None:
         "\n\nRSS is VmRSS once the worker is idle. Expiry lag is the catalog's `expired_at` minus the "
         "deadline (the burst's blueprint has no on_expiry action: the timer alone is timed).\n"
     )
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(header + text + footer)
+    write_results(RESULTS, header, text, footer)
     sys.exit(0 if met else 1)
 
 
