@@ -10,14 +10,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.batching import GroupCommit
 from activities.errors import bad_params, vendor_error
 from activities.types import (
+    VENDOR_CLIENT_ERROR,
     VENDOR_SERVER_ERROR,
     AutomationLaunch,
     ExpiryRun,
@@ -30,6 +31,7 @@ from catalog import secrets
 from config import Settings
 
 RUN_HEADER = "X-Gantry-Run-Id"
+TIMER_REPORTS_PER_REQUEST = 200
 
 
 class GantryApi:
@@ -37,6 +39,9 @@ class GantryApi:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
+        self.timer_reports: GroupCommit[dict[str, Any], dict[str, Any]] = GroupCommit(
+            self._send_timer_reports, max_batch=TIMER_REPORTS_PER_REQUEST
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GantryApi:
@@ -63,6 +68,24 @@ class GantryApi:
         if not response.is_success:
             raise vendor_error("Gantry API", response)
         return response.json() if response.content else None
+
+    async def report_timer(self, timer_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        """Tell the catalog what a timer did (``{"timer", "owners"}`` back). Reports made while
+        another is in flight go together: one request, one transaction for many timers."""
+        return await self.timer_reports.submit({"timer_id": timer_id, "report": report})
+
+    async def _send_timer_reports(self, items: list[dict[str, Any]]) -> list[dict[str, Any] | BaseException]:
+        body = await self.call("POST", "/v1/timers/reports", json={"reports": items})
+        return [
+            result
+            if result["status"] == 200
+            else ApplicationError(
+                f"Gantry API {result['status']}: {result['error']}",
+                type=VENDOR_CLIENT_ERROR,
+                non_retryable=True,
+            )
+            for result in body["results"]
+        ]
 
     async def run_secrets(self, run_id: str) -> dict[str, str]:
         body = await self.call("GET", f"/v1/runs/{run_id}/secrets")
@@ -118,10 +141,8 @@ class CatalogActivities:
 
     @activity.defn(name="gantry.report_timer")
     async def report_timer(self, report: TimerReport) -> dict[str, Any]:
-        """Tell the catalog what a timer did; the answer names the timer's owners."""
-        path = f"/v1/timers/{quote(report.timer_id, safe='')}/report"
-        answer: dict[str, Any] = await self._api.call("POST", path, json=report.report)
-        return answer
+        """Tell the catalog what a timer did; the answer names the owners when they are to be told."""
+        return await self._api.report_timer(report.timer_id, report.report)
 
     @activity.defn(name="gantry.start_expiry_run")
     async def start_expiry_run(self, expiry: ExpiryRun) -> str:

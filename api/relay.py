@@ -2,7 +2,8 @@
 
 Runs inside each API process. It takes the oldest undelivered events (on PostgreSQL, rows other
 replicas hold are skipped), turns each into deliveries — arming TTL timers, starting
-automations — and marks it delivered. Delivery is at least once and every delivery is
+automations — delivers them (an entity's in order, up to ``CONCURRENCY`` entities at once) and
+marks them delivered. Delivery is at least once and every delivery is
 idempotent (signal-with-start of a timer to the same deadline; automation workflow ids derived
 from the event id), so a crash between delivering and marking starts nothing twice. When
 Temporal is down, events wait, in order, and go out when it returns.
@@ -22,6 +23,7 @@ import anyio.to_thread
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.errors import ServiceUnavailable
 from api.temporal import TemporalGateway
 from catalog import automations, events
 from catalog.models import Blueprint, Entity, Event, Run
@@ -33,6 +35,7 @@ log = logging.getLogger("gantry.relay")
 
 Delivery = Callable[[], Coroutine[Any, Any, Any]]
 BATCH = 200
+CONCURRENCY = 32  # entities whose events are delivered at once
 MAX_ATTEMPTS = 20
 IDLE_POLL = 1.0
 MAX_BACKOFF = 30.0
@@ -83,28 +86,35 @@ class EventRelay:
                     await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL)
 
     def relay_batch(self) -> tuple[int, bool]:
-        """Deliver a batch in order; stop at the first failure so later events of the same
-        entity never overtake it. Runs in a worker thread. Returns (delivered, failed)."""
+        """Deliver a batch: each entity's events in order, different entities' concurrently. An
+        entity's failed event holds back its later events (they never overtake it) but not
+        other entities'. Runs in a worker thread. Returns (delivered, any failed)."""
         self._listening = {}  # automations by event type, looked up once per batch
         with self._factory() as session, session.begin():
             batch = events.undelivered(session, limit=BATCH)
-            done: list[int] = []
+            plans: list[tuple[Event, list[Delivery] | Exception]] = []
             for event in batch:
                 try:
-                    for delivery in self._plan(session, event):
-                        anyio.from_thread.run(delivery)
+                    plans.append((event, self._plan(session, event)))
                 except Exception as exc:
-                    if event.attempts + 1 >= MAX_ATTEMPTS:
-                        log.error("giving up on event %s after %s attempts: %s", event.id, MAX_ATTEMPTS, exc)
-                        events.mark_failed(session, event.id, f"gave up: {exc}")
-                        done.append(event.id)
-                        continue
-                    events.mark_failed(session, event.id, str(exc))
-                    events.mark_delivered(session, done)
-                    return len(done), True
-                done.append(event.id)
+                    plans.append((event, exc))
+            outcomes = anyio.from_thread.run(_deliver, plans)
+            done: list[int] = []
+            failed = False
+            for event in batch:
+                if event.id not in outcomes:
+                    continue  # behind a failed event of its entity: next time
+                error = outcomes[event.id]
+                if error is None:
+                    done.append(event.id)
+                elif event.attempts + 1 >= MAX_ATTEMPTS and not isinstance(error, ServiceUnavailable):
+                    log.error("giving up on event %s after %s attempts: %s", event.id, MAX_ATTEMPTS, error)
+                    events.give_up(session, event.id, str(error))
+                else:  # Temporal being down never makes us give up: the event waits for it
+                    events.mark_failed(session, event.id, str(error))
+                    failed = True
             events.mark_delivered(session, done)
-            return len(done), False
+            return len(done), failed
 
     def _plan(self, session: Session, event: Event) -> list[Delivery]:
         return [delivery for planner in self.planners for delivery in planner(session, event)]
@@ -176,3 +186,34 @@ def _depth(session: Session, event: Event) -> int:
         return 0
     run = session.get(Run, event.run_id)
     return int((run.trigger or {}).get("depth", 0)) if run is not None else 0
+
+
+async def _deliver(plans: list[tuple[Event, list[Delivery] | Exception]]) -> dict[int, Exception | None]:
+    """Run the planned deliveries: per entity in event order, up to ``CONCURRENCY`` entities at a
+    time. The outcome of each event attempted (None: delivered); an entity stops at its first
+    failure, so its later events are absent."""
+    lanes: dict[
+        tuple[str | None, str | None, int | None], list[tuple[Event, list[Delivery] | Exception]]
+    ] = {}
+    for event, plan in plans:
+        key = (event.blueprint, event.entity, None) if event.entity else (None, None, event.id)
+        lanes.setdefault(key, []).append((event, plan))
+    outcomes: dict[int, Exception | None] = {}
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def drive(lane: list[tuple[Event, list[Delivery] | Exception]]) -> None:
+        async with slots:
+            for event, plan in lane:
+                if isinstance(plan, Exception):
+                    outcomes[event.id] = plan
+                    return
+                try:
+                    for delivery in plan:
+                        await delivery()
+                except Exception as exc:
+                    outcomes[event.id] = exc
+                    return
+                outcomes[event.id] = None
+
+    await asyncio.gather(*(drive(lane) for lane in lanes.values()))
+    return outcomes

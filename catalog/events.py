@@ -142,3 +142,12 @@ def mark_failed(session: Session, event_id: int, error: str) -> None:
     session.execute(
         update(Event).where(Event.id == event_id).values(attempts=Event.attempts + 1, last_error=error[:2000])
     )
+
+
+def give_up(session: Session, event_id: int, error: str) -> None:
+    """Stop retrying an event that cannot be delivered: it counts as delivered, with the reason."""
+    session.execute(
+        update(Event)
+        .where(Event.id == event_id)
+        .values(delivered_at=utcnow(), attempts=Event.attempts + 1, last_error=f"gave up: {error}"[:2000])
+    )

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalog import events
+from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.durations import parse_duration
 from catalog.errors import FieldError, Invalid, NotFound, pointer
@@ -162,6 +164,50 @@ def sync(
 def next_reminder(bp: Blueprint, prop: str, deadline: datetime, now: datetime) -> datetime | None:
     upcoming = reminder_times(deadline, (bp.timers.get(prop) or {}).get("remind_before", []), now)
     return upcoming[0] if upcoming else None
+
+
+def record_report(session: Session, timer: Timer, report: dict[str, Any], actor: Actor) -> None:
+    """Apply a timer workflow's news to its record: a re-arm's deadline and extensions, a
+    reminder (with its ``REMINDER`` log line), a clear, the expiry (which emits ``TIMER_EXPIRED``
+    in the same transaction, once) and the cleanup's progress."""
+    now = utcnow()
+    if report.get("deadline"):
+        timer.deadline = parse_time(report["deadline"]) or timer.deadline
+    if "extensions" in report:
+        timer.extensions = report["extensions"]
+    if "next_reminder" in report:
+        timer.next_reminder = parse_time(report["next_reminder"]) if report["next_reminder"] else None
+    if report.get("reminder"):
+        reminder = report["reminder"]
+        line = f"REMINDER: {timer.entity}'s {timer.property} expires at {reminder.get('deadline')}"
+        timer.reminders = [*timer.reminders, {**reminder, "log": line}]
+    if report.get("state") == "cleared" and timer.state == "active":
+        timer.state, timer.next_reminder = "cleared", None
+    if report.get("expired") and timer.state != "expired":
+        timer.state, timer.expired_at, timer.next_reminder = "expired", now, None
+        deadline = timer.deadline.isoformat() if timer.deadline else None
+        events.emit(
+            session,
+            [
+                events.event_row(
+                    "TIMER_EXPIRED",
+                    actor,
+                    blueprint=timer.blueprint,
+                    entity=timer.entity,
+                    payload={"timer": {"id": timer.id, "property": timer.property, "deadline": deadline}},
+                    at=now,
+                )
+            ],
+        )
+    for name in ("teardown", "on_expiry_run", "error"):
+        if name in report:
+            setattr(timer, name, report[name])
+    timer.updated_at = now
+
+
+def wants_owners(report: dict[str, Any]) -> bool:
+    """Reports that go on to tell the owners (a reminder, a failed cleanup) are answered with them."""
+    return bool(report.get("reminder") or report.get("notify_owners"))
 
 
 def get_timer(session: Session, blueprint: str, entity: str, prop: str) -> Timer:

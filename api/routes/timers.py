@@ -6,19 +6,20 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
 from api.timers import extend_timer
 from catalog import events, timers
-from catalog.db import utcnow
 from catalog.entities import get_entity
 from catalog.errors import NotFound
 from catalog.identity import list_users, missing_users
 from catalog.models import Timer, User
-from catalog.properties import parse_time
 
 router = APIRouter(tags=["timers"])
+MAX_REPORTS = 500  # timer reports one request may carry
 
 
 class ExtendBody(BaseModel):
@@ -83,60 +84,62 @@ def list_events(
     return {"items": [events.event_view(e) for e in page.items], "next_cursor": page.next_cursor}
 
 
+class TimerReportItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timer_id: str = Field(min_length=1)
+    report: dict[str, Any] = Field(default_factory=dict)
+
+
+class TimerReports(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reports: list[TimerReportItem] = Field(min_length=1, max_length=MAX_REPORTS)
+
+
+@router.post("/v1/timers/reports")
+def report_timers(session: SessionDep, _: AdminUser, actor: ActorDep, body: TimerReports) -> dict[str, Any]:
+    """Many timer workflows' news in one transaction (service token only; the worker sends the
+    reports that arrive while one is in flight together). Applied in order; ``results`` answers
+    each in turn: ``{"status": 200, "timer": ..., "owners": [...]}`` or ``{"status": 404, "error": ...}``.
+    Owners are named only for reports that go on to tell them (a reminder, a failed cleanup)."""
+    wanted = list({item.timer_id for item in body.reports})
+    found = {t.id: t for t in session.scalars(select(Timer).where(Timer.id.in_(wanted)))}
+    results: list[dict[str, Any]] = []
+    for item in body.reports:
+        timer = found.get(item.timer_id)
+        if timer is None:
+            results.append({"status": 404, "error": f"timer '{item.timer_id}' not found"})
+            continue
+        timers.record_report(session, timer, item.report, actor)
+        results.append({"status": 200, "timer": None, "owners": _owner_views(session, timer, item.report)})
+    session.commit()
+    for item, result in zip(body.reports, results, strict=True):
+        if result["status"] == 200:
+            result["timer"] = timers.timer_view(found[item.timer_id])
+    return {"results": results}
+
+
 @router.post("/v1/timers/{timer_id:path}/report")
 def report_timer(
     timer_id: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: dict[str, Any] = Body()
 ) -> dict[str, Any]:
-    """A timer workflow's news (service token only): reminders, re-arms, expiry (which emits
-    ``TIMER_EXPIRED`` in the same transaction) and the cleanup's outcome. Answers the owners."""
+    """One timer workflow's news (service token only): reminders, re-arms, expiry (which emits
+    ``TIMER_EXPIRED`` in the same transaction) and the cleanup's outcome. Answers the owners
+    when the report goes on to tell them."""
     timer = session.get(Timer, timer_id)
     if timer is None:
         raise NotFound(f"timer '{timer_id}' not found")
-    now = utcnow()
-    if body.get("deadline"):
-        timer.deadline = parse_time(body["deadline"]) or timer.deadline
-    if "extensions" in body:
-        timer.extensions = body["extensions"]
-    if "next_reminder" in body:
-        timer.next_reminder = parse_time(body["next_reminder"]) if body["next_reminder"] else None
-    if body.get("reminder"):
-        timer.reminders = [
-            *timer.reminders,
-            {
-                **body["reminder"],
-                "log": f"REMINDER: {timer.entity}'s "
-                f"{timer.property} expires at {body['reminder'].get('deadline')}",
-            },
-        ]
-    if body.get("state") == "cleared" and timer.state == "active":
-        timer.state, timer.next_reminder = "cleared", None
-    if body.get("expired") and timer.state != "expired":
-        timer.state, timer.expired_at, timer.next_reminder = "expired", now, None
-        events.emit(
-            session,
-            [
-                events.event_row(
-                    "TIMER_EXPIRED",
-                    actor,
-                    blueprint=timer.blueprint,
-                    entity=timer.entity,
-                    payload={
-                        "timer": {
-                            "id": timer.id,
-                            "property": timer.property,
-                            "deadline": timer.deadline.isoformat() if timer.deadline else None,
-                        }
-                    },
-                )
-            ],
-        )
-    for name in ("teardown", "on_expiry_run", "error"):
-        if name in body:
-            setattr(timer, name, body[name])
-    timer.updated_at = now
-    owners = [{"identifier": u.identifier, "email": u.email, "name": u.name} for u in _owners(session, timer)]
+    timers.record_report(session, timer, body, actor)
+    owners = _owner_views(session, timer, body)
     session.commit()
     return {"timer": timers.timer_view(timer), "owners": owners}
+
+
+def _owner_views(session: Session, timer: Timer, report: dict[str, Any]) -> list[dict[str, Any]]:
+    if not timers.wants_owners(report):
+        return []
+    return [{"identifier": u.identifier, "email": u.email, "name": u.name} for u in _owners(session, timer)]
 
 
 def _owners(session: Any, timer: Timer) -> list[User]:

@@ -1,0 +1,127 @@
+"""The event relay's delivery rules, on both databases: each entity's events in order, different
+entities' at once, a failure holding back only its own entity, Temporal being down never making
+it give up. Temporal is replaced at its one boundary (``TemporalGateway``) by a recorder, so the
+test can fail a chosen delivery and watch how many are in flight."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy import Engine, select
+
+from api.errors import ServiceUnavailable
+from api.relay import CONCURRENCY, MAX_ATTEMPTS, EventRelay
+from catalog import events
+from catalog.audit import Actor
+from catalog.db import make_sessionmaker
+from catalog.models import Event
+from workflows.timer import Arm
+
+
+@dataclass
+class Recorder:
+    """Records each timer arming in the order it went out; ``fail`` names deadlines to refuse."""
+
+    armed: list[tuple[str, str | None]] = field(default_factory=list)
+    fail: dict[str | None, Exception] = field(default_factory=dict)
+    in_flight: int = 0
+    most_in_flight: int = 0
+
+    async def arm_timer(self, timer: dict[str, Any], arm: Arm, *, blueprint: str, entity: str) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)  # a round trip to Temporal
+            if arm.deadline in self.fail:
+                raise self.fail[arm.deadline]
+            self.armed.append((entity, arm.deadline))
+        finally:
+            self.in_flight -= 1
+
+
+def timer_event(entity: str, deadline: str) -> dict[str, Any]:
+    """An entity write's event with one timer change to relay (no blueprint row: empty policy)."""
+    change = {"id": f"timer:env:{entity}:expires_at", "property": "expires_at", "deadline": deadline}
+    return events.event_row(
+        "ENTITY_UPDATED", Actor("alice"), blueprint="env", entity=entity, payload={"timers": [change]}
+    )
+
+
+def setup(engine: Engine, rows: list[dict[str, Any]]) -> tuple[EventRelay, Recorder]:
+    factory = make_sessionmaker(engine)
+    with factory() as session, session.begin():
+        events.emit(session, rows)
+    recorder = Recorder()
+    return EventRelay(factory, recorder, max_depth=3), recorder  # type: ignore[arg-type]
+
+
+def outbox(engine: Engine) -> dict[str, tuple[bool, int, str | None]]:
+    """Each event's deadline → (delivered, attempts, last error)."""
+    with make_sessionmaker(engine)() as session:
+        return {
+            (e.payload or {})["timers"][0]["deadline"]: (e.delivered_at is not None, e.attempts, e.last_error)
+            for e in session.scalars(select(Event))
+        }
+
+
+async def test_each_entitys_events_go_in_order_and_entities_go_at_once(engine: Engine) -> None:
+    rows = [timer_event(f"env-{i % 40}", f"2030-01-01T00:00:{i // 40:02d}+00:00") for i in range(120)]
+    relay, recorder = setup(engine, rows)
+
+    delivered, failed = await anyio.to_thread.run_sync(relay.relay_batch)
+
+    assert (delivered, failed) == (120, False)
+    for i in range(40):
+        mine = [deadline for entity, deadline in recorder.armed if entity == f"env-{i}"]
+        assert mine == [f"2030-01-01T00:00:0{n}+00:00" for n in range(3)]
+    assert 1 < recorder.most_in_flight <= CONCURRENCY
+    assert all(done for done, _, _ in outbox(engine).values())
+
+
+async def test_a_failure_holds_back_its_entity_only(engine: Engine) -> None:
+    rows = [
+        timer_event("env-a", "2030-01-01T00:00:01+00:00"),
+        timer_event("env-b", "2030-01-01T00:00:02+00:00"),
+        timer_event("env-a", "2030-01-01T00:00:03+00:00"),
+        timer_event("env-b", "2030-01-01T00:00:04+00:00"),
+    ]
+    relay, recorder = setup(engine, rows)
+    recorder.fail["2030-01-01T00:00:01+00:00"] = RuntimeError("workflow id refused")
+
+    delivered, failed = await anyio.to_thread.run_sync(relay.relay_batch)
+
+    assert (delivered, failed) == (2, True)
+    assert recorder.armed == [("env-b", "2030-01-01T00:00:02+00:00"), ("env-b", "2030-01-01T00:00:04+00:00")]
+    state = outbox(engine)
+    assert state["2030-01-01T00:00:01+00:00"] == (False, 1, "workflow id refused")
+    assert state["2030-01-01T00:00:03+00:00"] == (False, 0, None)  # never tried: it must not overtake
+
+    recorder.fail.clear()  # the next batch delivers env-a's two, in order
+    assert await anyio.to_thread.run_sync(relay.relay_batch) == (2, False)
+    assert recorder.armed[2:] == [
+        ("env-a", "2030-01-01T00:00:01+00:00"),
+        ("env-a", "2030-01-01T00:00:03+00:00"),
+    ]
+
+
+async def test_temporal_down_never_makes_it_give_up_but_a_bad_event_is_given_up(engine: Engine) -> None:
+    rows = [
+        timer_event("env-a", "2030-01-01T00:00:01+00:00"),
+        timer_event("env-b", "2030-01-01T00:00:02+00:00"),
+    ]
+    relay, recorder = setup(engine, rows)
+    recorder.fail["2030-01-01T00:00:01+00:00"] = ServiceUnavailable("Temporal unreachable")
+    recorder.fail["2030-01-01T00:00:02+00:00"] = RuntimeError("bad arguments")
+
+    for _ in range(MAX_ATTEMPTS):
+        await anyio.to_thread.run_sync(relay.relay_batch)
+
+    state = outbox(engine)
+    assert state["2030-01-01T00:00:01+00:00"] == (False, MAX_ATTEMPTS, "Temporal unreachable")
+    assert state["2030-01-01T00:00:02+00:00"] == (True, MAX_ATTEMPTS, "gave up: bad arguments")
+    recorder.fail.clear()
+    assert await anyio.to_thread.run_sync(relay.relay_batch) == (1, False)
+    assert recorder.armed == [("env-a", "2030-01-01T00:00:01+00:00")]
