@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import anyio.from_thread
+import anyio
 import anyio.to_thread
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,7 +71,7 @@ class EventRelay:
         backoff = 0.0
         while True:
             try:
-                delivered, failed = await anyio.to_thread.run_sync(self.relay_batch)
+                delivered, failed = await self.relay_batch()
             except Exception:
                 log.exception("event relay batch failed")
                 delivered, failed = 0, True
@@ -85,36 +85,60 @@ class EventRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL)
 
-    def relay_batch(self) -> tuple[int, bool]:
+    async def relay_batch(self) -> tuple[int, bool]:
         """Deliver a batch: each entity's events in order, different entities' concurrently. An
         entity's failed event holds back its later events (they never overtake it) but not
-        other entities'. Runs in a worker thread. Returns (delivered, any failed)."""
+        other entities'. Returns (delivered, any failed).
+
+        The database work runs in worker threads and the deliveries on the event loop, in one
+        transaction that keeps the batch's rows locked (PostgreSQL) until they are marked. If it is
+        cancelled midway (the API shutting down), the transaction rolls back and the events stay
+        undelivered for the next relay."""
+        session = self._factory()
+        try:
+            plans = await anyio.to_thread.run_sync(self._claim, session)
+            outcomes = await _deliver(plans) if plans else {}
+            return await anyio.to_thread.run_sync(self._settle, session, plans, outcomes)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(session.close)
+
+    def _claim(self, session: Session) -> list[tuple[Event, list[Delivery] | Exception]]:
+        """The oldest undelivered events, each with its deliveries (or why they can't be planned)."""
         self._listening = {}  # automations by event type, looked up once per batch
-        with self._factory() as session, session.begin():
-            batch = events.undelivered(session, limit=BATCH)
-            plans: list[tuple[Event, list[Delivery] | Exception]] = []
-            for event in batch:
-                try:
-                    plans.append((event, self._plan(session, event)))
-                except Exception as exc:
-                    plans.append((event, exc))
-            outcomes = anyio.from_thread.run(_deliver, plans)
-            done: list[int] = []
-            failed = False
-            for event in batch:
-                if event.id not in outcomes:
-                    continue  # behind a failed event of its entity: next time
-                error = outcomes[event.id]
-                if error is None:
-                    done.append(event.id)
-                elif event.attempts + 1 >= MAX_ATTEMPTS and not isinstance(error, ServiceUnavailable):
-                    log.error("giving up on event %s after %s attempts: %s", event.id, MAX_ATTEMPTS, error)
-                    events.give_up(session, event.id, str(error))
-                else:  # Temporal being down never makes us give up: the event waits for it
-                    events.mark_failed(session, event.id, str(error))
-                    failed = True
-            events.mark_delivered(session, done)
-            return len(done), failed
+        session.begin()
+        plans: list[tuple[Event, list[Delivery] | Exception]] = []
+        for event in events.undelivered(session, limit=BATCH):
+            try:
+                plans.append((event, self._plan(session, event)))
+            except Exception as exc:
+                plans.append((event, exc))
+        return plans
+
+    def _settle(
+        self,
+        session: Session,
+        plans: list[tuple[Event, list[Delivery] | Exception]],
+        outcomes: dict[int, Exception | None],
+    ) -> tuple[int, bool]:
+        """Mark what was delivered and what failed, and commit."""
+        done: list[int] = []
+        failed = False
+        for event, _ in plans:
+            if event.id not in outcomes:
+                continue  # behind a failed event of its entity: next time
+            error = outcomes[event.id]
+            if error is None:
+                done.append(event.id)
+            elif event.attempts + 1 >= MAX_ATTEMPTS and not isinstance(error, ServiceUnavailable):
+                log.error("giving up on event %s after %s attempts: %s", event.id, MAX_ATTEMPTS, error)
+                events.give_up(session, event.id, str(error))
+            else:  # Temporal being down never makes us give up: the event waits for it
+                events.mark_failed(session, event.id, str(error))
+                failed = True
+        events.mark_delivered(session, done)
+        session.commit()
+        return len(done), failed
 
     def _plan(self, session: Session, event: Event) -> list[Delivery]:
         return [delivery for planner in self.planners for delivery in planner(session, event)]

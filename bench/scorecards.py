@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -352,7 +351,7 @@ async def drain(relay: EventRelay) -> float:
     """Seconds for ``relay_batch`` to deliver everything undelivered."""
     started = time.perf_counter()
     while True:
-        delivered, failed = await anyio.to_thread.run_sync(relay.relay_batch)
+        delivered, failed = await relay.relay_batch()
         if failed:
             raise RuntimeError("the relay failed to deliver an event")
         if delivered == 0:

@@ -11,12 +11,17 @@ subprocess, SQLite file) and ``python worker.py``:
   once every event is relayed and the worker has gone quiet, and how fast timers were armed
   (first write → last event relayed);
 - **burst**: ``--burst`` more entities whose timers all expire in the same second, ``--lead``
-  seconds after their write (longer if arming as many took longer); the blueprint has no ``on_expiry`` action, so this times the timer
-  itself: the lag between the deadline and the expiry the catalog records (``expired_at`` -
-  ``deadline`` in ``GET /v1/timers``), p50 and p99 (target p99 < 2 s), with all armed timers
-  still asleep.
+  seconds after their write (longer if arming as many took longer); the blueprint has no
+  ``on_expiry`` action, so this times the timer itself: the lag between the deadline and the
+  expiry the catalog records (``expired_at`` - ``deadline`` in ``GET /v1/timers``), p50 and p99
+  (target p99 < 2 s), with all armed timers still asleep; where it goes (from a sample of the
+  histories: the timer firing, the worker taking the workflow task, the report sent); and the CPU
+  the worker, the dev server and the API spent meanwhile;
+- **baseline**: as many bare Temporal timers (``bench/bare_timer.py``: sleep to the deadline, one
+  local activity noting the clock), due in the same second on the same dev server with the same
+  sleepers armed, run by a bare worker subprocess: the lag Temporal alone has on this machine.
 
-It prints one table and writes it as markdown to ``bench/results/timers.md``; the exit status is
+It prints two tables and writes them as markdown to ``bench/results/timers.md``; the exit status is
 1 when a target is missed.
 """
 
@@ -61,8 +66,11 @@ class BareWorkerProcess(GantryProcess):
         return "bare worker polling" in self.log_since_start()
 
 
-async def bare_burst(client: Any, burst: int, lead: float) -> list[float]:
-    """``burst`` bare timers due in the same second: each one's lag (s)."""
+async def bare_burst(
+    client: Any, burst: int, lead: float, pids: dict[str, int]
+) -> tuple[list[float], dict[str, float]]:
+    """``burst`` bare timers due in the same second: each one's lag (s), and the CPU seconds the
+    processes in ``pids`` spent from just before the deadline until the last expiry."""
     deadline = time.time() + lead
     slots = asyncio.Semaphore(32)
 
@@ -74,8 +82,11 @@ async def bare_burst(client: Any, burst: int, lead: float) -> list[float]:
 
     handles = await asyncio.gather(*(start(i) for i in range(burst)))
     print(f"  bare: {burst} started, due in {deadline - time.time():.1f}s", flush=True)
+    await asyncio.sleep(max(0.0, deadline - time.time() - 1))
+    cpu = cpu_seconds(pids)
     noted = await asyncio.gather(*(h.result() for h in handles))
-    return sorted(n - deadline for n in noted)
+    used = {name: spent - cpu[name] for name, spent in cpu_seconds(pids).items()}
+    return sorted(n - deadline for n in noted), used
 
 
 def blueprint(identifier: str) -> dict[str, Any]:
@@ -199,15 +210,13 @@ async def bench(timers: int, burst: int, lead: float) -> tuple[list[list[str]], 
                     await asyncio.to_thread(process.start, 60.0)
                 headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
                 async with httpx.AsyncClient(base_url=api_process.url, headers=headers, timeout=120) as api:
-                    return await measure(
-                        api,
-                        temporal.client,
-                        worker.pid,
-                        dev_server_pid(address.rsplit(":", 1)[1]),
-                        timers,
-                        burst,
-                        lead,
-                    )
+                    pids = {
+                        "worker": worker.pid,
+                        "dev server": dev_server_pid(address.rsplit(":", 1)[1]),
+                        "API": api_process.pid,
+                        "bare worker": bare.pid,
+                    }
+                    return await measure(api, temporal.client, pids, timers, burst, lead)
             except Exception:
                 for process in processes:
                     print(f"{process.name}{process.tail(40)}", file=sys.stderr)
@@ -218,8 +227,10 @@ async def bench(timers: int, burst: int, lead: float) -> tuple[list[list[str]], 
 
 
 async def measure(
-    api: httpx.AsyncClient, client: Any, worker: int, server: int, timers: int, burst: int, lead: float
+    api: httpx.AsyncClient, client: Any, pids: dict[str, int], timers: int, burst: int, lead: float
 ) -> tuple[list[list[str]], list[list[str]], bool]:
+    worker, server = pids["worker"], pids["dev server"]
+    ours = {name: pids[name] for name in ("worker", "dev server", "API")}
     for bp in (ARMED, BURST):
         (await api.post("/v1/blueprints", json=blueprint(bp))).raise_for_status()
     await quiet(worker)
@@ -242,11 +253,14 @@ async def measure(
     await write_timers(api, BURST, "burst", burst, deadline)
     await relayed(api, timeout=lead + 60)
     armed_before = (deadline - datetime.now(UTC)).total_seconds()
+    await asyncio.sleep(max(0.0, armed_before - 1))
+    cpu = cpu_seconds(ours)
     records: list[dict[str, Any]] = []
     give_up = time.monotonic() + armed_before + 120
     while len(records) < burst and time.monotonic() < give_up:
         await asyncio.sleep(1)
         records = await expired(api, BURST)
+    cpu = {name: spent - cpu[name] for name, spent in cpu_seconds(ours).items()}
     lags = sorted(
         (datetime.fromisoformat(t["expired_at"]) - datetime.fromisoformat(t["deadline"])).total_seconds()
         for t in records
@@ -256,8 +270,10 @@ async def measure(
         print("  WARNING: the burst was armed after its deadline: its lag includes arming", flush=True)
     stages = await stage_lags(client, records)
     print(f"{burst} bare Temporal timers due in the same second, on the same server", flush=True)
-    bare = await bare_burst(client, burst, lead)
-    return table(timers, burst, before, after, arm_seconds, lags, bare, stages)
+    bare, bare_cpu = await bare_burst(
+        client, burst, lead, {n: pids[n] for n in ("bare worker", "dev server")}
+    )
+    return table(timers, burst, before, after, arm_seconds, lags, bare, stages, cpu, bare_cpu)
 
 
 def table(
@@ -269,6 +285,8 @@ def table(
     lags: list[float],
     bare: list[float],
     stages: dict[str, list[float]],
+    cpu: dict[str, float],
+    bare_cpu: dict[str, float],
 ) -> tuple[list[list[str]], list[list[str]], bool]:
     def check(ok: bool) -> str:
         return "✓ met" if ok else "✗ MISSED"

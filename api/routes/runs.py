@@ -35,12 +35,16 @@ def _view(request: Request, run: Run) -> dict[str, Any]:
 
 
 def _converge(request: Request, session: Any, run: Run, actor: Any) -> bool:
-    """Bring a non-terminal run to its workflow's real end, if the workflow has ended."""
+    """Bring a non-terminal run to its workflow's real end, if the workflow has ended. Temporal
+    is asked outside any transaction (what the session did so far is committed first), so a slow
+    answer holds no database connection; the run is read again before it is finished."""
     if run.status in runs.TERMINAL:
         return False
+    session.commit()
     ended = anyio.from_thread.run(request.app.state.temporal.ended, run.workflow_id)
     if ended is None:
         return False
+    session.refresh(run)  # its workflow may have reported meanwhile; finish() then does nothing
     runs.finish(session, run, ended.status, ended.label, ended.error, actor)
     return True
 

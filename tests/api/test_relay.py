@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio.to_thread
+import pytest
 from sqlalchemy import Engine, select
 
 from api.errors import ServiceUnavailable
@@ -29,12 +29,15 @@ class Recorder:
     fail: dict[str | None, Exception] = field(default_factory=dict)
     in_flight: int = 0
     most_in_flight: int = 0
+    hang: bool = False  # deliveries never answer (Temporal stuck)
 
     async def arm_timer(self, timer: dict[str, Any], arm: Arm, *, blueprint: str, entity: str) -> None:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             await asyncio.sleep(0.01)  # a round trip to Temporal
+            while self.hang:
+                await asyncio.sleep(0.01)
             if arm.deadline in self.fail:
                 raise self.fail[arm.deadline]
             self.armed.append((entity, arm.deadline))
@@ -71,7 +74,7 @@ async def test_each_entitys_events_go_in_order_and_entities_go_at_once(engine: E
     rows = [timer_event(f"env-{i % 40}", f"2030-01-01T00:00:{i // 40:02d}+00:00") for i in range(120)]
     relay, recorder = setup(engine, rows)
 
-    delivered, failed = await anyio.to_thread.run_sync(relay.relay_batch)
+    delivered, failed = await relay.relay_batch()
 
     assert (delivered, failed) == (120, False)
     for i in range(40):
@@ -91,7 +94,7 @@ async def test_a_failure_holds_back_its_entity_only(engine: Engine) -> None:
     relay, recorder = setup(engine, rows)
     recorder.fail["2030-01-01T00:00:01+00:00"] = RuntimeError("workflow id refused")
 
-    delivered, failed = await anyio.to_thread.run_sync(relay.relay_batch)
+    delivered, failed = await relay.relay_batch()
 
     assert (delivered, failed) == (2, True)
     assert recorder.armed == [("env-b", "2030-01-01T00:00:02+00:00"), ("env-b", "2030-01-01T00:00:04+00:00")]
@@ -100,7 +103,7 @@ async def test_a_failure_holds_back_its_entity_only(engine: Engine) -> None:
     assert state["2030-01-01T00:00:03+00:00"] == (False, 0, None)  # never tried: it must not overtake
 
     recorder.fail.clear()  # the next batch delivers env-a's two, in order
-    assert await anyio.to_thread.run_sync(relay.relay_batch) == (2, False)
+    assert await relay.relay_batch() == (2, False)
     assert recorder.armed[2:] == [
         ("env-a", "2030-01-01T00:00:01+00:00"),
         ("env-a", "2030-01-01T00:00:03+00:00"),
@@ -117,11 +120,29 @@ async def test_temporal_down_never_makes_it_give_up_but_a_bad_event_is_given_up(
     recorder.fail["2030-01-01T00:00:02+00:00"] = RuntimeError("bad arguments")
 
     for _ in range(MAX_ATTEMPTS):
-        await anyio.to_thread.run_sync(relay.relay_batch)
+        await relay.relay_batch()
 
     state = outbox(engine)
     assert state["2030-01-01T00:00:01+00:00"] == (False, MAX_ATTEMPTS, "Temporal unreachable")
     assert state["2030-01-01T00:00:02+00:00"] == (True, MAX_ATTEMPTS, "gave up: bad arguments")
     recorder.fail.clear()
-    assert await anyio.to_thread.run_sync(relay.relay_batch) == (1, False)
+    assert await relay.relay_batch() == (1, False)
     assert recorder.armed == [("env-a", "2030-01-01T00:00:01+00:00")]
+
+
+async def test_a_batch_cancelled_midway_leaves_its_events_for_the_next(engine: Engine) -> None:
+    """The API shutting down while a delivery hangs: the transaction rolls back, nothing stays
+    locked (PostgreSQL's SKIP LOCKED would hide locked rows from the next relay) or is lost."""
+    rows = [timer_event(f"env-{i}", f"2030-01-01T00:00:0{i}+00:00") for i in range(3)]
+    relay, recorder = setup(engine, rows)
+    recorder.hang = True
+    batch = asyncio.create_task(relay.relay_batch())
+    while recorder.in_flight < 3:
+        await asyncio.sleep(0.01)
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+
+    assert not any(done for done, _, _ in outbox(engine).values())
+    recorder.hang = False
+    assert await relay.relay_batch() == (3, False)

@@ -24,10 +24,12 @@ import asyncio
 import json
 import tempfile
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -40,7 +42,7 @@ from tests.temporal_env import start_dev_server
 from tests.workflows.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, Stack, serve_api, stack_settings
 from tests.workflows.test_action_runs import deploy_action, seed
 from workflows import ALL_WORKFLOWS
-from workflows.reconcile import ReconcileRuns
+from workflows.reconcile import ReconcileRuns, RegradeScorecards
 
 HISTORIES = Path(__file__).parent / "histories"
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELLED", "TIMED_OUT", "DECLINED"}
@@ -136,6 +138,111 @@ async def reconcile_runs(stack: Stack) -> tuple[str, str | None]:
     return workflow_id, None
 
 
+async def regrade_scorecards(stack: Stack) -> tuple[str, str | None]:
+    """One RegradeScorecards execution, as the schedule starts it."""
+    workflow_id = "gantry-regrade-scorecards-recorded"
+    await stack.client.execute_workflow(
+        RegradeScorecards.run, id=workflow_id, task_queue=stack.settings.task_queue
+    )
+    return workflow_id, None
+
+
+async def automation_run(stack: Stack) -> tuple[str, str | None]:
+    """An ENTITY_CREATED automation launching an action: rendered, launched, linked."""
+    await seed(stack)
+    alert = {
+        "identifier": "alert",
+        "title": "Alert",
+        "trigger": {"operation": "CREATE"},
+        "user_inputs": {"properties": {"text": {"type": "string"}}},
+        "steps": [
+            {
+                "id": "post",
+                "uses": "http.request",
+                "with": {"url": f"{stack.webhook.url}/alert", "body": {"text": "{{ inputs.text }}"}},
+            }
+        ],
+    }
+    welcome = {
+        "identifier": "welcome",
+        "trigger": {"event": "ENTITY_CREATED", "blueprint": "service"},
+        "invoke": {"action": "alert", "inputs": {"text": "new service {{ event.entity }}"}},
+    }
+    assert (await stack.api.post("/v1/actions", json=alert)).status_code == 201
+    assert (await stack.api.post("/v1/automations", json=welcome)).status_code == 201
+    assert (await stack.api.post("/v1/blueprints/service/entities", json={"identifier": "ledger"})).is_success
+    created = (
+        await stack.api.get("/v1/events", params={"type": "ENTITY_CREATED", "entity": "ledger"})
+    ).json()
+    workflow_id = f"automation:welcome:{created['items'][0]['id']}"
+    for _ in range(300):
+        try:
+            result = await stack.client.get_workflow_handle(workflow_id).result()
+            break
+        except RPCError:  # not started yet: the relay delivers it
+            await asyncio.sleep(0.1)
+    assert result["status"] == "LAUNCHED", result
+    await stack.wait_for(result["run_id"], TERMINAL)
+    return workflow_id, None
+
+
+async def entity_timer(stack: Stack) -> tuple[str, str | None]:
+    """A TTL timer armed, reminded, extended through the Update, expired, its on_expiry action
+    started and polled to SUCCESS."""
+    blueprint = {
+        "identifier": "environment",
+        "title": "Environment",
+        "schema": {"properties": {"expires_at": {"type": "string", "format": "timer"}}},
+        "timers": {
+            "expires_at": {
+                "max_ttl": "P1D",
+                "max_extension": "PT1M",
+                "remind_before": ["PT3S"],
+                "on_expiry": {"action": "destroy_environment"},
+            }
+        },
+    }
+    destroy = {
+        "identifier": "destroy_environment",
+        "title": "Destroy environment",
+        "blueprint": "environment",
+        "trigger": {"operation": "DELETE"},
+        "steps": [
+            {"id": "teardown", "uses": "http.request", "with": {"url": f"{stack.webhook.url}/destroy"}},
+            {
+                "id": "forget",
+                "uses": "catalog.delete_entity",
+                "with": {"blueprint": "environment", "identifier": "{{ entity.identifier }}"},
+            },
+        ],
+    }
+    assert (await stack.api.post("/v1/blueprints", json=blueprint)).status_code == 201
+    assert (await stack.api.post("/v1/actions", json=destroy)).status_code == 201
+    deadline = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
+    env = {"identifier": "env-1", "properties": {"expires_at": deadline}}
+    assert (await stack.api.post("/v1/blueprints/environment/entities", json=env)).status_code == 201
+
+    async def timer() -> dict[str, Any]:
+        items = (await stack.api.get("/v1/timers", params={"blueprint": "environment"})).json()["items"]
+        return dict(items[0])
+
+    for _ in range(100):
+        if (await timer())["reminders"]:
+            break
+        await asyncio.sleep(0.1)
+    extended = await stack.api.post(
+        "/v1/blueprints/environment/entities/env-1/timers/expires_at/extend", json={"by": "PT2S"}
+    )
+    assert extended.status_code == 200, extended.text
+    for _ in range(300):
+        if (await timer())["teardown"] in ("done", "failed"):
+            break
+        await asyncio.sleep(0.1)
+    record = await timer()
+    assert (record["state"], record["teardown"], len(record["extensions"])) == ("expired", "done", 1), record
+    return record["workflow_id"], None
+
+
 SCENARIOS: dict[str, Scenario] = {
     "action_run_success_several_kinds": success_several_kinds,
     "action_run_failure_compensated": failure_compensated,
@@ -143,6 +250,9 @@ SCENARIOS: dict[str, Scenario] = {
     "action_run_cancelled": cancelled,
     "action_run_sleep": sleep_then_webhook,
     "reconcile_runs": reconcile_runs,
+    "regrade_scorecards": regrade_scorecards,
+    "automation_run": automation_run,
+    "entity_timer": entity_timer,
 }
 
 

@@ -28,6 +28,9 @@ EXPECTED = {
     "action_run_cancelled": "ActionRun",
     "action_run_sleep": "ActionRun",
     "reconcile_runs": "ReconcileRuns",
+    "regrade_scorecards": "RegradeScorecards",
+    "automation_run": "AutomationRun",
+    "entity_timer": "EntityTimer",
 }
 
 
@@ -66,3 +69,13 @@ def test_histories_cover_the_run_paths() -> None:
     assert "resume_at" in retry.input.payloads[0].data.decode()
     for name in ("action_run_success_several_kinds", "action_run_failure_compensated", "action_run_sleep"):
         assert "WORKFLOW_EXECUTION_COMPLETED" in event_types(name)
+    timer = event_types("entity_timer")
+    for kind in (
+        "EXECUTION_SIGNALED",
+        "UPDATE_COMPLETED",
+        "TIMER_FIRED",
+        "MARKER_RECORDED",
+        "EXECUTION_COMPLETED",
+    ):
+        assert kind in timer  # armed, extended, reminded and expired, reports as local activities
+    assert "ACTIVITY_TASK_COMPLETED" in event_types("automation_run")
