@@ -142,10 +142,14 @@ class TemporalGateway:
         client = await self.client()
         handle = client.get_workflow_handle(workflow_id)
         try:
-            result = await handle.execute_update(DECIDE_UPDATE, decision, rpc_timeout=_timeout())
+            result = await handle.execute_update(DECIDE_UPDATE, decision, rpc_timeout=_update_timeout())
         except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
-            # No worker took the Update in time (one restarting, say): nothing was decided.
-            raise ServiceUnavailable("no worker answered in time; the decision was not applied") from exc
+            # No worker took the Update in time. Temporal keeps an admitted Update for the workflow's
+            # next task, so it may still apply: say so rather than "nothing happened".
+            raise ServiceUnavailable(
+                "no worker answered in time; the decision may still apply once one does: "
+                "look at the run before deciding again"
+            ) from exc
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             kind = getattr(cause, "type", None) or ""
@@ -190,10 +194,13 @@ class TemporalGateway:
         client = await self.client()
         try:
             result = await client.get_workflow_handle(timer_id).execute_update(
-                EXTEND_UPDATE, extension, rpc_timeout=_timeout()
+                EXTEND_UPDATE, extension, rpc_timeout=_update_timeout()
             )
         except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
-            raise ServiceUnavailable("no worker answered in time; the timer was not extended") from exc
+            raise ServiceUnavailable(
+                "no worker answered in time; the extension may still apply once one does: "
+                "look at the timer before extending again"
+            ) from exc
         except WorkflowUpdateFailedError as exc:
             raise DecisionRefused(
                 409, EXTENSION_REFUSED, str(getattr(exc.cause, "message", exc.cause))
@@ -264,6 +271,14 @@ def _timeout() -> Any:
     from datetime import timedelta
 
     return timedelta(seconds=10)
+
+
+def _update_timeout() -> Any:
+    """Longer than a worker failover (Temporal's 10 s sticky schedule-to-start timeout), so a
+    decision or extension sent while a worker restarts still gets its answer."""
+    from datetime import timedelta
+
+    return timedelta(seconds=20)
 
 
 def _unavailable(exc: RPCError) -> ServiceUnavailable:

@@ -155,6 +155,7 @@ async def expired(api: httpx.AsyncClient, bp: str) -> list[dict[str, Any]]:
         params["cursor"] = page["next_cursor"]
 
 
+LATE = "armed late"  # sampled timers whose first workflow task came after the deadline
 STAGES = (
     ("timer fired", "EVENT_TYPE_TIMER_FIRED"),
     ("workflow task started", "EVENT_TYPE_WORKFLOW_TASK_STARTED"),
@@ -174,7 +175,12 @@ async def stage_lags(client: Any, records: list[dict[str, Any]], sample: int = 1
         deadline = datetime.fromisoformat(record["deadline"])
         history = await client.get_workflow_handle(record["workflow_id"]).fetch_history()
         events = list(history.events)
-        fired = next(i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED)
+        fired = next(
+            (i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED), None
+        )
+        if fired is None:  # its first workflow task came after the deadline: it never slept
+            lags.setdefault(LATE, []).append(0.0)
+            continue
         wanted = dict(STAGES)
         for event in events[fired:]:
             name = EventType.Name(event.event_type)
@@ -320,11 +326,23 @@ def table(
         lag_rows.append(
             [label, f"{ours:.2f} s", f"{base:.2f} s", f"{ours / base:.2f}x" if base else "—", target]
         )
+    late = stages.pop(LATE, [])
     lag_rows += [
         [f"  deadline → {stage} (p50 / p99, sample)", f"{q(v, 50):.2f} / {q(v, 99):.2f} s", "—", "—", "—"]
         for stage, v in stages.items()
         if v
     ]
+    if late:
+        lag_rows.append(["  sampled timers first run after their deadline", f"{len(late)}", "—", "—", "—"])
+    lag_rows.append(
+        [
+            "CPU from the deadline to the last expiry",
+            " + ".join(f"{name} {spent:.1f}" for name, spent in cpu.items()) + " s",
+            " + ".join(f"{name} {spent:.1f}" for name, spent in bare_cpu.items()) + " s",
+            f"{sum(cpu.values()) / sum(bare_cpu.values()):.2f}x" if sum(bare_cpu.values()) else "—",
+            "—",
+        ]
+    )
     lag_rows.append(
         [
             "expired",

@@ -42,7 +42,7 @@ from activities.slack_approvals import (
 )
 from activities.slack_timers import TimerRef, readable
 from api import approvals, timers
-from api.errors import error_body
+from api.errors import ServiceUnavailable, error_body
 from api.slack_signature import ReplayGuard, SignatureError, verify
 from catalog.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from catalog.models import User
@@ -140,6 +140,11 @@ class SlackInteractions:
         except (Forbidden, Conflict, NotFound) as refused:
             await self.tell(clicker, f"Your decision on run {ref.run_id} was not applied: {refused.message}")
             return
+        except ServiceUnavailable as busy:
+            await self.tell(
+                clicker, f"Your decision on run {ref.run_id} is not confirmed yet: {busy.message}"
+            )
+            return
         except Exception:
             log.exception("applying a Slack decision on run %s failed", ref.run_id)
             await self.tell(clicker, f"Gantry could not apply your decision on run {ref.run_id}; try again.")
@@ -175,6 +180,9 @@ class SlackInteractions:
             timer = await anyio.to_thread.run_sync(self._extend, email, ref, limiter=self._decisions)
         except (Forbidden, Conflict, NotFound, Invalid) as refused:
             await self.tell(clicker, f"{what} was not extended: {refused.message}")
+            return
+        except ServiceUnavailable as busy:
+            await self.tell(clicker, f"The extension of {what} is not confirmed yet: {busy.message}")
             return
         except Exception:
             log.exception("extending %s from Slack failed", ref.timer_id)

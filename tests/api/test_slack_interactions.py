@@ -28,6 +28,7 @@ import api.approvals
 from activities.slack_approvals import ApprovalAction, ApprovalRef
 from activities.slack_timers import TimerRef
 from api.app import create_app
+from api.errors import ServiceUnavailable
 from api.slack_signature import ReplayGuard, SignatureError, sign, verify
 from api.temporal import DecisionRefused
 from catalog.errors import Forbidden
@@ -91,7 +92,7 @@ class Gateway:
     gate; ``arm_timer`` / ``extend_timer`` keep each timer's deadline like the timer workflow."""
 
     decisions: list[tuple[str, Decision]] = field(default_factory=list)
-    refuse: DecisionRefused | None = None
+    refuse: Exception | None = None  # a DecisionRefused, or Temporal's ServiceUnavailable
     deadlines: dict[str, datetime] = field(default_factory=dict)
     extensions: list[tuple[str, Extension]] = field(default_factory=list)
     refuse_extension: DecisionRefused | None = None
@@ -524,6 +525,22 @@ def test_decline_through_the_real_apply_decision_refused_is_told_privately(stack
     assert text == "Your decision on run r_real was not applied: bob has already decided"
     [(_, decision)] = stack.gateway.decisions
     assert (decision.decision, decision.comment, decision.via) == ("DECLINE", "no", "slack")
+
+
+def test_a_decision_no_worker_confirmed_in_time_is_not_called_refused(stack: Stack) -> None:
+    """The Update timed out: Temporal may still apply it, so the approver is not told it failed."""
+    run_id = stack.add_run("r_real")
+    stack.gateway.refuse = ServiceUnavailable(
+        "no worker answered in time; the decision may still apply once one does: "
+        "look at the run before deciding again"
+    )
+    assert stack.post(stack.click(ApprovalAction.APPROVE, run_id)).status_code == 200
+
+    [text] = eventually(lambda: ephemeral_to(stack.slack, "U0BOB"))
+    assert text == (
+        "Your decision on run r_real is not confirmed yet: no worker answered in time; the decision "
+        "may still apply once one does: look at the run before deciding again"
+    )
 
 
 # ---- a burst -----------------------------------------------------------------------------------

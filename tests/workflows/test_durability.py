@@ -276,7 +276,8 @@ async def approver_client(stack: ProcessStack) -> httpx.AsyncClient:
 
 
 async def approve(client: httpx.AsyncClient, run_id: str) -> httpx.Response:
-    """Approve, retrying while no worker has taken the Update yet (503: nothing was decided)."""
+    """Approve, retrying while no worker answers (503); the Update waits 20 s for a worker, longer
+    than a failover, so the first answer normally is the decision."""
     deadline = time.monotonic() + 90
     while True:
         response = await client.post(f"/v1/runs/{run_id}/approval", json={"decision": "APPROVE"})
