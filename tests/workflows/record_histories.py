@@ -41,6 +41,7 @@ from tests.fakes.webhook import FakeWebhookReceiver
 from tests.temporal_env import start_dev_server
 from tests.workflows.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, Stack, serve_api, stack_settings
 from tests.workflows.test_action_runs import deploy_action, seed
+from tests.workflows.test_automations import WELCOME, alert_action
 from workflows import ALL_WORKFLOWS
 from workflows.reconcile import ReconcileRuns, RegradeScorecards
 
@@ -150,24 +151,7 @@ async def regrade_scorecards(stack: Stack) -> tuple[str, str | None]:
 async def automation_run(stack: Stack) -> tuple[str, str | None]:
     """An ENTITY_CREATED automation launching an action: rendered, launched, linked."""
     await seed(stack)
-    alert = {
-        "identifier": "alert",
-        "title": "Alert",
-        "trigger": {"operation": "CREATE"},
-        "user_inputs": {"properties": {"text": {"type": "string"}}},
-        "steps": [
-            {
-                "id": "post",
-                "uses": "http.request",
-                "with": {"url": f"{stack.webhook.url}/alert", "body": {"text": "{{ inputs.text }}"}},
-            }
-        ],
-    }
-    welcome = {
-        "identifier": "welcome",
-        "trigger": {"event": "ENTITY_CREATED", "blueprint": "service"},
-        "invoke": {"action": "alert", "inputs": {"text": "new service {{ event.entity }}"}},
-    }
+    alert, welcome = alert_action(stack.webhook.url), WELCOME
     assert (await stack.api.post("/v1/actions", json=alert)).status_code == 201
     assert (await stack.api.post("/v1/automations", json=welcome)).status_code == 201
     assert (await stack.api.post("/v1/blueprints/service/entities", json={"identifier": "ledger"})).is_success

@@ -33,6 +33,31 @@ SERVICE = {
         }
     },
 }
+# An automation on every new service, invoking ``alert_action``.
+WELCOME: dict[str, Any] = {
+    "identifier": "welcome",
+    "trigger": {"event": "ENTITY_CREATED", "blueprint": "service"},
+    "invoke": {"action": "alert", "inputs": {"text": "new service {{ event.entity }}"}},
+}
+
+
+def alert_action(webhook_url: str) -> dict[str, Any]:
+    """An action posting its ``text`` input to the fake webhook's ``/alert``."""
+    return {
+        "identifier": "alert",
+        "title": "Alert",
+        "trigger": {"operation": "CREATE"},
+        "user_inputs": {"properties": {"text": {"type": "string"}}},
+        "steps": [
+            {
+                "id": "post",
+                "uses": "http.request",
+                "with": {"url": f"{webhook_url}/alert", "body": {"text": "{{ inputs.text }}"}},
+            }
+        ],
+    }
+
+
 READINESS = {
     "identifier": "production_readiness",
     "title": "Production readiness",
@@ -183,19 +208,7 @@ async def test_run_failures_and_creations_trigger_and_disabled_ones_do_not(stack
         "trigger": {"operation": "DAY-2"},
         "steps": [{"id": "call", "uses": "http.request", "with": {"url": f"{stack.webhook.url}/deploy"}}],
     }
-    alert = {
-        "identifier": "alert",
-        "title": "Alert",
-        "trigger": {"operation": "CREATE"},
-        "user_inputs": {"properties": {"text": {"type": "string"}}},
-        "steps": [
-            {
-                "id": "post",
-                "uses": "http.request",
-                "with": {"url": f"{stack.webhook.url}/alert", "body": {"text": "{{ inputs.text }}"}},
-            }
-        ],
-    }
+    alert = alert_action(stack.webhook.url)
     for action in (deploy, alert):
         assert (await stack.api.post("/v1/actions", json=action)).status_code == 201
     on_failure = {
@@ -206,11 +219,7 @@ async def test_run_failures_and_creations_trigger_and_disabled_ones_do_not(stack
             "inputs": {"text": "deploy {{ event.run.id }} failed: {{ event.run.error }}"},
         },
     }
-    on_create = {
-        "identifier": "welcome",
-        "trigger": {"event": "ENTITY_CREATED", "blueprint": "service"},
-        "invoke": {"action": "alert", "inputs": {"text": "new service {{ event.entity }}"}},
-    }
+    on_create = WELCOME
     disabled = {
         "identifier": "never",
         "enabled": False,
