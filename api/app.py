@@ -32,6 +32,10 @@ from catalog.identity import ADMIN_USER, SERVICE_USER, ensure_bootstrap_user
 from catalog.migrate import upgrade
 from config import Settings, get_settings
 
+# Seconds the relay may take to finish its batch at shutdown before it is cancelled (its
+# transaction then rolls back and the events go out from the next API process to run).
+RELAY_STOP_PATIENCE = 2.0
+
 
 def bootstrap(settings: Settings, factory: Any) -> None:
     """Idempotently create the admin and the worker's service user from their tokens."""
@@ -74,9 +78,13 @@ def create_app(
         )
         relay = asyncio.create_task(app.state.relay.run(), name="gantry-event-relay")
         yield
-        relay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay
+        app.state.relay.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(relay), RELAY_STOP_PATIENCE)
+        except TimeoutError:  # a delivery hangs on an unreachable Temporal: roll the batch back
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
         engine.dispose()
 
     app = FastAPI(

@@ -16,10 +16,8 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +32,7 @@ from workflows.timer import Arm
 log = logging.getLogger("gantry.relay")
 
 Delivery = Callable[[], Coroutine[Any, Any, Any]]
+Result = TypeVar("Result")
 BATCH = 200
 CONCURRENCY = 32  # entities whose events are delivered at once
 MAX_ATTEMPTS = 20
@@ -50,6 +49,7 @@ class EventRelay:
         self._max_depth = max_depth
         self._listening: dict[str, list[Any]] = {}
         self._wakeup: asyncio.Event | None = None
+        self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.planners: list[Callable[[Session, Event], list[Delivery]]] = [
             self._timer_deliveries,
@@ -66,10 +66,16 @@ class EventRelay:
         if self._loop is not None and self._wakeup is not None:
             self._loop.call_soon_threadsafe(self._wakeup.set)
 
+    def stop(self) -> None:
+        """Finish the batch under way and return from :meth:`run` (the API shutting down); a
+        cancellation after this rolls the batch back instead."""
+        self._stopped = True
+        self.wake()
+
     async def run(self) -> None:
         self._loop, self._wakeup = asyncio.get_running_loop(), asyncio.Event()
         backoff = 0.0
-        while True:
+        while not self._stopped:
             try:
                 delivered, failed = await self.relay_batch()
             except Exception:
@@ -77,13 +83,20 @@ class EventRelay:
                 delivered, failed = 0, True
             if failed:
                 backoff = min(MAX_BACKOFF, max(0.5, backoff * 2))
-                await asyncio.sleep(backoff)
+                await self._idle(backoff)
                 continue
             backoff = 0.0
             if delivered < BATCH:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL)
+                await self._idle(IDLE_POLL)
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait until woken (new events, or :meth:`stop`) or ``seconds`` pass."""
+        assert self._wakeup is not None
+        self._wakeup.clear()
+        if self._stopped:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), seconds)
 
     async def relay_batch(self) -> tuple[int, bool]:
         """Deliver a batch: each entity's events in order, different entities' concurrently. An
@@ -96,12 +109,11 @@ class EventRelay:
         undelivered for the next relay."""
         session = self._factory()
         try:
-            plans = await anyio.to_thread.run_sync(self._claim, session)
+            plans = await _in_thread(self._claim, session)
             outcomes = await _deliver(plans) if plans else {}
-            return await anyio.to_thread.run_sync(self._settle, session, plans, outcomes)
+            return await _in_thread(self._settle, session, plans, outcomes)
         finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(session.close)
+            session.close()  # after _settle a no-op; after a failure or cancellation, the rollback
 
     def _claim(self, session: Session) -> list[tuple[Event, list[Delivery] | Exception]]:
         """The oldest undelivered events, each with its deliveries (or why they can't be planned)."""
@@ -138,6 +150,7 @@ class EventRelay:
                 failed = True
         events.mark_delivered(session, done)
         session.commit()
+        session.close()
         return len(done), failed
 
     def _plan(self, session: Session, event: Event) -> list[Delivery]:
@@ -210,6 +223,19 @@ def _depth(session: Session, event: Event) -> int:
         return 0
     run = session.get(Run, event.run_id)
     return int((run.trigger or {}).get("depth", 0)) if run is not None else 0
+
+
+async def _in_thread(fn: Callable[..., Result], *args: Any) -> Result:
+    """``fn(*args)`` in a worker thread, waited for even if this task is cancelled meanwhile (the
+    cancellation is raised once it returns): the session it works on is never used by two
+    threads at once, and the thread never outlives the batch."""
+    running = asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await running
+        raise
 
 
 async def _deliver(plans: list[tuple[Event, list[Delivery] | Exception]]) -> dict[int, Exception | None]:

@@ -6,6 +6,9 @@ test can fail a chosen delivery and watch how many are in flight."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,3 +149,36 @@ async def test_a_batch_cancelled_midway_leaves_its_events_for_the_next(engine: E
     assert not any(done for done, _, _ in outbox(engine).values())
     recorder.hang = False
     assert await relay.relay_batch() == (3, False)
+
+
+async def test_stop_ends_the_relay_even_when_the_cancel_lands_in_a_worker_thread(engine: Engine) -> None:
+    """The API's shutdown: ``stop()`` then ``cancel()`` while the relay reads the outbox in a
+    worker thread: the relay waits for the thread (nothing else touches its session meanwhile),
+    rolls back and returns; the event is left for the next relay."""
+    relay, _ = setup(engine, [timer_event("env-a", "2030-01-01T00:00:01+00:00")])
+    claim = relay._claim
+    in_thread = threading.Event()
+
+    def slow_claim(session: Any) -> Any:
+        in_thread.set()
+        time.sleep(0.3)
+        return claim(session)
+
+    relay._claim = slow_claim  # type: ignore[method-assign]
+    running = asyncio.create_task(relay.run())
+    while not in_thread.is_set():
+        await asyncio.sleep(0.01)
+    relay.stop()
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(running, 5)
+    assert running.done()
+    assert outbox(engine) == {"2030-01-01T00:00:01+00:00": (False, 0, None)}
+
+
+async def test_stop_ends_an_idle_relay_at_once(engine: Engine) -> None:
+    relay, _ = setup(engine, [])
+    running = asyncio.create_task(relay.run())
+    await asyncio.sleep(0.2)  # idle, waiting for events
+    relay.stop()
+    await asyncio.wait_for(running, 0.5)
