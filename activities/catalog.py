@@ -155,6 +155,7 @@ class CatalogActivities:
                 "inputs": {},
                 "source": "AUTOMATION",
                 "idempotency_key": expiry.idempotency_key,
+                **({"trigger": {"timer": expiry.timer_id}} if expiry.timer_id else {}),
             },
         )
         run_id: str = run["id"]

@@ -68,6 +68,8 @@ class ExpiryRun:
     blueprint: str
     entity: str
     idempotency_key: str
+    # The timer: its run's trigger names it, so the run's end is signalled to the timer.
+    timer_id: str = ""
 
 
 @dataclass

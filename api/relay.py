@@ -1,8 +1,8 @@
 """The event relay: delivers the outbox (``catalog.events``) to Temporal.
 
 Runs inside each API process. It takes the oldest undelivered events (on PostgreSQL, rows other
-replicas hold are skipped), turns each into deliveries — arming TTL timers, starting
-automations — delivers them (an entity's in order, up to ``CONCURRENCY`` entities at once) and
+replicas hold are skipped), turns each into deliveries — arming TTL timers, telling a timer
+its teardown run ended, starting automations — delivers them (an entity's in order, up to ``CONCURRENCY`` entities at once) and
 marks them delivered. Delivery is at least once and every delivery is
 idempotent (signal-with-start of a timer to the same deadline; automation workflow ids derived
 from the event id), so a crash between delivering and marking starts nothing twice. When
@@ -25,6 +25,7 @@ from api.errors import ServiceUnavailable
 from api.temporal import TemporalGateway
 from catalog import automations, events
 from catalog.models import Blueprint, Entity, Event, Run
+from catalog.runs import TERMINAL
 from catalog.timers import policy_of
 from workflows.automation import AutomationInput
 from workflows.timer import Arm
@@ -53,6 +54,7 @@ class EventRelay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.planners: list[Callable[[Session, Event], list[Delivery]]] = [
             self._timer_deliveries,
+            self._run_end_deliveries,
             self._automation_deliveries,
         ]
         sa_event.listen(factory, "after_commit", self._after_commit)
@@ -178,6 +180,14 @@ class EventRelay:
                 )
             )
         return deliveries
+
+    def _run_end_deliveries(self, session: Session, event: Event) -> list[Delivery]:
+        """A timer's on-expiry run ended: tell the timer, which then stops polling for it."""
+        run = (event.payload or {}).get("run") or {}
+        timer_id = (run.get("trigger") or {}).get("timer")
+        if event.type != "RUN_UPDATED" or run.get("status") not in TERMINAL or not timer_id:
+            return []
+        return [functools.partial(self._gateway.run_ended, str(timer_id), str(run["id"]))]
 
     def _automation_deliveries(self, session: Session, event: Event) -> list[Delivery]:
         """Every enabled automation the event matches starts ``automation:{id}:{event_id}``."""

@@ -29,7 +29,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import ServiceUnavailable
 from config import Settings
 from workflows.approval_types import DECIDE_UPDATE, NO_APPROVAL_PENDING, REFUSAL_STATUS, Decision
-from workflows.timer import ARM_SIGNAL, EXTEND_UPDATE, EXTENSION_REFUSED, Arm, Extension, TimerInput
+from workflows.timer import (
+    ARM_SIGNAL,
+    EXTEND_UPDATE,
+    EXTENSION_REFUSED,
+    RUN_ENDED_SIGNAL,
+    Arm,
+    Extension,
+    TimerInput,
+)
 
 ACTION_RUN_WORKFLOW = "ActionRun"
 TIMER_WORKFLOW = "EntityTimer"
@@ -187,6 +195,18 @@ class TemporalGateway:
             )
         except RPCError as exc:
             if arm.deadline is None and exc.status == RPCStatusCode.NOT_FOUND:
+                return
+            raise _unavailable(exc) from exc
+
+    async def run_ended(self, timer_id: str, run_id: str) -> None:
+        """Tell a timer its on-expiry run has ended; a timer no longer running needs nothing."""
+        client = await self.client()
+        try:
+            await client.get_workflow_handle(timer_id).signal(
+                RUN_ENDED_SIGNAL, run_id, rpc_timeout=_timeout()
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
                 return
             raise _unavailable(exc) from exc
 

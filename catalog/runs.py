@@ -119,6 +119,7 @@ def run_event(run: Run) -> dict[str, Any]:
         "inputs": run.inputs,
         "created_by": run.created_by,
         "error": run.error,
+        "trigger": run.trigger,
     }
 
 

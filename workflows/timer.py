@@ -11,6 +11,7 @@ Reminders and a failed teardown also go to the timer's owners in Slack
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from catalog.timer_rules import extension_problem, reminder_times
 
 ARM_SIGNAL = "arm"
+RUN_ENDED_SIGNAL = "run_ended"
 EXTEND_UPDATE = "extend"
 EXTENSION_REFUSED = "ExtensionRefused"
 REPORT = RetryPolicy(maximum_interval=timedelta(seconds=30))
@@ -68,6 +70,7 @@ class EntityTimer:
         self._extensions: list[dict[str, Any]] = []
         self._reminded: set[str] = set()
         self._changed = False
+        self._ended_runs: set[str] = set()
 
     @workflow.signal(name=ARM_SIGNAL)
     def arm(self, arm: Arm) -> None:
@@ -84,6 +87,11 @@ class EntityTimer:
                 self._original, self._extensions, self._reminded = deadline, [], set()
             self._deadline, self._state = deadline, "active"
         self._changed = True
+
+    @workflow.signal(name=RUN_ENDED_SIGNAL)
+    def run_ended(self, run_id: str) -> None:
+        """The on-expiry run ended (the relay, on its RUN_UPDATED): look now, not at the next poll."""
+        self._ended_runs.add(run_id)
 
     @workflow.update(name=EXTEND_UPDATE)
     def extend(self, extension: Extension) -> dict[str, Any]:
@@ -179,7 +187,7 @@ class EntityTimer:
         try:
             run_id = await workflow.execute_activity(
                 "gantry.start_expiry_run",
-                ExpiryRun(action, timer.blueprint, timer.entity, key),
+                ExpiryRun(action, timer.blueprint, timer.entity, key, timer.timer_id),
                 result_type=str,
                 start_to_close_timeout=timedelta(minutes=1),
                 retry_policy=RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(minutes=1)),
@@ -199,7 +207,8 @@ class EntityTimer:
 
     async def _wait_for_run(self, run_id: str, action: str) -> dict[str, Any]:
         """Poll the run with short activities and a durable sleep between them, so a thousand
-        waiting timers hold no worker slots."""
+        waiting timers hold no worker slots. The ``run_ended`` signal cuts a sleep short: the
+        poll then finds the run ended at once; without it (a lost signal), the polls still do."""
         delay = timedelta(seconds=2)
         while True:
             state = await workflow.execute_activity(
@@ -212,7 +221,9 @@ class EntityTimer:
             )
             if state.get("status") in ("SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"):
                 return dict(state)
-            await workflow.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: run_id in self._ended_runs, timeout=delay)
+            self._ended_runs.discard(run_id)
             delay = min(delay * 2, timedelta(minutes=1))
 
     async def _teardown_failed(self, timer: TimerInput, run_id: str | None, error: str) -> None:

@@ -33,6 +33,10 @@ class Recorder:
     in_flight: int = 0
     most_in_flight: int = 0
     hang: bool = False  # deliveries never answer (Temporal stuck)
+    ended: list[tuple[str, str]] = field(default_factory=list)
+
+    async def run_ended(self, timer_id: str, run_id: str) -> None:
+        self.ended.append((timer_id, run_id))
 
     async def arm_timer(self, timer: dict[str, Any], arm: Arm, *, blueprint: str, entity: str) -> None:
         self.in_flight += 1
@@ -182,3 +186,21 @@ async def test_stop_ends_an_idle_relay_at_once(engine: Engine) -> None:
     await asyncio.sleep(0.2)  # idle, waiting for events
     relay.stop()
     await asyncio.wait_for(running, 0.5)
+
+
+async def test_a_teardown_runs_end_is_told_to_its_timer(engine: Engine) -> None:
+    def run_event(run_id: str, status: str, trigger: dict[str, Any] | None) -> dict[str, Any]:
+        run = {"id": run_id, "action": "destroy", "status": status, "trigger": trigger}
+        return events.event_row("RUN_UPDATED", Actor("gantry-service"), payload={"run": run})
+
+    timer = {"timer": "timer:env:env-a:expires_at"}
+    rows = [
+        run_event("r_1", "IN_PROGRESS", timer),  # not ended yet
+        run_event("r_1", "FAILURE", timer),
+        run_event("r_2", "SUCCESS", None),  # not a timer's run
+        run_event("r_3", "SUCCESS", {"automation": "welcome", "event_id": 1, "depth": 1}),
+    ]
+    relay, recorder = setup(engine, rows)
+
+    assert await relay.relay_batch() == (4, False)
+    assert recorder.ended == [("timer:env:env-a:expires_at", "r_1")]

@@ -173,6 +173,16 @@ async def automation_run(stack: Stack) -> tuple[str, str | None]:
 async def entity_timer(stack: Stack) -> tuple[str, str | None]:
     """A TTL timer armed, reminded, extended through the Update, expired, its on_expiry action
     started and polled to SUCCESS."""
+    return await _entity_timer(stack, [])
+
+
+async def entity_timer_run_ended(stack: Stack) -> tuple[str, str | None]:
+    """As ``entity_timer``, but the teardown takes 7 s: the timer polls, waits, and the run's
+    ``run_ended`` signal cuts its wait short."""
+    return await _entity_timer(stack, [{"id": "drain", "uses": "sleep", "with": {"duration": "PT7S"}}])
+
+
+async def _entity_timer(stack: Stack, first_steps: list[dict[str, Any]]) -> tuple[str, str | None]:
     blueprint = {
         "identifier": "environment",
         "title": "Environment",
@@ -192,6 +202,7 @@ async def entity_timer(stack: Stack) -> tuple[str, str | None]:
         "blueprint": "environment",
         "trigger": {"operation": "DELETE"},
         "steps": [
+            *first_steps,
             {"id": "teardown", "uses": "http.request", "with": {"url": f"{stack.webhook.url}/destroy"}},
             {
                 "id": "forget",
@@ -237,6 +248,7 @@ SCENARIOS: dict[str, Scenario] = {
     "regrade_scorecards": regrade_scorecards,
     "automation_run": automation_run,
     "entity_timer": entity_timer,
+    "entity_timer_run_ended": entity_timer_run_ended,
 }
 
 

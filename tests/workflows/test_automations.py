@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -340,3 +341,56 @@ async def test_a_timer_expiry_fires_its_automation_on_a_dev_server(stack: Stack)
     await until(told)
     (call,) = stack.webhook.calls("POST", "/expired")
     assert call.json == {"text": "pr-7 expired"}
+
+
+async def test_a_teardown_run_that_ends_tells_its_timer_at_once(stack: Stack) -> None:
+    """The on-expiry run's RUN_UPDATED (terminal) is relayed to its timer as ``run_ended``: the
+    timer stops waiting for its next poll (8 s away here) and records the teardown done."""
+    environment = {
+        "identifier": "environment",
+        "title": "Environment",
+        "schema": {"properties": {"expires_at": {"type": "string", "format": "timer"}}},
+        "timers": {"expires_at": {"on_expiry": {"action": "destroy_environment"}}},
+    }
+    destroy = {
+        "identifier": "destroy_environment",
+        "title": "Destroy environment",
+        "blueprint": "environment",
+        "trigger": {"operation": "DELETE"},
+        "steps": [
+            # Long enough that the timer's polls (at 0, 2 and 6 s) find it running and it then
+            # waits 8 s: only the signal ends that wait before the timer fires.
+            {"id": "drain", "uses": "sleep", "with": {"duration": "PT7S"}},
+            {
+                "id": "forget",
+                "uses": "catalog.delete_entity",
+                "with": {"blueprint": "environment", "identifier": "{{ entity.identifier }}"},
+            },
+        ],
+    }
+    assert (await stack.api.post("/v1/blueprints", json=environment)).status_code == 201
+    assert (await stack.api.post("/v1/actions", json=destroy)).status_code == 201
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    body = {"identifier": "pr-8", "properties": {"expires_at": soon}}
+    assert (await stack.api.post("/v1/blueprints/environment/entities", json=body)).status_code == 201
+
+    async def torn_down() -> dict[str, Any] | None:
+        items = (await stack.api.get("/v1/timers", params={"blueprint": "environment"})).json()["items"]
+        return items[0] if items and items[0]["teardown"] in ("done", "failed") else None
+
+    timer = await until(torn_down, timeout=60)
+    assert timer["teardown"] == "done", timer
+    run = (await stack.api.get(f"/v1/runs/{timer['on_expiry_run']}")).json()
+    assert run["trigger"] == {"timer": "timer:environment:pr-8:expires_at"}
+
+    history = await stack.client.get_workflow_handle(timer["workflow_id"]).fetch_history()
+    kinds = [(EventType.Name(e.event_type), e) for e in history.events]
+    signalled = next(
+        i
+        for i, (kind, e) in enumerate(kinds)
+        if kind == "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED"
+        and e.workflow_execution_signaled_event_attributes.signal_name == "run_ended"
+    )
+    after = [kind for kind, _ in kinds[signalled:]]
+    assert "EVENT_TYPE_TIMER_CANCELED" in after  # the 8 s wait was cut short by the signal
+    assert "EVENT_TYPE_TIMER_FIRED" not in after

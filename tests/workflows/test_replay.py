@@ -31,6 +31,7 @@ EXPECTED = {
     "regrade_scorecards": "RegradeScorecards",
     "automation_run": "AutomationRun",
     "entity_timer": "EntityTimer",
+    "entity_timer_run_ended": "EntityTimer",
 }
 
 
@@ -79,3 +80,4 @@ def test_histories_cover_the_run_paths() -> None:
     ):
         assert kind in timer  # armed, extended, reminded and expired, reports as local activities
     assert "ACTIVITY_TASK_COMPLETED" in event_types("automation_run")
+    assert "TIMER_CANCELED" in event_types("entity_timer_run_ended")  # the signal cut the wait
