@@ -32,6 +32,7 @@ from config import Settings
 
 RUN_HEADER = "X-Gantry-Run-Id"
 TIMER_REPORTS_PER_REQUEST = 200
+API_CONNECTIONS = 32
 
 
 class GantryApi:
@@ -51,6 +52,9 @@ class GantryApi:
                 base_url=settings.api_url,
                 headers={"Authorization": f"Bearer {token}", "User-Agent": "gantry-worker"},
                 timeout=httpx.Timeout(30.0),
+                # At most this many requests in flight to our own API (the worker runs up to 100
+                # activities): more would only queue for the API's 40 threads.
+                limits=httpx.Limits(max_connections=API_CONNECTIONS),
             )
         )
 

@@ -42,6 +42,11 @@ def current_user(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated()
     user = authenticate(session, credentials.credentials, utcnow())
+    # End the read transaction: its connection goes back to the pool while the request waits
+    # for a thread for the route. Holding it across that wait let requests holding every
+    # connection wait for threads held by requests waiting for connections (seen under a
+    # thousand timer teardowns at once).
+    session.commit()
     if user is None:
         raise Unauthenticated("the token is unknown, revoked or expired")
     return user

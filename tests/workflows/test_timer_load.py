@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 # The figure. A teardown is a timer report, an AUTOMATION run of two steps and its reports,
 # the run's end signalled to the timer and the timer's last poll, all on one 2-core machine: 1,000
-# are recorded done about 95 s after their deadline here. GANTRY_TEST_TIMERS sets another count.
+# are recorded done about 2 minutes after their deadline here. GANTRY_TEST_TIMERS sets another count.
 TIMERS = int(os.environ.get("GANTRY_TEST_TIMERS", "1000"))
 # Enough for the bulk write and the relay to arm every timer before the deadline.
 LEAD_SECONDS = 15 if TIMERS <= 300 else 30
