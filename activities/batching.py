@@ -28,7 +28,6 @@ class GroupCommit(Generic[Item, Answer]):
         self._max_batch = max_batch
         self._queue: list[tuple[Item, asyncio.Future[Answer]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self.requests = 0  # how many batches went out (for tests and benchmarks)
 
     async def submit(self, item: Item) -> Answer:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
@@ -44,7 +43,6 @@ class GroupCommit(Generic[Item, Answer]):
             batch = [(item, future) for item, future in batch if not future.done()]  # cancelled callers
             if not batch:
                 continue
-            self.requests += 1
             try:
                 answers = await self._send([item for item, _ in batch])
                 if len(answers) != len(batch):

@@ -2,9 +2,9 @@
 
 Runs inside each API process. It takes the oldest undelivered events (on PostgreSQL, rows other
 replicas hold are skipped), turns each into deliveries — arming TTL timers, telling a timer
-its teardown run ended, starting automations — delivers them (an entity's in order, up to ``CONCURRENCY`` entities at once) and
-marks them delivered. Delivery is at least once and every delivery is
-idempotent (signal-with-start of a timer to the same deadline; automation workflow ids derived
+its teardown run ended, starting automations — delivers them (an entity's in order, up to
+``CONCURRENCY`` entities at once) and marks them delivered. Delivery is at least once and every
+delivery is idempotent (signal-with-start of a timer to the same deadline; automation workflow ids derived
 from the event id), so a crash between delivering and marking starts nothing twice. When
 Temporal is down, events wait, in order, and go out when it returns.
 """

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
 from api.timers import extend_timer
 from catalog import events, timers
+from catalog.audit import Actor
 from catalog.entities import get_entity
 from catalog.errors import NotFound
 from catalog.identity import list_users, missing_users
@@ -103,21 +104,7 @@ def report_timers(session: SessionDep, _: AdminUser, actor: ActorDep, body: Time
     reports that arrive while one is in flight together). Applied in order; ``results`` answers
     each in turn: ``{"status": 200, "timer": ..., "owners": [...]}`` or ``{"status": 404, "error": ...}``.
     Owners are named only for reports that go on to tell them (a reminder, a failed cleanup)."""
-    wanted = list({item.timer_id for item in body.reports})
-    found = {t.id: t for t in session.scalars(select(Timer).where(Timer.id.in_(wanted)))}
-    results: list[dict[str, Any]] = []
-    for item in body.reports:
-        timer = found.get(item.timer_id)
-        if timer is None:
-            results.append({"status": 404, "error": f"timer '{item.timer_id}' not found"})
-            continue
-        timers.record_report(session, timer, item.report, actor)
-        results.append({"status": 200, "timer": None, "owners": _owner_views(session, timer, item.report)})
-    session.commit()
-    for item, result in zip(body.reports, results, strict=True):
-        if result["status"] == 200:
-            result["timer"] = timers.timer_view(found[item.timer_id])
-    return {"results": results}
+    return {"results": _apply_reports(session, [(i.timer_id, i.report) for i in body.reports], actor)}
 
 
 @router.post("/v1/timers/{timer_id:path}/report")
@@ -127,13 +114,29 @@ def report_timer(
     """One timer workflow's news (service token only): reminders, re-arms, expiry (which emits
     ``TIMER_EXPIRED`` in the same transaction) and the cleanup's outcome. Answers the owners
     when the report goes on to tell them."""
-    timer = session.get(Timer, timer_id)
-    if timer is None:
-        raise NotFound(f"timer '{timer_id}' not found")
-    timers.record_report(session, timer, body, actor)
-    owners = _owner_views(session, timer, body)
+    (result,) = _apply_reports(session, [(timer_id, body)], actor)
+    if result["status"] == 404:
+        raise NotFound(result["error"])
+    return {"timer": result["timer"], "owners": result["owners"]}
+
+
+def _apply_reports(
+    session: Session, reports: list[tuple[str, dict[str, Any]]], actor: Actor
+) -> list[dict[str, Any]]:
+    """Apply reports in order and commit; an answer per report (an unknown timer: a 404 alone)."""
+    wanted = list({timer_id for timer_id, _ in reports})
+    found = {t.id: t for t in session.scalars(select(Timer).where(Timer.id.in_(wanted)))}
+    results: list[dict[str, Any]] = []
+    for timer_id, report in reports:
+        timer = found.get(timer_id)
+        if timer is None:
+            results.append({"status": 404, "error": f"timer '{timer_id}' not found"})
+            continue
+        timers.record_report(session, timer, report, actor)
+        owners = _owner_views(session, timer, report)
+        results.append({"status": 200, "timer": timers.timer_view(timer), "owners": owners})
     session.commit()
-    return {"timer": timers.timer_view(timer), "owners": owners}
+    return results
 
 
 def _owner_views(session: Session, timer: Timer, report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ from tests.temporal_env import start_dev_server
 from tests.workflows.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, Stack, serve_api, stack_settings
 from tests.workflows.test_action_runs import deploy_action, seed
 from tests.workflows.test_automations import WELCOME, alert_action
+from tests.workflows.test_timer_durability import environment_blueprint, teardown_action
 from workflows import ALL_WORKFLOWS
 from workflows.reconcile import ReconcileRuns, RegradeScorecards
 
@@ -183,34 +184,8 @@ async def entity_timer_run_ended(stack: Stack) -> tuple[str, str | None]:
 
 
 async def _entity_timer(stack: Stack, first_steps: list[dict[str, Any]]) -> tuple[str, str | None]:
-    blueprint = {
-        "identifier": "environment",
-        "title": "Environment",
-        "schema": {"properties": {"expires_at": {"type": "string", "format": "timer"}}},
-        "timers": {
-            "expires_at": {
-                "max_ttl": "P1D",
-                "max_extension": "PT1M",
-                "remind_before": ["PT3S"],
-                "on_expiry": {"action": "destroy_environment"},
-            }
-        },
-    }
-    destroy = {
-        "identifier": "destroy_environment",
-        "title": "Destroy environment",
-        "blueprint": "environment",
-        "trigger": {"operation": "DELETE"},
-        "steps": [
-            *first_steps,
-            {"id": "teardown", "uses": "http.request", "with": {"url": f"{stack.webhook.url}/destroy"}},
-            {
-                "id": "forget",
-                "uses": "catalog.delete_entity",
-                "with": {"blueprint": "environment", "identifier": "{{ entity.identifier }}"},
-            },
-        ],
-    }
+    blueprint = environment_blueprint(max_ttl="P1D", max_extension="PT1M", remind_before=["PT3S"])
+    destroy = teardown_action(stack.webhook.url, first_steps)
     assert (await stack.api.post("/v1/blueprints", json=blueprint)).status_code == 201
     assert (await stack.api.post("/v1/actions", json=destroy)).status_code == 201
     deadline = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()

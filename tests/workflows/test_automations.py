@@ -21,6 +21,7 @@ from tests.fakes.server import serve
 from tests.fakes.slack import FakeSlack
 from tests.fakes.webhook import FakeWebhookReceiver
 from tests.workflows.conftest import ADMIN_TOKEN, Stack, serve_api, stack_settings
+from tests.workflows.test_timer_durability import environment_blueprint, teardown_action
 from workflows import ALL_WORKFLOWS
 
 SERVICE = {
@@ -346,28 +347,12 @@ async def test_a_timer_expiry_fires_its_automation_on_a_dev_server(stack: Stack)
 async def test_a_teardown_run_that_ends_tells_its_timer_at_once(stack: Stack) -> None:
     """The on-expiry run's RUN_UPDATED (terminal) is relayed to its timer as ``run_ended``: the
     timer stops waiting for its next poll (8 s away here) and records the teardown done."""
-    environment = {
-        "identifier": "environment",
-        "title": "Environment",
-        "schema": {"properties": {"expires_at": {"type": "string", "format": "timer"}}},
-        "timers": {"expires_at": {"on_expiry": {"action": "destroy_environment"}}},
-    }
-    destroy = {
-        "identifier": "destroy_environment",
-        "title": "Destroy environment",
-        "blueprint": "environment",
-        "trigger": {"operation": "DELETE"},
-        "steps": [
-            # Long enough that the timer's polls (at 0, 2 and 6 s) find it running and it then
-            # waits 8 s: only the signal ends that wait before the timer fires.
-            {"id": "drain", "uses": "sleep", "with": {"duration": "PT7S"}},
-            {
-                "id": "forget",
-                "uses": "catalog.delete_entity",
-                "with": {"blueprint": "environment", "identifier": "{{ entity.identifier }}"},
-            },
-        ],
-    }
+    environment = environment_blueprint()
+    # Long enough that the timer's polls (at 0, 2 and 6 s) find it running and it then waits 8 s:
+    # only the signal ends that wait before the timer fires.
+    destroy = teardown_action(
+        stack.webhook.url, [{"id": "drain", "uses": "sleep", "with": {"duration": "PT7S"}}]
+    )
     assert (await stack.api.post("/v1/blueprints", json=environment)).status_code == 201
     assert (await stack.api.post("/v1/actions", json=destroy)).status_code == 201
     soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()

@@ -78,22 +78,27 @@ class TeardownReceiver:
         await send({"type": "http.response.body", "body": b'{"destroyed":true}'})
 
 
-def environment_blueprint() -> dict[str, Any]:
+def environment_blueprint(**policy: Any) -> dict[str, Any]:
+    """``environment`` with an ``expires_at`` timer torn down by ``ACTION``; ``policy`` adds to
+    or replaces the timer's policy."""
     return {
         "identifier": BLUEPRINT,
         "title": "Environment",
         "schema": {"properties": {"expires_at": {"type": "string", "format": "timer"}}},
-        "timers": {"expires_at": {"max_ttl": "P14D", "on_expiry": {"action": ACTION}}},
+        "timers": {"expires_at": {"max_ttl": "P14D", "on_expiry": {"action": ACTION}, **policy}},
     }
 
 
-def teardown_action(receiver_url: str) -> dict[str, Any]:
+def teardown_action(receiver_url: str, first_steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``ACTION``: ``first_steps``, then POST the environment to ``{receiver_url}/destroy`` and
+    delete the entity."""
     return {
         "identifier": ACTION,
         "title": "Destroy environment",
         "blueprint": BLUEPRINT,
         "trigger": {"operation": "DELETE"},
         "steps": [
+            *(first_steps or []),
             {
                 "id": "teardown",
                 "uses": "http.request",
