@@ -28,8 +28,16 @@ from api.routes import (
 )
 from api.temporal import TemporalGateway
 from catalog.db import make_engine, make_sessionmaker, transaction
-from catalog.identity import ADMIN_USER, SERVICE_USER, ensure_bootstrap_user
+from catalog.identity import (
+    ADMIN_TOKEN_ID,
+    ADMIN_USER,
+    SERVICE_TOKEN_ID,
+    SERVICE_USER,
+    ensure_bootstrap_user,
+    revoke_bootstrap_token,
+)
 from catalog.migrate import upgrade
+from catalog.permissions import ADMIN, SERVICE
 from config import Settings, get_settings
 
 # Seconds the relay may take to finish its batch at shutdown before it is cancelled (its
@@ -38,7 +46,8 @@ RELAY_STOP_PATIENCE = 2.0
 
 
 def bootstrap(settings: Settings, factory: Any) -> None:
-    """Idempotently create the admin and the worker's service user from their tokens."""
+    """Idempotently create the admin and the worker's service principal from their tokens;
+    the token of a setting that is unset stops working."""
     with transaction(factory) as session:
         if settings.admin_token is not None:
             ensure_bootstrap_user(
@@ -46,18 +55,24 @@ def bootstrap(settings: Settings, factory: Any) -> None:
                 identifier=ADMIN_USER,
                 email="admin@gantry.local",
                 name="Admin",
+                role=ADMIN,
                 secret=settings.admin_token.get_secret_value(),
-                token_id="tok_bootstrap_admin",
+                token_id=ADMIN_TOKEN_ID,
             )
+        else:
+            revoke_bootstrap_token(session, ADMIN_TOKEN_ID)
         if settings.service_token is not None:
             ensure_bootstrap_user(
                 session,
                 identifier=SERVICE_USER,
                 email="worker@gantry.local",
                 name="Gantry worker",
+                role=SERVICE,
                 secret=settings.service_token.get_secret_value(),
-                token_id="tok_bootstrap_service",
+                token_id=SERVICE_TOKEN_ID,
             )
+        else:
+            revoke_bootstrap_token(session, SERVICE_TOKEN_ID)
 
 
 def create_app(

@@ -14,6 +14,7 @@ from catalog.db import utcnow
 from catalog.errors import Forbidden, Unauthenticated
 from catalog.identity import authenticate
 from catalog.models import User
+from catalog.permissions import ADMIN, SERVICE, VIEWER, Principal, principal_of
 from config import Settings
 
 bearer = HTTPBearer(auto_error=False, description="an API token (`POST /v1/tokens`)")
@@ -56,7 +57,7 @@ CurrentUser = Annotated[User, Depends(current_user)]
 
 
 def admin_user(user: CurrentUser) -> User:
-    if user.role != "admin":
+    if user.role != ADMIN:
         raise Forbidden("this needs the admin role")
     return user
 
@@ -64,9 +65,40 @@ def admin_user(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(admin_user)]
 
 
+def service_user(user: CurrentUser) -> User:
+    """Worker routes: only the ``service`` principal (GANTRY_SERVICE_TOKEN), never a human."""
+    if user.role != SERVICE:
+        raise Forbidden("only the worker's service principal may call this route")
+    return user
+
+
+ServiceUser = Annotated[User, Depends(service_user)]
+
+
+def writer_user(user: CurrentUser) -> User:
+    """Anyone but a viewer: viewers read, never write or launch."""
+    if user.role == VIEWER:
+        raise Forbidden("viewers can read but not change anything")
+    return user
+
+
+WriterUser = Annotated[User, Depends(writer_user)]
+
+
+def current_principal(session: SessionDep, user: CurrentUser) -> Principal:
+    principal = principal_of(session, user)
+    session.commit()  # as in current_user: hold no connection while waiting for the route
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
 def current_actor(request: Request, user: CurrentUser) -> Actor:
-    """The audit actor; the worker's service user may name the run it writes for."""
-    run_id = request.headers.get(RUN_HEADER) if user.role == "admin" else None
+    """The audit actor. Only the worker's service principal may name the run it writes for."""
+    run_id = request.headers.get(RUN_HEADER)
+    if run_id and user.role != SERVICE:
+        raise Forbidden(f"only the worker's service principal may send {RUN_HEADER}")
     return Actor(user.identifier, run_id[:64] if run_id else None)
 
 

@@ -21,6 +21,8 @@ TOKEN_PREFIX = "gnt_"
 # The users GANTRY_ADMIN_TOKEN and GANTRY_SERVICE_TOKEN bootstrap.
 ADMIN_USER = "admin"
 SERVICE_USER = "gantry-worker"
+ADMIN_TOKEN_ID = "tok_bootstrap_admin"
+SERVICE_TOKEN_ID = "tok_bootstrap_service"
 
 
 def hash_token(token: str) -> str:
@@ -249,16 +251,21 @@ def authenticate(session: Session, secret: str, now: datetime) -> User | None:
 
 
 def ensure_bootstrap_user(
-    session: Session, *, identifier: str, email: str, name: str, secret: str, token_id: str
+    session: Session, *, identifier: str, email: str, name: str, role: str, secret: str, token_id: str
 ) -> None:
-    """Idempotently make an admin user owning a token with this secret (admin and service tokens)."""
+    """Idempotently make a user of ``role`` owning a token with this secret (admin and service tokens)."""
     system = Actor("system")
-    if session.get(User, identifier) is None:
-        session.add(User(identifier=identifier, email=email, name=name, role="admin"))
+    user = session.get(User, identifier)
+    if user is None:
+        session.add(User(identifier=identifier, email=email, name=name, role=role))
         session.flush()
         audit.record(
-            session, system, "CREATE", "user", identifier, after={"identifier": identifier, "role": "admin"}
+            session, system, "CREATE", "user", identifier, after={"identifier": identifier, "role": role}
         )
+    elif user.role != role:
+        before = {"identifier": identifier, "role": user.role}
+        user.role = role
+        audit.record(session, system, "UPDATE", "user", identifier, before=before, after={"role": role})
     token = session.get(ApiToken, token_id)
     digest = hash_token(secret)
     if token is None:
@@ -269,3 +276,12 @@ def ensure_bootstrap_user(
     elif token.token_hash != digest:
         token.token_hash = digest
         audit.record(session, system, "UPDATE", "token", token_id, after={"id": token_id, "rotated": True})
+
+
+def revoke_bootstrap_token(session: Session, token_id: str) -> None:
+    """The bootstrap token of a setting that is no longer set stops working."""
+    token = session.get(ApiToken, token_id)
+    if token is not None:
+        before = token_to_dict(token)
+        session.delete(token)
+        audit.record(session, Actor("system"), "DELETE", "token", token_id, before=before)

@@ -41,6 +41,9 @@ class Blueprint(Timestamped, Base):
     # Computed properties (catalog/computed.py), stored in the entities' ``properties``.
     mirror_properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     aggregation_properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Access control (catalog/permissions.py): {"users": [], "teams": []} and Port-shaped policies.
+    moderators: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    permissions: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Bumped on every change: the validator cache is keyed by (identifier, version).
     version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -91,12 +94,23 @@ class Team(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RateLimitBucket(Base):
+    """A fixed-window request counter per token and kind, shared by every API process."""
+
+    __tablename__ = "rate_limit_buckets"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+
+
 class User(Base):
     __tablename__ = "users"
 
     identifier: Mapped[str] = mapped_column(String(256), primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(256), default="")
+    # admin | member | viewer | service (the worker; never a human, never an approver)
     role: Mapped[str] = mapped_column(String(20), default="member")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -138,6 +138,11 @@ def entity_matches(session: Session, entity_id: int, query: dict[str, Any], *, n
     return bool(session.scalar(sa.select(sa.exists().where(Entity.id == entity_id, condition))))
 
 
+def team_overlaps(column: Any, teams: Sequence[str], dialect: str) -> Predicate:
+    """Rows whose JSON array ``column`` (an entity's ``team``) holds any of ``teams``."""
+    return _any([json_value(dialect, column, None).has_element(t) for t in teams])
+
+
 def format_instant(moment: datetime) -> str:
     """The stored form of a date-time: ``YYYY-MM-DDTHH:MM:SS.sssZ``, fixed width, UTC."""
     moment = moment.astimezone(UTC)

@@ -129,7 +129,8 @@ class TeamPatch(Strict):
     description: str | None = None
 
 
-Role = Literal["admin", "member"]
+# `service` (the worker) is made by GANTRY_SERVICE_TOKEN only, never through the API.
+Role = Literal["admin", "member", "viewer"]
 
 
 class UserIn(Strict):

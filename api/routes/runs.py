@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.approvals import apply_decision
-from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep, SettingsDep
+from api.deps import ActorDep, CurrentUser, ServiceUser, SessionDep, SettingsDep
 from catalog import audit, runs
 from catalog.actions import get_action
 from catalog.db import utcnow
@@ -240,7 +240,7 @@ def report_run(
     run_id: str,
     request: Request,
     session: SessionDep,
-    _: AdminUser,
+    _: ServiceUser,
     actor: ActorDep,
     body: RunReport = Body(),
 ) -> dict[str, Any]:
@@ -252,14 +252,16 @@ def report_run(
 
 
 @router.get("/v1/runs/{run_id}/secrets", include_in_schema=False)
-def run_secrets(run_id: str, session: SessionDep, _: AdminUser, settings: SettingsDep) -> dict[str, Any]:
+def run_secrets(run_id: str, session: SessionDep, _: ServiceUser, settings: SettingsDep) -> dict[str, Any]:
     """The run's secret inputs in clear, for the activity that needs them (service token only)."""
     run = runs.get_run(session, run_id)
+    if run.ended_at is not None:
+        raise Forbidden("a run's secrets are readable only while it is active")
     return {"secrets": runs.sealed_inputs(run, settings.secret("secret_key"))}
 
 
 @router.post("/v1/runs/reconcile")
-def reconcile_runs(request: Request, session: SessionDep, _: AdminUser, actor: ActorDep) -> JSONResponse:
+def reconcile_runs(request: Request, session: SessionDep, _: ServiceUser, actor: ActorDep) -> JSONResponse:
     """Converge every quiet, unfinished run on its workflow's real end (run by the worker's
     schedule; safe to call any time)."""
     converged = []

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
+from api.deps import ActorDep, AdminUser, CurrentUser, ServiceUser, SessionDep
 from catalog import computed, scorecards
 from catalog.blueprints import get_blueprint, list_blueprints
 from catalog.entities import get_entity
@@ -88,7 +88,7 @@ def level_history(blueprint: str, entity: str, session: SessionDep, _: CurrentUs
 
 
 @router.post("/v1/scorecards/regrade")
-def regrade(session: SessionDep, _: AdminUser, actor: ActorDep) -> dict[str, Any]:
+def regrade(session: SessionDep, _: ServiceUser, actor: ActorDep) -> dict[str, Any]:
     """Regrade every scorecard (the worker's schedule calls this, for rules that depend on time)."""
     computed.refresh_windows(session, actor)  # time-windowed aggregations move with time
     changed = 0

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
+from api.deps import ActorDep, CurrentUser, ServiceUser, SessionDep
 from api.timers import extend_timer
 from catalog import events, timers
 from catalog.audit import Actor
@@ -99,7 +99,7 @@ class TimerReports(BaseModel):
 
 
 @router.post("/v1/timers/reports")
-def report_timers(session: SessionDep, _: AdminUser, actor: ActorDep, body: TimerReports) -> dict[str, Any]:
+def report_timers(session: SessionDep, _: ServiceUser, actor: ActorDep, body: TimerReports) -> dict[str, Any]:
     """Many timer workflows' news in one transaction (service token only; the worker sends the
     reports that arrive while one is in flight together). Applied in order; ``results`` answers
     each in turn: ``{"status": 200, "timer": ..., "owners": [...]}`` or ``{"status": 404, "error": ...}``.
@@ -109,7 +109,7 @@ def report_timers(session: SessionDep, _: AdminUser, actor: ActorDep, body: Time
 
 @router.post("/v1/timers/{timer_id:path}/report")
 def report_timer(
-    timer_id: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: dict[str, Any] = Body()
+    timer_id: str, session: SessionDep, _: ServiceUser, actor: ActorDep, body: dict[str, Any] = Body()
 ) -> dict[str, Any]:
     """One timer workflow's news (service token only): reminders, re-arms, expiry (which emits
     ``TIMER_EXPIRED`` in the same transaction) and the cleanup's outcome. Answers the owners

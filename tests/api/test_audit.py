@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
 from api.app import ADMIN_USER, SERVICE_USER
-from tests.api.conftest import SERVICE_TOKEN
+from tests.api.conftest import ADMIN_TOKEN, SERVICE_TOKEN
 
 
 def audit(client: TestClient, **params: Any) -> list[dict[str, Any]]:
@@ -207,15 +207,14 @@ def test_run_id_header_is_recorded_for_the_service_user(catalog: TestClient) -> 
     assert (record["actor"], record["run_id"]) == (SERVICE_USER, "run_0042")
     assert [r["identifier"] for r in audit(catalog, run_id="run_0042")] == ["ledger"]
 
-    # A member cannot attribute their writes to a run.
+    # Nobody else can attribute their writes to a run, admins included: 403, nothing written.
     token = catalog.post("/v1/tokens", json={"user": "bob"}).json()["token"]
-    member = {"Authorization": f"Bearer {token}", "X-Gantry-Run-Id": "run_forged"}
-    assert (
-        catalog.post(
-            "/v1/blueprints/system/entities", json={"identifier": "forged"}, headers=member
-        ).status_code
-        == 201
-    )
-    forged = latest(catalog, "entity", "forged")
-    assert (forged["actor"], forged["run_id"]) == ("bob", None)
+    for bearer in (token, ADMIN_TOKEN):
+        forger = {"Authorization": f"Bearer {bearer}", "X-Gantry-Run-Id": "run_forged"}
+        response = catalog.post(
+            "/v1/blueprints/system/entities", json={"identifier": "forged"}, headers=forger
+        )
+        assert response.status_code == 403
+        assert "X-Gantry-Run-Id" in response.json()["error"]["message"]
+    assert catalog.get("/v1/blueprints/system/entities/forged").status_code == 404
     assert audit(catalog, run_id="run_forged") == []

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import catalog.computed
-from tests.api.conftest import SERVICE_BLUEPRINT
+from tests.api.conftest import SERVICE_BLUEPRINT, SERVICE_TOKEN
 
 SYSTEM: dict[str, Any] = {
     "identifier": "system",
@@ -64,6 +64,8 @@ AGGREGATES = (
     "failed_deployments",
     "change_failure_rate",
 )
+
+SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 
 
 @pytest.fixture
@@ -218,11 +220,11 @@ def test_a_window_counts_recent_entities_and_moves_with_time(
     # six days later, the scheduled regrade moves the windows
     later = datetime.now(UTC) + timedelta(days=6)
     monkeypatch.setattr(catalog.computed, "utcnow", lambda: later)
-    assert portal.post("/v1/scorecards/regrade").status_code == 200
+    assert portal.post("/v1/scorecards/regrade", headers=SERVICE).status_code == 200
     found = props(portal, "payments")
     assert (found["deployments_7d"], found["recorded_7d"]) == (0, 3)
     later = datetime.now(UTC) + timedelta(days=8)
-    assert portal.post("/v1/scorecards/regrade").status_code == 200
+    assert portal.post("/v1/scorecards/regrade", headers=SERVICE).status_code == 200
     assert props(portal, "payments")["recorded_7d"] == 0
 
 

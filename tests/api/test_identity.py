@@ -38,11 +38,11 @@ def error_code(response: Any) -> str:
 
 
 def test_bootstrap_admin_and_service_users(client: TestClient) -> None:
-    for identifier in (ADMIN_USER, SERVICE_USER):
+    for identifier, role in ((ADMIN_USER, "admin"), (SERVICE_USER, "service")):
         user = client.get(f"/v1/users/{identifier}")
-        assert user.status_code == 200 and user.json()["role"] == "admin"
+        assert user.status_code == 200 and user.json()["role"] == role
     me = client.get("/v1/me", headers=bearer(SERVICE_TOKEN)).json()
-    assert me["identifier"] == SERVICE_USER and me["role"] == "admin"
+    assert me["identifier"] == SERVICE_USER and me["role"] == "service"
     assert client.get("/v1/me").json() == {
         "identifier": ADMIN_USER,
         "email": "admin@gantry.local",
