@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api import errors
+from api import docs, errors
 from api.relay import EventRelay
 from api.routes import (
     actions,
@@ -107,10 +107,13 @@ def create_app(
         version="0.1.0",
         summary="An internal developer portal whose actions, approvals, timers and automations are durable Temporal workflows.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.temporal = temporal or TemporalGateway(settings)
     errors.install(app)
+    docs.install(app)
     for module in (
         blueprints,
         entities,
