@@ -370,12 +370,26 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _token_hint(token: str | None) -> str:
+    if not token:
+        return (
+            "hint: no token was given. Set GANTRY_TOKEN (or pass --token). `make run` prints a dev admin\n"
+            "token; an admin creates one for you with `gantry token create --user YOU`."
+        )
+    return "hint: the token is unknown, revoked or expired: ask an admin for a new one (gantry token create)."
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     api = Gantry.connect(args.api_url, args.token)
     try:
         args.run(api, args)
-    except (ApiError, ValueError, OSError, yaml.YAMLError) as exc:
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.status == 401:
+            print(_token_hint(args.token), file=sys.stderr)
+        return 1
+    except (ValueError, OSError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except httpx.TransportError as exc:

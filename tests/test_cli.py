@@ -178,7 +178,10 @@ def test_without_a_token_the_api_says_why(
 ) -> None:
     monkeypatch.delenv("GANTRY_TOKEN", raising=False)
     assert gantry(applied, "get", "blueprints", token=None) == 1
-    assert "error: 401" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error: 401" in err and "Set GANTRY_TOKEN" in err and "gantry token create" in err
+    assert gantry(applied, "get", "blueprints", token="gnt_revoked") == 1
+    assert "unknown, revoked or expired" in capsys.readouterr().err
 
 
 def test_unreachable_api(capsys: pytest.CaptureFixture[str]) -> None:
