@@ -7,6 +7,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BENCH_ARGS ?=
+# pipefail: a failed pip install fails the target even though its output is filtered.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
 .PHONY: run test lint bench clean
 
@@ -35,5 +38,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "Installing Gantry and its dependencies into $(VENV) (Temporal server, FastAPI, boto3, test tools)."
+	@echo "The first time takes about 1-2 minutes; later runs skip this until pyproject.toml changes."
+	$(PY) -m pip install --disable-pip-version-check --progress-bar off -e '.[dev]' \
+	  | awk '/^(Collecting|Successfully)/ { print; fflush() }'
 	touch $(STAMP)
