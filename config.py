@@ -1,22 +1,38 @@
 """Gantry's settings: one pydantic-settings model shared by the API, the worker and the CLI.
 
-Every variable has the prefix ``GANTRY_`` (see DESIGN §9). Nothing is built at import time:
+Every variable has the prefix ``GANTRY_``. Nothing is built at import time:
 call :func:`get_settings` (cached) or construct :class:`Settings` directly in tests.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*$")
+PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_rate(value: str) -> tuple[int, int]:
+    """``"100/10s"`` as (100 requests, 10 seconds); ValueError when it is not ``N/period``."""
+    match = RATE.match(value)
+    if match is None or int(match.group(2) or 1) == 0:
+        raise ValueError(f"{value!r} is not a rate like 100/10s (N per period of s, m or h)")
+    return int(match.group(1)), int(match.group(2) or 1) * PERIOD_SECONDS[match.group(3)]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GANTRY_", extra="ignore", env_ignore_empty=True)
 
-    environment: str = Field("development", description="development | production")
+    environment: Literal["development", "production"] = Field(
+        "development", description="development | production (any case; anything else is an error)"
+    )
     data_dir: Path = Field(Path(".gantry"), description="where the embedded SQLite files live")
     database_url: str | None = Field(None, description="catalog database; SQLite in the data dir when unset")
 
@@ -66,18 +82,36 @@ class Settings(BaseSettings):
         30.0, description="seconds a run may stay quiet before the API checks its workflow"
     )
 
+    max_body_bytes: int = Field(1024 * 1024, gt=0, description="largest request body (bytes)")
+    max_bulk_body_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="largest body of POST /v1/blueprints/{bp}/entities/bulk"
+    )
+    max_slack_body_bytes: int = Field(64 * 1024, gt=0, description="largest body of a /v1/slack/* request")
+    max_json_depth: int = Field(32, gt=0, description="deepest nesting of a JSON request body")
+    rate_limit_writes: str = Field(
+        "100/10s", description="writes per token: N/period (10s, 1m, 1h); admins get ten times that"
+    )
+    rate_limit_launches: str = Field(
+        "20/10s", description="action launches and retries per token; admins get ten times that"
+    )
+
+    @field_validator("rate_limit_writes", "rate_limit_launches")
+    @classmethod
+    def _rate_is_n_per_period(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:
         if self.environment == "production":
-            missing = [
-                name
-                for name in ("service_token", "secret_key", "webhook_secret")
-                if getattr(self, name) is None
-            ]
-            if missing:
-                raise ValueError(
-                    f"GANTRY_{missing[0].upper()} must be set when GANTRY_ENVIRONMENT=production"
-                )
+            problems = production_secret_problems(self)
+            if problems:
+                raise ValueError("; ".join(problems))
             if self.resolved_database_url.startswith("sqlite"):
                 raise ValueError("GANTRY_DATABASE_URL must point at PostgreSQL in production")
         return self
@@ -92,6 +126,45 @@ class Settings(BaseSettings):
         """The plain value of a secret setting, or None."""
         value = getattr(self, name)
         return value.get_secret_value() if value is not None else None
+
+
+# Secrets production refuses when unset (required) or, when set, short or a known placeholder.
+REQUIRED_SECRETS = ("service_token", "secret_key", "webhook_secret")
+OPTIONAL_SECRETS = ("admin_token", "slack_signing_secret")
+MIN_SECRET_LENGTH = 32
+# Placeholders of examples and templates (compared without case, "-" or "_"): a value holding
+# one was copied from documentation, not generated.
+PLACEHOLDERS = ("changeme", "replaceme", "placeholder", "yoursecret", "yourtoken", "example", "default")
+
+
+def _placeholder_in(value: str) -> str | None:
+    squashed = value.lower().replace("-", "").replace("_", "")
+    return next((p for p in PLACEHOLDERS if p in squashed), None)
+
+
+def production_secret_problems(settings: Settings) -> list[str]:
+    """Why these settings' secrets are unfit for production, one message per variable."""
+    problems = []
+    seen: dict[str, str] = {}
+    for name in REQUIRED_SECRETS + OPTIONAL_SECRETS:
+        variable = f"GANTRY_{name.upper()}"
+        value = settings.secret(name)
+        if value is None:
+            if name in REQUIRED_SECRETS:
+                problems.append(f"{variable} must be set when GANTRY_ENVIRONMENT=production")
+            continue
+        placeholder = _placeholder_in(value)
+        if len(value) < MIN_SECRET_LENGTH:
+            problems.append(
+                f"{variable} is {len(value)} characters; production needs at least {MIN_SECRET_LENGTH}"
+                " (generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        elif placeholder is not None:
+            problems.append(f"{variable} holds the placeholder '{placeholder}': set a generated secret")
+        elif value in seen:
+            problems.append(f"{variable} must differ from {seen[value]}")
+        seen.setdefault(value, variable)
+    return problems
 
 
 @functools.cache

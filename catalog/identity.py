@@ -15,6 +15,7 @@ from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from catalog.models import ApiToken, Team, TeamMembership, User
+from catalog.permissions import ADMIN, SERVICE
 from catalog.schemas import TeamIn, TeamPatch, TokenIn, UserIn, UserPatch
 
 TOKEN_PREFIX = "gnt_"
@@ -115,13 +116,25 @@ def list_users(session: Session, *, team: str | None = None) -> list[User]:
     return list(session.scalars(stmt))
 
 
+def normalize_email(email: str) -> str:
+    """The stored form of an email: emails are unique case-insensitively, so
+    ``Alice@example.com`` and ``alice@example.com`` are one user."""
+    return email.strip().lower()
+
+
+def user_by_email(session: Session, email: str) -> User | None:
+    """The user with this email, whatever its case (stored lower-cased: the unique index serves)."""
+    return session.scalar(select(User).where(User.email == normalize_email(email)))
+
+
 def missing_users(session: Session, references: set[str]) -> set[str]:
-    """The references (user identifiers or emails) that name no user."""
+    """The references (user identifiers or emails, in any case) that name no user."""
     if not references:
         return set()
     ids = set(session.scalars(select(User.identifier).where(User.identifier.in_(references))))
-    emails = set(session.scalars(select(User.email).where(User.email.in_(references))))
-    return references - ids - emails
+    lowered = {normalize_email(r) for r in references - ids}
+    emails = set(session.scalars(select(User.email).where(User.email.in_(lowered))))
+    return {r for r in references - ids if normalize_email(r) not in emails}
 
 
 def _set_teams(session: Session, identifier: str, teams: list[str]) -> None:
@@ -136,16 +149,18 @@ def _set_teams(session: Session, identifier: str, teams: list[str]) -> None:
 
 
 def _check_email_free(session: Session, email: str, identifier: str) -> None:
-    owner = session.scalar(select(User.identifier).where(User.email == email))
-    if owner is not None and owner != identifier:
-        raise Conflict(f"email '{email}' belongs to user '{owner}'", [FieldError("/email", "already in use")])
+    owner = user_by_email(session, email)
+    if owner is not None and owner.identifier != identifier:
+        raise Conflict(
+            f"email '{email}' belongs to user '{owner.identifier}'", [FieldError("/email", "already in use")]
+        )
 
 
 def create_user(session: Session, body: UserIn, actor: Actor) -> User:
     if session.get(User, body.identifier) is not None:
         raise Conflict(f"user '{body.identifier}' already exists")
     _check_email_free(session, body.email, body.identifier)
-    user = User(identifier=body.identifier, email=body.email, name=body.name, role=body.role)
+    user = User(identifier=body.identifier, email=normalize_email(body.email), name=body.name, role=body.role)
     session.add(user)
     session.flush()
     _set_teams(session, user.identifier, body.teams)
@@ -159,6 +174,7 @@ def update_user(session: Session, identifier: str, body: UserPatch, actor: Actor
     changes = body.model_dump(exclude_unset=True)
     if changes.get("email"):
         _check_email_free(session, changes["email"], identifier)
+        changes["email"] = normalize_email(changes["email"])
     for name in ("email", "name", "role"):
         if changes.get(name) is not None:
             setattr(user, name, changes[name])
@@ -194,9 +210,13 @@ def token_to_dict(token: ApiToken) -> dict[str, Any]:
 
 
 def create_token(session: Session, body: TokenIn, actor: Actor, caller: User) -> tuple[ApiToken, str]:
-    """A new token and its secret (returned once, never stored in clear)."""
-    if caller.role != "admin" and body.user != caller.identifier:
-        raise Forbidden("members can create tokens for themselves only")
+    """A new token and its secret (returned once, never stored in clear). Admins make tokens for
+    anyone; members and viewers for themselves (a viewer reads through a token too); the
+    worker's service principal has GANTRY_SERVICE_TOKEN and mints no other."""
+    if caller.role == SERVICE:
+        raise Forbidden("the service principal cannot create tokens")
+    if caller.role != ADMIN and body.user != caller.identifier:
+        raise Forbidden("members and viewers can create tokens for themselves only")
     get_user(session, body.user)
     if body.expires_at is not None:
         if body.expires_at.tzinfo is None:
@@ -219,8 +239,11 @@ def create_token(session: Session, body: TokenIn, actor: Actor, caller: User) ->
 
 
 def list_tokens(session: Session, caller: User, *, user: str | None = None) -> list[ApiToken]:
+    """An admin lists everyone's tokens (or ``user``'s); anyone else only their own."""
     stmt = select(ApiToken).order_by(ApiToken.created_at)
-    if caller.role != "admin":
+    if caller.role != ADMIN:
+        if user is not None and user != caller.identifier:
+            raise Forbidden("listing the tokens of others needs the admin role")
         stmt = stmt.where(ApiToken.user == caller.identifier)
     elif user is not None:
         stmt = stmt.where(ApiToken.user == user)
@@ -229,7 +252,8 @@ def list_tokens(session: Session, caller: User, *, user: str | None = None) -> l
 
 def delete_token(session: Session, token_id: str, actor: Actor, caller: User) -> None:
     token = session.get(ApiToken, token_id)
-    if token is None or (caller.role != "admin" and token.user != caller.identifier):
+    # Another user's token answers 404 to a non-admin: its existence is not theirs to know.
+    if token is None or (caller.role != ADMIN and token.user != caller.identifier):
         raise NotFound(f"token '{token_id}' not found")
     before = token_to_dict(token)
     session.delete(token)

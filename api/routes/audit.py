@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import CurrentUser, SessionDep
+from api.deps import AdminUser, SessionDep
 from catalog import audit
 
 router = APIRouter(tags=["audit"])
@@ -16,7 +16,7 @@ router = APIRouter(tags=["audit"])
 @router.get("/v1/audit-log")
 def audit_log(
     session: SessionDep,
-    _: CurrentUser,
+    _: AdminUser,
     resource_type: str | None = None,
     blueprint: str | None = None,
     identifier: str | None = None,
@@ -27,7 +27,8 @@ def audit_log(
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """Every write, newest first: who, when, what, and the before/after."""
+    """Every write, newest first: who, when, what, and the before/after (admins only: the
+    before/after of any entity, user or token is in it, whoever may read them)."""
     page = audit.list_records(
         session,
         resource_type=resource_type,

@@ -29,7 +29,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from activities.slack_approvals import (
@@ -45,6 +44,7 @@ from api import approvals, timers
 from api.errors import ServiceUnavailable, error_body
 from api.slack_signature import ReplayGuard, SignatureError, verify
 from catalog.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from catalog.identity import user_by_email
 from catalog.models import User
 from config import Settings
 
@@ -313,7 +313,8 @@ def _timer_ref(value: Any) -> TimerRef | None:
 
 
 def _user_by_email(session: Session, email: str) -> User | None:
-    return session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+    """Slack's email may differ in case from the one in Gantry: emails are one case-insensitively."""
+    return user_by_email(session, email)
 
 
 def _clicker(payload: dict[str, Any]) -> Clicker:

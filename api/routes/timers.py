@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import ActorDep, CurrentUser, ServiceUser, SessionDep
+from api.deps import ActorDep, AdminUser, CurrentUser, ServiceUser, SessionDep
 from api.timers import extend_timer
 from catalog import events, timers
 from catalog.audit import Actor
@@ -64,7 +64,7 @@ def extend(
 @router.get("/v1/events")
 def list_events(
     session: SessionDep,
-    _: CurrentUser,
+    _: AdminUser,
     type: str | None = None,
     blueprint: str | None = None,
     entity: str | None = None,
@@ -72,7 +72,8 @@ def list_events(
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """The event log (the outbox), newest first."""
+    """The event log (the outbox), newest first. Admins only: events carry entities' full
+    before/after, whoever may read them."""
     page = events.list_events(
         session,
         type_=type,
