@@ -14,6 +14,7 @@ from catalog import audit, runs
 from catalog.audit import Actor
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid
 from catalog.models import User
+from catalog.permissions import SERVICE
 from workflows.approval_types import Decision
 
 DECISIONS = ("APPROVE", "DECLINE")
@@ -33,6 +34,8 @@ def apply_decision(
     eligible or self-approval, 409 closed or already decided) are audited too and change nothing."""
     if decision not in DECISIONS:
         raise Invalid("invalid decision", [FieldError("/decision", "must be APPROVE or DECLINE")])
+    if user.role == SERVICE:
+        raise Forbidden("the worker's service principal never decides an approval")
     run = runs.get_run(session, run_id)
     actor = Actor(user.identifier, run_id)
     if run.status in runs.TERMINAL:

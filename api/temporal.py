@@ -27,6 +27,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ServiceUnavailable
+from catalog.runs import NEVER_STARTED
 from config import Settings
 from workflows.approval_types import DECIDE_UPDATE, NO_APPROVAL_PENDING, REFUSAL_STATUS, Decision
 from workflows.timer import (
@@ -66,6 +67,12 @@ class WorkflowEnd:
     status: str
     label: str
     error: str | None = None
+    # Temporal does not know the workflow: it was never started (or its history was deleted).
+    missing: bool = False
+
+    def never_started(self) -> WorkflowEnd:
+        """How the reconciler ends a run whose workflow Temporal does not know after a grace."""
+        return WorkflowEnd("FAILURE", "Not started", f"{NEVER_STARTED}: Temporal does not know it", True)
 
 
 class TemporalGateway:
@@ -260,7 +267,10 @@ class TemporalGateway:
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return WorkflowEnd(
-                    "FAILURE", "The workflow was never started or no longer exists", "workflow not found"
+                    "FAILURE",
+                    "The workflow was never started or no longer exists",
+                    "workflow not found",
+                    missing=True,
                 )
             raise _unavailable(exc) from exc
         status = description.status

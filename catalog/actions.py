@@ -21,10 +21,11 @@ from catalog.approvals import check_policy
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.durations import parse_duration
-from catalog.errors import Conflict, FieldError, Invalid, NotFound, pointer
-from catalog.models import Action, Blueprint
+from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
+from catalog.models import Action, Blueprint, Entity
+from catalog.permissions import ADMIN, MEMBER, ActionPermissions, Policy, Principal, is_moderator, passes
 from catalog.properties import PROPERTY_NAME, PROPERTY_TYPES, STRING_FORMATS
-from catalog.query import validate_query
+from catalog.query import team_overlaps, validate_query
 from catalog.schemas import SLUG
 from catalog.step_kinds import STEP_KINDS
 from catalog.templates import CONTEXT_NAMES, TemplateFailure, references
@@ -89,6 +90,7 @@ class ActionIn(Strict):
     user_inputs: UserInputs = Field(default_factory=UserInputs)
     preconditions: Preconditions | None = None
     approval: dict[str, Any] | None = None
+    permissions: ActionPermissions | None = None
     steps: list[Step] = Field(min_length=1, max_length=100)
 
 
@@ -109,11 +111,90 @@ def get_action(session: Session, identifier: str) -> Action:
     return action
 
 
-def list_actions(session: Session, *, blueprint: str | None = None) -> list[Action]:
+def list_actions(
+    session: Session, *, blueprint: str | None = None, who: Principal | None = None
+) -> list[Action]:
+    """Actions by identifier; with ``who``, only those they may see."""
     stmt = select(Action).order_by(Action.identifier)
     if blueprint is not None:
         stmt = stmt.where(Action.blueprint == blueprint)
-    return list(session.scalars(stmt))
+    found = list(session.scalars(stmt))
+    if who is None:
+        return found
+    return [a for a in found if may_see(session, a, who)]
+
+
+# ---- who may see, run and write actions --------------------------------------------------
+
+
+def action_permissions(action: Action) -> ActionPermissions:
+    return ActionPermissions.model_validate(action.definition.get("permissions") or {})
+
+
+def execute_policy(action: Action) -> Policy:
+    """The explicit ``execute`` policy, else the default: members for CREATE actions, the
+    owners of the target entity for DAY-2 and DELETE (moderators and admins always pass)."""
+    explicit = action_permissions(action).execute
+    if explicit is not None:
+        return explicit
+    if action.definition["trigger"]["operation"] == "CREATE":
+        return Policy(roles=[ADMIN, MEMBER])
+    return Policy(owned_by_team=True)
+
+
+def see_policy(action: Action) -> Policy:
+    """The explicit ``see`` policy, else whoever may execute."""
+    return action_permissions(action).see or execute_policy(action)
+
+
+def moderates(session: Session, action: Action, who: Principal) -> bool:
+    """Admins, and the moderators of the action's blueprint, administer the action."""
+    if who.is_admin:
+        return True
+    bp = session.get(Blueprint, action.blueprint) if action.blueprint else None
+    return bp is not None and is_moderator(bp, who)
+
+
+def may_see(session: Session, action: Action, who: Principal, owners: list[str] | None = None) -> bool:
+    """Whether ``who`` may see the action: for the entity owned by ``owners``, or (None) for
+    any entity of its blueprint that they own."""
+    if moderates(session, action, who):
+        return True
+    return _passes(session, action, see_policy(action), who, owners)
+
+
+def may_execute(session: Session, action: Action, who: Principal, owners: list[str]) -> bool:
+    """Whether ``who`` may launch the action on an entity owned by ``owners``. Viewers never do."""
+    if not who.may_write:
+        return False
+    if moderates(session, action, who):
+        return True
+    return passes(execute_policy(action), who, owners)
+
+
+def _passes(
+    session: Session, action: Action, policy: Policy, who: Principal, owners: list[str] | None
+) -> bool:
+    if owners is not None or passes(policy, who, ()):
+        return passes(policy, who, owners or ())
+    if not (policy.owned_by_team and who.teams and action.blueprint):
+        return False
+    dialect = session.get_bind().dialect.name
+    owned = select(Entity.id).where(
+        Entity.blueprint == action.blueprint, team_overlaps(Entity.team, sorted(who.teams), dialect)
+    )
+    return session.scalar(owned.limit(1)) is not None
+
+
+def check_may_write(session: Session, who: Principal, *blueprints: str | None) -> None:
+    """Action definitions are written by admins and by the moderators of every blueprint the
+    change touches (the action's blueprint before and after)."""
+    if who.is_admin:
+        return
+    for name in blueprints:
+        bp = session.get(Blueprint, name) if name else None
+        if bp is None or not is_moderator(bp, who):
+            raise Forbidden("only admins and the blueprint's moderators can change its actions")
 
 
 def save_action(

@@ -17,6 +17,7 @@ from catalog.durations import parse_duration
 from catalog.errors import FieldError, pointer
 from catalog.identity import SERVICE_USER
 from catalog.models import Team, TeamMembership, User
+from catalog.permissions import SERVICE
 
 
 class Strict(BaseModel):
@@ -117,6 +118,7 @@ def eligible_approvers(session: Session, approvers: Approvers) -> list[dict[str,
         | User.role.in_(approvers.roles)
         | User.identifier.in_(select(TeamMembership.user).where(TeamMembership.team.in_(approvers.teams))),
         User.identifier != SERVICE_USER,
+        User.role != SERVICE,
     )
     users = session.scalars(stmt.order_by(User.identifier))
     return [{"identifier": u.identifier, "email": u.email, "name": u.name} for u in users]

@@ -13,19 +13,22 @@ from urllib.parse import quote
 
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, true
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement, False_, True_
 
 from catalog import approvals, audit, events, scorecards, secrets
+from catalog.actions import may_execute, may_see, see_policy
 from catalog.audit import Actor
 from catalog.db import utcnow
-from catalog.entities import entity_view, get_entity
-from catalog.errors import Conflict, FieldError, Invalid, NotFound, pointer
+from catalog.entities import entity_view
+from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
 from catalog.identity import missing_teams, missing_users, user_teams
-from catalog.models import Action, Entity, Run, RunApprover, RunLog, User
+from catalog.models import Action, Blueprint, Entity, Run, RunApprover, RunLog, User
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
+from catalog.permissions import Principal, is_moderator, may, passes, readable_clause
 from catalog.properties import FORMAT_CHECKER
-from catalog.query import compile_query
+from catalog.query import compile_query, team_overlaps
 
 TERMINAL = frozenset({"SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"})
 STATUSES = frozenset({"WAITING_FOR_APPROVAL", "IN_PROGRESS"}) | TERMINAL
@@ -104,7 +107,32 @@ def run_view(run: Run, *, ui_base: str, namespace: str) -> dict[str, Any]:
         "error": run.error,
         "workflow_id": run.workflow_id,
         "temporal_ui_url": temporal_ui_url(ui_base, namespace, run.workflow_id),
+        "visibility": "full",
     }
+
+
+SUMMARY_FIELDS = (
+    "id",
+    "action",
+    "action_title",
+    "blueprint",
+    "entity",
+    "status",
+    "status_label",
+    "source",
+    "created_by",
+    "created_at",
+    "updated_at",
+    "ended_at",
+    "workflow_id",
+)
+Visibility = Literal["full", "summary"]
+
+
+def summary_view(full: dict[str, Any]) -> dict[str, Any]:
+    """What people who may only see the action learn of a run: no inputs, outputs, approvals,
+    links or errors."""
+    return {name: full[name] for name in SUMMARY_FIELDS} | {"visibility": "summary"}
 
 
 def run_event(run: Run) -> dict[str, Any]:
@@ -130,6 +158,74 @@ def get_run(session: Session, run_id: str) -> Run:
     return run
 
 
+# ---- who sees what of a run --------------------------------------------------------------
+
+
+def visibility(session: Session, run: Run, who: Principal) -> Visibility | None:
+    """``full`` for the requester, the entity's owners, the run's eligible approvers, the
+    blueprint's moderators and admins; ``summary`` for others who may see the action (and read
+    the entity); None (a 404) for everyone else."""
+    if who.is_admin or run.created_by == who.identifier:
+        return "full"
+    bp = session.get(Blueprint, run.blueprint) if run.blueprint else None
+    if bp is not None and is_moderator(bp, who):
+        return "full"
+    if session.get(RunApprover, (run.id, who.identifier)) is not None:
+        return "full"
+    entity = (
+        session.scalar(
+            select(Entity).where(Entity.blueprint == run.blueprint, Entity.identifier == run.entity)
+        )
+        if run.entity
+        else None
+    )
+    owners = list(entity.team or []) if entity is not None else []
+    if who.teams & set(owners):
+        return "full"
+    action = session.get(Action, run.action)
+    if action is None or not may_see(session, action, who, owners if entity is not None else None):
+        return None
+    if entity is not None and bp is not None and not may(bp, who, "read", owners):
+        return None
+    return "summary"
+
+
+def visible_runs_clause(session: Session, who: Principal) -> ColumnElement[bool]:
+    """SQL keeping the runs ``who`` may see at least the summary of (applied before paging)."""
+    if who.is_admin:
+        return true()
+    dialect = session.get_bind().dialect.name
+    blueprints = list(session.scalars(select(Blueprint)))
+    moderated = [bp.identifier for bp in blueprints if is_moderator(bp, who)]
+    shown: list[ColumnElement[bool]] = [
+        Run.created_by == who.identifier,
+        Run.id.in_(select(RunApprover.run_id).where(RunApprover.user == who.identifier)),
+        Run.blueprint.in_(moderated),
+    ]
+    if who.teams:
+        owned = select(Entity.id).where(
+            Entity.blueprint == Run.blueprint,
+            Entity.identifier == Run.entity,
+            team_overlaps(Entity.team, sorted(who.teams), dialect),
+        )
+        shown.append(owned.exists())
+    # Summaries: actions whose see policy passes whatever the entity (one that needs the caller
+    # to own the entity is covered by ownership above), on entities the caller may read.
+    seen = [a.identifier for a in session.scalars(select(Action)) if passes(see_policy(a), who, ())]
+    readable: list[ColumnElement[bool]] = [Run.entity.is_(None)]
+    for bp in blueprints:
+        clause = readable_clause(bp, who, dialect)
+        if isinstance(clause, True_):
+            readable.append(Run.blueprint == bp.identifier)
+        elif not isinstance(clause, False_):
+            entity = select(Entity.id).where(
+                Entity.blueprint == bp.identifier, Entity.identifier == Run.entity, clause
+            )
+            readable.append(and_(Run.blueprint == bp.identifier, entity.exists()))
+    shown.append(and_(Run.action.in_(seen), or_(*readable)))
+    return or_(*shown)
+
+
 # ---- launching ---------------------------------------------------------------------------
 
 
@@ -139,26 +235,29 @@ def prepare_run(
     body: RunRequest,
     caller: User,
     *,
+    who: Principal,
     source: str,
     secret_key: str | None,
     api_url: str,
     ui_url: Callable[[str], str] = lambda workflow_id: "",
 ) -> Launch:
-    """Validate a launch and add its run record (not committed); an idempotency key that was
-    seen before returns the earlier run instead."""
+    """Check a launch and add its run record (not committed); an idempotency key that was seen
+    before returns the earlier run instead. In order: the action is visible (404), the entity
+    exists and is readable (404), the caller may see and execute the action on it (404, 403),
+    the trigger condition and preconditions hold (409), the inputs are valid (422)."""
     definition = action.definition
     scope = (
         f"{action.identifier}:{caller.identifier}:{body.idempotency_key}" if body.idempotency_key else None
     )
     run_id = "r_" + (hashlib.sha256(scope.encode()).hexdigest()[:24] if scope else pysecrets.token_hex(12))
+    if not may_see(session, action, who):
+        raise NotFound(f"action '{action.identifier}' not found")
     if scope is not None:
         earlier = session.get(Run, run_id)
         if earlier is not None:
             return Launch(earlier, {}, created=False)
 
-    entity = _check_entity(session, definition, body.entity)
-    if entity is not None and (definition.get("preconditions") or {}).get("scorecards"):
-        _check_preconditions(session, entity, definition["preconditions"]["scorecards"])
+    entity = check_target(session, action, body.entity, who)
     inputs, sealed = _check_inputs(session, definition.get("user_inputs") or {}, body.inputs, secret_key)
     now = utcnow()
     visible = {k: (secrets.REDACTED if k in sealed else v) for k, v in inputs.items()}
@@ -205,8 +304,6 @@ def prepare_run(
         api_url=api_url,
         ui_url=ui_url(run.workflow_id),
     )
-    # Added only now, and not flushed: the caller starts the workflow before it commits, and a
-    # row written earlier would hold SQLite's single write lock across that Temporal call.
     session.add(run)
     audit.record(
         session,
@@ -217,14 +314,9 @@ def prepare_run(
         blueprint=run.blueprint,
         after={"action": run.action, "entity": run.entity, "inputs": visible},
     )
-    approvers = {
-        person["identifier"]
-        for gate in workflow_input["approvals"].values()
-        for person in gate["eligible"] + gate["escalation_eligible"]
-    }
-    session.add_all(RunApprover(run_id=run.id, user=user) for user in sorted(approvers))
-    # Added, not inserted: nothing may reach the database before the workflow has started (an early
-    # flush would hold SQLite's write lock across the Temporal call and serialize launches).
+    add_approvers(session, run, workflow_input)
+    # The record, its approvers, audit entry and event are committed before the workflow starts
+    # (the caller's job): a workflow never runs without its record.
     events.add(
         session,
         events.event_row(
@@ -237,6 +329,41 @@ def prepare_run(
         ),
     )
     return Launch(run, workflow_input, created=True)
+
+
+def add_approvers(session: Session, run: Run, workflow_input: dict[str, Any]) -> None:
+    """Record who may decide the run's approvals (those not recorded yet: a retry re-resolves)."""
+    approvers = {
+        person["identifier"]
+        for gate in workflow_input["approvals"].values()
+        for person in gate["eligible"] + gate["escalation_eligible"]
+    }
+    known = set(session.scalars(select(RunApprover.user).where(RunApprover.run_id == run.id)))
+    session.add_all(RunApprover(run_id=run.id, user=user) for user in sorted(approvers - known))
+
+
+def check_target(session: Session, action: Action, identifier: str | None, who: Principal) -> Entity | None:
+    """The entity a launch (or retry) acts on, after every check that depends on it."""
+    definition = action.definition
+    entity = _resolve_entity(session, definition, identifier, who)
+    owners = list(entity.team or []) if entity is not None else None
+    if entity is not None and not may_see(session, action, who, owners):
+        raise NotFound(f"action '{action.identifier}' not found")
+    if not may_execute(session, action, who, owners or []):
+        raise Forbidden(
+            f"you may not run '{action.identifier}'"
+            + (f" on '{entity.identifier}'" if entity is not None else "")
+            + ": its execute permission does not include you"
+        )
+    if entity is not None:
+        condition = definition["trigger"].get("condition")
+        failing = _failing_rules(session, entity, condition) if condition else []
+        if failing:
+            raise Conflict(f"entity '{entity.identifier}' does not meet the action's condition", failing)
+        required = (definition.get("preconditions") or {}).get("scorecards")
+        if required:
+            _check_preconditions(session, entity, required)
+    return entity
 
 
 def build_workflow_input(
@@ -284,7 +411,11 @@ def build_workflow_input(
     }
 
 
-def _check_entity(session: Session, definition: dict[str, Any], identifier: str | None) -> Entity | None:
+def _resolve_entity(
+    session: Session, definition: dict[str, Any], identifier: str | None, who: Principal
+) -> Entity | None:
+    """The target entity; one that does not exist and one the caller may not read are the same
+    404 (existence is not leaked)."""
     operation = definition["trigger"]["operation"]
     blueprint = str(definition.get("blueprint") or "")
     if operation == "CREATE":
@@ -295,15 +426,12 @@ def _check_entity(session: Session, definition: dict[str, Any], identifier: str 
         raise Invalid(
             "invalid run", [FieldError("/entity", f"{operation} actions need an entity of '{blueprint}'")]
         )
-    try:
-        entity = get_entity(session, blueprint, identifier)
-    except NotFound as exc:
-        raise Invalid("invalid run", [FieldError("/entity", exc.message)]) from exc
-    condition = definition["trigger"].get("condition")
-    if condition:
-        failing = _failing_rules(session, entity, condition)
-        if failing:
-            raise Conflict(f"entity '{identifier}' does not meet the action's condition", failing)
+    entity = session.scalar(
+        select(Entity).where(Entity.blueprint == blueprint, Entity.identifier == identifier)
+    )
+    bp = session.get(Blueprint, blueprint)
+    if entity is None or bp is None or not may(bp, who, "read", entity.team or []):
+        raise NotFound(f"entity '{identifier}' of blueprint '{blueprint}' not found")
     return entity
 
 
@@ -395,7 +523,9 @@ def _check_inputs(
     present = {k: v for k, v in values.items() if k in properties and v is not None}
     for error in validator.iter_errors(present):
         path = "/inputs" + "".join(f"/{p}" for p in error.absolute_path)
-        errors.append(FieldError(path, error.message))
+        name = str(error.absolute_path[0]) if error.absolute_path else ""
+        secret = bool(properties.get(name, {}).get("secret"))
+        errors.append(FieldError(path, _secret_message(error.validator) if secret else error.message))
     errors += _check_references(session, properties, present)
     sealed = {n: v for n, v in present.items() if properties[n].get("secret")}
     if sealed and not secret_key:
@@ -405,6 +535,11 @@ def _check_inputs(
     if errors:
         raise Invalid("invalid inputs", errors)
     return present, {k: str(v) for k, v in sealed.items()}
+
+
+def _secret_message(rule: Any) -> str:
+    """jsonschema's messages quote the value: a secret input's problem names only the rule."""
+    return f"does not satisfy the input's '{rule}' rule (the value is secret and not shown)"
 
 
 def _check_references(
@@ -556,12 +691,16 @@ def list_runs(
     source: str | None = None,
     created_by: str | None = None,
     approver: str | None = None,
+    who: Principal | None = None,
     limit: int = 100,
     cursor: str | None = None,
 ) -> Page[Run]:
-    """Newest first. ``approver``: runs that user may decide an approval of."""
+    """Newest first. ``approver``: runs that user may decide an approval of; ``who``: only the
+    runs they may see."""
     check_limit(limit)
     stmt = select(Run)
+    if who is not None:
+        stmt = stmt.where(visible_runs_clause(session, who))
     if approver is not None:
         stmt = stmt.where(Run.id.in_(select(RunApprover.run_id).where(RunApprover.user == approver)))
     for column, value in (
@@ -596,16 +735,20 @@ def active_runs(session: Session, *, older_than: datetime, limit: int = 500) -> 
     return list(session.scalars(stmt.order_by(Run.updated_at).limit(limit)))
 
 
+RETRYABLE = ("FAILURE", "CANCELLED", "TIMED_OUT", "DECLINED")
+
+
 def retry_plan(run: Run) -> tuple[str, dict[str, Any]]:
     """Where a retry resumes, and the outputs of the steps before it. A retry resumes at the
-    failed step, or earlier at the first step whose effect compensation undid."""
-    if run.status not in ("FAILURE", "CANCELLED", "TIMED_OUT"):
+    failed (or declined) step, or earlier at the first step whose effect compensation undid."""
+    if run.status not in RETRYABLE:
         raise Conflict(
-            f"run '{run.id}' is {run.status}: only failed, cancelled or timed-out runs can be retried"
+            f"run '{run.id}' is {run.status}: only failed, cancelled, declined or timed-out runs can be retried"
         )
     steps = run.steps
     resume = next(
-        (s for s in steps if s["status"] in ("COMPENSATED", "FAILURE", "CANCELLED", "PENDING")), None
+        (s for s in steps if s["status"] in ("COMPENSATED", "FAILURE", "CANCELLED", "DECLINED", "PENDING")),
+        None,
     )
     if resume is None:
         raise Conflict(f"run '{run.id}' has no step to resume from")
@@ -615,3 +758,25 @@ def retry_plan(run: Run) -> tuple[str, dict[str, Any]]:
             break
         earlier[step["id"]] = {"status": step["status"], "outputs": step.get("outputs") or {}}
     return resume["id"], earlier
+
+
+def approved_gates(run: Run, definition: dict[str, Any]) -> list[str]:
+    """The approval gates a retry may pass without asking again: only what was APPROVED. The
+    action's own gate was approved when any step got past PENDING (steps run only after it);
+    an approval step was approved when it succeeded (the retry keeps it as an earlier step)."""
+    if not definition.get("approval"):
+        return []
+    if any(step["status"] != "PENDING" for step in run.steps):
+        return ["action"]
+    approval = run.approval or {}
+    return ["action"] if approval.get("gate") == "action" and approval.get("status") == "APPROVED" else []
+
+
+# ---- a workflow that never started -------------------------------------------------------
+
+NEVER_STARTED = "its workflow never started"
+
+
+def mark_not_started(session: Session, run: Run, reason: str, actor: Actor) -> None:
+    """End a run whose workflow could not be started, so no run is left IN_PROGRESS."""
+    finish(session, run, "FAILURE", "Not started", f"{NEVER_STARTED}: {reason}", actor)

@@ -66,6 +66,9 @@ class RunInput:
     approvals: dict[str, Any] = field(default_factory=dict)
     # Keep GantryRunStatus current (off on servers without custom search attributes).
     search_attributes: bool = True
+    # A retry passes only the gates that were APPROVED ("action"; approval steps it keeps as
+    # earlier steps). None: an input from before this field, whose retries skipped the gate.
+    approved_gates: list[str] | None = None
 
 
 class RunDeclined(Exception):
@@ -162,7 +165,7 @@ class ActionRun:
             + (f", resuming at step {inp.resume_at}" if inp.resume_at else "")
         )
         try:
-            if "action" in inp.approvals and not inp.resume_at:
+            if "action" in inp.approvals and "action" not in _approved(inp):
                 await self._await_approval("action", inp)
             for index, definition in enumerate(inp.action["steps"]):
                 if definition["id"] in done:
@@ -283,6 +286,10 @@ class ActionRun:
         """Wait durably for the gate's decision; raise RunDeclined unless it is approved."""
         policy = inp.approvals[gate_id]
         gate = ApprovalGate.open(gate_id, inp.run_id, policy, inp.user["identifier"])
+        if inp.resume_at and inp.approved_gates is not None:
+            # A retry asks anew: buttons of the earlier request (never closed if that execution
+            # was cancelled while waiting) must not decide this one.
+            gate.request_id = f"{gate.request_id}:{inp.log_base}"
         phases = [("initial", policy["eligible"], policy["timeout"])]
         if policy["on_timeout"] == "ESCALATE":
             phases.append(
@@ -499,6 +506,12 @@ class ActionRun:
             ),
             summary="report run state",
         )
+
+
+def _approved(inp: RunInput) -> list[str]:
+    if inp.approved_gates is not None:
+        return inp.approved_gates
+    return ["action"] if inp.resume_at else []
 
 
 def _iso(moment: Any) -> str:

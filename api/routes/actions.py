@@ -9,51 +9,73 @@ from fastapi import APIRouter, Body, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep, SettingsDep
+from api.deps import ActorDep, CurrentUser, PrincipalDep, SessionDep, SettingsDep
+from api.errors import ServiceUnavailable
 from catalog import actions as service
 from catalog import runs
 from catalog.actions import ActionIn
-from catalog.errors import FieldError, Forbidden, Invalid
+from catalog.audit import Actor
+from catalog.errors import FieldError, Forbidden, Invalid, NotFound
+from catalog.models import Action
+from catalog.permissions import Principal
 from catalog.runs import RunRequest
+from config import Settings
 
 router = APIRouter(tags=["actions"])
 
 
+def _visible(session: SessionDep, identifier: str, who: Principal) -> Action:
+    """The action, or a 404 when it does not exist or the caller may not see it."""
+    action = service.get_action(session, identifier)
+    if not service.may_see(session, action, who):
+        raise NotFound(f"action '{identifier}' not found")
+    return action
+
+
 @router.get("/v1/actions")
-def list_actions(session: SessionDep, _: CurrentUser, blueprint: str | None = None) -> dict[str, Any]:
-    items = [service.action_to_dict(a) for a in service.list_actions(session, blueprint=blueprint)]
+def list_actions(session: SessionDep, who: PrincipalDep, blueprint: str | None = None) -> dict[str, Any]:
+    """The actions the caller may see."""
+    items = [service.action_to_dict(a) for a in service.list_actions(session, blueprint=blueprint, who=who)]
     return {"items": items, "next_cursor": None}
 
 
 @router.post("/v1/actions", status_code=201)
 def create_action(
-    session: SessionDep, _: AdminUser, actor: ActorDep, body: ActionIn = Body()
+    session: SessionDep, who: PrincipalDep, actor: ActorDep, body: ActionIn = Body()
 ) -> dict[str, Any]:
-    """Create an action; everything that can be checked is checked now (422 naming the place)."""
+    """Create an action (admins, and the moderators of its blueprint); everything that can be
+    checked is checked now (422 naming the place)."""
+    service.check_may_write(session, who, body.blueprint)
     action, _created = service.save_action(session, body, actor, create_only=True)
     session.commit()
     return service.action_to_dict(action)
 
 
 @router.get("/v1/actions/{action}")
-def get_action(action: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
-    return service.action_to_dict(service.get_action(session, action))
+def get_action(action: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+    return service.action_to_dict(_visible(session, action, who))
 
 
 @router.put("/v1/actions/{action}")
 def put_action(
-    action: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: ActionIn = Body()
+    action: str, session: SessionDep, who: PrincipalDep, actor: ActorDep, body: ActionIn = Body()
 ) -> JSONResponse:
     """Create or replace an action. Running runs keep the definition they started with."""
     if body.identifier != action:
         raise Invalid("identifier mismatch", [FieldError("/identifier", "must equal the action in the path")])
+    existing = session.get(Action, action)
+    if existing is not None:
+        _visible(session, action, who)
+    service.check_may_write(session, who, body.blueprint, *([existing.blueprint] if existing else []))
     saved, created = service.save_action(session, body, actor)
     session.commit()
     return JSONResponse(service.action_to_dict(saved), status_code=201 if created else 200)
 
 
 @router.delete("/v1/actions/{action}", status_code=204)
-def delete_action(action: str, session: SessionDep, _: AdminUser, actor: ActorDep) -> None:
+def delete_action(action: str, session: SessionDep, who: PrincipalDep, actor: ActorDep) -> None:
+    found = _visible(session, action, who)
+    service.check_may_write(session, who, found.blueprint)
     service.delete_action(session, action, actor)
     session.commit()
 
@@ -64,24 +86,29 @@ def launch_run(
     request: Request,
     session: SessionDep,
     user: CurrentUser,
+    who: PrincipalDep,
     settings: SettingsDep,
     body: RunRequest = Body(),
     x_gantry_source: str | None = Header(None, description="API | CLI | UI (AUTOMATION: service only)"),
 ) -> JSONResponse:
-    """Launch a run: inputs are checked against the action's schema (422 per field), the entity
-    against its trigger and condition (409), then the workflow ``action:{action}:{run_id}``
-    starts. The same ``idempotency_key`` returns the same run. Temporal down: 503, no run."""
-    definition = service.get_action(session, action)
+    """Launch a run. The action must be visible to the caller (404) and its ``execute``
+    permission include them for the entity (403); the entity must exist and be readable (404),
+    meet the trigger condition and preconditions (409); inputs are checked against the action's
+    schema (422 per field). The run record is committed, then the workflow
+    ``action:{action}:{run_id}`` starts. The same ``idempotency_key`` returns the same run.
+    Temporal down: 503 and the run is recorded as not started (FAILURE)."""
+    definition = _visible(session, action, who)
     source = body.source or (x_gantry_source or "API").upper()
     if source not in ("API", "CLI", "UI", "AUTOMATION"):
         raise Invalid("invalid source", [FieldError("/source", "must be API, CLI, UI or AUTOMATION")])
-    if (source == "AUTOMATION" or body.trigger is not None) and user.role != "admin":
+    if (source == "AUTOMATION" or body.trigger is not None) and not who.is_admin:
         raise Forbidden("only the service user launches AUTOMATION runs")
     launch = runs.prepare_run(
         session,
         definition,
         body,
         user,
+        who=who,
         source=source,
         secret_key=settings.secret("secret_key"),
         api_url=settings.api_url,
@@ -89,22 +116,9 @@ def launch_run(
             settings.temporal_ui_url, settings.temporal_namespace, workflow_id
         ),
     )
-    view = _view(request, launch.run)
     if not launch.created:
-        return JSONResponse(view, status_code=200)
+        return JSONResponse(_view(request, launch.run), status_code=200)
     run = launch.run
-    summary = f"{run.action_title} · {run.entity or 'new'} · by {user.identifier}"
-    anyio.from_thread.run(
-        lambda: request.app.state.temporal.start_action_run(
-            launch.workflow_input,
-            workflow_id=run.workflow_id,
-            action=run.action,
-            blueprint=run.blueprint,
-            entity=run.entity,
-            requested_by=user.identifier,
-            summary=summary,
-        )
-    )
     try:
         session.commit()
     except IntegrityError:
@@ -112,7 +126,41 @@ def launch_run(
         # workflow, whose id is derived from the key) is the answer.
         session.rollback()
         return JSONResponse(_view(request, runs.get_run(session, run.id)), status_code=200)
+    view = _view(request, run)
+    summary = f"{run.action_title} · {run.entity or 'new'} · by {user.identifier}"
+    start_workflow(request, session, run, launch.workflow_input, summary, Actor(user.identifier, run.id))
     return JSONResponse(view, status_code=202)
+
+
+def start_workflow(
+    request: Request,
+    session: SessionDep,
+    run: runs.Run,
+    workflow_input: dict[str, Any],
+    summary: str,
+    actor: Actor,
+) -> None:
+    """Start the run's workflow once its record is committed. Temporal down: the run is ended
+    as not started (nothing is left IN_PROGRESS) and the caller gets the 503."""
+    settings: Settings = request.app.state.settings
+    try:
+        anyio.from_thread.run(
+            lambda: request.app.state.temporal.start_action_run(
+                workflow_input,
+                workflow_id=run.workflow_id,
+                action=run.action,
+                blueprint=run.blueprint,
+                entity=run.entity,
+                requested_by=run.created_by,
+                summary=summary,
+            )
+        )
+    except ServiceUnavailable as exc:
+        session.rollback()
+        session.refresh(run)
+        runs.mark_not_started(session, run, f"Temporal unavailable at {settings.temporal_address}", actor)
+        session.commit()
+        raise exc
 
 
 def _view(request: Request, run: runs.Run) -> dict[str, Any]:

@@ -130,7 +130,8 @@ def test_syntax_errors_and_members(catalog: TestClient) -> None:
     assert forbidden.status_code == 403
 
 
-def test_temporal_down_is_503_and_leaves_no_run(settings: Any) -> None:
+def test_temporal_down_is_503_and_leaves_no_run_in_progress(settings: Any) -> None:
+    """The record is committed before the workflow starts; Temporal down ends it as not started."""
     from api.app import create_app
     from tests.api.conftest import ADMIN_TOKEN, SERVICE_BLUEPRINT, SYSTEM_BLUEPRINT
     from tests.temporal_env import free_port
@@ -151,5 +152,8 @@ def test_temporal_down_is_503_and_leaves_no_run(settings: Any) -> None:
         assert response.status_code == 503, response.text
         assert response.headers["Retry-After"] == "5"
         assert response.json()["error"]["code"] == "unavailable"
-        assert client.get("/v1/runs").json()["items"] == []
-        assert client.get("/v1/audit-log?resource_type=run").json()["items"] == []
+        [run] = client.get("/v1/runs").json()["items"]
+        assert run["status"] == "FAILURE" and run["ended_at"] is not None
+        assert run["error"].startswith("its workflow never started: Temporal unavailable")
+        audit = client.get("/v1/audit-log?resource_type=run").json()["items"]
+        assert [a["operation"] for a in audit] == ["UPDATE", "CREATE"]
