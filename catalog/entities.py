@@ -21,10 +21,25 @@ from catalog import audit, computed, events, scorecards, timers
 from catalog.audit import Actor
 from catalog.blueprints import get_blueprint, property_validator
 from catalog.db import utcnow
-from catalog.errors import CatalogError, Conflict, FieldError, Invalid, NotFound, pointer
+from catalog.entity_permissions import (
+    delete_denial,
+    field_denial,
+    forbidden,
+    may_read,
+    stub_denial,
+    write_denial,
+)
+from catalog.errors import CatalogError, Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
 from catalog.identity import missing_teams, missing_users
 from catalog.models import Blueprint, Entity, EntityRelation
-from catalog.schemas import COMPUTED_ENTITY_FIELDS, ENTITY_ID_PATTERN, EntityPatch
+from catalog.permissions import Principal, is_moderator
+from catalog.schemas import (
+    COMPUTED_ENTITY_FIELDS,
+    DOT_SEGMENT_MESSAGE,
+    ENTITY_ID_PATTERN,
+    EntityPatch,
+)
+from catalog.schemas import ENTITY_ID as ENTITY_ID_CHARS
 
 ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
 ENTITY_FIELDS = {"identifier", "title", "team", "properties", "relations", "blueprint"}
@@ -58,6 +73,12 @@ class _Item:
     relations: dict[str, Any] = field(default_factory=dict)
     existing: dict[str, Any] | None = None
     errors: list[FieldError] = field(default_factory=list)
+    # A 403 or 404 for this item: reported instead of a 422 (``errors`` then holds its details).
+    denial: CatalogError | None = None
+
+    def deny(self, error: CatalogError) -> None:
+        self.denial = error
+        self.errors += error.details or [FieldError("/", error.message)]
 
 
 def entity_view(row: Any, scorecards: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -80,17 +101,26 @@ def entity_view(row: Any, scorecards: dict[str, Any] | None = None) -> dict[str,
     }
 
 
-def get_entity(session: Session, blueprint: str, identifier: str) -> Entity:
+def get_entity(session: Session, blueprint: str, identifier: str, who: Principal | None = None) -> Entity:
+    """The entity; 404 when it does not exist or ``who`` (when given) may not read it."""
     entity = session.scalar(
         select(Entity).where(Entity.blueprint == blueprint, Entity.identifier == identifier)
     )
     if entity is None:
         get_blueprint(session, blueprint)
         raise NotFound(f"entity '{identifier}' of blueprint '{blueprint}' not found")
+    if who is not None and not may_read(get_blueprint(session, blueprint), who, entity.team or []):
+        raise NotFound(f"entity '{identifier}' of blueprint '{blueprint}' not found")
     return entity
 
 
 # ---- parsing -----------------------------------------------------------------------------
+
+
+def _identifier_problem(identifier: Any) -> str:
+    if isinstance(identifier, str) and re.match(ENTITY_ID_CHARS, identifier):
+        return DOT_SEGMENT_MESSAGE
+    return f"must match {ENTITY_ID_CHARS}"
 
 
 def _parse(index: int, raw: Any, bp: Blueprint, base: str) -> _Item:
@@ -113,7 +143,7 @@ def _parse(index: int, raw: Any, bp: Blueprint, base: str) -> _Item:
             FieldError(f"{base}/blueprint", f"must be '{bp.identifier}' (the blueprint in the path)")
         )
     if not isinstance(identifier, str) or not ENTITY_ID.match(identifier):
-        item.errors.append(FieldError(f"{base}/identifier", f"must match {ENTITY_ID.pattern}"))
+        item.errors.append(FieldError(f"{base}/identifier", _identifier_problem(identifier)))
     title = raw.get("title")
     if title is not None and (not isinstance(title, str) or len(title) > 512):
         item.errors.append(FieldError(f"{base}/title", "must be a string of at most 512 characters"))
@@ -181,6 +211,12 @@ def _check_relations(item: _Item, bp: Blueprint, base: str) -> dict[str, list[st
                 item.errors.append(FieldError(where, "is a single relation: give one identifier"))
                 continue
             targets[name] = [value] if value else []
+        # Targets may become entities (create_missing_related_entities): the identifier rule holds.
+        item.errors += [
+            FieldError(where, f"{target!r}: {_identifier_problem(target)}")
+            for target in targets.get(name, [])
+            if not isinstance(target, str) or not ENTITY_ID.match(target)
+        ]
     for name, definition in bp.relations.items():
         if definition.get("required") and not targets.get(name):
             item.errors.append(FieldError(f"{base}/relations" + pointer(name), "is required"))
@@ -199,8 +235,11 @@ def write_entities(
     actor: Actor,
     create_missing_related: bool = False,
     bulk: bool = False,
+    who: Principal | None = None,
 ) -> list[WriteResult]:
-    """Validate and write a batch of entities; one result per item, in order."""
+    """Validate and write a batch of entities; one result per item, in order. With ``who``, each
+    item must pass the blueprint's permissions (a 403 or 404 for that item alone); without it
+    the caller is the catalog itself (extensions, internal writes) and already decided."""
     bp = get_blueprint(session, blueprint)
     validator = property_validator(bp)
     base_of = (lambda i: f"/entities/{i}") if bulk else (lambda i: "")
@@ -229,6 +268,11 @@ def write_entities(
             )
         elif item.existing is not None and mode is Mode.MERGE:
             _merge_into(item, item.existing)
+        if who is not None and not item.errors:
+            existing_team = None if item.existing is None else list(item.existing["team"] or [])
+            denial = write_denial(bp, who, item.identifier, existing_team, item.team, base_of(item.index))
+            if denial is not None:
+                item.deny(denial)
 
     targets: dict[int, dict[str, list[str]]] = {}
     references: dict[str, set[str]] = {"user": set(), "team": set()}
@@ -249,17 +293,47 @@ def write_entities(
             found = validator.referenced(item.properties)
             references["user"] |= found["user"]
             references["team"] |= found["team"] | set(item.team)
+    if who is not None and not is_moderator(bp, who):
+        _check_field_permissions(session, bp, who, [i for i in items if not i.errors], base_of)
 
-    _check_references(session, bp, items, targets, references, base_of, create_missing_related, actor)
+    _check_references(session, bp, items, targets, references, base_of, create_missing_related, actor, who)
 
     results = _write(session, bp, items, targets, actor, views=not bulk)
     by_index = dict(results)
     for item in items:
         if item.errors:
-            by_index[item.index] = WriteResult(
-                item.identifier, "failed", error=Invalid("invalid entity", item.errors)
-            )
+            error = item.denial or Invalid("invalid entity", item.errors)
+            by_index[item.index] = WriteResult(item.identifier, "failed", error=error)
     return [by_index[i] for i in range(len(items))]
+
+
+def _check_field_permissions(
+    session: Session, bp: Blueprint, who: Principal, items: list[_Item], base_of: Any
+) -> None:
+    """Updates by callers who are not moderators: the narrowing field policies, and no timer
+    pushed past what its ``max_extension`` allows (the extend endpoint's limit)."""
+    updates = [i for i in items if i.existing is not None]
+    writes = [
+        (i.identifier, i.existing["properties"] if i.existing else {}, i.properties, base_of(i.index))
+        for i in updates
+    ]
+    late = timers.extension_problems(session, bp, writes) if bp.timers else {}
+    for item in updates:
+        old = item.existing or {}
+        owners = list(old.get("team") or [])
+        properties = _changed(old.get("properties") or {}, item.properties)
+        relations = _changed(old.get("relations") or {}, item.relations)
+        base = base_of(item.index)
+        denial = field_denial(bp, who, item.identifier, owners, properties, relations, base)
+        if denial is None and late.get(item.identifier):
+            message = f"only moderators and admins may push the timers of '{item.identifier}' further"
+            denial = forbidden(message, late[item.identifier])
+        if denial is not None:
+            item.deny(denial)
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
 
 
 def _load_existing(session: Session, blueprint: str, identifiers: list[str]) -> dict[str, dict[str, Any]]:
@@ -281,29 +355,14 @@ def _check_references(
     base_of: Any,
     create_missing_related: bool,
     actor: Actor,
+    who: Principal | None,
 ) -> None:
     """One query per kind of reference for the whole batch: teams, users, relation targets."""
     reference_kinds = property_validator(bp).references
     unknown_teams = missing_teams(session, references["team"])
     unknown_users = missing_users(session, references["user"])
-    batch_ids = {i.identifier for i in items if not i.errors}
-    wanted: dict[str, set[str]] = {}
-    for item in items:
-        for name, ids in targets.get(item.index, {}).items():
-            wanted.setdefault(bp.relations[name]["target"], set()).update(ids)
-    missing: dict[str, set[str]] = {}
-    for target_bp, wanted_ids in wanted.items():
-        present = _load_existing_ids(session, target_bp, wanted_ids)
-        if target_bp == bp.identifier:
-            present |= batch_ids
-        missing[target_bp] = wanted_ids - present
-    if create_missing_related:
-        _create_stubs(session, missing, actor)
-        missing = {}
-
-    for item in items:
-        if item.errors:
-            continue
+    candidates = [i for i in items if not i.errors]
+    for item in candidates:
         base = base_of(item.index)
         item.errors += [
             FieldError(f"{base}/team/{n}", f"team '{t}' does not exist")
@@ -318,17 +377,66 @@ def _check_references(
                     item.errors.append(
                         FieldError(f"{base}/properties" + pointer(name), f"{kind} '{v}' does not exist")
                     )
+    # Relation targets last: an item of this batch that failed is no target.
+    stubs = _check_relation_targets(session, bp, candidates, targets, base_of, create_missing_related, who)
+    _create_stubs(session, stubs, actor)
+
+
+def _check_relation_targets(
+    session: Session,
+    bp: Blueprint,
+    items: list[_Item],
+    targets: dict[int, dict[str, list[str]]],
+    base_of: Any,
+    create_missing_related: bool,
+    who: Principal | None,
+) -> dict[str, set[str]]:
+    """Fail items naming absent targets, or (``create_missing_related``) return the bare
+    entities to create for the items that stay valid, per target blueprint."""
+    wanted: dict[str, set[str]] = {}
+    for item in items:
+        for name, ids in targets.get(item.index, {}).items():
+            wanted.setdefault(bp.relations[name]["target"], set()).update(ids)
+    batch_ids = {i.identifier for i in items if not i.errors}
+    missing: dict[str, set[str]] = {}
+    for target_bp, wanted_ids in wanted.items():
+        present = _load_existing_ids(session, target_bp, wanted_ids)
+        missing[target_bp] = wanted_ids - present - (batch_ids if target_bp == bp.identifier else set())
+    refused = {
+        t
+        for t, ids in missing.items()
+        if ids and who is not None and stub_denial(get_blueprint(session, t), who)
+    }
+    stubs: dict[str, set[str]] = {}
+    for item in items:
+        base = base_of(item.index)
+        needed: dict[str, set[str]] = {}
+        denied: list[FieldError] = []
         for name, ids in targets.get(item.index, {}).items():
             target_bp = bp.relations[name]["target"]
             absent = [t for t in ids if t in missing.get(target_bp, set())]
-            if absent:
+            if not absent:
+                continue
+            where = f"{base}/relations" + pointer(name)
+            names = ", ".join(repr(a) for a in absent)
+            if not create_missing_related:
                 item.errors.append(
                     FieldError(
-                        f"{base}/relations" + pointer(name),
-                        f"no '{target_bp}' entity {', '.join(repr(a) for a in absent)}"
+                        where,
+                        f"no '{target_bp}' entity {names}"
                         " (pass create_missing_related_entities=true to create it)",
                     )
                 )
+            elif target_bp in refused:
+                denied.append(FieldError(where, f"you may not create '{target_bp}' entities {names}"))
+            else:
+                needed.setdefault(target_bp, set()).update(absent)
+        if denied:
+            item.deny(forbidden("you may not create the missing related entities", denied))
+        elif not item.errors:
+            for target_bp, absent_ids in needed.items():
+                stubs.setdefault(target_bp, set()).update(absent_ids)
+    return stubs
 
 
 def _load_existing_ids(session: Session, blueprint: str, ids: set[str]) -> set[str]:
@@ -593,11 +701,21 @@ def write_one(
     mode: Mode,
     actor: Actor,
     create_missing_related: bool = False,
+    who: Principal | None = None,
 ) -> WriteResult:
-    """Write a single entity; raise its error (422, or 409 when it exists / 404 when missing)."""
+    """Write a single entity; raise its error (422, 403, or 409 when it exists / 404 when
+    missing or not readable by ``who``)."""
     (result,) = write_entities(
-        session, blueprint, [raw], mode=mode, actor=actor, create_missing_related=create_missing_related
+        session,
+        blueprint,
+        [raw],
+        mode=mode,
+        actor=actor,
+        create_missing_related=create_missing_related,
+        who=who,
     )
+    if isinstance(result.error, Forbidden | NotFound):
+        raise result.error
     if result.error is not None:
         details = result.error.details
         if mode is Mode.CREATE and any(d.message == "an entity with this identifier exists" for d in details):
@@ -619,9 +737,10 @@ def patch_entity(
     actor: Actor,
     *,
     create_missing_related: bool = False,
+    who: Principal | None = None,
 ) -> WriteResult:
     """Change some fields: properties and relations merge key by key (null removes a key)."""
-    entity = get_entity(session, blueprint, identifier)
+    entity = get_entity(session, blueprint, identifier, who)
     computed = [
         FieldError(f"/{n}", "is computed by the catalog and cannot be set")
         for n in COMPUTED_ENTITY_FIELDS
@@ -652,12 +771,19 @@ def patch_entity(
         mode=Mode.REPLACE,
         actor=actor,
         create_missing_related=create_missing_related,
+        who=who,
     )
 
 
-def delete_entity(session: Session, blueprint: str, identifier: str, actor: Actor) -> None:
+def delete_entity(
+    session: Session, blueprint: str, identifier: str, actor: Actor, who: Principal | None = None
+) -> None:
     """Delete one entity; refused while others hold a required relation to it."""
     entity = get_entity(session, blueprint, identifier)
+    if who is not None:
+        denial = delete_denial(get_blueprint(session, blueprint), who, identifier, list(entity.team or []))
+        if denial is not None:
+            raise denial
     inbound = list(
         session.execute(
             select(EntityRelation, Entity.identifier)

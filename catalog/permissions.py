@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import false, select, true
+from sqlalchemy import and_, false, or_, select, true
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, False_, True_
 
 from catalog.models import Blueprint, Entity, TeamMembership, User
 from catalog.query import team_overlaps
@@ -180,3 +180,33 @@ def readable_clause(
         return false()
     column = team_column if team_column is not None else Entity.team
     return team_overlaps(column, sorted(who.teams), dialect)
+
+
+def _is_constant(clause: ColumnElement[bool], value: bool) -> bool:
+    return isinstance(clause, True_ if value else False_)
+
+
+def read_scope(
+    session: Session, who: Principal, dialect: str, blueprints: Iterable[Blueprint] | None = None
+) -> tuple[list[str], ColumnElement[bool]] | None:
+    """What ``who`` may read across ``blueprints`` (default: all), as SQL over ``Entity``.
+
+    None when every entity is readable (admins, or no blueprint narrows reads): callers add no
+    filter at all. Otherwise the blueprints whose every entity is readable, and one condition
+    that ORs them with each narrowing blueprint's own clause (so it filters before paging).
+    """
+    if who.is_admin:
+        return None
+    listed = list(blueprints) if blueprints is not None else list(session.scalars(select(Blueprint)))
+    open_blueprints: list[str] = []
+    scoped: list[ColumnElement[bool]] = []
+    for bp in listed:
+        clause = readable_clause(bp, who, dialect)
+        if _is_constant(clause, True):
+            open_blueprints.append(bp.identifier)
+        elif not _is_constant(clause, False):
+            scoped.append(and_(Entity.blueprint == bp.identifier, clause))
+    if len(open_blueprints) == len(listed):
+        return None
+    opened = [Entity.blueprint.in_(open_blueprints)] if open_blueprints else []
+    return open_blueprints, or_(false(), *opened, *scoped)

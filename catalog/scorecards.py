@@ -398,11 +398,21 @@ def for_entities(session: Session, entity_ids: list[int]) -> dict[int, dict[str,
     return found
 
 
-def results(session: Session, sc: Scorecard, *, limit: int, offset: int) -> dict[str, Any]:
-    """Per-entity levels (a page), the distribution of levels, and each rule's pass rate."""
+def results(
+    session: Session,
+    sc: Scorecard,
+    *,
+    limit: int,
+    offset: int,
+    readable: sa.ColumnElement[bool] | None = None,
+) -> dict[str, Any]:
+    """Per-entity levels (a page), the distribution of levels, and each rule's pass rate, over
+    the entities matching ``readable`` (the caller's read permission; None: every entity)."""
     base = select(ScorecardResult.entity_id, ScorecardResult.level, ScorecardResult.rules).where(
         ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier
     )
+    if readable is not None:
+        base = base.join(Entity, Entity.id == ScorecardResult.entity_id).where(readable)
     everything = list(session.execute(base))
     distribution = Counter(row[1] for row in everything)
     rules = sc.definition.get("rules", [])
@@ -412,6 +422,7 @@ def results(session: Session, sc: Scorecard, *, limit: int, offset: int) -> dict
         select(Entity.identifier, ScorecardResult.level, ScorecardResult.rules)
         .join(Entity, Entity.id == ScorecardResult.entity_id)
         .where(ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier)
+        .where(readable if readable is not None else sa.true())
         .order_by(Entity.identifier)
         .offset(offset)
         .limit(limit + 1)

@@ -26,8 +26,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from catalog import scorecards
 from catalog.errors import FieldError, Invalid
-from catalog.models import Entity
+from catalog.models import Blueprint, Entity
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
+from catalog.permissions import Principal, read_scope
 from catalog.query import PROPERTY_NAME, binary_text, compile_query, json_value
 
 MAX_SORT = 5
@@ -57,8 +58,10 @@ def search_entities(
     limit: int,
     cursor: str | None,
     now: datetime,
+    who: Principal | None = None,
 ) -> Page[Entity]:
-    """One page of the entities matching ``query`` in ``sort`` order."""
+    """One page of the entities matching ``query`` in ``sort`` order (of those ``who`` may read,
+    filtered in SQL before paging, so cursors walk the readable entities only)."""
     dialect = session.get_bind().dialect.name
     errors: list[FieldError] = []
     keys = _collect(errors, lambda: sort_keys(sort, dialect)) or []
@@ -75,6 +78,9 @@ def search_entities(
 
     labels = [key.expr.label(f"sort_{i}") for i, key in enumerate(keys)]
     stmt = sa.select(Entity, *labels).where(condition)
+    readable = readable_condition(session, who, dialect)
+    if readable is not None:
+        stmt = stmt.where(readable)
     if after is not None:
         stmt = stmt.where(_after(keys, after))
     stmt = stmt.order_by(
@@ -89,10 +95,26 @@ def search_entities(
     return page
 
 
-def list_entities(session: Session, *, blueprint: str, limit: int, cursor: str | None) -> Page[Entity]:
-    """One page of a blueprint's entities in creation (id) order."""
+def readable_condition(
+    session: Session, who: Principal | None, dialect: str, blueprints: list[Blueprint] | None = None
+) -> ColumnElement[bool] | None:
+    """The SQL keeping the entities ``who`` may read; None when nothing needs filtering."""
+    if who is None:
+        return None
+    scope = read_scope(session, who, dialect, blueprints)
+    return None if scope is None else scope[1]
+
+
+def list_entities(
+    session: Session, *, blueprint: str, limit: int, cursor: str | None, who: Principal | None = None
+) -> Page[Entity]:
+    """One page of a blueprint's entities in creation (id) order (those ``who`` may read)."""
     check_limit(limit)
     stmt = sa.select(Entity).where(Entity.blueprint == blueprint).order_by(Entity.id)
+    bp = session.get(Blueprint, blueprint)
+    readable = readable_condition(session, who, session.get_bind().dialect.name, [bp] if bp else [])
+    if readable is not None:
+        stmt = stmt.where(readable)
     if cursor is not None:
         key = decode_cursor(cursor)
         if len(key) != 1 or not _is_int(key[0]):

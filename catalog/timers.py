@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from catalog import events
@@ -18,8 +18,9 @@ from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.durations import parse_duration
 from catalog.errors import FieldError, Invalid, NotFound, pointer
-from catalog.models import Blueprint, Timer
+from catalog.models import Blueprint, Entity, Timer
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
+from catalog.permissions import Principal, read_scope
 from catalog.properties import parse_time
 from catalog.timer_rules import reminder_times
 
@@ -94,6 +95,50 @@ def check_max_ttl(bp: Blueprint, values: dict[str, Any], created_at: datetime, b
                 )
             )
     return errors
+
+
+def extension_problems(
+    session: Session, bp: Blueprint, writes: list[tuple[str, dict[str, Any], dict[str, Any], str]]
+) -> dict[str, list[FieldError]]:
+    """Direct writes (``(entity, before, after, base)`` properties) that push an active timer past
+    its first deadline plus ``max_extension``: what the extend endpoint would refuse, by entity.
+
+    Callers who are neither moderators nor admins are held to it, so a PATCH of the property is
+    no way around the policy. Arming a timer afresh is bounded by ``max_ttl`` alone."""
+    limits = {
+        prop: parse_duration(policy["max_extension"])
+        for prop in timer_properties(bp)
+        if (policy := bp.timers.get(prop) or {}).get("max_extension")
+    }
+    moved = [
+        (entity, prop, deadline, base)
+        for entity, before, after, base in writes
+        for prop in limits
+        if before.get(prop) != after.get(prop)
+        and isinstance(after.get(prop), str)
+        and (deadline := parse_time(after[prop])) is not None
+    ]
+    if not moved:
+        return {}
+    ids = [timer_id(bp.identifier, entity, prop) for entity, prop, _, _ in moved]
+    active = {
+        t.id: t for t in session.scalars(select(Timer).where(Timer.id.in_(ids), Timer.state == "active"))
+    }
+    problems: dict[str, list[FieldError]] = {}
+    for entity, prop, deadline, base in moved:
+        timer = active.get(timer_id(bp.identifier, entity, prop))
+        if timer is None or timer.original_deadline is None:
+            continue
+        if deadline > timer.original_deadline + limits[prop]:
+            limit = bp.timers[prop]["max_extension"]
+            problems.setdefault(entity, []).append(
+                FieldError(
+                    f"{base}/properties" + pointer(prop),
+                    f"may move at most max_extension {limit} past the first deadline"
+                    f" {timer.original_deadline.isoformat()}",
+                )
+            )
+    return problems
 
 
 def sync(
@@ -249,8 +294,10 @@ def list_timers(
     blueprint: str | None = None,
     limit: int = 100,
     cursor: str | None = None,
+    who: Principal | None = None,
 ) -> Page[Timer]:
-    """Soonest deadline first."""
+    """Soonest deadline first; only the timers of entities ``who`` may read (filtered before
+    paging). A timer whose entity is gone stays visible where every entity is readable."""
     check_limit(limit)
     if state is not None and state not in ("active", "expired", "cleared"):
         raise Invalid("invalid filter", [FieldError("/state", "must be active, expired or cleared")])
@@ -261,6 +308,13 @@ def list_timers(
         stmt = stmt.where(Timer.blueprint == blueprint)
     if expires_before is not None:
         stmt = stmt.where(Timer.deadline < expires_before)
+    scope = None if who is None else read_scope(session, who, session.get_bind().dialect.name)
+    if scope is not None:
+        open_blueprints, readable = scope
+        entity = exists().where(
+            Entity.blueprint == Timer.blueprint, Entity.identifier == Timer.entity, readable
+        )
+        stmt = stmt.where(or_(Timer.blueprint.in_(open_blueprints), entity))
     if cursor:
         (offset,) = decode_cursor(cursor, size=1)
         if not isinstance(offset, int) or offset < 0:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
 import catalog.search as search
-from api.deps import ActorDep, CurrentUser, SessionDep
+from api.deps import ActorDep, PrincipalDep, SessionDep
 from catalog import entities as service
 from catalog import scorecards
 from catalog.blueprints import get_blueprint
@@ -39,13 +39,14 @@ def create_entity(
     blueprint: str,
     session: SessionDep,
     actor: ActorDep,
+    who: PrincipalDep,
     body: EntityIn = Body(),
     upsert: bool = False,
     merge: bool = False,
     create_missing_related_entities: bool = CreateMissing,
 ) -> JSONResponse:
     """Create an entity. ``upsert=true`` replaces an existing one; ``merge=true`` merges its
-    properties and relations into it."""
+    properties and relations into it. The blueprint's permissions apply (403/404)."""
     raw = body.model_dump(exclude_unset=True)
     result = service.write_one(
         session,
@@ -54,6 +55,7 @@ def create_entity(
         mode=_mode(upsert, merge),
         actor=actor,
         create_missing_related=create_missing_related_entities,
+        who=who,
     )
     session.commit()
     view = _views(session, [service.get_entity(session, blueprint, result.identifier)])[0]
@@ -64,13 +66,13 @@ def create_entity(
 def list_entities(
     blueprint: str,
     session: SessionDep,
-    _: CurrentUser,
+    who: PrincipalDep,
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """The blueprint's entities, oldest first, paginated with ``cursor``."""
+    """The blueprint's entities the caller may read, oldest first, paginated with ``cursor``."""
     get_blueprint(session, blueprint)
-    page = search.list_entities(session, blueprint=blueprint, limit=limit, cursor=cursor)
+    page = search.list_entities(session, blueprint=blueprint, limit=limit, cursor=cursor, who=who)
     return {"items": _views(session, page.items), "next_cursor": page.next_cursor}
 
 
@@ -79,13 +81,15 @@ def bulk_entities(
     blueprint: str,
     session: SessionDep,
     actor: ActorDep,
+    who: PrincipalDep,
     body: BulkEntities = Body(),
     upsert: bool = True,
     merge: bool = False,
     create_missing_related_entities: bool = CreateMissing,
 ) -> dict[str, Any]:
     """Up to 1000 entities: valid ones are written in one transaction, invalid ones reported with
-    their failing fields. Bulk writes upsert by default."""
+    their failing fields. Bulk writes upsert by default. Each item answers its own
+    ``http_status``: 201/200 written, 403 forbidden, 404 not readable, 422 invalid."""
     results = service.write_entities(
         session,
         blueprint,
@@ -94,6 +98,7 @@ def bulk_entities(
         actor=actor,
         create_missing_related=create_missing_related_entities,
         bulk=True,
+        who=who,
     )
     session.commit()
     return {
@@ -101,6 +106,7 @@ def bulk_entities(
             {
                 "identifier": r.identifier,
                 "status": r.status,
+                "http_status": _item_status(r),
                 "error": None
                 if r.error is None
                 else {
@@ -114,9 +120,16 @@ def bulk_entities(
     }
 
 
+def _item_status(result: service.WriteResult) -> int:
+    if result.error is not None:
+        return {"forbidden": 403, "not_found": 404}.get(result.error.code, 422)
+    return 201 if result.status == "created" else 200
+
+
 @router.get("/v1/blueprints/{blueprint}/entities/{identifier:path}")
-def get_entity(blueprint: str, identifier: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
-    return _views(session, [service.get_entity(session, blueprint, identifier)])[0]
+def get_entity(blueprint: str, identifier: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+    """One entity; 404 also when the caller may not read it."""
+    return _views(session, [service.get_entity(session, blueprint, identifier, who)])[0]
 
 
 @router.put("/v1/blueprints/{blueprint}/entities/{identifier:path}")
@@ -125,6 +138,7 @@ def replace_entity(
     identifier: str,
     session: SessionDep,
     actor: ActorDep,
+    who: PrincipalDep,
     body: EntityIn = Body(),
     create_missing_related_entities: bool = CreateMissing,
 ) -> dict[str, Any]:
@@ -141,6 +155,7 @@ def replace_entity(
         mode=Mode.REPLACE,
         actor=actor,
         create_missing_related=create_missing_related_entities,
+        who=who,
     )
     session.commit()
     return _views(session, [service.get_entity(session, blueprint, result.identifier)])[0]
@@ -152,6 +167,7 @@ def patch_entity(
     identifier: str,
     session: SessionDep,
     actor: ActorDep,
+    who: PrincipalDep,
     body: EntityPatch = Body(),
     create_missing_related_entities: bool = CreateMissing,
 ) -> dict[str, Any]:
@@ -165,21 +181,24 @@ def patch_entity(
         raw,
         actor,
         create_missing_related=create_missing_related_entities,
+        who=who,
     )
     session.commit()
     return _views(session, [service.get_entity(session, blueprint, result.identifier)])[0]
 
 
 @router.delete("/v1/blueprints/{blueprint}/entities/{identifier:path}", status_code=204)
-def delete_entity(blueprint: str, identifier: str, session: SessionDep, actor: ActorDep) -> None:
+def delete_entity(
+    blueprint: str, identifier: str, session: SessionDep, actor: ActorDep, who: PrincipalDep
+) -> None:
     """Delete an entity; refused (409) while others hold a required relation to it."""
-    service.delete_entity(session, blueprint, identifier, actor)
+    service.delete_entity(session, blueprint, identifier, actor, who)
     session.commit()
 
 
 @router.post("/v1/entities/search")
-def search_entities(session: SessionDep, _: CurrentUser, body: SearchRequest = Body()) -> dict[str, Any]:
-    """Search every blueprint's entities with the query language (DESIGN §4)."""
+def search_entities(session: SessionDep, who: PrincipalDep, body: SearchRequest = Body()) -> dict[str, Any]:
+    """Search the entities the caller may read, across blueprints, with the query language."""
     page = search.search_entities(
         session,
         query=body.query,
@@ -187,5 +206,6 @@ def search_entities(session: SessionDep, _: CurrentUser, body: SearchRequest = B
         limit=body.limit,
         cursor=body.cursor,
         now=utcnow(),
+        who=who,
     )
     return {"items": _views(session, page.items), "next_cursor": page.next_cursor}
