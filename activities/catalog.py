@@ -27,6 +27,8 @@ from activities.types import (
     StepResult,
     TimerReport,
 )
+from activities.urls import identifier as identifier_segment
+from activities.urls import path
 from catalog import secrets
 from config import Settings
 
@@ -92,7 +94,7 @@ class GantryApi:
         ]
 
     async def run_secrets(self, run_id: str) -> dict[str, str]:
-        body = await self.call("GET", f"/v1/runs/{run_id}/secrets")
+        body = await self.call("GET", path("v1", "runs", run_id, "secrets"))
         values: dict[str, str] = body["secrets"]
         return values
 
@@ -111,8 +113,14 @@ class CatalogActivities:
         query = {"merge": "true"} if params.get("merge") else {"upsert": "true"}
         if params.get("create_missing_related_entities"):
             query["create_missing_related_entities"] = "true"
+        # The identifier travels in the body; checked here too, so a bad one fails as a bad param.
+        identifier_segment(identifier)
         entity = await self._api.call(
-            "POST", f"/v1/blueprints/{blueprint}/entities", run_id=step.run_id, json=body, params=query
+            "POST",
+            path("v1", "blueprints", blueprint, "entities"),
+            run_id=step.run_id,
+            json=body,
+            params=query,
         )
         return StepResult(
             outputs={"entity": entity},
@@ -122,8 +130,10 @@ class CatalogActivities:
     @activity.defn(name="catalog.delete_entity")
     async def delete_entity(self, step: StepInput) -> StepResult:
         blueprint, identifier = _require(step.params, "blueprint"), _require(step.params, "identifier")
+        # Identifiers may hold "/": encoded, the whole identifier stays one segment of the path.
+        identifier_segment(identifier)
         response = await self._api.request(
-            "DELETE", f"/v1/blueprints/{blueprint}/entities/{identifier}", run_id=step.run_id
+            "DELETE", path("v1", "blueprints", blueprint, "entities", identifier), run_id=step.run_id
         )
         if response.status_code == 404:  # already gone: deleting is idempotent
             return StepResult(outputs={"deleted": False})
@@ -136,7 +146,9 @@ class CatalogActivities:
 
     @activity.defn(name="gantry.report_run")
     async def report_run(self, report: ReportInput) -> None:
-        response = await self._api.request("POST", f"/v1/runs/{report.run_id}/report", json=report.report)
+        response = await self._api.request(
+            "POST", path("v1", "runs", report.run_id, "report"), json=report.report
+        )
         if response.status_code == 404:
             # The API commits the run just after starting its workflow: retry until it is there.
             raise ApplicationError(f"run {report.run_id} is not recorded yet", type=VENDOR_SERVER_ERROR)
@@ -153,7 +165,7 @@ class CatalogActivities:
         """Launch the blueprint's on-expiry action as an AUTOMATION run (once per deadline)."""
         run = await self._api.call(
             "POST",
-            f"/v1/actions/{expiry.action}/runs",
+            path("v1", "actions", expiry.action, "runs"),
             json={
                 "entity": expiry.entity,
                 "inputs": {},
@@ -176,14 +188,14 @@ class CatalogActivities:
         }
         if launch.entity:
             body["entity"] = launch.entity
-        run = await self._api.call("POST", f"/v1/actions/{launch.action}/runs", json=body)
+        run = await self._api.call("POST", path("v1", "actions", launch.action, "runs"), json=body)
         run_id: str = run["id"]
         return run_id
 
     @activity.defn(name="gantry.run_status")
     async def run_status(self, run_id: str) -> dict[str, Any]:
         """A run's status and error, once (the timer workflow polls with durable sleeps between)."""
-        run = await self._api.call("GET", f"/v1/runs/{run_id}")
+        run = await self._api.call("GET", path("v1", "runs", run_id))
         return {"status": run["status"], "error": run.get("error")}
 
     @activity.defn(name="gantry.regrade_scorecards")

@@ -20,7 +20,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from temporalio import activity
@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import bad_params, request, send, step_failed, vendor_error
 from activities.types import VENDOR_SERVER_ERROR, Link, StepInput, StepResult
+from activities.urls import segment, segments
 
 GANTRY_INPUT = "gantry_run_id"
 GANTRY_VARIABLE = "GANTRY_RUN_ID"
@@ -82,7 +83,11 @@ def parse_github_repo(repo: str) -> str:
         raise bad_params(
             f"github.workflow_dispatch: repo must be owner/name or a repository URL, got {repo!r}"
         )
-    return f"{parts[0]}/{parts[1].removesuffix('.git')}"
+    owner, name = (
+        segment(parts[0], "GitHub owner"),
+        segment(parts[1].removesuffix(".git"), "GitHub repository"),
+    )
+    return f"{owner}/{name}"
 
 
 class GitHubActions:
@@ -110,7 +115,7 @@ class GitHubActions:
         repo = parse_github_repo(str(params.get("repo") or ""))
         if not params.get("workflow"):
             raise bad_params("github.workflow_dispatch needs a workflow (file name or id)")
-        workflow = quote(str(params["workflow"]), safe="")
+        workflow = segment(params["workflow"], "GitHub workflow")
         ref = str(params.get("ref") or (await self._get(f"/repos/{repo}"))["default_branch"])
         ref = ref.removeprefix("refs/heads/")
         runs_url = f"/repos/{repo}/actions/workflows/{workflow}/runs"
@@ -119,7 +124,7 @@ class GitHubActions:
         progress = previous_progress()
         run: Json | None = None
         if progress.get("run_id"):
-            run = await self._get(f"/repos/{repo}/actions/runs/{progress['run_id']}")
+            run = await self._get(f"/repos/{repo}/actions/runs/{segment(progress['run_id'])}")
         elif activity.info().attempt > 1:
             dispatched_at = progress.get("dispatched_at")
             since = _parse_time(dispatched_at) if dispatched_at else activity.info().scheduled_time
@@ -167,7 +172,7 @@ class GitHubActions:
             raise vendor_error("GitHub", response)
         answer = response.json() if response.content else {}
         if answer.get("workflow_run_id"):
-            return await self._get(f"/repos/{repo}/actions/runs/{answer['workflow_run_id']}")
+            return await self._get(f"/repos/{repo}/actions/runs/{segment(answer['workflow_run_id'])}")
         return None
 
     async def _list_runs(self, runs_url: str, since: datetime) -> list[Json]:
@@ -217,7 +222,7 @@ class GitHubActions:
             await asyncio.sleep(min(self._poll, 3.0))
 
     async def _wait(self, repo: str, run: Json, progress: Json) -> Json:
-        url = f"/repos/{repo}/actions/runs/{run['id']}"
+        url = f"/repos/{repo}/actions/runs/{segment(run['id'])}"
         try:
             return await poll_until(
                 lambda: self._get(url), lambda r: r.get("status") == "completed", self._poll, progress
@@ -235,7 +240,7 @@ def gitlab_project(project: Any) -> str:
         raise bad_params("gitlab.pipeline needs a project (id or path)")
     if "://" in text:
         text = urlsplit(text).path
-    return quote(text.strip("/").removesuffix(".git"), safe="")
+    return segment(text.strip("/").removesuffix(".git"), "GitLab project")
 
 
 class GitLab:
@@ -257,7 +262,7 @@ class GitLab:
         progress = previous_progress()
         pipeline: Json | None = None
         if progress.get("run_id"):
-            pipeline = await self._call("GET", f"{base}/pipelines/{progress['run_id']}")
+            pipeline = await self._call("GET", f"{base}/pipelines/{segment(progress['run_id'])}")
         elif activity.info().attempt > 1:
             pipeline = await self._find(base, ref, step.idempotency_key)
         if pipeline is None:
@@ -273,7 +278,7 @@ class GitLab:
         activity.heartbeat(progress)
 
         if params.get("wait_for_completion", False):
-            url = f"{base}/pipelines/{pipeline['id']}"
+            url = f"{base}/pipelines/{segment(pipeline['id'])}"
             try:
                 pipeline = await poll_until(
                     lambda: self._call("GET", url),
@@ -295,18 +300,18 @@ class GitLab:
         since = _iso(activity.info().scheduled_time - timedelta(minutes=5))
         pipelines = await self._call("GET", f"{base}/pipelines", params={"ref": ref, "updated_after": since})
         for pipeline in pipelines:
-            variables = await self._call("GET", f"{base}/pipelines/{pipeline['id']}/variables")
+            url = f"{base}/pipelines/{segment(pipeline['id'])}"
+            variables = await self._call("GET", f"{url}/variables")
             if any(v.get("key") == GANTRY_VARIABLE and v.get("value") == key for v in variables):
-                return await self._call("GET", f"{base}/pipelines/{pipeline['id']}")
+                return await self._call("GET", url)
         return None
 
 
 def jenkins_job_path(job: Any) -> str:
     """``folder/sub/job`` → ``/job/folder/job/sub/job/job``."""
-    parts = [p for p in str(job or "").split("/") if p]
-    if not parts:
+    if not str(job or "").strip("/"):
         raise bad_params("jenkins.build needs a job (e.g. folder/name)")
-    return "".join(f"/job/{quote(p, safe='')}" for p in parts)
+    return "".join(f"/job/{part}" for part in segments(job, "Jenkins job"))
 
 
 class Jenkins:

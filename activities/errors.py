@@ -1,4 +1,4 @@
-"""How a vendor's answer becomes a Temporal error (DESIGN §10).
+"""How a vendor's answer becomes a Temporal error.
 
 A vendor's 4xx is the caller's fault and will not change on retry: non-retryable
 ``VENDOR_CLIENT_ERROR``. A 5xx, 408, 429 (and GitHub's 403 rate limit) or a network error is

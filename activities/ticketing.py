@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from temporalio import activity
 
 from activities.errors import bad_params, request, send, vendor_error
 from activities.types import Link, StepInput, StepResult
+from activities.urls import segment
 
 API = "/rest/api/2"
 _COMMENT_PROPERTY = "gantry"
@@ -172,4 +172,4 @@ def _issue_key(issue: Any) -> str:
     text = str(issue or "").strip()
     if not text:
         raise bad_params("a Jira step needs an issue (key or id)")
-    return quote(text.rsplit("/browse/", 1)[-1], safe="")
+    return segment(text.rsplit("/browse/", 1)[-1], "Jira issue")

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 SLUG = r"^[a-z][a-z0-9_-]{0,99}$"
-ENTITY_ID = ENTITY_ID_PATTERN = r"^[A-Za-z0-9@_.+:/=-]{1,256}$"
+# Entity (and user) identifiers travel in URL paths, where a "." or ".." segment would climb out
+# of them (``../../users/alice``): no segment between slashes may be one. ENTITY_ID is the
+# character rule alone (pydantic's regex engine has no look-ahead: EntityId adds the segment
+# rule); ENTITY_ID_PATTERN is the whole rule for Python's ``re``.
+ENTITY_ID = r"^[A-Za-z0-9@_.+:/=-]{1,256}$"
+ENTITY_ID_PATTERN = r"^(?!\.\.?(?:/|$))(?!.*/\.\.?(?:/|$))[A-Za-z0-9@_.+:/=-]{1,256}$"
+DOT_SEGMENT_MESSAGE = "may not contain a '.' or '..' path segment"
+
+
+def no_dot_segment(identifier: str) -> str:
+    """``identifier`` unchanged, or a ValueError when a segment between slashes is ``.`` or ``..``."""
+    if any(part in (".", "..") for part in identifier.split("/")):
+        raise ValueError(DOT_SEGMENT_MESSAGE)
+    return identifier
+
+
+EntityId = Annotated[str, Field(pattern=ENTITY_ID), AfterValidator(no_dot_segment)]
 
 # Fields the catalog computes: a client that sends one gets a 422 naming it.
 COMPUTED_ENTITY_FIELDS = ("scorecards", "created_at", "updated_at", "created_by", "updated_by")
@@ -86,7 +102,7 @@ class EntityIn(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    identifier: str = Field(pattern=ENTITY_ID)
+    identifier: EntityId
     title: str | None = Field(None, max_length=512)
     team: list[str] | str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
@@ -134,7 +150,7 @@ Role = Literal["admin", "member", "viewer"]
 
 
 class UserIn(Strict):
-    identifier: str = Field(pattern=ENTITY_ID)
+    identifier: EntityId
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)
     name: str = ""
     role: Role = "member"
@@ -149,6 +165,6 @@ class UserPatch(Strict):
 
 
 class TokenIn(Strict):
-    user: str = Field(pattern=ENTITY_ID)
+    user: EntityId
     expires_at: datetime | None = None
     description: str = ""
