@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.errors import ServiceUnavailable
 from api.temporal import TemporalGateway
 from catalog import automations, events
+from catalog.jq_sandbox import JqError
 from catalog.models import Blueprint, Entity, Event, Run
 from catalog.runs import TERMINAL
 from catalog.timers import policy_of
@@ -49,6 +50,8 @@ class EventRelay:
         self._gateway = gateway
         self._max_depth = max_depth
         self._listening: dict[str, list[Any]] = {}
+        # (event id, automation) -> the trigger condition's outcome, evaluated once per batch
+        self._matched: dict[tuple[int, str], bool | JqError] = {}
         self._wakeup: asyncio.Event | None = None
         self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -122,7 +125,9 @@ class EventRelay:
         self._listening = {}  # automations by event type, looked up once per batch
         session.begin()
         plans: list[tuple[Event, list[Delivery] | Exception]] = []
-        for event in events.undelivered(session, limit=BATCH):
+        batch = events.undelivered(session, limit=BATCH)
+        self._matched = self._match_conditions(session, batch)
+        for event in batch:
             try:
                 plans.append((event, self._plan(session, event)))
             except Exception as exc:
@@ -154,6 +159,33 @@ class EventRelay:
         session.commit()
         session.close()
         return len(done), failed
+
+    def _candidates(self, session: Session, event: Event) -> list[Any]:
+        """The enabled automations whose trigger names this event's type, blueprint and action."""
+        if event.type not in self._listening:
+            self._listening[event.type] = automations.listening(session, event.type)
+        action = ((event.payload or {}).get("run") or {}).get("action")
+        return [
+            automation
+            for automation in self._listening[event.type]
+            if automation.definition["trigger"].get("blueprint") in (None, event.blueprint)
+            and automation.definition["trigger"].get("action") in (None, action)
+        ]
+
+    def _match_conditions(
+        self, session: Session, batch: list[Event]
+    ) -> dict[tuple[int, str], bool | JqError]:
+        """Every candidate automation's jq condition on the batch's events, evaluated in one call
+        to the jq workers (out of this process: a runaway condition cannot freeze the API)."""
+        keys: list[tuple[int, str]] = []
+        pairs: list[tuple[str | None, dict[str, Any]]] = []
+        for event in batch:
+            view: dict[str, Any] | None = None
+            for automation in self._candidates(session, event):
+                view = view if view is not None else events.event_view(event)
+                keys.append((event.id, automation.identifier))
+                pairs.append((automation.definition["trigger"].get("condition"), view))
+        return dict(zip(keys, automations.match_all(pairs), strict=True))
 
     def _plan(self, session: Session, event: Event) -> list[Delivery]:
         return [delivery for planner in self.planners for delivery in planner(session, event)]
@@ -191,21 +223,25 @@ class EventRelay:
 
     def _automation_deliveries(self, session: Session, event: Event) -> list[Delivery]:
         """Every enabled automation the event matches starts ``automation:{id}:{event_id}``."""
-        if event.type not in self._listening:
-            self._listening[event.type] = automations.listening(session, event.type)
-        listening = self._listening[event.type]
-        if not listening:
+        candidates = self._candidates(session, event)
+        if not candidates:
             return []
         view = events.event_view(event)
         depth = _depth(session, event)
         deliveries: list[Delivery] = []
-        for automation in listening:
-            trigger = automation.definition["trigger"]
-            if trigger.get("blueprint") not in (None, event.blueprint):
+        for automation in candidates:
+            matched = self._matched.get((event.id, automation.identifier))
+            if matched is None:  # planned outside a batch: evaluate it now
+                condition = automation.definition["trigger"].get("condition")
+                matched = automations.match_all([(condition, view)])[0]
+            if isinstance(matched, JqError):
+                # Recorded on the event; the event's other deliveries go ahead. A condition that
+                # failed (or ran out of CPU time) would fail again, so it is not retried.
+                note = f"automation '{automation.identifier}' condition failed: {matched}"
+                log.warning("event %s: %s", event.id, note)
+                event.last_error = note[:2000]
                 continue
-            if trigger.get("action") not in (None, (view.get("run") or {}).get("action")):
-                continue
-            if not automations.matches(trigger.get("condition"), view):
+            if not matched:
                 continue
             if depth + 1 > self._max_depth:
                 note = (

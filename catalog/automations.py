@@ -9,10 +9,9 @@ an automation is cut off past ``GANTRY_AUTOMATION_MAX_DEPTH`` hops, so it cannot
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Sequence
 from typing import Any
 
-import jq
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +21,7 @@ from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Invalid, NotFound
 from catalog.events import EVENT_TYPES
+from catalog.jq_sandbox import JqCompileError, JqError, check_jq, run_jq_batch
 from catalog.models import Action, Automation
 from catalog.schemas import SLUG
 from catalog.templates import TemplateFailure, references
@@ -54,20 +54,29 @@ class AutomationIn(Strict):
     invoke: Invoke
 
 
-@functools.lru_cache(maxsize=1024)
-def compiled(condition: str) -> Any:
-    return jq.compile(condition)
-
-
 def matches(condition: str | None, event: dict[str, Any]) -> bool:
-    """The jq condition's first output is truthy (no condition: every event matches)."""
-    if not condition:
-        return True
-    try:
-        outputs = compiled(condition).input_value(event).all()
-    except ValueError:
-        return False
-    return bool(outputs) and outputs[0] not in (False, None)
+    """The jq condition's first output is truthy (no condition: every event matches). A
+    condition that fails on this event (an error, or out of CPU time) does not match."""
+    outcome = match_all([(condition, event)])[0]
+    return outcome is True
+
+
+def match_all(pairs: Sequence[tuple[str | None, dict[str, Any]]]) -> list[bool | JqError]:
+    """:func:`matches` for many (condition, event) pairs in one call to the jq workers (each
+    program has its CPU-time limit there); a failed evaluation is its :class:`JqError`."""
+    jobs = [(condition, event) for condition, event in pairs if condition]
+    results = iter(run_jq_batch(jobs))
+    outcomes: list[bool | JqError] = []
+    for condition, _ in pairs:
+        if not condition:
+            outcomes.append(True)
+            continue
+        result = next(results)
+        if isinstance(result, JqError):
+            outcomes.append(result)
+        else:
+            outcomes.append(bool(result) and result[0] not in (False, None))
+    return outcomes
 
 
 def check(session: Session, body: AutomationIn) -> None:
@@ -76,8 +85,8 @@ def check(session: Session, body: AutomationIn) -> None:
         errors.append(FieldError("/trigger/event", f"must be one of {', '.join(EVENT_TYPES)}"))
     if body.trigger.condition:
         try:
-            compiled(body.trigger.condition)
-        except ValueError as exc:
+            check_jq(body.trigger.condition)  # compiled only: evaluating runs in the jq workers
+        except JqCompileError as exc:
             errors.append(FieldError("/trigger/condition", f"jq: {exc}"))
     if session.get(Action, body.invoke.action) is None:
         errors.append(FieldError("/invoke/action", f"action '{body.invoke.action}' does not exist"))
