@@ -12,6 +12,7 @@ from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Invalid, NotFound, pointer
 from catalog.models import Blueprint, Entity, EntityRelation
+from catalog.permissions import BlueprintPermissions, Moderators
 from catalog.properties import PropertyValidator, check_blueprint_schema, validator_for
 from catalog.schemas import BlueprintIn, BlueprintPatch
 from catalog.timers import check_policies
@@ -28,11 +29,38 @@ def blueprint_to_dict(bp: Blueprint) -> dict[str, Any]:
         "timers": bp.timers,
         "mirror_properties": bp.mirror_properties or {},
         "aggregation_properties": bp.aggregation_properties or {},
+        "moderators": Moderators.model_validate(bp.moderators or {}).model_dump(),
+        "permissions": _permissions_view(bp.permissions or {}),
         "created_at": bp.created_at.isoformat(),
         "updated_at": bp.updated_at.isoformat(),
         "created_by": bp.created_by,
         "updated_by": bp.updated_by,
     }
+
+
+def _permissions_view(stored: dict[str, Any]) -> dict[str, Any]:
+    """Every operation, its policy or None (the default applies)."""
+    return BlueprintPermissions.model_validate(stored).model_dump()
+
+
+def _permissions_stored(body: BlueprintIn) -> dict[str, Any]:
+    return body.permissions.model_dump(exclude_none=True)
+
+
+def _check_permissions(body: BlueprintIn, properties: dict[str, Any]) -> list[FieldError]:
+    """``update_properties``/``update_relations`` name fields the blueprint has."""
+    where = "/permissions"
+    errors = [
+        FieldError(where + pointer("update_properties", name), "is not a property of the blueprint")
+        for name in body.permissions.update_properties
+        if name not in properties
+    ]
+    errors += [
+        FieldError(where + pointer("update_relations", name), "is not a relation of the blueprint")
+        for name in body.permissions.update_relations
+        if name not in body.relations
+    ]
+    return errors
 
 
 def get_blueprint(session: Session, identifier: str) -> Blueprint:
@@ -63,6 +91,7 @@ def _check_definition(session: Session, body: BlueprintIn) -> tuple[dict[str, An
         if relation.target != body.identifier and session.get(Blueprint, relation.target) is None:
             errors.append(FieldError(f"{where}/target", f"blueprint '{relation.target}' does not exist"))
     errors += check_policies(body.timers, schema["properties"])
+    errors += _check_permissions(body, schema["properties"])
     problems, mirrors, aggregations = computed.check(session, body)
     errors += problems
     if errors:
@@ -85,6 +114,8 @@ def create_blueprint(session: Session, body: BlueprintIn, actor: Actor) -> Bluep
         timers=body.timers,
         mirror_properties=mirrors,
         aggregation_properties=aggregations,
+        moderators=body.moderators.model_dump(),
+        permissions=_permissions_stored(body),
         version=1,
         created_at=now,
         updated_at=now,
@@ -119,6 +150,7 @@ def replace_blueprint(session: Session, identifier: str, body: BlueprintIn, acto
     bp.title, bp.description, bp.icon = body.title, body.description, body.icon
     bp.schema, bp.relations, bp.timers = new_schema, new_relations, body.timers
     bp.mirror_properties, bp.aggregation_properties = mirrors, aggregations
+    bp.moderators, bp.permissions = body.moderators.model_dump(), _permissions_stored(body)
     bp.version += 1
     bp.updated_at, bp.updated_by = utcnow(), actor.user
     session.flush()
@@ -154,6 +186,14 @@ def patch_blueprint(session: Session, identifier: str, body: BlueprintPatch, act
                 {k: v.model_dump(exclude_none=True) for k, v in body.aggregation_properties.items()}
                 if body.aggregation_properties is not None
                 else bp.aggregation_properties
+            ),
+            "moderators": (
+                body.moderators.model_dump() if body.moderators is not None else bp.moderators or {}
+            ),
+            "permissions": (
+                body.permissions.model_dump(exclude_none=True)
+                if body.permissions is not None
+                else bp.permissions or {}
             ),
         }
     )

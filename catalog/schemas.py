@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from catalog.permissions import BlueprintPermissions, Moderators
+
 SLUG = r"^[a-z][a-z0-9_-]{0,99}$"
 # Entity (and user) identifiers travel in URL paths, where a "." or ".." segment would climb out
 # of them (``../../users/alice``): no segment between slashes may be one. ENTITY_ID is the
@@ -80,6 +82,9 @@ class BlueprintIn(Strict):
     timers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     mirror_properties: dict[str, MirrorPropertyDef] = Field(default_factory=dict)
     aggregation_properties: dict[str, AggregationPropertyDef] = Field(default_factory=dict)
+    # Who administers the blueprint's entities, and who may read and write them (Port's shape).
+    moderators: Moderators = Field(default_factory=Moderators)
+    permissions: BlueprintPermissions = Field(default_factory=BlueprintPermissions)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -93,6 +98,8 @@ class BlueprintPatch(Strict):
     timers: dict[str, dict[str, Any]] | None = None
     mirror_properties: dict[str, MirrorPropertyDef] | None = None
     aggregation_properties: dict[str, AggregationPropertyDef] | None = None
+    moderators: Moderators | None = None
+    permissions: BlueprintPermissions | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
