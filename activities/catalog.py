@@ -221,18 +221,21 @@ StepActivity = Callable[[StepInput], Awaitable[StepResult]]
 
 
 def with_secrets(fn: Callable[..., Any], api: GantryApi) -> Callable[..., Any]:
-    """Wrap a step activity so ``${secret:NAME}`` placeholders become the run's secret inputs
-    just before the vendor call, and any echo of a secret is masked in what it returns."""
+    """Wrap a step activity so the run's ``${secret:MARKER:NAME}`` placeholders become its secret
+    inputs just before the vendor call, and any echo of a secret is masked in what it returns.
+    Placeholders without this run's marker (written into data by anyone) stay literal."""
     name = fn.__temporal_activity_definition.name  # type: ignore[attr-defined]
 
     @activity.defn(name=name)
     async def run_step(step: StepInput) -> StepResult:
-        if not secrets.mentions_secret(step.params):
+        if not secrets.mentions_secret(step.params, step.secret_marker):
             result: StepResult = await fn(step)
             return result
         values = await api.run_secrets(step.run_id)
         try:
-            result = await fn(dataclasses.replace(step, params=secrets.resolve(step.params, values)))
+            result = await fn(
+                dataclasses.replace(step, params=secrets.resolve(step.params, values, step.secret_marker))
+            )
         except ApplicationError as exc:
             raise ApplicationError(
                 _mask(str(exc.message), values), type=exc.type, non_retryable=exc.non_retryable

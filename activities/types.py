@@ -22,6 +22,11 @@ class StepInput:
     action: str = ""
     # Step timeout in seconds as configured on the step (None: the step kind's default).
     timeout_seconds: float | None = None
+    # This run's secret marker: only ``${secret:<marker>:NAME}`` placeholders are substituted.
+    secret_marker: str = ""
+    # The entity the run acts on, ``{blueprint}/{identifier}`` ("" when there is none): what a
+    # stack Gantry creates is tagged with, and what it may later delete.
+    entity: str = ""
 
     @property
     def idempotency_key(self) -> str:

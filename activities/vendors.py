@@ -73,7 +73,8 @@ def build_integrations(settings: Settings) -> list[object]:
 
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     """Every activity the worker registers: the catalog's own (``catalog.*``, ``gantry.*``) and each
-    vendor step kind, wrapped so ``${secret:NAME}`` params resolve just before the vendor call."""
+    vendor step kind, wrapped so the run's marked secret placeholders resolve just before the
+    vendor call."""
     from activities.catalog import CatalogActivities, GantryApi, with_secrets
 
     api = GantryApi.from_settings(settings)

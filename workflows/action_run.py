@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.types import STEP_FAILED, VENDOR_CLIENT_ERROR, ReportInput, StepInput, StepResult
     from catalog.durations import parse_duration
-    from catalog.secrets import PLACEHOLDER, REDACTED
+    from catalog.secrets import PLACEHOLDER, REDACTED, mark_inputs, secret_input_names
     from catalog.step_kinds import WAITING_KINDS
     from catalog.templates import TemplateFailure, evaluate_condition, render_value
     from workflows.approval_gate import ApprovalGate
@@ -102,6 +102,8 @@ class ActionRun:
         self._search_attributes = True
         self._gate: ApprovalGate | None = None
         self._approval: dict[str, Any] | None = None
+        # This execution's secret marker: only placeholders bearing it are ever substituted.
+        self._marker = ""
 
     @workflow.query
     def state(self) -> dict[str, Any]:
@@ -138,6 +140,8 @@ class ActionRun:
     @workflow.run
     async def run(self, inp: RunInput) -> dict[str, Any]:
         self._run_id = inp.run_id
+        # Workflow randomness: the same on replay, unknown to whoever writes the data steps read.
+        self._marker = workflow.uuid4().hex
         self._seq = inp.log_base
         self._search_attributes = inp.search_attributes
         self._steps = [
@@ -196,7 +200,8 @@ class ActionRun:
     def _context(self, inp: RunInput) -> dict[str, Any]:
         steps = {s["id"]: {"outputs": s["outputs"], "status": s["status"]} for s in self._steps}
         return {
-            "inputs": inp.inputs,
+            # Secret inputs become this run's marked placeholders here, by name, and nowhere else.
+            "inputs": mark_inputs(inp.inputs, secret_input_names(inp.action), self._marker),
             "entity": inp.entity,
             "steps": steps,
             "run": inp.run,
@@ -264,6 +269,8 @@ class ActionRun:
                     params=params,
                     action=inp.action["identifier"],
                     timeout_seconds=timeout.total_seconds(),
+                    secret_marker=self._marker,
+                    entity=_entity_ref(inp, params),
                 ),
                 result_type=StepResult,
                 start_to_close_timeout=timeout,
@@ -362,8 +369,9 @@ class ActionRun:
     async def _notify(
         self, gate: ApprovalGate, inp: RunInput, policy: dict[str, Any], *, reminder: bool
     ) -> None:
+        hidden = secret_input_names(inp.action)
         inputs = {
-            k: (REDACTED if isinstance(v, str) and PLACEHOLDER.search(v) else v)
+            k: (REDACTED if k in hidden or (isinstance(v, str) and PLACEHOLDER.search(v)) else v)
             for k, v in inp.inputs.items()
         }
         notify = policy.get("notify") or {}
@@ -512,6 +520,17 @@ def _approved(inp: RunInput) -> list[str]:
     if inp.approved_gates is not None:
         return inp.approved_gates
     return ["action"] if inp.resume_at else []
+
+
+def _entity_ref(inp: RunInput, params: dict[str, Any]) -> str:
+    """``{blueprint}/{identifier}`` of the entity a step acts for: the run's entity; in a CREATE
+    action (no entity yet) the one of the action's blueprint its step names in ``with.entity``."""
+    if inp.entity:
+        return f"{inp.entity.get('blueprint') or inp.action.get('blueprint')}/{inp.entity['identifier']}"
+    named, blueprint = params.get("entity"), inp.action.get("blueprint")
+    if isinstance(named, str) and named and blueprint:
+        return f"{blueprint}/{named}"
+    return ""
 
 
 def _iso(moment: Any) -> str:
