@@ -12,33 +12,36 @@ from sqlalchemy.orm import Session
 from api.temporal import DecisionRefused
 from catalog import audit, timers
 from catalog.audit import Actor
+from catalog.blueprints import get_blueprint
 from catalog.durations import parse_duration
 from catalog.entities import Mode, get_entity, write_one
-from catalog.errors import Conflict, FieldError, Forbidden, Invalid
-from catalog.identity import user_teams
-from catalog.models import User
+from catalog.entity_permissions import field_denial, write_denial
+from catalog.errors import Conflict, FieldError, Invalid
+from catalog.models import Entity, User
+from catalog.permissions import Principal, principal_of
 from catalog.properties import parse_time
 from workflows.timer import Extension
 
 
-def may_manage(session: Session, user: User, entity_team: list[str], owner: str | None) -> bool:
-    """Admins, the entity's owner, and members of its teams may extend its timers."""
-    if user.role == "admin" or user.identifier == owner or user.email == owner:
-        return True
-    return bool(set(user_teams(session, user.identifier)) & set(entity_team))
+def check_may_extend(session: Session, who: Principal, blueprint: str, entity: Entity, prop: str) -> None:
+    """Extending writes the timer property: the caller needs update permission on the entity
+    and on that property, as for any write (403). The reminded owner (``owner_property``) is
+    data members can write, so it grants nothing by itself."""
+    bp = get_blueprint(session, blueprint)
+    team = list(entity.team or [])
+    denial = write_denial(bp, who, entity.identifier, team, team, "")
+    denial = denial or field_denial(bp, who, entity.identifier, team, [prop], [], "")
+    if denial is not None:
+        raise denial
 
 
 def extend_timer(
     app: FastAPI, session: Session, blueprint: str, entity_id: str, prop: str, by: str, user: User, via: str
 ) -> dict[str, Any]:
-    entity = get_entity(session, blueprint, entity_id)
+    who = principal_of(session, user)
+    entity = get_entity(session, blueprint, entity_id, who)
     timer = timers.get_timer(session, blueprint, entity_id, prop)
-    owner_property = (entity_blueprint_policy(session, blueprint, prop) or {}).get("owner_property")
-    owner = entity.properties.get(owner_property) if owner_property else None
-    if not may_manage(session, user, entity.team, owner):
-        raise Forbidden(
-            f"only the owners of {entity_id} (its teams, its owner) or an admin can extend its timers"
-        )
+    check_may_extend(session, who, blueprint, entity, prop)
     try:
         parse_duration(by)
     except ValueError as exc:
@@ -83,10 +86,3 @@ def extend_timer(
     )
     session.commit()
     return timers.timer_view(timer)
-
-
-def entity_blueprint_policy(session: Session, blueprint: str, prop: str) -> dict[str, Any] | None:
-    from catalog.blueprints import get_blueprint
-
-    policy: dict[str, Any] | None = get_blueprint(session, blueprint).timers.get(prop)
-    return policy

@@ -6,15 +6,27 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
-from api.deps import ActorDep, AdminUser, CurrentUser, ServiceUser, SessionDep
+from api.deps import ActorDep, CurrentUser, PrincipalDep, ServiceUser, SessionDep
 from catalog import computed, scorecards
 from catalog.blueprints import get_blueprint, list_blueprints
 from catalog.entities import get_entity
-from catalog.errors import FieldError, Invalid
+from catalog.errors import FieldError, Forbidden, Invalid
+from catalog.models import Blueprint
+from catalog.permissions import Principal, is_moderator
 from catalog.scorecards import ScorecardIn
+from catalog.search import readable_condition
 
 router = APIRouter(tags=["scorecards"])
+
+
+def _moderated(session: Session, blueprint: str, who: Principal) -> Blueprint:
+    """The blueprint, when ``who`` may define its scorecards: admins and its moderators."""
+    bp = get_blueprint(session, blueprint)
+    if not (who.may_write and is_moderator(bp, who)):
+        raise Forbidden(f"only admins and the moderators of '{blueprint}' may define its scorecards")
+    return bp
 
 
 @router.get("/v1/blueprints/{blueprint}/scorecards")
@@ -26,10 +38,11 @@ def list_scorecards(blueprint: str, session: SessionDep, _: CurrentUser) -> dict
 
 @router.post("/v1/blueprints/{blueprint}/scorecards", status_code=201)
 def create_scorecard(
-    blueprint: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: ScorecardIn = Body()
+    blueprint: str, session: SessionDep, who: PrincipalDep, actor: ActorDep, body: ScorecardIn = Body()
 ) -> dict[str, Any]:
-    """Create a scorecard; every entity of the blueprint is graded at once."""
-    sc, _created = scorecards.save(session, get_blueprint(session, blueprint), body, actor, create_only=True)
+    """Create a scorecard (admins, the blueprint's moderators); every entity is graded at once."""
+    bp = _moderated(session, blueprint, who)
+    sc, _created = scorecards.save(session, bp, body, actor, create_only=True)
     session.commit()
     return scorecards.scorecard_view(sc)
 
@@ -44,24 +57,27 @@ def put_scorecard(
     blueprint: str,
     scorecard: str,
     session: SessionDep,
-    _: AdminUser,
+    who: PrincipalDep,
     actor: ActorDep,
     body: ScorecardIn = Body(),
 ) -> JSONResponse:
-    """Create or replace a scorecard; a changed rule regrades everyone."""
+    """Create or replace a scorecard (admins, the blueprint's moderators); a changed rule
+    regrades everyone."""
+    bp = _moderated(session, blueprint, who)
     if body.identifier != scorecard:
         raise Invalid(
             "identifier mismatch", [FieldError("/identifier", "must equal the scorecard in the path")]
         )
-    sc, created = scorecards.save(session, get_blueprint(session, blueprint), body, actor)
+    sc, created = scorecards.save(session, bp, body, actor)
     session.commit()
     return JSONResponse(scorecards.scorecard_view(sc), status_code=201 if created else 200)
 
 
 @router.delete("/v1/blueprints/{blueprint}/scorecards/{scorecard}", status_code=204)
 def delete_scorecard(
-    blueprint: str, scorecard: str, session: SessionDep, _: AdminUser, actor: ActorDep
+    blueprint: str, scorecard: str, session: SessionDep, who: PrincipalDep, actor: ActorDep
 ) -> None:
+    _moderated(session, blueprint, who)
     scorecards.delete_scorecard(session, blueprint, scorecard, actor)
     session.commit()
 
@@ -71,19 +87,23 @@ def results(
     blueprint: str,
     scorecard: str,
     session: SessionDep,
-    _: CurrentUser,
+    who: PrincipalDep,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
 ) -> dict[str, Any]:
-    """Per-entity levels (paged with ``offset``), the distribution of levels, per-rule pass rates."""
+    """Per-entity levels (paged with ``offset``), the distribution of levels, per-rule pass
+    rates: all over the entities the caller may read."""
     sc = scorecards.get_scorecard(session, blueprint, scorecard)
-    return scorecards.results(session, sc, limit=limit, offset=offset)
+    dialect = session.get_bind().dialect.name
+    readable = readable_condition(session, who, dialect, [get_blueprint(session, blueprint)])
+    return scorecards.results(session, sc, limit=limit, offset=offset, readable=readable)
 
 
 @router.get("/v1/blueprints/{blueprint}/scorecard-history")
-def level_history(blueprint: str, entity: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
-    """Every level change of an entity (``?entity=``), on every scorecard, oldest first."""
-    get_entity(session, blueprint, entity)
+def level_history(blueprint: str, entity: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+    """Every level change of an entity (``?entity=``), on every scorecard, oldest first (404 when
+    the caller may not read the entity)."""
+    get_entity(session, blueprint, entity, who)
     return {"items": scorecards.history(session, blueprint, entity), "next_cursor": None}
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import ActorDep, AdminUser, CurrentUser, ServiceUser, SessionDep
+from api.deps import ActorDep, AdminUser, CurrentUser, PrincipalDep, ServiceUser, SessionDep
 from api.timers import extend_timer
 from catalog import events, timers
 from catalog.audit import Actor
@@ -32,16 +32,23 @@ class ExtendBody(BaseModel):
 @router.get("/v1/timers")
 def list_timers(
     session: SessionDep,
-    _: CurrentUser,
+    who: PrincipalDep,
     state: Literal["active", "expired", "cleared"] | None = None,
     expires_before: datetime | None = None,
     blueprint: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """Armed and expired timers, soonest deadline first: what will be torn down, and when."""
+    """Armed and expired timers of the entities the caller may read, soonest deadline first:
+    what will be torn down, and when."""
     page = timers.list_timers(
-        session, state=state, expires_before=expires_before, blueprint=blueprint, limit=limit, cursor=cursor
+        session,
+        state=state,
+        expires_before=expires_before,
+        blueprint=blueprint,
+        limit=limit,
+        cursor=cursor,
+        who=who,
     )
     return {"items": [timers.timer_view(t) for t in page.items], "next_cursor": page.next_cursor}
 
@@ -57,7 +64,8 @@ def extend(
     body: ExtendBody = Body(),
 ) -> dict[str, Any]:
     """Push a timer's deadline back (``{"by": "P2D"}``) within the blueprint's policy: 409 with the
-    limit when it would go past ``max_extension`` or ``max_ttl``, or when the timer has expired."""
+    limit when it would go past ``max_extension`` or ``max_ttl``, or when the timer has expired.
+    Needs update permission on the entity (403; 404 when the caller may not read it)."""
     return extend_timer(request.app, session, blueprint, identifier, prop, body.by, user, via="api")
 
 
