@@ -1,0 +1,132 @@
+"""A retry is a new decision: it never passes an approval gate that was not APPROVED. And a run
+record whose workflow never started is failed by the reconciler once its start grace is over."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from catalog.db import utcnow
+from catalog.models import Run
+from tests.workflows.conftest import SERVICE_TOKEN, Stack
+from tests.workflows.test_approvals import action, people, waiting
+
+POLICY = {"required_approvals": 1, "approvers": {"teams": ["platform"]}, "timeout": "PT1H"}
+
+
+async def reopened(stack: Stack, run_id: str, before: str) -> dict[str, Any]:
+    """The run once a new approval request (not ``before``) is pending."""
+    for _ in range(200):
+        run = (await stack.api.get(f"/v1/runs/{run_id}")).json()
+        approval = run["approval"] or {}
+        if approval.get("status") == "PENDING" and approval.get("request_id") != before:
+            return dict(run)
+        await asyncio.sleep(0.05)
+    raise AssertionError("the approval was not asked again")
+
+
+async def test_retry_after_cancel_while_waiting_asks_approval_again(stack: Stack) -> None:
+    users = await people(stack)
+    assert (await stack.api.post("/v1/actions", json=action(stack, POLICY))).status_code == 201
+    run = await waiting(stack, users["alice"])
+    first_request = run["approval"]["request_id"]
+    assert (await users["alice"].post(f"/v1/runs/{run['id']}/cancel")).status_code == 202
+    assert (await stack.wait_for(run["id"], {"CANCELLED"}))["steps"][0]["status"] == "PENDING"
+
+    retried = await users["alice"].post(f"/v1/runs/{run['id']}/retry")
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["status"] == "WAITING_FOR_APPROVAL"
+    again = await reopened(stack, run["id"], first_request)
+    assert again["status"] == "WAITING_FOR_APPROVAL" and again["steps"][0]["status"] == "PENDING"
+    await asyncio.sleep(0.5)  # time enough for a step that wrongly skipped the gate to be called
+    assert not stack.webhook.calls("POST", "/flags")
+
+    assert again["approval"]["request_id"] != first_request  # old buttons cannot decide it
+    approved = await users["bob"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
+    assert approved.status_code == 200, approved.text
+    done = await stack.wait_for(run["id"], {"SUCCESS", "FAILURE", "DECLINED"})
+    assert done["status"] == "SUCCESS" and len(stack.webhook.calls("POST", "/flags")) == 1
+
+
+async def test_a_declined_run_retried_asks_its_approvers_again(stack: Stack) -> None:
+    users = await people(stack)
+    assert (await stack.api.post("/v1/actions", json=action(stack, POLICY))).status_code == 201
+    run = await waiting(stack, users["alice"])
+    declined = await users["bob"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "DECLINE"})
+    assert declined.status_code == 200
+    await stack.wait_for(run["id"], {"DECLINED"})
+
+    assert (await users["alice"].post(f"/v1/runs/{run['id']}/retry")).status_code == 202
+    again = await reopened(stack, run["id"], run["approval"]["request_id"])
+    assert again["approval"]["declines"] == [] and not stack.webhook.calls("POST", "/flags")
+    approved = await users["erin"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
+    assert approved.json()["status"] == "APPROVED"
+    assert (await stack.wait_for(run["id"], {"SUCCESS", "FAILURE"}))["status"] == "SUCCESS"
+    assert len(stack.webhook.calls("POST", "/flags")) == 1
+
+
+async def test_an_approval_step_declined_is_asked_again_on_retry(stack: Stack) -> None:
+    users = await people(stack)
+    steps = [
+        {"id": "sign_off", "uses": "approval", "with": POLICY},
+        {"id": "toggle", "uses": "http.request", "with": {"url": f"{stack.webhook.url}/flags"}},
+    ]
+    assert (await stack.api.post("/v1/actions", json=action(stack, steps=steps))).status_code == 201
+    launched = await users["alice"].post("/v1/actions/toggle_flag/runs", json={"inputs": {"flag": "x"}})
+    run_id = launched.json()["id"]
+    first = await reopened(stack, run_id, "")
+    await users["bob"].post(f"/v1/runs/{run_id}/approval", json={"decision": "DECLINE"})
+    assert (await stack.wait_for(run_id, {"DECLINED"}))["steps"][0]["status"] == "DECLINED"
+
+    assert (await users["alice"].post(f"/v1/runs/{run_id}/retry")).status_code == 202
+    await reopened(stack, run_id, first["approval"]["request_id"])
+    assert not stack.webhook.calls("POST", "/flags")
+    await users["erin"].post(f"/v1/runs/{run_id}/approval", json={"decision": "APPROVE"})
+    assert (await stack.wait_for(run_id, {"SUCCESS", "FAILURE"}))["status"] == "SUCCESS"
+
+
+def orphan(stack: Stack, run_id: str, age: timedelta) -> None:
+    """A run record whose workflow was never started (an API that died between the two)."""
+    created = utcnow() - age
+    engine = create_engine(stack.settings.database_url)
+    with Session(engine) as session:
+        session.add(
+            Run(
+                id=run_id,
+                action="toggle_flag",
+                action_title="Toggle flag",
+                inputs={},
+                status="IN_PROGRESS",
+                status_label="Starting",
+                source="API",
+                created_by="admin",
+                created_at=created,
+                updated_at=created,
+                steps=[],
+                links=[],
+                affected_entities=[],
+                workflow_id=f"action:toggle_flag:{run_id}",
+            )
+        )
+        session.commit()
+    engine.dispose()
+
+
+async def test_reconcile_fails_a_run_whose_workflow_never_started(stack: Stack) -> None:
+    assert (await stack.api.post("/v1/actions", json=action(stack))).status_code == 201
+    orphan(stack, "r_orphan_old", timedelta(minutes=5))
+    orphan(stack, "r_orphan_new", timedelta(seconds=1))
+    service = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    async with httpx.AsyncClient(base_url=stack.api.base_url, headers=service) as worker:
+        reconciled = await worker.post("/v1/runs/reconcile")
+    assert reconciled.status_code == 200, reconciled.text
+    assert reconciled.json()["converged"] == ["r_orphan_old"]
+    old = (await stack.api.get("/v1/runs/r_orphan_old")).json()
+    assert old["status"] == "FAILURE" and old["ended_at"] is not None
+    assert old["error"].startswith("its workflow never started")
+    assert (await stack.api.get("/v1/runs/r_orphan_new")).json()["status"] == "IN_PROGRESS"
