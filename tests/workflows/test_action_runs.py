@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from tests.fakes.github import RunScript
-from tests.workflows.conftest import Stack
+from tests.workflows.conftest import SERVICE_TOKEN, Stack
+
+WORKER = {"Authorization": f"Bearer {SERVICE_TOKEN}"}  # reconcile is a worker route
 
 SERVICE = {
     "identifier": "service",
@@ -253,12 +255,12 @@ async def test_terminated_workflow_converges(stack: Stack) -> None:
 
         await asyncio.sleep(0.1)
     await handle.terminate("operator pressed terminate in Temporal UI")
-    converged = (await stack.api.post("/v1/runs/reconcile")).json()["converged"]
+    converged = (await stack.api.post("/v1/runs/reconcile", headers=WORKER)).json()["converged"]
     assert converged == [run["id"]]
     final = (await stack.api.get(f"/v1/runs/{run['id']}")).json()
     assert final["status"] == "CANCELLED" and final["status_label"] == "Terminated from Temporal"
     assert final["ended_at"] is not None
-    assert (await stack.api.post("/v1/runs/reconcile")).json()["converged"] == []
+    assert (await stack.api.post("/v1/runs/reconcile", headers=WORKER)).json()["converged"] == []
 
 
 async def test_cli_launches_and_follows_a_run(stack: Stack, capsys: Any) -> None:
