@@ -5,6 +5,12 @@ existing one ("No updates are to be performed" is success), waits out an operati
 attempt left in progress, and replaces a stack stuck in ROLLBACK_COMPLETE (a failed first
 create, which CloudFormation cannot update). Delete of a missing stack succeeds. boto3 blocks,
 so every call runs in a thread; the waits poll and heartbeat.
+
+A stack name usually comes from data a member wrote (``entity.properties.stack_name``), so
+neither step trusts it: deploy tags what it creates ``gantry:entity={blueprint}/{identifier}``
+(the run's entity), and both change or delete an existing stack only when it carries that tag
+for the same entity. ``allow_untagged: true`` in the step's ``with`` — an author's literal,
+checked when the action is saved — lifts the check.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from activities.types import VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput
 
 _OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE", "DELETE_COMPLETE"}
 _THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+ENTITY_TAG = "gantry:entity"
 
 Json = dict[str, Any]
 
@@ -54,6 +61,30 @@ def cloudformation_client(endpoint_url: str | None = None, region_name: str | No
 
 def _settled(status: str) -> bool:
     return not status.endswith("_IN_PROGRESS")
+
+
+def entity_tag(stack: Json) -> str | None:
+    """The stack's ``gantry:entity`` tag, or None."""
+    return next((t.get("Value") for t in stack.get("Tags") or [] if t.get("Key") == ENTITY_TAG), None)
+
+
+def _untagged_allowed(step: StepInput) -> bool:
+    return step.params.get("allow_untagged") is True
+
+
+def check_owned(stack: Json, step: StepInput, verb: str) -> None:
+    """Refuse (non-retryably) to ``verb`` a stack not tagged for the step's entity."""
+    if _untagged_allowed(step):
+        return
+    tag = entity_tag(stack)
+    if step.entity and tag == step.entity:
+        return
+    name = stack.get("StackName", stack["StackId"])
+    raise step_failed(
+        f"refusing to {verb} stack {name}: it is tagged {ENTITY_TAG}={tag or '(none)'}, not "
+        f"{step.entity or '(no entity)'}; Gantry {verb}s only stacks it created for the run's entity "
+        "(set allow_untagged: true on the step to allow others)"
+    )
 
 
 class CloudFormation:
@@ -110,7 +141,15 @@ class CloudFormation:
         name = str(params.get("stack_name") or "")
         if not name or not params.get("template"):
             raise bad_params("aws.cloudformation.deploy_stack needs stack_name and template")
+        if not step.entity and not _untagged_allowed(step):
+            raise bad_params(
+                "aws.cloudformation.deploy_stack tags its stack with its entity: the run's entity, "
+                "or in a CREATE action the identifier given as 'entity' in the step's with"
+            )
         template = params["template"]
+        tags = {str(k): str(v) for k, v in (params.get("tags") or {}).items() if str(k) != ENTITY_TAG}
+        if step.entity:
+            tags[ENTITY_TAG] = step.entity
         request: Json = {
             "StackName": name,
             "TemplateBody": template if isinstance(template, str) else json.dumps(template),
@@ -119,10 +158,12 @@ class CloudFormation:
                 for k, v in (params.get("parameters") or {}).items()
             ],
             "Capabilities": list(params.get("capabilities") or []),
-            "Tags": [{"Key": str(k), "Value": str(v)} for k, v in (params.get("tags") or {}).items()],
+            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
         }
         log: list[str] = []
         stack = await self._describe(name)
+        if stack:
+            check_owned(stack, step, "update")
         if stack and not _settled(stack["StackStatus"]):
             log.append(f"waiting for {stack['StackStatus']} left by an earlier attempt")
             stack = await self._wait(stack["StackId"])
@@ -164,6 +205,7 @@ class CloudFormation:
             return StepResult(
                 outputs={"stack_id": None, "status": "DELETE_COMPLETE"}, log=[f"{name} does not exist"]
             )
+        check_owned(stack, step, "delete")
         await self._aws("delete_stack", StackName=stack["StackId"])
         stack = await self._wait(stack["StackId"])
         await self._fail_unless_ok(stack)

@@ -27,7 +27,7 @@ from catalog.permissions import ADMIN, MEMBER, ActionPermissions, Policy, Princi
 from catalog.properties import PROPERTY_NAME, PROPERTY_TYPES, STRING_FORMATS
 from catalog.query import team_overlaps, validate_query
 from catalog.schemas import SLUG
-from catalog.step_kinds import STEP_KINDS
+from catalog.step_kinds import STEP_KINDS, param_problems
 from catalog.templates import CONTEXT_NAMES, TemplateFailure, references
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,63}$"
@@ -367,7 +367,7 @@ def _check_kind(uses: str, params: dict[str, Any], where: str) -> list[FieldErro
         FieldError(f"{where}/with/{name}", f"{uses} needs '{name}'")
         for name in STEP_KINDS[uses]
         if name not in params
-    ]
+    ] + [FieldError(f"{where}/with/{name}", message) for name, message in param_problems(uses, params)]
 
 
 def _check_duration(value: str, where: str) -> list[FieldError]:

@@ -5,6 +5,8 @@ Kept free of heavy imports: the workflow sandbox imports it.
 
 from __future__ import annotations
 
+from typing import Any
+
 # Each step kind and the parameters it needs in ``with``.
 STEP_KINDS: dict[str, tuple[str, ...]] = {
     "http.request": ("url",),
@@ -36,3 +38,20 @@ WAITING_KINDS = frozenset(
         "aws.cloudformation.delete_stack",
     }
 )
+
+# Parameters only an action's author may set, as literal booleans: a template there would let
+# the data it reads (an entity a member wrote) decide. ``allow_untagged`` lets a stack step touch
+# stacks Gantry did not create for the run's entity.
+LITERAL_FLAGS: dict[str, tuple[str, ...]] = {
+    "aws.cloudformation.deploy_stack": ("allow_untagged",),
+    "aws.cloudformation.delete_stack": ("allow_untagged",),
+}
+
+
+def param_problems(uses: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(parameter, message)`` for each parameter of a step's ``with`` its kind refuses."""
+    return [
+        (name, f"{uses}: '{name}' must be true or false (not a template)")
+        for name in LITERAL_FLAGS.get(uses, ())
+        if name in params and not isinstance(params[name], bool)
+    ]

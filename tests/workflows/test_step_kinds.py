@@ -100,6 +100,7 @@ async def test_every_step_kind_in_one_run(full_stack: tuple[Stack, dict[str, obj
     action = {
         "identifier": "provision",
         "title": "Provision everything",
+        "blueprint": "environment",
         "trigger": {"operation": "CREATE"},
         "user_inputs": {"properties": {"name": {"type": "string"}}, "required": ["name"]},
         "steps": [
@@ -117,7 +118,12 @@ async def test_every_step_kind_in_one_run(full_stack: tuple[Stack, dict[str, obj
             {
                 "id": "stack",
                 "uses": "aws.cloudformation.deploy_stack",
-                "with": {"stack_name": "env-{{ inputs.name }}", "template": TEMPLATE},
+                # A CREATE action names the entity its stack is for (tagged gantry:entity).
+                "with": {
+                    "stack_name": "env-{{ inputs.name }}",
+                    "entity": "{{ inputs.name }}",
+                    "template": TEMPLATE,
+                },
             },
             {
                 "id": "ticket",
@@ -162,7 +168,7 @@ async def test_every_step_kind_in_one_run(full_stack: tuple[Stack, dict[str, obj
             {
                 "id": "teardown",
                 "uses": "aws.cloudformation.delete_stack",
-                "with": {"stack_name": "env-{{ inputs.name }}"},
+                "with": {"stack_name": "env-{{ inputs.name }}", "entity": "{{ inputs.name }}"},
             },
             {
                 "id": "forget",
