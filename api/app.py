@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api import docs, errors
+from api.limits import BodyLimits, RequestLimits
 from api.relay import EventRelay
 from api.routes import (
     actions,
@@ -113,6 +114,8 @@ def create_app(
     app.state.settings = settings
     app.state.temporal = temporal or TemporalGateway(settings)
     errors.install(app)
+    # Outermost: bodies are measured and JSON checked before any route or parser reads them.
+    app.add_middleware(RequestLimits, limits=BodyLimits.of(settings))
     docs.install(app)
     for module in (
         blueprints,

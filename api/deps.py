@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api import ratelimit
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Forbidden, Unauthenticated
@@ -38,7 +39,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
 def current_user(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> User:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated()
@@ -50,6 +53,7 @@ def current_user(
     session.commit()
     if user is None:
         raise Unauthenticated("the token is unknown, revoked or expired")
+    ratelimit.enforce(request, session, user, credentials.credentials)  # writes and launches only
     return user
 
 

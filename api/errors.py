@@ -40,6 +40,15 @@ class ServiceUnavailable(Exception):
         self.retry_after = retry_after
 
 
+class RateLimited(Exception):
+    """A token went over a rate limit: 429 with Retry-After, naming the limit."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
 def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or []}}
 
@@ -80,6 +89,15 @@ async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _rate_limited(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimited)
+    return JSONResponse(
+        error_body("rate_limited", exc.message),
+        status_code=429,
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
 async def _data_error(_: Request, exc: Exception) -> JSONResponse:
     # The database refused a value the request carried (PostgreSQL: a NUL character in text).
     return JSONResponse(
@@ -100,5 +118,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ServiceUnavailable, _unavailable)
+    app.add_exception_handler(RateLimited, _rate_limited)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,39 +26,86 @@ STRING_FORMATS = {"url", "email", "date-time", "user", "team", "timer", "yaml", 
 TIME_FORMATS = {"date-time", "timer"}
 REFERENCE_FORMATS = {"user", "team"}
 PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Integers a property may hold: exactly representable as JSON numbers everywhere (JavaScript,
+# jq, PostgreSQL's jsonb numeric) and storable by the JSON columns.
+MAX_SAFE_INTEGER = 2**53
+# Longest value of each string format. Every check below is linear in the value's length, and
+# the caps bound the work (and the echo in error messages) on top of that.
+FORMAT_MAX_LENGTH = {
+    "email": 320,
+    "url": 2048,
+    "date-time": 64,
+    "timer": 64,
+    "user": 200,
+    "team": 200,
+    "yaml": 256 * 1024,
+    "markdown": 1024 * 1024,
+}
+_EMAIL_FORBIDDEN = frozenset(' \t\r\n\x0b\x0c<>()[],;:"\\')
+_URL_FORBIDDEN = frozenset(" \t\r\n\x0b\x0c")
 
 FORMAT_CHECKER = _checker = FormatChecker(formats=())
 
 
-URL = re.compile(r"^https?://[^\s/?#@]+(?:@[^\s/?#]+)?(?:[/?#][^\s]*)?$", re.IGNORECASE)
+def _is_email_text(value: str) -> bool:
+    """``local@domain.tld``: one ``@``, no spaces or specials, a dot inside the domain."""
+    if len(value) > FORMAT_MAX_LENGTH["email"] or value.count("@") != 1:
+        return False
+    local, domain = value.split("@")
+    if not local or len(local) > 64 or not 3 <= len(domain) <= 255:
+        return False
+    if "." not in domain[1:-1] or domain.startswith(".") or domain.endswith(".") or ".." in domain:
+        return False
+    return not _EMAIL_FORBIDDEN.intersection(value)
+
+
+def _is_url_text(value: str) -> bool:
+    """``http(s)://host[/...]``: a scheme, a non-empty host (user info allowed), no whitespace."""
+    if len(value) > FORMAT_MAX_LENGTH["url"] or _URL_FORBIDDEN.intersection(value):
+        return False
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return False
+    authority = rest
+    for end in "/?#":
+        authority = authority.split(end, 1)[0]
+    host = authority.rpartition("@")[2]
+    return bool(host) and authority.count("@") <= 1
 
 
 @_checker.checks("url")
 def _is_url(value: object) -> bool:
-    return not isinstance(value, str) or bool(URL.match(value))
+    return not isinstance(value, str) or _is_url_text(value)
 
 
 @_checker.checks("email")
 def _is_email(value: object) -> bool:
-    return not isinstance(value, str) or bool(EMAIL.match(value))
+    return not isinstance(value, str) or _is_email_text(value)
 
 
 @_checker.checks("date-time")
 @_checker.checks("timer")
 def _is_datetime(value: object) -> bool:
-    return not isinstance(value, str) or parse_time(value) is not None
+    return not isinstance(value, str) or (
+        len(value) <= FORMAT_MAX_LENGTH["date-time"] and parse_time(value) is not None
+    )
 
 
 @_checker.checks("yaml")
 def _is_yaml(value: object) -> bool:
     if not isinstance(value, str):
         return True
+    if len(value) > FORMAT_MAX_LENGTH["yaml"]:
+        return False
     try:
-        yaml.safe_load(value)
-    except yaml.YAMLError:
+        yaml.load(value, Loader=_YAML_LOADER)
+    except (yaml.YAMLError, RecursionError):
         return False
     return True
+
+
+# libyaml's parser when PyYAML has it (many times faster than the pure-Python one).
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # Our formats for jsonschema-rs (it calls them with strings only).
@@ -154,12 +202,34 @@ class PropertyValidator:
             if name not in self.properties:
                 errors.append(FieldError(base + pointer(name), "is not a property of the blueprint"))
         present = {k: v for k, v in values.items() if k in self.properties and v is not None}
+        limited = self._limits(present, base)
+        if limited:
+            # Refused before the schema validators see it: a huge or out-of-range value is
+            # named with its limit, and never echoed back in a message.
+            present = {k: v for k, v in present.items() if base + pointer(k) not in limited}
+            errors.extend(limited.values())
         if self.fast is not None and self.fast.is_valid(present):
             return errors
         for error in self.validator.iter_errors(present):
             path = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.absolute_path)
-            errors.append(FieldError(f"{base}{path}", _reason(error.validator, error.message)))
+            message = (
+                f"is not a valid {error.validator_value}" if error.validator == "format" else error.message
+            )
+            errors.append(FieldError(f"{base}{path}", _reason(error.validator, message)))
         return errors
+
+    def _limits(self, values: dict[str, Any], base: str) -> dict[str, FieldError]:
+        """The values past a format's length cap, or holding an integer beyond ±2^53 or a
+        non-finite number, by the pointer of their property."""
+        found: dict[str, FieldError] = {}
+        for name, value in values.items():
+            where = base + pointer(name)
+            definition = self.properties.get(name) or {}
+            fmt = definition.get("format") or (definition.get("items") or {}).get("format")
+            problem = _too_long(value, fmt) or _number_problem(value)
+            if problem:
+                found[where] = FieldError(where, problem)
+        return found
 
     def normalize(self, values: dict[str, Any]) -> dict[str, Any]:
         """Drop nulls and store times in their one canonical form (call after validate)."""
@@ -185,7 +255,41 @@ class PropertyValidator:
         return found
 
 
+def _too_long(value: Any, fmt: str | None) -> str | None:
+    cap = FORMAT_MAX_LENGTH.get(fmt or "")
+    if cap is None:
+        return None
+    texts = value if isinstance(value, list) else [value]
+    if any(isinstance(text, str) and len(text) > cap for text in texts):
+        return f"{fmt} values may be at most {cap} characters (a format's length limit)"
+    return None
+
+
+def _number_problem(value: Any) -> str | None:
+    """Why a value holds a number the catalog refuses (walked without recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+            return f"integers must be within ±2^53 ({MAX_SAFE_INTEGER})"
+        if isinstance(item, float) and not math.isfinite(item):
+            return "numbers must be finite"
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+# Messages longer than this are cut: validators quote the value, which may be a megabyte.
+MAX_MESSAGE = 300
+
+
 def _reason(keyword: str | None, message: str) -> str:
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 1] + "…"
     return f"{message} ({keyword})" if keyword else message
 
 
