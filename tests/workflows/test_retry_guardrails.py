@@ -93,6 +93,7 @@ async def test_an_approval_step_declined_is_asked_again_on_retry(stack: Stack) -
 def orphan(stack: Stack, run_id: str, age: timedelta) -> None:
     """A run record whose workflow was never started (an API that died between the two)."""
     created = utcnow() - age
+    assert stack.settings.database_url is not None
     engine = create_engine(stack.settings.database_url)
     with Session(engine) as session:
         session.add(
