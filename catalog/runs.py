@@ -550,6 +550,7 @@ def _check_references(
         definition = properties[name]
         fmt = definition.get("format")
         where = pointer("inputs", name)
+        shown = "the secret value" if definition.get("secret") else f"'{value}'"
         if fmt == "entity" and isinstance(value, str):
             found = session.scalar(
                 select(Entity.id).where(
@@ -557,11 +558,11 @@ def _check_references(
                 )
             )
             if found is None:
-                errors.append(FieldError(where, f"no '{definition['blueprint']}' entity '{value}'"))
+                errors.append(FieldError(where, f"no '{definition['blueprint']}' entity {shown}"))
         elif fmt == "user" and isinstance(value, str) and missing_users(session, {value}):
-            errors.append(FieldError(where, f"user '{value}' does not exist"))
+            errors.append(FieldError(where, f"user {shown} does not exist"))
         elif fmt == "team" and isinstance(value, str) and missing_teams(session, {value}):
-            errors.append(FieldError(where, f"team '{value}' does not exist"))
+            errors.append(FieldError(where, f"team {shown} does not exist"))
     return errors
 
 
