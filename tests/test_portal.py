@@ -184,3 +184,48 @@ def test_environment_expiry_notifies_without_a_second_teardown(api: httpx.Client
     environment = _ok(api.get("/v1/blueprints/environment"))
     assert environment["timers"]["expires_at"]["on_expiry"]["action"] == "destroy_environment"
     assert automation["invoke"]["action"] != "destroy_environment"
+
+
+# ---- who can do what in the example portal ---------------------------------------------------
+
+
+def _as(api: httpx.Client, user: str) -> httpx.Client:
+    """A client with a fresh token of ``user`` (made by the admin, as an admin would)."""
+    token = api.post("/v1/tokens", json={"user": user, "description": "portal test"})
+    assert token.status_code == 201, token.text
+    return httpx.Client(base_url=api.base_url, headers={"Authorization": f"Bearer {token.json()['token']}"})
+
+
+def test_the_portal_names_owners_moderators_and_a_viewer(api: httpx.Client) -> None:
+    roles = {u["identifier"]: u["role"] for u in _ok(api.get("/v1/users"))["items"]}
+    assert {roles["alice"], roles["bob"], roles["dana"], roles["erin"]} == {"admin", "member", "viewer"}
+    assert _ok(api.get("/v1/blueprints/cluster"))["moderators"] == {"users": [], "teams": ["platform"]}
+    destroy = _ok(api.get("/v1/actions/destroy_environment"))
+    assert destroy["permissions"]["execute"]["owned_by_team"] is True
+    for blueprint in ("service", "environment", "cluster"):
+        entities = _ok(api.get(f"/v1/blueprints/{blueprint}/entities"))["items"]
+        assert entities and all(e["team"] for e in entities), blueprint
+
+
+def test_owners_moderators_and_viewers_get_what_the_defaults_give(api: httpx.Client) -> None:
+    cluster = "/v1/blueprints/cluster/entities/staging-eu-west-1"
+    environment = "/v1/blueprints/environment/entities/payments-staging"
+    with _as(api, "bob") as bob, _as(api, "erin") as erin, _as(api, "dana") as dana:
+        # Dana (viewer) reads everything the defaults let everyone read, and changes nothing.
+        assert dana.get(cluster).status_code == 200
+        assert dana.patch(environment, json={"properties": {"replicas": 2}}).status_code == 403
+        # Bob owns payments-staging (payments-team) but not the clusters (platform's).
+        assert bob.patch(cluster, json={"properties": {"node_count": 7}}).status_code == 403
+        assert (
+            _ok(bob.patch(environment, json={"properties": {"replicas": 2}}))["properties"]["replicas"] == 2
+        )
+        _ok(bob.patch(environment, json={"properties": {"replicas": 1}}))
+        # Erin moderates clusters through the platform team.
+        assert (
+            _ok(erin.patch(cluster, json={"properties": {"node_count": 7}}))["properties"]["node_count"] == 7
+        )
+        _ok(erin.patch(cluster, json={"properties": {"node_count": 6}}))
+        # Bob may not destroy checkout's environment: for him that action does not exist there.
+        launch = bob.post("/v1/actions/destroy_environment/runs", json={"entity": "checkout-pr-482"})
+        assert launch.status_code == 404, launch.text
+        assert dana.get("/v1/audit-log").status_code == 403
