@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     jira_token: SecretStr | None = None
 
     webhook_secret: SecretStr | None = Field(None, description="HMAC key of http.request signatures")
+    http_allowed_hosts: str = Field(
+        "",
+        description="comma-separated host names, IPs or CIDRs http.request may reach although they "
+        "resolve to private, loopback, link-local or metadata addresses",
+    )
 
     automation_max_depth: int = Field(
         3, description="automation-started runs may cause at most this many further automation hops"

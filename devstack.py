@@ -135,6 +135,8 @@ def stack_environment() -> dict[str, str]:
         env["GANTRY_API_URL"] = f"http://{host}:{env.get('GANTRY_API_PORT', '8000')}"
     # The demo's vendors are local (moto, the receiver): poll them often so runs finish quickly.
     env.setdefault("GANTRY_VENDOR_POLL_INTERVAL", "2")
+    # The demo's webhook receiver is on 127.0.0.1, which http.request refuses unless allowed.
+    env.setdefault("GANTRY_HTTP_ALLOWED_HOSTS", "127.0.0.1")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

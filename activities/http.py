@@ -4,25 +4,43 @@ The body is serialised once and those exact bytes are both sent and signed:
 ``X-Gantry-Signature: v1=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>`` with
 ``X-Gantry-Timestamp: <unix seconds>``. ``Idempotency-Key: {run_id}:{step_id}`` stays the same
 across retries so a receiver can drop duplicates.
+
+A destination must pass the host policy: after DNS resolution, private, loopback, link-local and
+metadata addresses are refused unless ``GANTRY_HTTP_ALLOWED_HOSTS`` names the host, the address
+or a network holding it. The request then goes to the very address that was checked (the host
+name stays in ``Host`` and in TLS's SNI), so a second, different DNS answer cannot slip past the
+check; redirects are not followed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.errors import bad_params, send
-from activities.types import StepInput, StepResult
+from activities.types import VENDOR_SERVER_ERROR, StepInput, StepResult
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+ALLOWED_HOSTS_SETTING = "GANTRY_HTTP_ALLOWED_HOSTS"
+# Cloud instance metadata (AWS's IPv4 and IPv6 endpoints): credentials live there.
+METADATA = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
 
 _KEPT_HEADERS = ("content-type", "location", "etag", "x-request-id")
 _MAX_BODY_CHARS = 64_000  # keep workflow history small
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def sign(secret: str, timestamp: int | str, body: bytes | str) -> str:
@@ -46,10 +64,67 @@ def verify_signature(
     return any(hmac.compare_digest(expected, candidate.strip()) for candidate in signature.split(","))
 
 
+def internal(address: IPAddress) -> bool:
+    """Private, loopback, link-local, metadata or otherwise not a public address."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address in METADATA or not address.is_global or address.is_multicast
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """Where ``http.request`` may go: public addresses, plus the hosts, addresses and networks
+    named in ``GANTRY_HTTP_ALLOWED_HOSTS`` (comma-separated)."""
+
+    names: frozenset[str] = frozenset()
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> HostPolicy:
+        names: set[str] = set()
+        networks: list[IPNetwork] = []
+        for entry in (e.strip() for e in text.split(",")):
+            if not entry:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            except ValueError:
+                names.add(entry.lower().rstrip("."))
+        return cls(frozenset(names), tuple(networks))
+
+    def allows(self, host: str, address: IPAddress) -> bool:
+        if host.lower().rstrip(".") in self.names:
+            return True
+        return not internal(address) or any(
+            address in n for n in self.networks if n.version == address.version
+        )
+
+    async def address_for(self, host: str, port: int) -> str:
+        """The first resolved address of ``host`` the policy allows; a non-retryable error naming
+        the host and the setting when none is."""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ApplicationError(
+                f"webhook unreachable: {host} does not resolve: {exc}", type=VENDOR_SERVER_ERROR
+            ) from exc
+        addresses = list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
+        for text in addresses:
+            if self.allows(host, ipaddress.ip_address(text)):
+                return text
+        raise bad_params(
+            f"http.request refused {host}: it resolves to {', '.join(addresses)}, a private, loopback, "
+            f"link-local or metadata address; allow it in {ALLOWED_HOSTS_SETTING}"
+        )
+
+
 class Webhooks:
-    def __init__(self, client: httpx.AsyncClient, secret: str | None) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, secret: str | None, policy: HostPolicy | None = None
+    ) -> None:
         self._client = client
         self._secret = secret
+        self._policy = policy or HostPolicy()
 
     @activity.defn(name="http.request")
     async def request(self, step: StepInput) -> StepResult:
@@ -57,12 +132,20 @@ class Webhooks:
         url = str(params.get("url") or "")
         if urlsplit(url).scheme not in ("http", "https"):
             raise bad_params(f"http.request needs an http(s) url, got {url!r}")
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise bad_params(f"http.request cannot use url {url!r}: {exc}") from exc
+        if not target.host:
+            raise bad_params(f"http.request needs a host in its url, got {url!r}")
+        address = await self._policy.address_for(target.host, target.port or _DEFAULT_PORTS[target.scheme])
         method = str(params.get("method") or "POST").upper()
         body = (
             b"" if params.get("body") is None else json.dumps(params["body"], separators=(",", ":")).encode()
         )
         headers = {str(k): str(v) for k, v in (params.get("headers") or {}).items()}
         headers["Idempotency-Key"] = step.idempotency_key
+        headers["Host"] = target.netloc.decode("ascii")
         if body:
             headers.setdefault("Content-Type", "application/json")
         log = []
@@ -76,10 +159,13 @@ class Webhooks:
             self._client,
             "webhook",
             method,
-            url,
+            str(target.copy_with(host=address)),
             content=body,
             headers=headers,
             params=params.get("query") or None,
+            # TLS still verifies the certificate for the host name, not the address.
+            extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+            follow_redirects=False,
         )
         outputs = {
             "status_code": response.status_code,

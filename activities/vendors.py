@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from activities.ci import GitHubActions, GitLab, Jenkins
-from activities.http import Webhooks
+from activities.http import HostPolicy, Webhooks
 from activities.ticketing import Jira
 from config import Settings
 
@@ -25,7 +25,11 @@ TIMEOUT = httpx.Timeout(30.0)
 def build_integrations(settings: Settings) -> list[object]:
     """Every integration whose settings make sense."""
     integrations: list[object] = [
-        Webhooks(httpx.AsyncClient(timeout=TIMEOUT), settings.secret("webhook_secret"))
+        Webhooks(
+            httpx.AsyncClient(timeout=TIMEOUT),
+            settings.secret("webhook_secret"),
+            HostPolicy.parse(settings.http_allowed_hosts),
+        )
     ]
     if token := settings.secret("github_token"):
         headers = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -10,16 +11,19 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import retry_after, vendor_error
-from activities.http import Webhooks, sign, verify_signature
+from activities.http import HostPolicy, Webhooks, sign, verify_signature
 from activities.types import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR
 from tests.activities.conftest import Env, step
 from tests.fakes.webhook import FakeWebhookReceiver
+
+# The fakes listen on 127.0.0.1: allowed explicitly, as the test settings and the demo do.
+LOCAL = HostPolicy.parse("127.0.0.1")
 
 
 async def test_request_is_signed_and_carries_the_idempotency_key(
     env: Env, receiver: FakeWebhookReceiver, http: httpx.AsyncClient
 ) -> None:
-    hooks = Webhooks(http, receiver.secret)
+    hooks = Webhooks(http, receiver.secret, LOCAL)
     body = {"service": "payments", "version": "v2", "nested": {"ünï": [1, 2]}}
     result = await env.run(
         hooks.request,
@@ -49,7 +53,7 @@ async def test_request_is_signed_and_carries_the_idempotency_key(
 async def test_wrong_secret_is_refused_by_the_receiver_as_a_client_error(
     env: Env, receiver: FakeWebhookReceiver, http: httpx.AsyncClient
 ) -> None:
-    hooks = Webhooks(http, "not-the-secret")
+    hooks = Webhooks(http, "not-the-secret", LOCAL)
     with pytest.raises(ApplicationError) as err:
         await env.run(hooks.request, step("http.request", url=f"{receiver.url}/x", body={"a": 1}))
     assert err.value.type == VENDOR_CLIENT_ERROR and err.value.non_retryable
@@ -61,7 +65,7 @@ async def test_server_error_is_retryable_and_honours_retry_after(
     env: Env, receiver: FakeWebhookReceiver, http: httpx.AsyncClient
 ) -> None:
     receiver.fail_next(503, {"message": "maintenance"}, headers={"Retry-After": "7"})
-    hooks = Webhooks(http, receiver.secret)
+    hooks = Webhooks(http, receiver.secret, LOCAL)
     with pytest.raises(ApplicationError) as err:
         await env.run(hooks.request, step("http.request", url=f"{receiver.url}/x", method="put"))
     assert err.value.type == VENDOR_SERVER_ERROR and not err.value.non_retryable
@@ -75,7 +79,7 @@ async def test_server_error_is_retryable_and_honours_retry_after(
 
 async def test_unreachable_host_is_retryable(env: Env, http: httpx.AsyncClient) -> None:
     with pytest.raises(ApplicationError) as err:
-        await env.run(Webhooks(http, "s").request, step("http.request", url="http://127.0.0.1:9/hook"))
+        await env.run(Webhooks(http, "s", LOCAL).request, step("http.request", url="http://127.0.0.1:9/hook"))
     assert err.value.type == VENDOR_SERVER_ERROR and not err.value.non_retryable
 
 
@@ -142,3 +146,59 @@ def test_retry_after_as_http_date() -> None:
     assert retry_after({"Retry-After": "Tue, 01 Jan 2030 00:00:30 GMT"}, now=now) == timedelta(seconds=30)
     assert retry_after({"Retry-After": "garbage"}, now=now) is None
     assert retry_after({}, now=now) is None
+
+
+# ---- the destination policy ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://[::ffff:10.0.0.1]/hook",
+        "http://192.168.1.10:8080/hook",
+        "http://localhost/hook",
+        "http://127.0.0.1/hook",
+    ],
+)
+async def test_internal_destinations_are_refused(env: Env, http: httpx.AsyncClient, url: str) -> None:
+    with pytest.raises(ApplicationError) as err:
+        await env.run(Webhooks(http, "s").request, step("http.request", url=url))
+    assert err.value.type == STEP_FAILED and err.value.non_retryable
+    assert "refused" in err.value.message and "GANTRY_HTTP_ALLOWED_HOSTS" in err.value.message
+    assert httpx.URL(url).host in err.value.message
+
+
+async def test_an_allowed_host_is_reached_at_the_address_that_was_checked(
+    env: Env, receiver: FakeWebhookReceiver, http: httpx.AsyncClient
+) -> None:
+    port = httpx.URL(receiver.url).port
+    for allowed in ("localhost", "127.0.0.1", "127.0.0.0/8"):
+        hooks = Webhooks(http, receiver.secret, HostPolicy.parse(f" example.org , {allowed}"))
+        result = await env.run(hooks.request, step("http.request", url=f"http://localhost:{port}/hooks/x"))
+        assert result.outputs["status_code"] == 200
+    calls = receiver.calls("POST")
+    assert len(calls) == 3 and {c.headers["host"] for c in calls} == {f"localhost:{port}"}
+
+
+async def test_redirects_are_not_followed(
+    env: Env, receiver: FakeWebhookReceiver, http: httpx.AsyncClient
+) -> None:
+    receiver.fail_next(302, headers={"location": "http://169.254.169.254/latest/meta-data/"})
+    hooks = Webhooks(http, receiver.secret, LOCAL)
+    with pytest.raises(ApplicationError):
+        await env.run(hooks.request, step("http.request", url=f"{receiver.url}/hooks/moved"))
+    assert len(receiver.calls()) == 1
+
+
+def test_policy_entries_are_names_addresses_and_networks() -> None:
+    policy = HostPolicy.parse("hooks.internal, 10.1.2.3, 172.16.0.0/12, fd00::/8")
+    ip = ipaddress.ip_address
+    assert policy.allows("hooks.internal", ip("10.9.9.9"))
+    assert policy.allows("x", ip("10.1.2.3")) and not policy.allows("x", ip("10.1.2.4"))
+    assert policy.allows("x", ip("172.31.255.1")) and not policy.allows("x", ip("192.168.0.1"))
+    assert policy.allows("x", ip("fd12::1"))
+    assert policy.allows("x", ip("93.184.216.34"))  # public: always
+    assert not HostPolicy().allows("x", ip("169.254.169.254"))

@@ -112,6 +112,8 @@ def stack_settings(tmp_path: Path, temporal: WorkflowEnvironment, **overrides: A
         "webhook_secret": WEBHOOK_SECRET,
         "vendor_poll_interval": 0.1,
         "run_converge_after": 0.0,
+        # The fake vendors and receivers listen on 127.0.0.1, which http.request refuses unless allowed.
+        "http_allowed_hosts": "127.0.0.1",
     }
     values.update(overrides)
     return Settings(**values)

@@ -31,6 +31,8 @@ def gantry_env(**settings: Any) -> dict[str, str]:
     """The current environment without its ``GANTRY_*`` variables, plus ``settings`` as
     ``GANTRY_<NAME>`` (``task_queue="q"`` becomes ``GANTRY_TASK_QUEUE=q``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")}
+    # The fake receivers listen on 127.0.0.1, which http.request refuses unless allowed.
+    settings = {"http_allowed_hosts": "127.0.0.1", **settings}
     env.update({f"GANTRY_{k.upper()}": str(v) for k, v in settings.items() if v is not None})
     env["PYTHONUNBUFFERED"] = "1"
     return env
