@@ -103,22 +103,25 @@ def principal_of(session: Session, user: User) -> Principal:
 def passes(policy: Policy, who: Principal, owners: Iterable[str] = ()) -> bool:
     if who.is_admin:
         return True
-    if (
-        who.role in policy.roles
-        or who.identifier in policy.users
-        or (who.email and who.email in policy.users)
-    ):
+    if who.role in policy.roles or _named(policy.users, who):
         return True
     if who.teams & set(policy.teams):
         return True
     return policy.owned_by_team and bool(who.teams & set(owners))
 
 
+def _named(users: Iterable[str], who: Principal) -> bool:
+    """Whether ``users`` names ``who`` by identifier or by email (emails in any case: they are
+    unique case-insensitively and stored lower-cased)."""
+    email = who.email.lower()
+    return any(u == who.identifier or (email and u.lower() == email) for u in users)
+
+
 def is_moderator(bp: Blueprint, who: Principal) -> bool:
     if who.is_admin:
         return True
     moderators = Moderators.model_validate(bp.moderators or {})
-    return who.identifier in moderators.users or bool(who.teams & set(moderators.teams))
+    return _named(moderators.users, who) or bool(who.teams & set(moderators.teams))
 
 
 def blueprint_permissions(bp: Blueprint) -> BlueprintPermissions:

@@ -14,6 +14,8 @@ from sqlalchemy import Engine, text
 
 from api.app import ADMIN_USER, SERVICE_USER, create_app
 from catalog.identity import user_by_email
+from catalog.models import Blueprint
+from catalog.permissions import Policy, Principal, is_moderator, passes
 from config import Settings
 from tests.api.conftest import ADMIN_TOKEN, SERVICE_TOKEN
 
@@ -367,3 +369,13 @@ def test_an_unknown_environment_is_an_error() -> None:
     """``prod`` used to pass as "not production" and start without any secret."""
     with pytest.raises(ValidationError, match="environment"):
         Settings.model_validate({"environment": "prod"})
+
+
+def test_policies_and_moderators_name_users_by_email_in_any_case() -> None:
+    alice = Principal("alice", "member", "alice@example.com", frozenset())
+    assert passes(Policy(users=["Alice@Example.com"]), alice)
+    assert passes(Policy(users=["alice"]), alice)
+    assert not passes(Policy(users=["alicia@example.com", "ALICE"]), alice)
+    blueprint = Blueprint(identifier="cluster", moderators={"users": ["ALICE@example.com"], "teams": []})
+    assert is_moderator(blueprint, alice)
+    assert not is_moderator(blueprint, Principal("bob", "member", "bob@example.com", frozenset()))
