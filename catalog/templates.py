@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import SecurityError
 
 from catalog.durations import parse_duration
 from catalog.properties import format_time, parse_time
+from catalog.template_sandbox import MAX_OUTPUT, LimitedEnvironment, end_budget, start_budget
 
 CONTEXT_NAMES = ("inputs", "entity", "steps", "run", "user", "event")
 _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
@@ -39,10 +40,10 @@ def add_duration(moment: str, duration: str) -> str:
 
 
 @functools.cache
-def _env() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
+def _env() -> LimitedEnvironment:
+    # Budgets on time and size (catalog.template_sandbox): a template can neither hang a
+    # workflow nor fill its memory.
+    env = LimitedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters["add_duration"] = add_duration
     return env
 
@@ -78,25 +79,67 @@ def render_value(value: Any, context: dict[str, Any], where: str = "") -> Any:
 def render_string(text: str, context: dict[str, Any], where: str = "") -> Any:
     if "{{" not in text and "{%" not in text:
         return text
+    budget = start_budget()
     try:
         expression = _is_single_expression(text)
         if expression is not None:
-            return _defined(_compile_expression(expression)(**context))
-        return _compile_template(text).render(**context)
+            return _bounded(_defined(_compile_expression(expression)(**context)))
+        return _render_bounded(_compile_template(text), context)
     except TemplateError as exc:
         raise TemplateFailure(f"{where or 'template'}: {exc.message or exc}") from exc
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
         raise TemplateFailure(f"{where or 'template'}: {exc}") from exc
+    except (RecursionError, MemoryError) as exc:  # a macro calling itself without end
+        raise TemplateFailure(f"{where or 'template'}: {exc.__class__.__name__}: {exc}") from exc
+    finally:
+        end_budget(budget)
+
+
+def _render_bounded(template: Any, context: dict[str, Any]) -> str:
+    """The template's text, stopped as soon as it passes ``MAX_OUTPUT`` characters."""
+    parts: list[str] = []
+    written = 0
+    for part in template.generate(**context):
+        written += len(part)
+        if written > MAX_OUTPUT:
+            raise SecurityError(f"the template's output is larger than {MAX_OUTPUT} characters")
+        parts.append(part)
+    return "".join(parts)
+
+
+def _bounded(value: Any) -> Any:
+    """An expression's native value, refused past ``MAX_OUTPUT`` characters or items in all."""
+    remaining = MAX_OUTPUT
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str | bytes):
+            remaining -= len(item)
+        elif isinstance(item, dict):
+            remaining -= len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set):
+            remaining -= len(item)
+            stack.extend(item)
+        if remaining < 0:
+            raise SecurityError(f"the template's value is larger than {MAX_OUTPUT} characters or items")
+    return value
 
 
 def evaluate_condition(text: str, context: dict[str, Any], where: str = "") -> bool:
     """A step's ``if``: an expression, with or without ``{{ }}``."""
     source = _is_single_expression(text)
     expression = source if source is not None else text
+    budget = start_budget()
     try:
         return bool(_defined(_compile_expression(expression)(**context)))
     except TemplateError as exc:
         raise TemplateFailure(f"{where or 'if'}: {exc.message or exc}") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise TemplateFailure(f"{where or 'if'}: {exc.__class__.__name__}: {exc}") from exc
+    finally:
+        end_budget(budget)
 
 
 def _defined(value: Any) -> Any:
