@@ -13,7 +13,7 @@ from api.temporal import DecisionRefused
 from catalog import audit, runs
 from catalog.audit import Actor
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid
-from catalog.models import User
+from catalog.models import RunApprover, User
 from catalog.permissions import SERVICE
 from workflows.approval_types import Decision
 
@@ -41,6 +41,11 @@ def apply_decision(
     if run.status in runs.TERMINAL:
         _audit_refusal(session, actor, run_id, decision, via, "the run has ended")
         raise Conflict(f"run '{run_id}' has ended ({run.status}): its approval is closed")
+    if session.get(RunApprover, (run_id, user.identifier)) is None:
+        # Decided here, without asking the workflow: nobody outside the run's approvers decides.
+        reason = f"{user.identifier} is not an eligible approver of this run"
+        _audit_refusal(session, actor, run_id, decision, via, reason)
+        raise Forbidden(reason)
     workflow_id = run.workflow_id
     # Give the connection back while the workflow decides: a burst of clicks must not drain the pool.
     session.rollback()

@@ -32,7 +32,7 @@ from api.errors import ServiceUnavailable
 from api.slack_signature import ReplayGuard, SignatureError, sign, verify
 from api.temporal import DecisionRefused
 from catalog.errors import Forbidden
-from catalog.models import AuditRecord, Run, Timer, User
+from catalog.models import AuditRecord, Run, RunApprover, Timer, User
 from config import Settings
 from tests.api.conftest import ADMIN_TOKEN
 from tests.fakes.server import serve
@@ -155,6 +155,7 @@ class Stack:
                     approval={"required": 1, "status": "PENDING", "approvals": [], "declines": []},
                 )
             )
+            session.add(RunApprover(run_id=run_id, user="bob"))  # a launch records its approvers
             session.commit()
         return run_id
 
