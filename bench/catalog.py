@@ -10,7 +10,10 @@ For each database (a temporary SQLite file; a fresh PostgreSQL database, dropped
 - search (3 rules, limit 50) through the API served by uvicorn in a subprocess, against the very
   SQL statement the search compiles to, run directly on the same engine;
 - a single entity GET through the API against a bare FastAPI endpoint returning a constant dict,
-  served by uvicorn with the same settings.
+  served by uvicorn with the same settings;
+- permissions: with the entities spread over 50 teams and a blueprint that lets only the owning
+  teams read (``owned_by_team``), the same search and bulk upsert for a member of one team
+  against an admin (target: within 1.2x). ``--only-permissions`` runs just these.
 
 It prints one table and writes it as markdown to ``bench/results/catalog.md``.
 """
@@ -46,6 +49,8 @@ from catalog.db import make_engine, make_sessionmaker, transaction, utcnow
 from catalog.entities import Mode, write_entities
 from catalog.identity import create_team
 from catalog.migrate import upgrade
+from catalog.permissions import ADMIN as ADMIN_ROLE
+from catalog.permissions import MEMBER, Principal
 from catalog.schemas import BlueprintIn, TeamIn
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -364,6 +369,113 @@ def capture_search_sql(engine: Engine) -> tuple[str, Any]:
     return captured[0]
 
 
+# ---- permissions: a member of one of 50 teams against an admin --------------------------------
+
+PERMISSION_TEAMS = 50
+
+
+def team_of(index: int) -> str:
+    # Independent of the language (index % 4) and tier (index % 3) the search selects on.
+    return f"bench-team-{(index // 4) % PERMISSION_TEAMS:02d}"
+
+
+def prepare_permission_catalog(url: str) -> None:
+    """Migrate ``url``; 50 teams and the bench blueprint, readable by the owning teams only."""
+    upgrade(url)
+    engine = make_engine(url)
+    body = {**BLUEPRINT_BODY, "permissions": {"read": {"owned_by_team": True}}}
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            for k in range(PERMISSION_TEAMS):
+                create_team(session, TeamIn(identifier=f"bench-team-{k:02d}", title=f"Team {k}"), ADMIN)
+            create_blueprint(session, BlueprintIn.model_validate(body), ADMIN)
+    finally:
+        engine.dispose()
+
+
+def bulk_as(engine: Engine, entities: list[dict[str, Any]], who: Principal) -> float:
+    """Entities per second written by ``write_entities`` on behalf of ``who`` (as the bulk route)."""
+    factory = make_sessionmaker(engine)
+    started = time.perf_counter()
+    for start in range(0, len(entities), BATCH):
+        with transaction(factory) as session:
+            results = write_entities(
+                session,
+                BLUEPRINT,
+                entities[start : start + BATCH],
+                mode=Mode.UPSERT,
+                actor=Actor(who.identifier),
+                bulk=True,
+                who=who,
+            )
+        failed = [r for r in results if r.error is not None]
+        if failed:
+            raise RuntimeError(f"bench entity refused: {failed[0].identifier}: {failed[0].error}")
+    return len(entities) / (time.perf_counter() - started)
+
+
+def search_latencies(engine: Engine, who: Principal, rounds: int) -> list[float]:
+    """``SEARCH_BODY`` through the search service (the SQL the route runs) on behalf of ``who``."""
+    from catalog.search import search_entities
+
+    factory = make_sessionmaker(engine)
+
+    def once() -> None:
+        with factory() as session:
+            search_entities(
+                session,
+                query=SEARCH_BODY["query"],
+                sort=[],
+                limit=SEARCH_BODY["limit"],
+                cursor=None,
+                now=utcnow(),
+                who=who,
+            )
+
+    return latencies(once, warmup=20, rounds=rounds)
+
+
+def run_permissions(kind: str, count: int, rounds: int, workdir: Path) -> list[Row]:
+    """A member of team 00 writes team 00's entities; an admin writes team 01's, as many, into
+    the same catalog (everything else written first). Then both search the whole catalog."""
+    entities = make_entities(count)
+    for index, entity in enumerate(entities):
+        entity["team"] = [team_of(index)]
+        entity["properties"]["owner_team"] = team_of(index)
+    member = Principal("bench-member", MEMBER, teams=frozenset({team_of(0)}))
+    admin = Principal("admin", ADMIN_ROLE)
+    mine = [e for e in entities if e["team"] == [team_of(0)]]
+    theirs = [e for e in entities if e["team"] == [team_of(4)]]
+    rest = [e for e in entities if e["team"] not in ([team_of(0)], [team_of(4)])]
+    with fresh_database(kind, workdir) as url:
+        prepare_permission_catalog(url)
+        engine = make_engine(url)
+        try:
+            bulk_as(engine, rest, admin)
+            if engine.dialect.name == "postgresql":
+                analyze(engine)
+            admin_rate = bulk_as(engine, theirs, admin)
+            member_rate = bulk_as(engine, mine, member)
+            if engine.dialect.name == "postgresql":
+                analyze(engine)
+            admin_search = search_latencies(engine, admin, rounds)
+            member_search = search_latencies(engine, member, rounds)
+        finally:
+            engine.dispose()
+    print(
+        f"[{kind}] permissions: bulk member {member_rate:,.0f}/s, admin {admin_rate:,.0f}/s", file=sys.stderr
+    )
+    within = "within 1.2x of admin"
+    return [
+        Row("bulk upsert, member (50 teams)", kind, member_rate, admin_rate, "entities/s", within,
+            lambda _ours, ratio: ratio >= 1 / 1.2),
+        Row("search p50, member (50 teams)", kind, percentile(member_search, 50), percentile(admin_search, 50),
+            "ms", within, lambda _ours, ratio: ratio <= 1.2),
+        Row("search p95, member (50 teams)", kind, percentile(member_search, 95), percentile(admin_search, 95),
+            "ms", "—"),
+    ]  # fmt: skip
+
+
 # ---- one database ----------------------------------------------------------------------------
 
 
@@ -459,7 +571,8 @@ def render(rows: list[Row], count: int) -> str:
     )
     baselines = (
         "Baselines: raw DBAPI executemany INSERT (bulk), the search's own SQL run directly on the same "
-        "engine (search), a bare FastAPI endpoint on the same uvicorn settings (GET)."
+        "engine (search), a bare FastAPI endpoint on the same uvicorn settings (GET); for the member "
+        "rows, the same work done by an admin (read permission: owned_by_team, 50 teams)."
     )
     return "\n".join([title, "", line(header), rule, *(line(r) for r in body), "", baselines]) + "\n"
 
@@ -469,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entities", type=int, default=100_000, help="entities to write (default 100000)")
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--rounds", type=int, default=500, help="measured requests per latency figure")
+    parser.add_argument(
+        "--only-permissions", action="store_true", help="only the member-against-admin figures"
+    )
     args = parser.parse_args(argv)
     if args.entities < 1000:
         parser.error("--entities must be at least 1000 (the search needs 50 matches)")
@@ -476,11 +592,14 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="gantry-bench-") as workdir:
         for kind in kinds:
-            rows += run_database(kind, args.entities, args.rounds, Path(workdir))
+            if not args.only_permissions:
+                rows += run_database(kind, args.entities, args.rounds, Path(workdir))
+            rows += run_permissions(kind, args.entities, args.rounds, Path(workdir))
     table = render(rows, args.entities)
     print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(table)
+    if not args.only_permissions:  # a partial run leaves the full table in place
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(table)
     return 0 if all(r.met is None or r.met(r.ours, r.ratio) for r in rows) else 1
 
 
