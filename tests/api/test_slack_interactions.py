@@ -662,7 +662,7 @@ def test_someone_not_owning_the_environment_cannot_extend_it(stack: Stack, envir
     assert stack.post(extend_click("P1D", user="U0ALICE", channel="D0ALICE")).status_code == 200
 
     [text] = eventually(lambda: ephemeral_to(stack.slack, "U0ALICE"))
-    assert text.startswith("env-1's expires_at was not extended: only the owners of env-1")
+    assert text.startswith("env-1's expires_at was not extended: you may not update entity 'env-1'")
     assert stack.gateway.extensions == [] and timer_audit(stack) == []
 
 
