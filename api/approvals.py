@@ -41,8 +41,11 @@ def apply_decision(
     if run.status in runs.TERMINAL:
         _audit_refusal(session, actor, run_id, decision, via, "the run has ended")
         raise Conflict(f"run '{run_id}' has ended ({run.status}): its approval is closed")
-    if session.get(RunApprover, (run_id, user.identifier)) is None:
+    requester = run.created_by == user.identifier
+    if session.get(RunApprover, (run_id, user.identifier)) is None and not requester:
         # Decided here, without asking the workflow: nobody outside the run's approvers decides.
+        # The requester is left out of the approvers unless self-approval is allowed; the
+        # workflow's validator refuses them with that reason, which says more than "not eligible".
         reason = f"{user.identifier} is not an eligible approver of this run"
         _audit_refusal(session, actor, run_id, decision, via, reason)
         raise Forbidden(reason)

@@ -124,14 +124,21 @@ def eligible_approvers(session: Session, approvers: Approvers) -> list[dict[str,
     return [{"identifier": u.identifier, "email": u.email, "name": u.name} for u in users]
 
 
-def resolve(session: Session, raw: dict[str, Any]) -> dict[str, Any]:
-    """A saved policy with its eligible people, as the workflow receives it."""
+def resolve(session: Session, raw: dict[str, Any], requester: str | None = None) -> dict[str, Any]:
+    """A saved policy with its eligible people, as the workflow receives it. Unless the policy
+    allows self-approval, the run's ``requester`` is not among them: eligible means able to decide."""
     policy = ApprovalPolicy.model_validate(raw)
+
+    def able(people: list[dict[str, str]]) -> list[dict[str, str]]:
+        if policy.allow_self_approval:
+            return people
+        return [p for p in people if p["identifier"] != requester]
+
     escalation = (
         eligible_approvers(session, policy.escalation_approvers) if policy.escalation_approvers else []
     )
     return {
         **policy.model_dump(mode="json"),
-        "eligible": eligible_approvers(session, policy.approvers),
-        "escalation_eligible": escalation,
+        "eligible": able(eligible_approvers(session, policy.approvers)),
+        "escalation_eligible": able(escalation),
     }

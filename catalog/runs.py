@@ -378,13 +378,17 @@ def build_workflow_input(
 ) -> dict[str, Any]:
     """What the ActionRun workflow starts with. Secret inputs appear only as placeholders;
     approval policies come with the people eligible to decide them (``approvals``, by gate:
-    ``action`` for the action's own policy, else the ``approval`` step's id)."""
+    ``action`` for the action's own policy, else the ``approval`` step's id), never the caller
+    unless the policy allows self-approval."""
+    requester = caller.identifier
     gates = (
-        {"action": approvals.resolve(session, definition["approval"])} if definition.get("approval") else {}
+        {"action": approvals.resolve(session, definition["approval"], requester)}
+        if definition.get("approval")
+        else {}
     )
     for step in definition["steps"]:
         if step["uses"] == "approval":
-            gates[step["id"]] = approvals.resolve(session, step.get("with", {}))
+            gates[step["id"]] = approvals.resolve(session, step.get("with", {}), requester)
     secret_names = {
         n for n, d in (definition.get("user_inputs") or {}).get("properties", {}).items() if d.get("secret")
     }
