@@ -3,8 +3,14 @@
     gantry apply portal/                       # teams, users, blueprints, entities, actions …
     gantry get blueprints | entities BP | entity BP ID | runs | run ID
     gantry search '{"combinator": "and", "rules": [...]}'
-    gantry run deploy_service --entity payments -i version=v42 --wait
+    gantry run deploy_service --entity payments -i version=v1.44.0 -i environment=staging --wait
     gantry token create --user bob
+
+Waiting: ``gantry run … --wait-for WAITING_FOR_APPROVAL`` launches, waits until the run reaches
+that status (or ends) and prints its id; ``gantry get run ID --wait-for SUCCESS`` and
+``gantry get runs --action A --wait-for SUCCESS`` (the newest run of the list) wait likewise.
+Each gives up after ``--timeout`` seconds (default 120); a run that ends in a status it was not
+waiting for is an error (exit 1).
 
 ``--api-url`` (``GANTRY_API_URL``) and ``--token`` (``GANTRY_TOKEN``) say where and who.
 ``apply`` is idempotent: it creates what is missing and replaces what exists.
@@ -18,7 +24,7 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +84,19 @@ class Gantry:
             raise
         return True
 
-    def pages(self, method: str, path: str, body: dict[str, Any] | None = None) -> Iterator[Any]:
+    def pages(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Iterator[Any]:
         """Every item of a paginated list, following ``next_cursor``."""
         cursor = None
         while True:
             if method == "GET":
-                params = {"limit": BULK_LIMIT, **({"cursor": cursor} if cursor else {})}
-                page = self.request("GET", path, params=params)
+                paging = {"limit": BULK_LIMIT, **({"cursor": cursor} if cursor else {})}
+                page = self.request("GET", path, params={**(params or {}), **paging})
             else:
                 page = self.request(
                     method, path, json={**(body or {}), "limit": BULK_LIMIT, "cursor": cursor}
@@ -257,6 +269,8 @@ def cmd_apply(api: Gantry, args: argparse.Namespace) -> None:
 
 def cmd_get(api: Gantry, args: argparse.Namespace) -> None:
     what, rest = args.what, args.ids
+    if args.wait_for and not (what == "run" and len(rest) == 1) and what != "runs":
+        raise SystemExit("usage: --wait-for goes with `gantry get run ID` or `gantry get runs`")
     if what == "blueprints":
         _print_rows(api.pages("GET", "/v1/blueprints"), "identifier", "title")
     elif what == "entities" and len(rest) == 1:
@@ -264,9 +278,16 @@ def cmd_get(api: Gantry, args: argparse.Namespace) -> None:
     elif what == "entity" and len(rest) == 2:
         _print_json(api.request("GET", f"/v1/blueprints/{rest[0]}/entities/{rest[1]}"))
     elif what == "runs" and not rest:
-        _print_rows(api.pages("GET", "/v1/runs"), "id", "action", "entity", "status", "created_at")
+        filters = {k: v for k in RUN_FILTERS if (v := getattr(args, k))}
+        if args.wait_for:
+            newest = _newest_run(api, filters)
+            wait_for_run(
+                newest, args.wait_for, args.timeout, f"the newest run ({_describe_filters(filters)})"
+            )
+        _print_rows(api.pages("GET", "/v1/runs", params=filters), *RUN_COLUMNS)
     elif what == "run" and len(rest) == 1:
-        _print_json(api.request("GET", f"/v1/runs/{rest[0]}"))
+        fetch = _run_fetcher(api, rest[0])
+        _print_json(wait_for_run(fetch, args.wait_for, args.timeout) if args.wait_for else fetch())
     else:
         raise SystemExit("usage: gantry get blueprints | entities BP | entity BP ID | runs | run ID")
 
@@ -288,6 +309,79 @@ def cmd_token_create(api: Gantry, args: argparse.Namespace) -> None:
 
 
 TERMINAL = {"SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"}
+RUN_STATUSES = (
+    "WAITING_FOR_APPROVAL",
+    "IN_PROGRESS",
+    "SUCCESS",
+    "FAILURE",
+    "DECLINED",
+    "CANCELLED",
+    "TIMED_OUT",
+)
+RUN_FILTERS = ("action", "entity", "status", "source")
+RUN_COLUMNS = ("id", "action", "entity", "status", "created_at")
+POLL_INTERVAL = 0.5
+DEFAULT_WAIT_TIMEOUT = 120.0
+
+
+class WaitError(Exception):
+    """A wait that ran out of time, or a run that ended in a status nobody waited for."""
+
+
+def run_statuses(value: str) -> frozenset[str]:
+    """The argument of ``--wait-for``: ``STATUS[,STATUS…]``, case-insensitive."""
+    wanted = frozenset(part.strip().upper() for part in value.split(",") if part.strip())
+    unknown = sorted(wanted - set(RUN_STATUSES))
+    if not wanted or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or 'nothing'} is not a run status; use {', '.join(RUN_STATUSES)}"
+        )
+    return wanted
+
+
+def wait_for_run(
+    fetch: Callable[[], dict[str, Any] | None],
+    wanted: frozenset[str],
+    timeout: float,
+    what: str | None = None,
+) -> dict[str, Any]:
+    """Poll ``fetch`` until the run it returns is in one of the ``wanted`` statuses and return it.
+    A run that ends otherwise cannot get there any more, so that is a :class:`WaitError` at once,
+    as is still waiting after ``timeout`` seconds. ``fetch`` returns None while there is no run."""
+    deadline = time.monotonic() + timeout
+    goal = " or ".join(sorted(wanted))
+    while True:
+        run = fetch()
+        if run is not None and (run["status"] in wanted or run["status"] in TERMINAL):
+            break
+        if time.monotonic() >= deadline:
+            state = f"is still {run['status']}" if run else "does not exist"
+            name = what or (f"run {run['id']}" if run else "the run")
+            raise WaitError(f"{name} {state} after {timeout:g}s of waiting for {goal}")
+        time.sleep(max(0.0, min(POLL_INTERVAL, deadline - time.monotonic())))
+    if run["status"] not in wanted:
+        reason = f": {run['error']}" if run.get("error") else ""
+        raise WaitError(f"run {run['id']} ended {run['status']}, not {goal}{reason}")
+    return run
+
+
+def _run_fetcher(api: Gantry, run_id: str) -> Callable[[], dict[str, Any]]:
+    return lambda: dict(api.request("GET", f"/v1/runs/{run_id}"))
+
+
+def _newest_run(api: Gantry, filters: dict[str, str]) -> Callable[[], dict[str, Any] | None]:
+    """The newest run of a filtered list, read again by id: reading a run by id is what
+    converges it with its workflow."""
+
+    def fetch() -> dict[str, Any] | None:
+        items = api.request("GET", "/v1/runs", params={**filters, "limit": 1})["items"]
+        return _run_fetcher(api, items[0]["id"])() if items else None
+
+    return fetch
+
+
+def _describe_filters(filters: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in filters.items()) or "any"
 
 
 def _inputs(pairs: list[str]) -> dict[str, Any]:
@@ -305,6 +399,8 @@ def _inputs(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_run(api: Gantry, args: argparse.Namespace) -> None:
+    if args.wait and args.wait_for:
+        raise SystemExit("usage: --wait follows a run to its end; --wait-for stops at a status: pick one")
     body: dict[str, Any] = {"inputs": _inputs(args.input), "source": "CLI"}
     if args.entity:
         body["entity"] = args.entity
@@ -312,6 +408,13 @@ def cmd_run(api: Gantry, args: argparse.Namespace) -> None:
         body["idempotency_key"] = args.idempotency_key
     run = api.request("POST", f"/v1/actions/{args.action}/runs", json=body)
     print(f"run {run['id']} {run['status']}  {run['temporal_ui_url']}", file=sys.stderr)
+    if args.wait_for:
+        try:  # the id goes to stdout even when the wait fails: the run exists either way
+            reached = wait_for_run(_run_fetcher(api, run["id"]), args.wait_for, args.timeout)
+            print(f"run {run['id']} {reached['status']}", file=sys.stderr)
+        finally:
+            print(run["id"])
+        return
     if not args.wait:
         print(run["id"])
         return
@@ -320,7 +423,7 @@ def cmd_run(api: Gantry, args: argparse.Namespace) -> None:
         query = f"?after={seen}" if seen is not None else ""
         for line in api.request("GET", f"/v1/runs/{run['id']}/logs{query}")["items"]:
             seen = line["id"]
-            print(f"{line['at'][11:19]} {line['level']:<7} {line['message']}", file=sys.stderr)
+            print(f"{line['at']} {line['level']:<7} {line['message']}", file=sys.stderr)
         run = api.request("GET", f"/v1/runs/{run['id']}")
         if run["status"] in TERMINAL:
             break
@@ -343,6 +446,9 @@ def parser() -> argparse.ArgumentParser:
     get = commands.add_parser("get", help="blueprints | entities BP | entity BP ID | runs | run ID")
     get.add_argument("what", choices=["blueprints", "entities", "entity", "runs", "run"])
     get.add_argument("ids", nargs="*")
+    for name in RUN_FILTERS:
+        get.add_argument(f"--{name}", default=None, help=f"runs: only those of this {name}")
+    _add_wait_for(get, "run ID: wait until the run is in one of these statuses; runs: its newest run")
     get.set_defaults(run=cmd_get)
 
     search = commands.add_parser("search", help="search entities with a JSON query")
@@ -357,6 +463,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-i", "--input", action="append", default=[], help="an input as key=value (repeatable)")
     run.add_argument("--idempotency-key", default=None, help="the same key returns the same run")
     run.add_argument("--wait", action="store_true", help="follow the run's log until it ends")
+    _add_wait_for(run, "wait until the run is in one of these statuses, then print its id")
     run.set_defaults(run=cmd_run)
 
     token = commands.add_parser("token", help="manage API tokens").add_subparsers(
@@ -368,6 +475,18 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--expires-at", default=None, help="ISO date-time; default: never")
     create.set_defaults(run=cmd_token_create)
     return root
+
+
+def _add_wait_for(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--wait-for STATUS[,STATUS…]`` and its ``--timeout``."""
+    parser.add_argument("--wait-for", type=run_statuses, default=None, metavar="STATUS[,STATUS…]", help=help)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_WAIT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long --wait-for waits (default {DEFAULT_WAIT_TIMEOUT:g})",
+    )
 
 
 def _token_hint(token: str | None) -> str:
@@ -389,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         if exc.status == 401:
             print(_token_hint(args.token), file=sys.stderr)
         return 1
-    except (ValueError, OSError, yaml.YAMLError) as exc:
+    except (WaitError, ValueError, OSError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except httpx.TransportError as exc:
