@@ -1,18 +1,21 @@
 """``make run``: the whole Gantry stack on one machine, zero config.
 
 Steps: load or generate dev secrets in the data dir, migrate the catalog, start (or reuse) the
-Temporal dev server, start moto as local AWS (unless AWS is configured) and the demo deploy
-receiver, start the API and wait for ``/readyz``, start the worker, apply the example portal,
-print where everything is, then watch the children. Ctrl-C or SIGTERM stops everything
+Temporal dev server, start moto as local AWS (unless AWS is configured), the demo deploy
+receiver and stand-ins for Jira and Slack (each unless its ``GANTRY_*`` settings are set), start
+the API and wait for ``/readyz``, start the worker, apply the example portal on the first start
+only, print where everything is, then watch the children. Ctrl-C or SIGTERM stops everything
 this started; a child that dies on its own stops the rest with a non-zero exit.
 Every ``GANTRY_*`` variable already set in the environment wins over the generated defaults;
-``GANTRY_DEMO_MOTO_PORT`` and ``GANTRY_DEMO_RECEIVER_PORT`` pin the demo's ports (default: 5000
-and 8099, or the next free ones).
+``GANTRY_DEMO_MOTO_PORT``, ``GANTRY_DEMO_RECEIVER_PORT``, ``GANTRY_DEMO_JIRA_PORT`` and
+``GANTRY_DEMO_SLACK_PORT`` pin the demo's ports (default: 5000, 8099, 8100 and 8101, or the
+next free ones).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -21,8 +24,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 import botocore.session
@@ -44,6 +49,12 @@ GENERATED_SECRETS = (
 RECEIVER_URL = "http://127.0.0.1:8099"
 MOTO_PORT = 5000
 LOCAL_AWS = {"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# The Jira and Slack stand-ins (devtools/standins) and the credentials they accept.
+JIRA_PORT, SLACK_PORT = 8100, 8101
+JIRA_STANDIN = {"GANTRY_JIRA_USER": "bot@example.com", "GANTRY_JIRA_TOKEN": "jira-token"}
+SLACK_STANDIN = {"GANTRY_SLACK_BOT_TOKEN": "xoxb-test"}
+# Written when the example portal is applied: later starts leave the catalog alone.
+PORTAL_MARKER = "portal-applied.json"
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 25.0  # longer than the worker's graceful shutdown
 
@@ -226,13 +237,49 @@ def start_local_aws(stack: Stack, env: dict[str, str]) -> str | None:
     return endpoint
 
 
-def start_receiver(stack: Stack, env: dict[str, str]) -> str:
-    """Start the demo deploy receiver (devtools/receiver.py); its base URL."""
-    port = demo_port(env, "GANTRY_DEMO_RECEIVER_PORT", urlsplit(RECEIVER_URL).port or 8099)
-    command = [sys.executable, "-m", "uvicorn", "devtools.receiver:create_app", "--factory"]
-    stack.start("receiver", [*command, "--host", "127.0.0.1", "--port", str(port)])
-    wait_until(stack, "receiver", lambda: answers(f"127.0.0.1:{port}"))
+def start_receiver(stack: Stack, env: dict[str, str], preferred: int | None = None) -> str:
+    """Start the demo deploy receiver (devtools/receiver.py), on ``preferred`` if it is free (the
+    port the applied portal's URLs name); its base URL."""
+    port = demo_port(env, "GANTRY_DEMO_RECEIVER_PORT", preferred or urlsplit(RECEIVER_URL).port or 8099)
+    if preferred and port != preferred:
+        print(
+            f"devstack: port {preferred} is taken: the receiver is on {port}, but the portal's "
+            f"actions call {preferred} (apply portal/ again, or free the port)",
+            flush=True,
+        )
+    return _serve(stack, "receiver", "devtools.receiver:create_app", port)
+
+
+def _serve(stack: Stack, name: str, factory: str, port: int) -> str:
+    """Serve an ASGI app factory with uvicorn on 127.0.0.1:``port``; its base URL."""
+    command = [sys.executable, "-m", "uvicorn", factory, "--factory", "--no-access-log"]
+    stack.start(name, [*command, "--host", "127.0.0.1", "--port", str(port)])
+    wait_until(stack, name, lambda: answers(f"127.0.0.1:{port}"))
     return f"http://127.0.0.1:{port}"
+
+
+@dataclass
+class StandIns:
+    """The base URLs of the vendor stand-ins started (None: the user configured that vendor)."""
+
+    jira: str | None = None
+    slack: str | None = None
+
+
+def start_standins(stack: Stack, env: dict[str, str]) -> StandIns:
+    """Start a local Jira and Slack for the portal's ``open_readiness_ticket`` unless the user set
+    any of that vendor's settings (then it is theirs, real or not), and point the API and the
+    worker at them."""
+    started = StandIns()
+    if not any(env.get(f"GANTRY_JIRA_{part}") for part in ("URL", "USER", "TOKEN")):
+        port = demo_port(env, "GANTRY_DEMO_JIRA_PORT", JIRA_PORT)
+        started.jira = _serve(stack, "jira", "devtools.standins.jira:create_app", port)
+        env.update(JIRA_STANDIN, GANTRY_JIRA_URL=started.jira)
+    if not any(env.get(f"GANTRY_SLACK_{part}") for part in ("BOT_TOKEN", "API_URL")):
+        port = demo_port(env, "GANTRY_DEMO_SLACK_PORT", SLACK_PORT)
+        started.slack = _serve(stack, "slack", "devtools.standins.slack:create_app", port)
+        env.update(SLACK_STANDIN, GANTRY_SLACK_API_URL=f"{started.slack}/api/")
+    return started
 
 
 def start_api(stack: Stack, host: str, port: str, api_url: str) -> None:
@@ -257,7 +304,53 @@ def wait_until(stack: Stack, name: str, ready: Callable[[], bool]) -> None:
         time.sleep(0.2)
 
 
-def apply_portal(api_url: str, token: str, receiver_url: str) -> None:
+def portal_marker(data_dir: Path) -> dict[str, Any] | None:
+    """What the first start recorded when it applied the example portal, or None."""
+    try:
+        return cast(dict[str, Any], json.loads((data_dir / PORTAL_MARKER).read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def apply_portal_once(api_url: str, token: str, receiver_url: str, data_dir: Path) -> None:
+    """Apply the example portal on the first start only: later starts, and a catalog that
+    already has blueprints, are left alone, so nothing a user changed is reset."""
+    marker = portal_marker(data_dir)
+    if marker is not None:
+        print(
+            f"devstack: The example portal was applied on {marker.get('applied_at')}; "
+            "to apply portal/ again: gantry apply portal/",
+            flush=True,
+        )
+        return
+    from cli import ApiError, Gantry
+
+    api = Gantry.connect(api_url, token)
+    try:
+        if api.request("GET", "/v1/blueprints", params={"limit": 1})["items"]:
+            print(
+                "devstack: the catalog already has blueprints: the example portal was not applied "
+                "(to apply it: gantry apply portal/)",
+                flush=True,
+            )
+            return
+    except (ApiError, httpx.HTTPError) as exc:
+        print(f"devstack: could not read the catalog ({exc}): the example portal was not applied", flush=True)
+        return
+    finally:
+        api.http.close()
+    if apply_portal(api_url, token, receiver_url):
+        record = {"applied_at": _now(), "receiver_port": urlsplit(receiver_url).port}
+        (data_dir / PORTAL_MARKER).write_text(json.dumps(record) + "\n")
+
+
+def _now() -> str:
+    """RFC 3339, UTC, milliseconds: the one timestamp format."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def apply_portal(api_url: str, token: str, receiver_url: str) -> bool:
+    """Apply portal/ (the receiver's URL rewritten when it moved); whether it all applied."""
     from cli import ApiError, Gantry, apply_documents, load_documents
 
     api = Gantry.connect(api_url, token)
@@ -267,9 +360,11 @@ def apply_portal(api_url: str, token: str, receiver_url: str) -> None:
             documents = [_replace_in_strings(doc, RECEIVER_URL, receiver_url) for doc in documents]
         apply_documents(api, documents, echo=False)
         print("devstack: applied the example portal (portal/)", flush=True)
+        return True
     except (ApiError, ValueError, OSError, httpx.HTTPError, yaml.YAMLError) as exc:
         # The stack is still useful with a half-applied portal: say what failed and keep running.
         print(f"devstack: applying portal/ failed: {exc}", flush=True)
+        return False
     finally:
         api.http.close()
 
@@ -284,7 +379,9 @@ def _replace_in_strings(value: Any, old: str, new: str) -> Any:
     return value
 
 
-def print_banner(env: dict[str, str], stack: Stack, receiver_url: str, aws_endpoint: str | None) -> None:
+def print_banner(
+    env: dict[str, str], stack: Stack, receiver_url: str, aws_endpoint: str | None, standins: StandIns
+) -> None:
     api_url, token = env["GANTRY_API_URL"], env["GANTRY_ADMIN_TOKEN"]
     ui_url = env.get("GANTRY_TEMPORAL_UI_URL", "http://127.0.0.1:8233").rstrip("/")
     namespace = env.get("GANTRY_TEMPORAL_NAMESPACE", "default")
@@ -293,6 +390,8 @@ def print_banner(env: dict[str, str], stack: Stack, receiver_url: str, aws_endpo
     auth = '-H "Authorization: Bearer $GANTRY_TOKEN"'
     body = '{"entity": "payments", "inputs": {"version": "v1.43.0", "environment": "staging"}}'
     logs = f"{stack.logs}/{{{','.join(stack.children)}}}.log"
+    jira = env.get("GANTRY_JIRA_URL") or "not configured"
+    slack = env.get("GANTRY_SLACK_API_URL") or "https://slack.com/api/"
     print(
         f"""
 Gantry is running.
@@ -301,6 +400,8 @@ Gantry is running.
   admin token  {token}
   deploy hook  {receiver_url}/deliveries (the demo receiver the portal's actions call)
   AWS          {aws}
+  Jira         {_standin(standins.jira, jira, "/issues", stack.log("jira"))}
+  Slack        {_standin(standins.slack, slack, "/messages", stack.log("slack"))}
   logs         {logs}
 
   export GANTRY_API_URL={api_url}
@@ -323,6 +424,13 @@ Press Ctrl-C to stop.
     )
 
 
+def _standin(url: str | None, configured: str, listing: str, log: Path) -> str:
+    """A banner line: where a stand-in lists what it received, or the vendor the user set."""
+    if url is None:
+        return f"{configured} (your settings)"
+    return f"{url}{listing} (a local stand-in; requests also in {log})"
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -341,11 +449,13 @@ def main() -> int:
         migrate_catalog(settings.resolved_database_url)
         start_temporal(stack, settings.temporal_address, settings.temporal_ui_url, data_dir)
         aws_endpoint = start_local_aws(stack, env)
-        receiver_url = start_receiver(stack, env)
+        marker = portal_marker(data_dir) or {}
+        receiver_url = start_receiver(stack, env, marker.get("receiver_port"))
+        standins = start_standins(stack, env)
         start_api(stack, settings.api_host, str(settings.api_port), env["GANTRY_API_URL"])
         stack.start("worker", [sys.executable, "worker.py"])
-        apply_portal(env["GANTRY_API_URL"], env["GANTRY_ADMIN_TOKEN"], receiver_url)
-        print_banner(env, stack, receiver_url, aws_endpoint)
+        apply_portal_once(env["GANTRY_API_URL"], env["GANTRY_ADMIN_TOKEN"], receiver_url, data_dir)
+        print_banner(env, stack, receiver_url, aws_endpoint, standins)
         while True:
             stack.check_alive()
             time.sleep(0.5)

@@ -1,5 +1,6 @@
-"""``make run`` (devstack.py): brings the stack up on free ports, runs the example portal's actions
-end to end against local AWS (moto) and the demo deploy receiver, reuses its data, stops cleanly."""
+"""``make run`` (devstack.py): brings the stack up on free ports, runs every action and automation
+of the example portal end to end against local AWS (moto), the demo deploy receiver and the Jira
+and Slack stand-ins, reuses its data without re-applying the portal, stops cleanly."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from temporalio.client import Client
 import devstack
 from activities.http import sign
 from devtools.receiver import create_app as create_receiver
+from devtools.standins.jira import create_app as create_jira
+from devtools.standins.slack import create_app as create_slack
 from tests.temporal_env import DevServerProcess, free_port
 from worker import SEARCH_ATTRIBUTES
 
@@ -93,6 +96,31 @@ def test_the_demo_receiver_checks_signatures_and_remembers_deliveries() -> None:
         ("/deploy", "run1:deploy", True),
     ]
     assert deliveries[0]["body"] == {"version": "v1.0.0"}
+
+
+def test_the_standins_answer_any_channel_or_email_and_show_what_they_received() -> None:
+    jira = TestClient(create_jira())
+    auth = (devstack.JIRA_STANDIN["GANTRY_JIRA_USER"], devstack.JIRA_STANDIN["GANTRY_JIRA_TOKEN"])
+    fields = {"project": {"key": "OPS"}, "summary": "payments: readiness", "labels": ["payments-team"]}
+    created = jira.post("/rest/api/2/issue", json={"fields": fields}, auth=auth)
+    assert created.status_code == 201, created.text
+    assert jira.post("/rest/api/2/issue", json={"fields": fields}).status_code == 401
+    [issue] = jira.get("/issues").json()["issues"]
+    assert (
+        jira.get(f"/browse/{created.json()['key']}").json()["fields"]["summary"] == issue["fields"]["summary"]
+    )
+
+    slack = TestClient(create_slack())
+    bearer = {"Authorization": f"Bearer {devstack.SLACK_STANDIN['GANTRY_SLACK_BOT_TOKEN']}"}
+    posted = slack.post("/api/chat.postMessage", json={"channel": "#payments", "text": "hi"}, headers=bearer)
+    assert posted.json()["ok"] is True
+    found = slack.post("/api/users.lookupByEmail", data={"email": "anyone@example.com"}, headers=bearer)
+    again = slack.post("/api/users.lookupByEmail", data={"email": "anyone@example.com"}, headers=bearer)
+    assert found.json()["ok"] and found.json()["user"]["id"] == again.json()["user"]["id"]
+    assert [(m["channel"], m["text"]) for m in slack.get("/messages").json()["messages"]] == [
+        ("#payments", "hi")
+    ]
+    assert not slack.post("/api/chat.postMessage", json={"channel": "#x", "text": "hi"}).json()["ok"]
 
 
 class Devstack:
@@ -180,6 +208,8 @@ def _clean_env(tmp: Path) -> dict[str, str]:
         "GANTRY_API_PORT": str(free_port()),
         "GANTRY_DEMO_MOTO_PORT": str(free_port()),
         "GANTRY_DEMO_RECEIVER_PORT": str(free_port()),
+        "GANTRY_DEMO_JIRA_PORT": str(free_port()),
+        "GANTRY_DEMO_SLACK_PORT": str(free_port()),
     }
 
 
@@ -226,13 +256,30 @@ def _run_to_end(
 ) -> dict[str, Any]:
     launched = api.post(f"/v1/actions/{action}/runs", json=body)
     assert launched.status_code == 202, launched.text
+    return _wait_for_run(api, launched.json()["id"], ("IN_PROGRESS", "WAITING_FOR_APPROVAL"), timeout)
+
+
+def _wait_for_run(api: httpx.Client, run_id: str, passing: tuple[str, ...], timeout: float = 30.0) -> Any:
+    """The run once its status is none of ``passing``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run: dict[str, Any] = api.get(f"/v1/runs/{launched.json()['id']}").json()
-        if run["status"] not in ("IN_PROGRESS", "WAITING_FOR_APPROVAL"):
+        run = api.get(f"/v1/runs/{run_id}").json()
+        if run["status"] not in passing:
             return run
         time.sleep(0.3)
-    raise AssertionError(f"{action} did not end in {timeout}s: {run}")
+    raise AssertionError(f"run {run_id} stayed {run['status']} for {timeout}s: {run}")
+
+
+def _automation_run(api: httpx.Client, action: str, timeout: float = 40.0) -> Any:
+    """The latest run of ``action`` an automation started, once it has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = api.get(f"/v1/runs?action={action}").json()["items"]
+        started = [r for r in runs if r["source"] == "AUTOMATION"]
+        if started:
+            return _wait_for_run(api, started[0]["id"], ("IN_PROGRESS", "WAITING_FOR_APPROVAL"), timeout)
+        time.sleep(0.5)
+    raise AssertionError(f"no automation started {action} in {timeout}s")
 
 
 def _stack_status(cloudformation: Any, name: str) -> str:
@@ -320,6 +367,63 @@ def _environment_expires_and_is_torn_down(api_url: str, token: str, env: dict[st
     assert _stack_status(cloudformation, f"env-{name}") in ("GONE", "DELETE_COMPLETE")
     expired = api.get(f"/v1/events?type=TIMER_EXPIRED&entity={name}").json()["items"]
     assert len(expired) == 1
+    notified = _automation_run(api, "notify")  # notify_on_environment_expiry
+    assert notified["status"] == "SUCCESS" and name in notified["inputs"]["subject"], notified
+
+
+def _production_deploy_waits_for_alice(api_url: str, token: str, env: dict[str, str]) -> None:
+    """As the README shows: the dev admin's production deploy waits for approval; the admin is not
+    eligible (it requested the run), alice is, is asked in Slack (the stand-in), and approves."""
+    api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    slack = f"http://127.0.0.1:{env['GANTRY_DEMO_SLACK_PORT']}"
+    inputs = {"version": "v1.44.0", "environment": "production"}
+    launched = api.post("/v1/actions/deploy_service/runs", json={"entity": "payments", "inputs": inputs})
+    assert launched.status_code == 202, launched.text
+    run = _wait_for_run(api, launched.json()["id"], ("IN_PROGRESS",))
+    assert run["status"] == "WAITING_FOR_APPROVAL", run
+    deadline = time.monotonic() + 20
+    while not (run["approval"] or {}).get("eligible") and time.monotonic() < deadline:
+        time.sleep(0.3)
+        run = api.get(f"/v1/runs/{run['id']}").json()
+    assert "admin" not in run["approval"]["eligible"] and "alice" in run["approval"]["eligible"]
+    refused = api.post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
+    assert refused.status_code == 403, refused.text
+    alice_token = api.post("/v1/tokens", json={"user": "alice"}).json()["token"]
+    approved = httpx.post(
+        f"{api_url}/v1/runs/{run['id']}/approval",
+        headers={"Authorization": f"Bearer {alice_token}"},
+        json={"decision": "APPROVE", "comment": "ship it"},
+    )
+    assert approved.status_code == 200, approved.text
+    done = _wait_for_run(api, run["id"], ("IN_PROGRESS", "WAITING_FOR_APPROVAL"))
+    assert done["status"] == "SUCCESS", done["error"]
+    direct = [m for m in httpx.get(f"{slack}/messages").json()["messages"] if m["channel"].startswith("D")]
+    assert direct, "approvers were asked in Slack"
+
+
+def _notify_and_the_readiness_ticket(api_url: str, token: str, env: dict[str, str]) -> None:
+    """``notify`` by hand, then the README's readiness drop: payments loses its on-call, the
+    automation opens a Jira issue and posts to Slack, both on the stand-ins."""
+    api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    receiver = f"http://127.0.0.1:{env['GANTRY_DEMO_RECEIVER_PORT']}"
+    jira = f"http://127.0.0.1:{env['GANTRY_DEMO_JIRA_PORT']}"
+    slack = f"http://127.0.0.1:{env['GANTRY_DEMO_SLACK_PORT']}"
+    notify = _run_to_end(api, "notify", {"inputs": {"text": "hello from the tests"}})
+    assert notify["status"] == "SUCCESS", notify["error"]
+    assert httpx.get(f"{receiver}/deliveries").json()["items"][-1]["body"]["text"] == "hello from the tests"
+
+    dropped = api.patch("/v1/blueprints/service/entities/payments", json={"properties": {"on_call": None}})
+    assert dropped.json()["scorecards"]["production_readiness"]["level"] == "Bronze", dropped.text
+    ticket = _automation_run(api, "open_readiness_ticket")
+    assert ticket["status"] == "SUCCESS", ticket["error"]
+    [issue] = httpx.get(f"{jira}/issues").json()["issues"]
+    assert "payments-team" in issue["fields"]["labels"] and "Gold -> Bronze" in issue["fields"]["summary"]
+    url = ticket["steps"][0]["outputs"]["url"]
+    assert url == f"{jira}/browse/{issue['key']}" and httpx.get(url).json()["key"] == issue["key"]
+    posted = [m["text"] for m in httpx.get(f"{slack}/messages").json()["messages"]]
+    assert any(url in text and "Gold -> Bronze" in text for text in posted), posted
+    jira_log = (Path(env["GANTRY_DATA_DIR"]) / "logs" / "jira.log").read_text()
+    assert "POST /rest/api/2/issue" in jira_log
 
 
 _DEPLOY_INPUTS = {"version": "v1.43.0", "environment": "staging"}
@@ -337,11 +441,17 @@ def test_make_run_serves_the_portal_runs_its_actions_and_ctrl_c_stops_everything
     assert 'curl -s -X POST "$GANTRY_API_URL/v1/actions/deploy_service/runs"' in output
     assert "workflows?query=GantryAction%3D%22deploy_service%22" in output
 
+    assert "applied the example portal" in output
+    assert f"127.0.0.1:{stack_env['GANTRY_DEMO_JIRA_PORT']}/issues (a local stand-in" in output
+
     children = stack.children()
     commands = " | ".join(children.values())
-    assert len(children) == 5, commands
+    assert len(children) == 7, commands
     assert "server start-dev" in commands and "worker.py" in commands and "moto_server" in commands
     assert "api.app:create_app" in commands and "devtools.receiver:create_app" in commands
+    assert (
+        "devtools.standins.jira:create_app" in commands and "devtools.standins.slack:create_app" in commands
+    )
 
     assert httpx.get(f"{api_url}/readyz").status_code == 200
     auth = {"Authorization": f"Bearer {token}"}
@@ -349,6 +459,8 @@ def test_make_run_serves_the_portal_runs_its_actions_and_ctrl_c_stops_everything
     assert payments.status_code == 200, payments.text
     assert set(SEARCH_ATTRIBUTES) <= asyncio.run(_search_attributes(stack_env["GANTRY_TEMPORAL_ADDRESS"]))
     _actions_run_end_to_end(api_url, token, stack_env)
+    _production_deploy_waits_for_alice(api_url, token, stack_env)
+    _notify_and_the_readiness_ticket(api_url, token, stack_env)
     _environment_expires_and_is_torn_down(api_url, token, stack_env)
 
     stack.process.send_signal(signal.SIGINT)
@@ -356,28 +468,48 @@ def test_make_run_serves_the_portal_runs_its_actions_and_ctrl_c_stops_everything
     assert not [pid for pid in children if _alive(pid)], "a child outlived devstack"
     data_dir = Path(stack_env["GANTRY_DATA_DIR"])
     logs = {p.name for p in (data_dir / "logs").iterdir()}
-    assert logs == {"temporal.log", "moto.log", "receiver.log", "api.log", "worker.log"}
+    assert logs == {
+        "temporal.log",
+        "moto.log",
+        "receiver.log",
+        "jira.log",
+        "slack.log",
+        "api.log",
+        "worker.log",
+    }
     assert (data_dir / "temporal.db").exists()
 
 
 @pytest.mark.slow
-def test_second_run_reuses_data_and_a_dying_child_stops_the_rest(
+def test_later_runs_reuse_data_keep_user_changes_and_a_dying_child_stops_the_rest(
     start_devstack: type[Devstack], stack_env: dict[str, str]
 ) -> None:
     secrets_file = Path(stack_env["GANTRY_DATA_DIR"]) / "dev-secrets.env"
     first_token = (
         secrets_file.read_text().split("GANTRY_ADMIN_TOKEN=")[1].split()[0] if secrets_file.exists() else None
     )
-
     stack = start_devstack(stack_env)
     api_url, token = _up(stack)
     if first_token:
         assert token == first_token, "the dev admin token is reused across runs"
-    assert "applied the example portal" in "".join(stack.output)
-    entities = httpx.get(
-        f"{api_url}/v1/blueprints/service/entities", headers={"Authorization": f"Bearer {token}"}
+    auth = {"Authorization": f"Bearer {token}"}
+    ledger = f"{api_url}/v1/blueprints/service/entities/ledger"
+    changed = httpx.patch(ledger, headers=auth, json={"title": "Ledger (renamed by a user)"})
+    assert changed.status_code == 200, changed.text
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.wait() == 0, "".join(stack.output)
+
+    stack = start_devstack(stack_env)
+    api_url, token = _up(stack)
+    output = "".join(stack.output)
+    assert (
+        "The example portal was applied on " in output
+        and "to apply portal/ again: gantry apply portal/" in output
     )
-    assert len(entities.json()["items"]) == 7  # applied twice, still one of each
+    assert "applied the example portal" not in output
+    assert httpx.get(ledger, headers=auth).json()["title"] == "Ledger (renamed by a user)"
+    entities = httpx.get(f"{api_url}/v1/blueprints/service/entities", headers=auth)
+    assert len(entities.json()["items"]) == 7
 
     children = stack.children()
     worker = next(pid for pid, cmd in children.items() if "worker.py" in cmd)
@@ -396,14 +528,18 @@ def test_an_answering_temporal_server_and_configured_aws_are_used(
         env = _clean_env(tmp_path) | {
             "GANTRY_TEMPORAL_ADDRESS": temporal.address,
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # the user's own AWS (or localstack)
+            "GANTRY_SLACK_BOT_TOKEN": "xoxb-mine",  # the user's own Slack
         }
         stack = start_devstack(env)
         _up(stack)
-        assert f"reusing the Temporal server at {temporal.address}" in "".join(stack.output)
+        output = "".join(stack.output)
+        assert f"reusing the Temporal server at {temporal.address}" in output
+        assert "https://slack.com/api/ (your settings)" in output
         children = stack.children()
         commands = " | ".join(children.values())
-        assert len(children) == 3, commands
+        assert len(children) == 4, commands
         assert "start-dev" not in commands and "moto_server" not in commands
+        assert "standins.slack" not in commands and "standins.jira" in commands
         stack.process.send_signal(signal.SIGTERM)
         assert stack.wait() == 0
         assert temporal.process and temporal.process.poll() is None, "a server it did not start is left alone"

@@ -1,7 +1,11 @@
 """Fake Jira REST API v2: issues, JQL search by label, transitions, comments (with properties).
 
 ``cloud=True`` behaves like Jira Cloud (``/search`` is gone: 410; ``/search/jql`` answers);
-``cloud=False`` like Server/Data Center (only ``/search``).
+``cloud=False`` like Server/Data Center (only ``/search``). Projects: ``OPS``.
+
+``make run`` serves :func:`create_app` as the Jira stand-in (user ``bot@example.com``, token
+``jira-token``): ``GET /issues`` lists what was created and ``GET /browse/<key>`` (the link a
+run's step shows) one issue, with its comments; each request is a line in its log.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from tests.fakes.server import FakeVendor
+from devtools.standins.server import FakeVendor, standin_logger
 
 TRANSITIONS: list[dict[str, Any]] = [
     {"id": "11", "name": "Start progress", "to": {"name": "In Progress"}},
@@ -64,6 +68,16 @@ class FakeJira(FakeVendor):
                     status_code=404,
                 )
             return issue
+
+        @app.get("/issues")
+        async def list_issues() -> Any:
+            """Not Jira's: every issue, oldest first (for a person looking at the stand-in)."""
+            return {"issues": list(self.issues.values())}
+
+        @app.get("/browse/{key}")
+        async def browse(key: str) -> Any:
+            """Where Jira shows an issue to people; here its JSON, comments included."""
+            return issue_or_404(key)
 
         @app.post("/rest/api/2/issue")
         async def create(request: Request) -> Any:
@@ -165,3 +179,10 @@ class FakeJira(FakeVendor):
                 c if expand else {k: v for k, v in c.items() if k != "properties"} for c in issue["comments"]
             ]
             return {"comments": listed[::-1], "total": len(listed)}
+
+
+def create_app() -> FastAPI:
+    """The stand-in ``make run`` serves (``uvicorn devtools.standins.jira:create_app --factory``)."""
+    jira = FakeJira()
+    jira.log = standin_logger("jira")
+    return jira.app

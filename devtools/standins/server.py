@@ -1,7 +1,12 @@
-"""Running a fake vendor (an ASGI app) on 127.0.0.1, and the recording/scripting every fake shares."""
+"""Running a fake vendor (an ASGI app) on 127.0.0.1, and the recording/scripting every fake shares.
+
+The tests script fakes in-process; ``make run`` serves some as stand-ins, with ``log`` set so
+each request is one line in the stand-in's log."""
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import socket
 import threading
@@ -48,6 +53,8 @@ class FakeVendor:
     """Base of every fake: ``app`` records each request into ``requests``; ``fail_next`` scripts errors."""
 
     url = ""  # the base URL once served
+    # When set, every request is logged as one line (method, path, body); headers are not (auth).
+    log: logging.Logger | None = None
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
@@ -103,6 +110,8 @@ class FakeVendor:
             recorded.json = await request.json()
         elif "x-www-form-urlencoded" in content_type:
             recorded.form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        if self.log is not None:
+            self.log.info("%s %s %s", recorded.method, recorded.path, _brief(recorded))
         with self._lock:
             self.requests.append(recorded)
             for scripted in self._scripted:
@@ -117,6 +126,21 @@ class FakeVendor:
     @staticmethod
     async def _answer(request: Request, exc: _ScriptedAnswer) -> Response:
         return exc.response
+
+
+def _brief(recorded: Recorded) -> str:
+    """A request's body as one line of JSON."""
+    if recorded.json is not None:
+        return json.dumps(recorded.json, separators=(",", ":"))
+    if recorded.form:
+        return json.dumps(recorded.form, separators=(",", ":"))
+    return recorded.body.decode(errors="replace")
+
+
+def standin_logger(name: str) -> logging.Logger:
+    """The logger of a stand-in served as its own process (uvicorn configures only its own)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return logging.getLogger(f"gantry.standin.{name}")
 
 
 @contextmanager

@@ -1,10 +1,17 @@
 """Fake Slack Web API: chat.postMessage, chat.update, chat.postEphemeral, users.lookupByEmail,
 users.info, conversations.open, conversations.history, views.open. Answers like Slack: HTTP 200 with ``{"ok": false, "error": ...}``
 for API errors, 429 with ``Retry-After`` for rate limits (script it with :meth:`rate_limit_next`).
+
+The tests' workspace has two channels and two users. ``make run`` serves :func:`create_app` as
+the Slack stand-in (bot token ``xoxb-test``), an open workspace: every channel exists and every
+email has an account, so the example portal's posts and approval requests go through.
+``GET /messages`` lists what was posted (channel messages and direct messages); each request is
+a line in its log. No signing secret: Slack's buttons cannot call back into a local API.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import time
@@ -14,13 +21,15 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tests.fakes.server import FakeVendor
+from devtools.standins.server import FakeVendor, standin_logger
 
 
 class FakeSlack(FakeVendor):
     token = "xoxb-test"
 
-    def __init__(self) -> None:
+    def __init__(self, *, open_workspace: bool = False) -> None:
+        # Open: any channel is found and any email is a user (ids derived from the email).
+        self.open_workspace = open_workspace
         super().__init__()
         self.reset()
 
@@ -53,6 +62,12 @@ class FakeSlack(FakeVendor):
         self.fail_next(200, {"ok": False, "error": error}, path=f"/api/{method}$")
 
     def add_routes(self, app: FastAPI) -> None:
+        @app.get("/messages")
+        def list_messages() -> dict[str, Any]:
+            """Not Slack's: every message posted, oldest first (for a person looking)."""
+            posted = sorted(self.messages.items(), key=lambda item: float(item[0][1]))
+            return {"messages": [{"channel": channel, **message} for (channel, _), message in posted]}
+
         @app.api_route("/api/{method}", methods=["GET", "POST"])
         async def call(method: str, request: Request) -> Any:
             if request.headers.get("authorization") != f"Bearer {self.token}":
@@ -70,6 +85,8 @@ class FakeSlack(FakeVendor):
 
     def _channel(self, args: dict[str, Any]) -> str | None:
         channel = str(args.get("channel") or "")
+        if self.open_workspace:
+            return channel or None
         return channel if channel in self.channels or channel.startswith("D") else None
 
     def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -140,6 +157,8 @@ class FakeSlack(FakeVendor):
 
     def _users_lookupByEmail(self, args: dict[str, Any]) -> dict[str, Any]:
         email = str(args.get("email"))
+        if self.open_workspace and email not in self.users:
+            self.users[email] = "U" + hashlib.sha256(email.lower().encode()).hexdigest()[:10].upper()
         if email not in self.users:
             return {"ok": False, "error": "users_not_found"}
         return {"ok": True, "user": {"id": self.users[email], "profile": {"email": email}}}
@@ -157,3 +176,10 @@ class FakeSlack(FakeVendor):
         view = json.loads(view) if isinstance(view, str) else view
         self.views.append(view or {})
         return {"ok": True, "view": {"id": f"V{len(self.views):04d}", **(view or {})}}
+
+
+def create_app() -> FastAPI:
+    """The stand-in ``make run`` serves (``uvicorn devtools.standins.slack:create_app --factory``)."""
+    slack = FakeSlack(open_workspace=True)
+    slack.log = standin_logger("slack")
+    return slack.app
