@@ -238,7 +238,12 @@ def with_secrets(fn: Callable[..., Any], api: GantryApi) -> Callable[..., Any]:
             )
         except ApplicationError as exc:
             raise ApplicationError(
-                _mask(str(exc.message), values), type=exc.type, non_retryable=exc.non_retryable
+                _mask(str(exc.message), values),
+                *(_masked(detail, values) for detail in exc.details),
+                type=exc.type,
+                non_retryable=exc.non_retryable,
+                next_retry_delay=exc.next_retry_delay,
+                category=exc.category,
             ) from None
         return _mask_result(result, values)
 
@@ -252,16 +257,17 @@ def _mask(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def _mask_result(result: StepResult, values: dict[str, str]) -> StepResult:
-    def walk(value: Any) -> Any:
-        if isinstance(value, str):
-            return _mask(value, values)
-        if isinstance(value, dict):
-            return {k: walk(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(v) for v in value]
-        return value
+def _masked(value: Any, values: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return _mask(value, values)
+    if isinstance(value, dict):
+        return {k: _masked(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, values) for v in value]
+    return value
 
+
+def _mask_result(result: StepResult, values: dict[str, str]) -> StepResult:
     return dataclasses.replace(
-        result, outputs=walk(result.outputs), log=[_mask(line, values) for line in result.log]
+        result, outputs=_masked(result.outputs, values), log=[_mask(line, values) for line in result.log]
     )

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,7 +27,7 @@ from botocore.parsers import ResponseParserError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import bad_params, step_failed
+from activities.errors import BENIGN, bad_params, network_reason, step_failed, unreachable
 from activities.types import VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput, StepResult
 
 _OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE", "DELETE_COMPLETE"}
@@ -37,15 +38,21 @@ Json = dict[str, Any]
 
 
 def aws_error(exc: Exception) -> ApplicationError:
-    """A botocore error as a Temporal error: 4xx (but throttling) non-retryable, the rest retryable."""
+    """A botocore error as a Temporal error: 4xx (but throttling) non-retryable, the rest retryable;
+    BENIGN (expected, logged as one line)."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
         message = f"AWS {status}: {error.get('Code')}: {error.get('Message')}"
+        details = {"status": status}
         if status < 500 and error.get("Code") not in _THROTTLED:
-            return ApplicationError(message, type=VENDOR_CLIENT_ERROR, non_retryable=True)
-        return ApplicationError(message, type=VENDOR_SERVER_ERROR)
-    return ApplicationError(f"AWS unreachable: {exc}", type=VENDOR_SERVER_ERROR)
+            return ApplicationError(
+                message, details, type=VENDOR_CLIENT_ERROR, non_retryable=True, category=BENIGN
+            )
+        return ApplicationError(message, details, type=VENDOR_SERVER_ERROR, category=BENIGN)
+    # botocore's connection errors name the endpoint they could not reach.
+    endpoint = str((getattr(exc, "kwargs", None) or {}).get("endpoint_url") or "")
+    return unreachable("AWS", network_reason(exc), urlsplit(endpoint).netloc)
 
 
 def aws_region() -> str | None:

@@ -27,10 +27,9 @@ from urllib.parse import urlsplit
 
 import httpx
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.errors import bad_params, send
-from activities.types import VENDOR_SERVER_ERROR, StepInput, StepResult
+from activities.errors import bad_params, send, unreachable
+from activities.types import StepInput, StepResult
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -105,9 +104,8 @@ class HostPolicy:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
-            raise ApplicationError(
-                f"webhook unreachable: {host} does not resolve: {exc}", type=VENDOR_SERVER_ERROR
-            ) from exc
+            reason = f"DNS lookup failed ({getattr(exc, 'strerror', None) or exc})"
+            raise unreachable("webhook", reason, f"{host}:{port}") from exc
         addresses = list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
         for text in addresses:
             if self.allows(host, ipaddress.ip_address(text)):
@@ -138,7 +136,8 @@ class Webhooks:
             raise bad_params(f"http.request cannot use url {url!r}: {exc}") from exc
         if not target.host:
             raise bad_params(f"http.request needs a host in its url, got {url!r}")
-        address = await self._policy.address_for(target.host, target.port or _DEFAULT_PORTS[target.scheme])
+        port = target.port or _DEFAULT_PORTS[target.scheme]
+        address = await self._policy.address_for(target.host, port)
         method = str(params.get("method") or "POST").upper()
         body = (
             b"" if params.get("body") is None else json.dumps(params["body"], separators=(",", ":")).encode()
@@ -166,6 +165,7 @@ class Webhooks:
             # TLS still verifies the certificate for the host name, not the address.
             extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
             follow_redirects=False,
+            host=f"{target.host}:{port}",
         )
         outputs = {
             "status_code": response.status_code,

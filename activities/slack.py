@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import bad_params
+from activities.errors import BENIGN, bad_params, network_reason, unreachable
 from activities.types import VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput, StepResult
 
 _TRANSIENT = {
@@ -29,20 +29,25 @@ _TRANSIENT = {
 }
 
 
+# Codes that mean the bot token is wrong: the step's error points at GANTRY_SLACK_BOT_TOKEN.
+_AUTH = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
+
+
 def slack_error(exc: Exception) -> ApplicationError:
-    """A slack-sdk failure as a Temporal error."""
+    """A slack-sdk failure as a Temporal error (BENIGN: expected, logged as one line)."""
     if not isinstance(exc, SlackApiError):
-        return ApplicationError(
-            f"Slack unreachable: {exc.__class__.__name__}: {exc}", type=VENDOR_SERVER_ERROR
-        )
+        return unreachable("Slack", network_reason(exc), "")
     code = exc.response.get("error") or "unknown_error"
     status = exc.response.status_code
     message = f"Slack {status}: {code}"
+    details = {"status": status, "auth": code in _AUTH}
     if code in _TRANSIENT or status >= 500 or status == 429:
         retry_after = exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after")
         delay = timedelta(seconds=int(retry_after)) if retry_after and str(retry_after).isdigit() else None
-        return ApplicationError(message, type=VENDOR_SERVER_ERROR, next_retry_delay=delay)
-    return ApplicationError(message, type=VENDOR_CLIENT_ERROR, non_retryable=True)
+        return ApplicationError(
+            message, details, type=VENDOR_SERVER_ERROR, next_retry_delay=delay, category=BENIGN
+        )
+    return ApplicationError(message, details, type=VENDOR_CLIENT_ERROR, non_retryable=True, category=BENIGN)
 
 
 class SlackMessages:

@@ -27,6 +27,9 @@ class StepInput:
     # The entity the run acts on, ``{blueprint}/{identifier}`` ("" when there is none): what a
     # stack Gantry creates is tagged with, and what it may later delete.
     entity: str = ""
+    # The step's retry policy (maximum_attempts, initial_interval, backoff_coefficient,
+    # maximum_interval; seconds), so a failed attempt can say what happens next.
+    retry: dict[str, float] = field(default_factory=dict)
 
     @property
     def idempotency_key(self) -> str:
@@ -92,3 +95,5 @@ class AutomationLaunch:
 VENDOR_CLIENT_ERROR = "VendorClientError"
 VENDOR_SERVER_ERROR = "VendorServerError"
 STEP_FAILED = "StepFailed"
+# The step kind's vendor has no settings on this worker: fails at once, never retried.
+VENDOR_NOT_CONFIGURED = "VendorNotConfigured"

@@ -1,7 +1,8 @@
 """Builds each integration from settings and lists the activities the worker registers.
 
 An integration is built only when its settings are there (a token, a URL); ``http.request`` is
-always there. Each vendor gets one HTTP client with its base URL and auth.
+always there. The step kinds of a vendor that is not configured are registered too, as
+activities that fail at once naming the variables to set. Each vendor gets one HTTP client with its base URL and auth.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from activities.ci import GitHubActions, GitLab, Jenkins
+from activities.context import not_configured, with_context
 from activities.http import HostPolicy, Webhooks
 from activities.ticketing import Jira
+from catalog.step_kinds import STEP_KINDS, WORKFLOW_KINDS, vendor_of
 from config import Settings
 
 if TYPE_CHECKING:
@@ -76,15 +79,18 @@ def build_integrations(settings: Settings) -> list[object]:
 
 
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:
-    """Every activity the worker registers: the catalog's own (``catalog.*``, ``gantry.*``) and each
-    vendor step kind, wrapped so the run's marked secret placeholders resolve just before the
-    vendor call."""
+    """Every activity the worker registers: the catalog's own (``catalog.*``, ``gantry.*``) and
+    every step kind — a configured vendor's wrapped so the run's marked secret placeholders
+    resolve just before the vendor call, an unconfigured one failing at once with what to set.
+    Step kinds' failures carry their context (:mod:`activities.context`)."""
     from activities.catalog import CatalogActivities, GantryApi, with_secrets
 
     api = GantryApi.from_settings(settings)
     activities = _activity_methods(CatalogActivities(api))
     for integration in build_integrations(settings):
         activities += [with_secrets(method, api) for method in _activity_methods(integration)]
+    activities += unconfigured_steps({_name(a) for a in activities})
+    activities = [with_context(a) if _name(a) in STEP_KINDS else a for a in activities]
     # Not step kinds (no StepInput, no secrets): the approval gate's and the TTL timers' own,
     # registered always; without Slack they only log.
     from activities.slack_approvals import SlackApprovals
@@ -95,6 +101,17 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     return activities + _activity_methods(SlackTimers(slack))
 
 
+def unconfigured_steps(registered: set[str]) -> list[Callable[..., Any]]:
+    """An activity for each vendor step kind not in ``registered``: its vendor is not configured,
+    and a run using it fails at once saying so (not with "not registered on this worker")."""
+    stubs = []
+    for uses in sorted(set(STEP_KINDS) - WORKFLOW_KINDS - registered):
+        vendor = vendor_of(uses)
+        if vendor is not None:
+            stubs.append(not_configured(uses, vendor))
+    return stubs
+
+
 def _slack_client(settings: Settings) -> AsyncWebClient | None:
     """The client Slack's approvals and timer notices share, or None when Slack is not configured."""
     token = settings.secret("slack_bot_token")
@@ -103,6 +120,10 @@ def _slack_client(settings: Settings) -> AsyncWebClient | None:
     from slack_sdk.web.async_client import AsyncWebClient
 
     return AsyncWebClient(token=token, base_url=_slash(settings.slack_api_url))
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return str(fn.__temporal_activity_definition.name)  # type: ignore[attr-defined]
 
 
 def _activity_methods(integration: object) -> list[Callable[..., Any]]:
