@@ -15,6 +15,8 @@ import uvicorn
 
 import cli
 from config import Settings
+from tests.temporal_env import DevServerProcess
+from tests.workflows.processes import ApiProcess, WorkerProcess, gantry_env
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "cli-test-admin-token"
@@ -188,3 +190,138 @@ def test_unreachable_api(capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{_free_port()}"
     assert gantry(url, "get", "blueprints") == 1
     assert "cannot reach the Gantry API" in capsys.readouterr().err
+
+
+# --- waiting for runs: the API and a worker on a real Temporal dev server ---------------------------
+
+SERVICE_TOKEN = "cli-test-service-token"
+
+
+@pytest.fixture(scope="module")
+def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API and ``python worker.py`` as processes on a Temporal dev server, with an approver,
+    an action that waits for their approval and one whose only step fails at once."""
+    tmp = tmp_path_factory.mktemp("cli-live")
+    api_port = _free_port()
+    with DevServerProcess(tmp / "temporal.db") as temporal:
+        env = gantry_env(
+            data_dir=tmp,
+            temporal_address=temporal.address,
+            admin_token=ADMIN_TOKEN,
+            service_token=SERVICE_TOKEN,
+            secret_key="cli-test-secret-key",
+            webhook_secret="cli-test-webhook-secret",
+            api_url=f"http://127.0.0.1:{api_port}",
+        )
+        api = ApiProcess(env, tmp / "api.log", host="127.0.0.1", port=api_port)
+        with api, WorkerProcess(env, tmp / "worker.log"):
+            _setup_waiting_actions(api.url)
+            yield api.url
+
+
+def _setup_waiting_actions(api_url: str) -> None:
+    admin = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with admin:
+        user = {"identifier": "approver", "email": "approver@example.com", "role": "member"}
+        assert admin.post("/v1/users", json=user).status_code == 201
+        gated = {
+            "identifier": "gated",
+            "title": "Gated",
+            "trigger": {"operation": "CREATE"},
+            "approval": {"required_approvals": 1, "approvers": {"users": ["approver"]}, "timeout": "PT1H"},
+            "steps": [{"id": "pause", "uses": "sleep", "with": {"duration": "PT1S"}}],
+        }
+        closed = f"http://127.0.0.1:{_free_port()}/hook"  # nothing listens there
+        failing = {
+            "identifier": "failing",
+            "title": "Failing",
+            "trigger": {"operation": "CREATE"},
+            "steps": [
+                {
+                    "id": "call",
+                    "uses": "http.request",
+                    "with": {"url": closed},
+                    "retry": {"maximum_attempts": 1},
+                }
+            ],
+        }
+        for action in (gated, failing):
+            created = admin.post("/v1/actions", json=action)
+            assert created.status_code == 201, created.text
+
+
+def _approve(api_url: str, run_id: str) -> None:
+    token = httpx.post(
+        f"{api_url}/v1/tokens",
+        json={"user": "approver"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    ).json()["token"]
+    decided = httpx.post(
+        f"{api_url}/v1/runs/{run_id}/approval",
+        json={"decision": "APPROVE"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert decided.status_code == 200, decided.text
+
+
+@pytest.mark.slow
+def test_run_wait_for_returns_the_id_once_the_run_waits(
+    live_api: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert gantry(live_api, "run", "gated", "--wait-for", "waiting_for_approval") == 0
+    run_id = capsys.readouterr().out.strip()
+    assert run_id.startswith("r_")
+    assert _get(live_api, f"/v1/runs/{run_id}").json()["status"] == "WAITING_FOR_APPROVAL"
+
+    # Not there yet: a clear error after the timeout, naming the run and where it is.
+    assert gantry(live_api, "get", "run", run_id, "--wait-for", "SUCCESS", "--timeout", "0.5") == 1
+    err = capsys.readouterr().err
+    assert f"run {run_id} is still WAITING_FOR_APPROVAL after 0.5s of waiting for SUCCESS" in err
+
+    _approve(live_api, run_id)
+    assert gantry(live_api, "get", "run", run_id, "--wait-for", "SUCCESS") == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "SUCCESS"
+
+
+@pytest.mark.slow
+def test_a_run_that_ends_otherwise_stops_the_wait_at_once(
+    live_api: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    assert gantry(live_api, "run", "failing", "--wait-for", "WAITING_FOR_APPROVAL,SUCCESS") == 1
+    assert time.monotonic() - started < 60, "a terminal status ends the wait, not the timeout"
+    captured = capsys.readouterr()
+    run_id = captured.out.strip()  # printed even so: the run exists
+    assert f"run {run_id} ended FAILURE, not SUCCESS or WAITING_FOR_APPROVAL" in captured.err
+    assert _get(live_api, f"/v1/runs/{run_id}").json()["status"] == "FAILURE"
+
+
+@pytest.mark.slow
+def test_get_runs_waits_for_the_newest_run_of_the_list(
+    live_api: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        gantry(live_api, "get", "runs", "--action", "nothing", "--wait-for", "SUCCESS", "--timeout", "0.2")
+        == 1
+    )
+    assert "the newest run (action=nothing) does not exist after 0.2s" in capsys.readouterr().err
+
+    assert gantry(live_api, "run", "gated", "--wait-for", "WAITING_FOR_APPROVAL") == 0
+    run_id = capsys.readouterr().out.strip()
+    _approve(live_api, run_id)
+    assert gantry(live_api, "get", "runs", "--action", "gated", "--wait-for", "SUCCESS") == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert rows[0][:4] == [run_id, "gated", "", "SUCCESS"], "newest first"
+    assert {row[1] for row in rows} == {"gated"}
+
+
+def test_wait_for_takes_only_run_statuses(api_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before anything is launched."""
+    with pytest.raises(SystemExit):
+        gantry(api_url, "run", "deploy_service", "--wait-for", "DONE")
+    assert "DONE is not a run status; use WAITING_FOR_APPROVAL" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="pick one"):
+        gantry(api_url, "run", "deploy_service", "--wait", "--wait-for", "SUCCESS")
+    with pytest.raises(SystemExit, match="--wait-for goes with"):
+        gantry(api_url, "get", "blueprints", "--wait-for", "SUCCESS")
