@@ -35,7 +35,7 @@ from workflows.reconcile import EVERY, REGRADE_EVERY, REGRADE_SCHEDULE_ID, SCHED
 
 log = logging.getLogger("gantry.worker")
 
-# Set on every Gantry workflow so operators can filter runs in Temporal UI (DESIGN §5).
+# Set on every Gantry workflow so operators can filter runs in Temporal UI (README: Runs).
 SEARCH_ATTRIBUTES = (
     "GantryAction",
     "GantryBlueprint",

@@ -159,7 +159,7 @@ class AuditRecord(Base):
 
 
 class Action(Timestamped, Base):
-    """A self-service action definition (DESIGN §5), validated when saved."""
+    """A self-service action definition (README: Self-service actions), validated when saved."""
 
     __tablename__ = "actions"
 
@@ -291,7 +291,7 @@ class Timer(Base):
 
 
 class Scorecard(Timestamped, Base):
-    """Levels and rules that grade a blueprint's entities (DESIGN §8)."""
+    """Levels and rules that grade a blueprint's entities (README: Scorecards)."""
 
     __tablename__ = "scorecards"
 
@@ -336,7 +336,7 @@ class ScorecardLevelChange(Base):
 
 
 class Automation(Timestamped, Base):
-    """When an event matches (type, blueprint, jq condition), invoke an action (DESIGN §8)."""
+    """When an event matches (type, blueprint, jq condition), invoke an action (README: Automations)."""
 
     __tablename__ = "automations"
 

@@ -1,6 +1,6 @@
 """Blueprint property schemas: checking them, compiling them once, validating entity properties.
 
-A blueprint's ``schema`` is a restricted JSON Schema (DESIGN §4). Validators are compiled once
+A blueprint's ``schema`` is a restricted JSON Schema (README: Blueprints). Validators are compiled once
 per blueprint *version* and cached, never per entity.
 """
 

@@ -1,4 +1,4 @@
-"""The catalog's one query compiler (DESIGN §4), used by search, scorecards and action conditions.
+"""The catalog's one query compiler (README: Query language), used by search, scorecards and conditions.
 
 A query compiles to one SQLAlchemy boolean expression over ``Entity``: nothing is filtered in
 Python. User strings are always bound parameters, never SQL text.

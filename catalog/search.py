@@ -155,7 +155,7 @@ def _check_sort_item(item: Any, ptr: str) -> list[FieldError]:
 
 
 def _property(name: str) -> str:
-    # DESIGN's example sorts by "title": bare meta names mean the meta-property.
+    # Clients write "title" for the title (the README's tour does): bare meta names mean the meta-property.
     return f"${name}" if f"${name}" in META_SORTS else name
 
 

@@ -480,7 +480,7 @@ def _kind(value: Any) -> str | None:
 
 
 def reference(props: dict[str, Any], query: dict[str, Any]) -> bool:
-    """What DESIGN §4 says a comparison means, evaluated in Python."""
+    """What the README's query language says a comparison means, evaluated in Python."""
     if "combinator" in query:
         results = [reference(props, r) for r in query["rules"]]
         return all(results) if query["combinator"] == "and" else any(results)

@@ -97,7 +97,7 @@ SORTS = [
     [{"property": "$identifier", "order": "desc"}],
     [{"property": "size", "order": "asc"}],
     [{"property": "size", "order": "desc"}],
-    [{"property": "title", "order": "asc"}],  # DESIGN's spelling of $title
+    [{"property": "title", "order": "asc"}],  # the README's spelling of $title
     [{"property": "$title", "order": "desc"}, {"property": "size", "order": "asc"}],
     [{"property": "$created_at", "order": "desc"}, {"property": "$title"}],
     [{"property": "$blueprint"}, {"property": "even", "order": "desc"}, {"property": "$created_at"}],
