@@ -27,6 +27,7 @@ from catalog import automations, events
 from catalog.jq_sandbox import JqError
 from catalog.models import Blueprint, Entity, Event, Run
 from catalog.runs import TERMINAL
+from catalog.timefmt import format_instant
 from catalog.timers import policy_of
 from workflows.automation import AutomationInput
 from workflows.timer import Arm
@@ -203,7 +204,7 @@ class EventRelay:
             arm = Arm(
                 deadline=change["deadline"],
                 policy=policy_of(blueprint, change["property"]) if blueprint else {},
-                entity_created_at=entity.created_at.isoformat() if entity else "",
+                entity_created_at=format_instant(entity.created_at) if entity else "",
                 event_id=event.id,
             )
             deliveries.append(

@@ -8,6 +8,7 @@ are 422s naming their place by JSON pointer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
@@ -27,8 +28,9 @@ from catalog.permissions import ADMIN, MEMBER, ActionPermissions, Policy, Princi
 from catalog.properties import PROPERTY_NAME, PROPERTY_TYPES, STRING_FORMATS
 from catalog.query import team_overlaps, validate_query
 from catalog.schemas import SLUG
-from catalog.step_kinds import STEP_KINDS, param_problems
+from catalog.step_kinds import STEP_KINDS, Vendor, param_problems, vendor_of
 from catalog.templates import CONTEXT_NAMES, TemplateFailure, references
+from catalog.timefmt import format_instant
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,63}$"
 
@@ -97,8 +99,8 @@ class ActionIn(Strict):
 def action_to_dict(action: Action) -> dict[str, Any]:
     return {
         **action.definition,
-        "created_at": action.created_at.isoformat(),
-        "updated_at": action.updated_at.isoformat(),
+        "created_at": format_instant(action.created_at),
+        "updated_at": format_instant(action.updated_at),
         "created_by": action.created_by,
         "updated_by": action.updated_by,
     }
@@ -230,6 +232,20 @@ def save_action(
     action.updated_at, action.updated_by = now, actor.user
     audit.record(session, actor, "UPDATE", "action", action.identifier, before=before, after=definition)
     return action, False
+
+
+def configuration_warnings(body: ActionIn, configured: Callable[[Vendor], bool]) -> list[dict[str, str]]:
+    """``{pointer, message}`` for each step (or compensation) whose vendor is not ``configured``
+    here: the action is saved, but its runs would fail at that step until it is."""
+    kinds = [(f"/steps/{i}/uses", step.uses) for i, step in enumerate(body.steps)]
+    kinds += [
+        (f"/steps/{i}/compensate/uses", s.compensate.uses) for i, s in enumerate(body.steps) if s.compensate
+    ]
+    return [
+        {"pointer": where, "message": vendor.not_configured}
+        for where, uses in kinds
+        if (vendor := vendor_of(uses)) is not None and not configured(vendor)
+    ]
 
 
 def delete_action(session: Session, identifier: str, actor: Actor) -> None:

@@ -13,6 +13,7 @@ from catalog.db import utcnow
 from catalog.errors import FieldError, Invalid
 from catalog.models import AuditRecord
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
+from catalog.timefmt import format_instant
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def list_records(
 def audit_to_dict(row: AuditRecord) -> dict[str, Any]:
     return {
         "id": row.id,
-        "at": row.at.isoformat(),
+        "at": format_instant(row.at),
         "actor": row.actor,
         "operation": row.operation,
         "resource_type": row.resource_type,

@@ -25,6 +25,7 @@ from catalog.jq_sandbox import JqCompileError, JqError, check_jq, run_jq_batch
 from catalog.models import Action, Automation
 from catalog.schemas import SLUG
 from catalog.templates import TemplateFailure, references
+from catalog.timefmt import format_instant
 
 
 class Strict(BaseModel):
@@ -107,8 +108,8 @@ def view(automation: Automation) -> dict[str, Any]:
     return {
         **automation.definition,
         "enabled": automation.enabled,
-        "created_at": automation.created_at.isoformat(),
-        "updated_at": automation.updated_at.isoformat(),
+        "created_at": format_instant(automation.created_at),
+        "updated_at": format_instant(automation.updated_at),
         "created_by": automation.created_by,
         "updated_by": automation.updated_by,
     }

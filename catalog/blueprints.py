@@ -15,6 +15,7 @@ from catalog.models import Blueprint, Entity, EntityRelation
 from catalog.permissions import BlueprintPermissions, Moderators
 from catalog.properties import PropertyValidator, check_blueprint_schema, validator_for
 from catalog.schemas import BlueprintIn, BlueprintPatch
+from catalog.timefmt import format_instant
 from catalog.timers import check_policies
 
 
@@ -31,8 +32,8 @@ def blueprint_to_dict(bp: Blueprint) -> dict[str, Any]:
         "aggregation_properties": bp.aggregation_properties or {},
         "moderators": Moderators.model_validate(bp.moderators or {}).model_dump(),
         "permissions": _permissions_view(bp.permissions or {}),
-        "created_at": bp.created_at.isoformat(),
-        "updated_at": bp.updated_at.isoformat(),
+        "created_at": format_instant(bp.created_at),
+        "updated_at": format_instant(bp.updated_at),
         "created_by": bp.created_by,
         "updated_by": bp.updated_by,
     }

@@ -40,6 +40,7 @@ from catalog.schemas import (
     EntityPatch,
 )
 from catalog.schemas import ENTITY_ID as ENTITY_ID_CHARS
+from catalog.timefmt import format_optional
 
 ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
 ENTITY_FIELDS = {"identifier", "title", "team", "properties", "relations", "blueprint"}
@@ -94,8 +95,8 @@ def entity_view(row: Any, scorecards: dict[str, Any] | None = None) -> dict[str,
         "properties": get("properties") or {},
         "relations": get("relations") or {},
         "scorecards": scorecards or {},
-        "created_at": created_at.isoformat() if created_at else None,
-        "updated_at": updated_at.isoformat() if updated_at else None,
+        "created_at": format_optional(created_at),
+        "updated_at": format_optional(updated_at),
         "created_by": get("created_by"),
         "updated_by": get("updated_by"),
     }

@@ -18,6 +18,7 @@ from catalog.db import utcnow
 from catalog.errors import FieldError, Invalid
 from catalog.models import Event
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
+from catalog.timefmt import format_instant, format_optional
 
 EVENT_TYPES = (
     "ENTITY_CREATED",
@@ -78,14 +79,14 @@ def event_view(event: Event) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": event.id,
         "type": event.type,
-        "at": event.at.isoformat(),
+        "at": format_instant(event.at),
         "actor": event.actor,
         "blueprint": event.blueprint,
         "entity": event.entity,
         "run_id": event.run_id,
         "diff": event.diff,
         "delivered": event.delivered_at is not None,
-        "delivered_at": event.delivered_at.isoformat() if event.delivered_at else None,
+        "delivered_at": format_optional(event.delivered_at),
         "attempts": event.attempts,
         "last_error": event.last_error,
     }

@@ -17,6 +17,7 @@ from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from catalog.models import ApiToken, Team, TeamMembership, User
 from catalog.permissions import ADMIN, SERVICE
 from catalog.schemas import TeamIn, TeamPatch, TokenIn, UserIn, UserPatch
+from catalog.timefmt import format_instant, format_optional
 
 TOKEN_PREFIX = "gnt_"
 # The users GANTRY_ADMIN_TOKEN and GANTRY_SERVICE_TOKEN bootstrap.
@@ -204,8 +205,8 @@ def token_to_dict(token: ApiToken) -> dict[str, Any]:
         "id": token.id,
         "user": token.user,
         "description": token.description,
-        "expires_at": token.expires_at.isoformat() if token.expires_at else None,
-        "created_at": token.created_at.isoformat(),
+        "expires_at": format_optional(token.expires_at),
+        "created_at": format_instant(token.created_at),
     }
 
 

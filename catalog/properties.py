@@ -11,7 +11,6 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema_rs
@@ -20,6 +19,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 
 from catalog.errors import FieldError, pointer
+from catalog.timefmt import format_instant, parse_instant
 
 PROPERTY_TYPES = {"string", "number", "integer", "boolean", "object", "array"}
 STRING_FORMATS = {"url", "email", "date-time", "user", "team", "timer", "yaml", "markdown"}
@@ -121,20 +121,9 @@ _FORMAT_FUNCTIONS = {
 }
 
 
-def parse_time(value: str) -> datetime | None:
-    """An ISO 8601 date-time with an offset (or ``Z``), as UTC; None if it is not one."""
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed.astimezone(UTC)
-
-
-def format_time(value: datetime) -> str:
-    """The one stored form of a time: fixed-width UTC, so string order is time order."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+# The stored form of a time is the one timestamp format (fixed-width UTC: string order is time order).
+parse_time = parse_instant
+format_time = format_instant
 
 
 def check_blueprint_schema(schema: dict[str, Any], base: str = "/schema") -> list[FieldError]:

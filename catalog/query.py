@@ -49,6 +49,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.errors import FieldError, Invalid
 from catalog.models import Entity, EntityRelation
+from catalog.timefmt import format_instant
 
 MAX_DEPTH = 10
 MAX_RULES = 200
@@ -141,12 +142,6 @@ def entity_matches(session: Session, entity_id: int, query: dict[str, Any], *, n
 def team_overlaps(column: Any, teams: Sequence[str], dialect: str) -> Predicate:
     """Rows whose JSON array ``column`` (an entity's ``team``) holds any of ``teams``."""
     return _any([json_value(dialect, column, None).has_element(t) for t in teams])
-
-
-def format_instant(moment: datetime) -> str:
-    """The stored form of a date-time: ``YYYY-MM-DDTHH:MM:SS.sssZ``, fixed width, UTC."""
-    moment = moment.astimezone(UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
 def canonical_value(value: Any) -> Any:

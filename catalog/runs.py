@@ -29,6 +29,7 @@ from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
 from catalog.permissions import Principal, is_moderator, may, passes, readable_clause
 from catalog.properties import FORMAT_CHECKER
 from catalog.query import compile_query, team_overlaps
+from catalog.timefmt import canonical_times, format_instant, format_optional
 
 TERMINAL = frozenset({"SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"})
 STATUSES = frozenset({"WAITING_FOR_APPROVAL", "IN_PROGRESS"}) | TERMINAL
@@ -84,6 +85,12 @@ def temporal_ui_url(base: str, namespace: str, workflow_id: str) -> str:
     return f"{base.rstrip('/')}/namespaces/{quote(namespace)}/workflows/{quote(workflow_id, safe='')}"
 
 
+# Times the workflow records in steps and approvals (workers before the one format wrote
+# ``+00:00`` with microseconds; such stored runs are shown in the one format too).
+RECORDED_TIMES = frozenset({"at", "started_at", "ended_at", "expires_at"})
+VENDOR_DATA = frozenset({"outputs"})
+
+
 def run_view(run: Run, *, ui_base: str, namespace: str) -> dict[str, Any]:
     return {
         "trigger": run.trigger,
@@ -97,11 +104,11 @@ def run_view(run: Run, *, ui_base: str, namespace: str) -> dict[str, Any]:
         "status_label": run.status_label,
         "source": run.source,
         "created_by": run.created_by,
-        "created_at": run.created_at.isoformat(),
-        "updated_at": run.updated_at.isoformat(),
-        "ended_at": run.ended_at.isoformat() if run.ended_at else None,
-        "steps": run.steps,
-        "approval": run.approval,
+        "created_at": format_instant(run.created_at),
+        "updated_at": format_instant(run.updated_at),
+        "ended_at": format_optional(run.ended_at),
+        "steps": canonical_times(run.steps, RECORDED_TIMES, skip=VENDOR_DATA),
+        "approval": canonical_times(run.approval, RECORDED_TIMES),
         "links": run.links,
         "affected_entities": run.affected_entities,
         "error": run.error,
@@ -407,7 +414,7 @@ def build_workflow_input(
             "id": run.id,
             "action": run.action,
             "source": run.source,
-            "started_at": run.created_at.isoformat(),
+            "started_at": format_instant(run.created_at),
             "url": f"{api_url.rstrip('/')}/v1/runs/{run.id}",
             "temporal_ui_url": ui_url,
         },
@@ -680,7 +687,7 @@ def log_view(line: RunLog) -> dict[str, Any]:
     return {
         "id": line.id,
         "seq": line.seq,
-        "at": line.at.isoformat(),
+        "at": format_instant(line.at),
         "level": line.level,
         "step_id": line.step_id,
         "message": line.message,

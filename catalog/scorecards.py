@@ -25,6 +25,7 @@ from catalog.errors import Conflict, FieldError, Invalid, NotFound
 from catalog.models import Blueprint, Entity, Scorecard, ScorecardLevelChange, ScorecardResult
 from catalog.query import Context, RuleKind, compile_query, register_rule_kind, validate_query
 from catalog.schemas import SLUG
+from catalog.timefmt import format_instant
 
 RESULTS = cast(Table, ScorecardResult.__table__)
 CHANGES = cast(Table, ScorecardLevelChange.__table__)
@@ -64,8 +65,8 @@ def scorecard_view(sc: Scorecard) -> dict[str, Any]:
     return {
         **sc.definition,
         "blueprint": sc.blueprint,
-        "created_at": sc.created_at.isoformat(),
-        "updated_at": sc.updated_at.isoformat(),
+        "created_at": format_instant(sc.created_at),
+        "updated_at": format_instant(sc.updated_at),
         "created_by": sc.created_by,
         "updated_by": sc.updated_by,
     }
@@ -455,7 +456,7 @@ def history(session: Session, blueprint: str, entity: str) -> list[dict[str, Any
         .order_by(ScorecardLevelChange.id)
     )
     return [
-        {"scorecard": c.scorecard, "from": c.from_level, "to": c.to_level, "at": c.at.isoformat()}
+        {"scorecard": c.scorecard, "from": c.from_level, "to": c.to_level, "at": format_instant(c.at)}
         for c in session.scalars(stmt)
     ]
 

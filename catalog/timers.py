@@ -22,6 +22,7 @@ from catalog.models import Blueprint, Entity, Timer
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
 from catalog.permissions import Principal, read_scope
 from catalog.properties import parse_time
+from catalog.timefmt import canonical_times, format_instant, format_optional
 from catalog.timer_rules import reminder_times
 
 
@@ -135,7 +136,7 @@ def extension_problems(
                 FieldError(
                     f"{base}/properties" + pointer(prop),
                     f"may move at most max_extension {limit} past the first deadline"
-                    f" {timer.original_deadline.isoformat()}",
+                    f" {format_instant(timer.original_deadline)}",
                 )
             )
     return problems
@@ -230,7 +231,7 @@ def record_report(session: Session, timer: Timer, report: dict[str, Any], actor:
         timer.state, timer.next_reminder = "cleared", None
     if report.get("expired") and timer.state != "expired":
         timer.state, timer.expired_at, timer.next_reminder = "expired", now, None
-        deadline = timer.deadline.isoformat() if timer.deadline else None
+        deadline = format_optional(timer.deadline)
         events.emit(
             session,
             [
@@ -262,10 +263,11 @@ def get_timer(session: Session, blueprint: str, entity: str, prop: str) -> Timer
     return timer
 
 
-def timer_view(timer: Timer) -> dict[str, Any]:
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
+# Times the timer workflow reports in extensions and reminders (earlier workers: ``+00:00``).
+WORKFLOW_TIMES = frozenset({"at", "deadline"})
 
+
+def timer_view(timer: Timer) -> dict[str, Any]:
     return {
         "id": timer.id,
         "workflow_id": timer.id,
@@ -273,13 +275,13 @@ def timer_view(timer: Timer) -> dict[str, Any]:
         "entity": timer.entity,
         "property": timer.property,
         "state": timer.state,
-        "deadline": iso(timer.deadline),
-        "original_deadline": iso(timer.original_deadline),
-        "armed_at": iso(timer.armed_at),
-        "extensions": timer.extensions,
-        "reminders": timer.reminders,
-        "next_reminder": iso(timer.next_reminder),
-        "expired_at": iso(timer.expired_at),
+        "deadline": format_optional(timer.deadline),
+        "original_deadline": format_optional(timer.original_deadline),
+        "armed_at": format_optional(timer.armed_at),
+        "extensions": canonical_times(timer.extensions, WORKFLOW_TIMES),
+        "reminders": canonical_times(timer.reminders, WORKFLOW_TIMES),
+        "next_reminder": format_optional(timer.next_reminder),
+        "expired_at": format_optional(timer.expired_at),
         "on_expiry_run": timer.on_expiry_run,
         "teardown": timer.teardown,
         "error": timer.error,

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    RetryState,
+    TimeoutError,
+)
 
 with workflow.unsafe.imports_passed_through():
     # Jinja2 imports parts of itself lazily while compiling; pass them all through the sandbox.
@@ -24,11 +31,19 @@ with workflow.unsafe.imports_passed_through():
     import jinja2.runtime
     import jinja2.sandbox  # noqa: F401
 
-    from activities.types import STEP_FAILED, VENDOR_CLIENT_ERROR, ReportInput, StepInput, StepResult
+    from activities.types import (
+        STEP_FAILED,
+        VENDOR_CLIENT_ERROR,
+        VENDOR_NOT_CONFIGURED,
+        ReportInput,
+        StepInput,
+        StepResult,
+    )
     from catalog.durations import parse_duration
     from catalog.secrets import PLACEHOLDER, REDACTED, mark_inputs, secret_input_names
-    from catalog.step_kinds import WAITING_KINDS
+    from catalog.step_kinds import WAITING_KINDS, describe_target
     from catalog.templates import TemplateFailure, evaluate_condition, render_value
+    from catalog.timefmt import format_instant
     from workflows.approval_gate import ApprovalGate
     from workflows.approval_types import (
         DECIDE_UPDATE,
@@ -44,8 +59,13 @@ REPORT_ACTIVITY = "gantry.report_run"
 DEFAULT_TIMEOUT = timedelta(minutes=10)
 DEFAULT_WAITING_TIMEOUT = timedelta(hours=1)
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
-# NotFoundError: the worker has no activity for this step kind (its vendor is not configured).
-NON_RETRYABLE = [VENDOR_CLIENT_ERROR, STEP_FAILED, "NotFoundError"]
+# NotFoundError: the worker has no activity for this step kind (a worker from before unconfigured
+# vendors' step kinds were registered, failing with VENDOR_NOT_CONFIGURED).
+NON_RETRYABLE = [VENDOR_CLIENT_ERROR, STEP_FAILED, VENDOR_NOT_CONFIGURED, "NotFoundError"]
+# A run that does not succeed fails its workflow, so Temporal UI's Failures view and
+# ExecutionStatus="Failed" match GantryRunStatus. Histories recorded before completed instead.
+FAILED_RUNS_FAIL_WORKFLOW = "failed-runs-fail-workflow"
+RUN_FAILED_TYPES = {"FAILURE": "RunFailed", "DECLINED": "RunDeclined", "TIMED_OUT": "RunTimedOut"}
 
 
 @dataclass
@@ -180,7 +200,7 @@ class ActionRun:
             self._mark_running("DECLINED", declined.message)
             await self._compensate(inp)
             await self._finish("DECLINED", declined.label, declined.message)
-            return {"status": "DECLINED", "error": declined.message}
+            return self._unsuccessful("DECLINED", declined.label, declined.message)
         except asyncio.CancelledError:
             self._log("Cancelled: stopping the running step", "WARNING")
             self._mark_running("CANCELLED", "cancelled")
@@ -190,10 +210,23 @@ class ActionRun:
         except StepFailure as failure:
             self._log(f"Step {failure.step_id} failed: {failure.message}", "ERROR", failure.step_id)
             await self._compensate(inp)
-            await self._finish("FAILURE", f"Failed at step {failure.step_id}", failure.message)
-            return {"status": "FAILURE", "error": failure.message}
+            label = f"Failed at step {failure.step_id}"
+            await self._finish("FAILURE", label, failure.message)
+            return self._unsuccessful("FAILURE", label, failure.message)
         await self._finish("SUCCESS", "Completed", None)
         return {"status": "SUCCESS", "error": None}
+
+    def _unsuccessful(self, status: str, label: str, error: str) -> dict[str, Any]:
+        """End a run that did not succeed, after compensation and its final report: its workflow
+        fails with the run's error (details: status, label, error). A history recorded before
+        this change completed with the outcome as its result, and replays that way."""
+        outcome = {"status": status, "error": error}
+        if not workflow.patched(FAILED_RUNS_FAIL_WORKFLOW):
+            return outcome
+        message = f"{status}: {label}" + (f" — {error}" if error.lower() != label.lower() else "")
+        raise ApplicationError(
+            message, {**outcome, "label": label}, type=RUN_FAILED_TYPES[status], non_retryable=True
+        )
 
     # ---- steps -------------------------------------------------------------------------
 
@@ -271,6 +304,7 @@ class ActionRun:
                     timeout_seconds=timeout.total_seconds(),
                     secret_marker=self._marker,
                     entity=_entity_ref(inp, params),
+                    retry=_retry_numbers(definition.get("retry")),
                 ),
                 result_type=StepResult,
                 start_to_close_timeout=timeout,
@@ -285,7 +319,7 @@ class ActionRun:
         except ActivityError as exc:
             if isinstance(exc.cause, CancelledError):
                 raise asyncio.CancelledError(f"step {step_id} cancelled") from exc
-            raise StepFailure(step_id, _root_message(exc)) from exc
+            raise StepFailure(step_id, _step_error(uses, params, exc)) from exc
 
     # ---- approvals ---------------------------------------------------------------------
 
@@ -533,8 +567,8 @@ def _entity_ref(inp: RunInput, params: dict[str, Any]) -> str:
     return ""
 
 
-def _iso(moment: Any) -> str:
-    return str(moment.isoformat())
+def _iso(moment: datetime) -> str:
+    return format_instant(moment)
 
 
 def _duration(value: str | None, default: timedelta) -> timedelta:
@@ -550,6 +584,44 @@ def _retry_policy(retry: dict[str, Any] | None) -> RetryPolicy:
         maximum_attempts=int(retry.get("maximum_attempts", 5)),
         non_retryable_error_types=NON_RETRYABLE,
     )
+
+
+def _retry_numbers(retry: dict[str, Any] | None) -> dict[str, float]:
+    """The step's retry policy in seconds, for the activity to say what its failure leads to."""
+    policy = _retry_policy(retry)
+    return {
+        "maximum_attempts": policy.maximum_attempts,
+        "initial_interval": policy.initial_interval.total_seconds(),
+        "backoff_coefficient": policy.backoff_coefficient,
+        "maximum_interval": (policy.maximum_interval or policy.initial_interval).total_seconds(),
+    }
+
+
+_RETRY_ENDS = {
+    RetryState.MAXIMUM_ATTEMPTS_REACHED: "no retries left",
+    RetryState.NON_RETRYABLE_FAILURE: "not retryable",
+    RetryState.TIMEOUT: "out of time",
+}
+
+
+def _step_error(uses: str, params: dict[str, Any], exc: ActivityError) -> str:
+    """The step's error: the activity's own message when it composed one (kind, target, attempt,
+    hint); else — a timeout, an activity no worker has — the same shape around Temporal's words."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and _step_details(cause).get("step_error"):
+        return cause.message
+    target = PLACEHOLDER.sub(REDACTED, describe_target(uses, params))
+    head = " ".join(part for part in (uses, target) if part)
+    reason = _root_message(exc)
+    if isinstance(cause, TimeoutError):
+        reason = f"{cause.type.name.lower().replace('_', '-') if cause.type else 'activity'} timeout"
+    ending = _RETRY_ENDS.get(exc.retry_state) if exc.retry_state is not None else None
+    return f"{head} failed" + (f" ({ending})" if ending else "") + f": {reason}"
+
+
+def _step_details(error: ApplicationError) -> dict[str, Any]:
+    first = error.details[0] if error.details else None
+    return first if isinstance(first, dict) else {}
 
 
 def _root_message(exc: BaseException) -> str:

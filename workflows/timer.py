@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.slack_timers import TimerNotice, TimerOwner
     from activities.types import ExpiryRun, TimerReport
     from catalog.durations import parse_duration
+    from catalog.timefmt import format_instant, format_optional
     from catalog.timer_rules import extension_problem, reminder_times
 
 ARM_SIGNAL = "arm"
@@ -102,8 +103,8 @@ class EntityTimer:
                 "by": extension.by,
                 "user": extension.user,
                 "via": extension.via,
-                "at": workflow.now().isoformat(),
-                "deadline": self._deadline.isoformat(),
+                "at": format_instant(workflow.now()),
+                "deadline": format_instant(self._deadline),
             }
         )
         self._changed = True
@@ -131,8 +132,8 @@ class EntityTimer:
     def view(self) -> dict[str, Any]:
         return {
             "state": self._state,
-            "deadline": self._deadline.isoformat() if self._deadline else None,
-            "original_deadline": self._original.isoformat() if self._original else None,
+            "deadline": format_optional(self._deadline),
+            "original_deadline": format_optional(self._original),
             "extensions": self._extensions,
         }
 
@@ -150,7 +151,7 @@ class EntityTimer:
                 if t.isoformat() not in self._reminded
             ]
             wake = min([*upcoming, self._deadline])
-            workflow.set_current_details(f"**Expires** {self._deadline.isoformat()}")
+            workflow.set_current_details(f"**Expires** {format_instant(self._deadline)}")
             self._changed = False
             try:
                 await workflow.wait_condition(lambda: self._changed, timeout=wake - now)
@@ -249,7 +250,7 @@ class EntityTimer:
         answer = await self._report(
             timer,
             {
-                "reminder": {"at": workflow.now().isoformat(), "deadline": deadline},
+                "reminder": {"at": format_instant(workflow.now()), "deadline": deadline},
                 "next_reminder": self._next_reminder(),
             },
         )
@@ -291,7 +292,7 @@ class EntityTimer:
             for t in reminder_times(self._deadline, self._policy.get("remind_before", []), workflow.now())
             if t.isoformat() not in self._reminded
         ]
-        return upcoming[0].isoformat() if upcoming else None
+        return format_instant(upcoming[0]) if upcoming else None
 
     async def _report(self, timer: TimerInput, report: dict[str, Any]) -> dict[str, Any]:
         """Tell the catalog; its answer names the timer's ``owners`` when they are to be told.
@@ -311,7 +312,7 @@ class EntityTimer:
 
     @staticmethod
     def _iso(moment: datetime | None) -> str | None:
-        return moment.isoformat() if moment else None
+        return format_optional(moment)
 
 
 def _owners(answer: dict[str, Any]) -> list[TimerOwner]:
