@@ -35,6 +35,7 @@ import httpx
 import yaml
 from botocore.exceptions import BotoCoreError
 
+from catalog.timefmt import format_instant
 from worker import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent
@@ -73,7 +74,7 @@ class Stack:
 
     def start(self, name: str, command: list[str]) -> None:
         with open(self.log(name), "ab") as log:
-            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
+            log.write(f"\n--- {format_instant(datetime.now(UTC))} {' '.join(command)}\n".encode())
             log.flush()
             # A new session: Ctrl-C reaches only devstack, which then stops children in order.
             self.children[name] = subprocess.Popen(

@@ -30,6 +30,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from catalog.timefmt import configure_logging
 from config import Settings, get_settings
 from workflows.reconcile import EVERY, REGRADE_EVERY, REGRADE_SCHEDULE_ID, SCHEDULE_ID
 
@@ -197,7 +198,7 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     asyncio.run(run(get_settings()))
 
 

@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from activities.http import verify_signature
+from catalog.timefmt import configure_logging
 
 log = logging.getLogger("gantry.receiver")
 KEPT_DELIVERIES = 200
@@ -31,7 +32,7 @@ def create_app(secret: str | None = None) -> FastAPI:
     if not secret:
         raise RuntimeError("the receiver needs GANTRY_WEBHOOK_SECRET to check signatures")
     # uvicorn configures only its own loggers; deliveries go to the same output.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     app = FastAPI(title="Gantry demo deploy receiver")
     deliveries: deque[dict[str, Any]] = deque(maxlen=KEPT_DELIVERIES)
     deployments: dict[str, str] = {}  # Idempotency-Key -> deployment id
