@@ -28,9 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TOUR_HEADING = "## A five-minute tour"
 ARROW = "# →"
 ANYTHING = "…"
-# What the tour shows for the defaults of `make run`, and what the test stack uses instead.
+# What the tour shows for the defaults of `make run`; the test stack has its own ports.
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-DEFAULT_RECEIVER_URL = "http://127.0.0.1:8099"
+DEMO_URLS = {  # make run's stand-ins: the URL the tour shows, the variable that moves its port
+    "http://127.0.0.1:8099": "GANTRY_DEMO_RECEIVER_PORT",
+    "http://127.0.0.1:8100": "GANTRY_DEMO_JIRA_PORT",
+    "http://127.0.0.1:8101": "GANTRY_DEMO_SLACK_PORT",
+}
 TOKEN_PLACEHOLDER = "GANTRY_TOKEN=…"
 MARKER = "@@gantry-tour-command"
 TOUR_TIMEOUT = 300.0
@@ -213,13 +217,12 @@ def _tour_env(stack_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _localise(command: Command, api_url: str, token: str, receiver_url: str) -> str:
+def _localise(command: Command, api_url: str, token: str, stack_env: dict[str, str]) -> str:
     """The tour's text with the test stack's ports and token in place of make run's defaults."""
-    return (
-        command.text.replace(DEFAULT_API_URL, api_url)
-        .replace(DEFAULT_RECEIVER_URL, receiver_url)
-        .replace(TOKEN_PLACEHOLDER, f"GANTRY_TOKEN={token}")
-    )
+    text = command.text.replace(DEFAULT_API_URL, api_url).replace(TOKEN_PLACEHOLDER, f"GANTRY_TOKEN={token}")
+    for url, port_variable in DEMO_URLS.items():
+        text = text.replace(url, f"http://127.0.0.1:{stack_env[port_variable]}")
+    return text
 
 
 @pytest.mark.slow
@@ -234,10 +237,7 @@ def test_the_readme_tour_runs_as_printed(tmp_path: Path) -> None:
     try:
         api_url, token = _up(stack)
         stack.children()  # remembered, so cleanup() reaps them whatever happens
-        receiver_url = f"http://127.0.0.1:{stack_env['GANTRY_DEMO_RECEIVER_PORT']}"
-        localised = [
-            Command(_localise(c, api_url, token, receiver_url), c.line, c.expected) for c in commands
-        ]
+        localised = [Command(_localise(c, api_url, token, stack_env), c.line, c.expected) for c in commands]
         finished = subprocess.run(
             ["bash"],
             input=tour_script(localised),
