@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from api.deps import AdminUser, SessionDep
 from catalog import audit
@@ -22,8 +22,9 @@ def audit_log(
     identifier: str | None = None,
     run_id: str | None = None,
     actor: str | None = None,
-    from_: datetime | None = Query(None, alias="from"),
-    to: datetime | None = None,
+    # Any RFC 3339 date-time with an offset; one without names no instant (422, not a 500).
+    from_: AwareDatetime | None = Query(None, alias="from"),
+    to: AwareDatetime | None = None,
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = None,
 ) -> dict[str, Any]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,7 +33,7 @@ def list_timers(
     session: SessionDep,
     who: PrincipalDep,
     state: Literal["active", "expired", "cleared"] | None = None,
-    expires_before: datetime | None = None,
+    expires_before: AwareDatetime | None = None,  # with an offset: a naive time names no instant
     blueprint: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = None,

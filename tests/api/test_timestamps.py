@@ -244,3 +244,22 @@ def test_any_rfc3339_form_parses_to_the_one_format(given: str, expected: str) ->
 @pytest.mark.parametrize("given", ["2026-12-02", "2026-12-02T04:10:24", "yesterday", ""])
 def test_times_without_an_offset_are_not_instants(given: str) -> None:
     assert parse_instant(given) is None
+
+
+def test_time_filters_take_any_offset_and_refuse_none(client: TestClient) -> None:
+    """``?from=``/``?to=`` and ``?expires_before=`` read any RFC 3339 form; a time without an
+    offset names no instant: a 422 naming the parameter, never a 500."""
+    seed_catalog(client)
+    newest = ok(client.get("/v1/audit-log"))["items"][0]["at"]
+    moment = parse_instant(newest)
+    assert moment is not None
+    as_paris = (moment + timedelta(hours=1)).replace(tzinfo=None).isoformat() + "+01:00"
+    since = ok(client.get("/v1/audit-log", params={"from": as_paris}))["items"]
+    assert newest in [r["at"] for r in since]
+    assert all(r["at"] >= newest for r in since)  # the one format orders as text
+    later = ok(client.get("/v1/timers", params={"expires_before": "2999-01-01t00:00:00z"}))["items"]
+    assert [t["entity"] for t in later] == ["payments"]
+    for url, name in (("/v1/audit-log", "from"), ("/v1/audit-log", "to"), ("/v1/timers", "expires_before")):
+        refused = client.get(url, params={name: "2026-01-01T00:00:00"})
+        assert refused.status_code == 422, (url, name, refused.text)
+        assert refused.json()["error"]["details"][0]["pointer"].endswith(name), refused.text

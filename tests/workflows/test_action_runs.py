@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from catalog.timefmt import INSTANT
 from tests.fakes.github import RunScript
 from tests.workflows.conftest import SERVICE_TOKEN, Stack
 
@@ -116,6 +117,11 @@ async def test_run_succeeds_end_to_end(stack: Stack) -> None:
         "environment": "staging",
         "notify": False,
     }
+    # times the workflow recorded (steps, log lines) and the API's own: one format
+    logs = (await stack.api.get(f"/v1/runs/{run['id']}/logs")).json()["items"]
+    times = [done["created_at"], done["updated_at"], done["ended_at"], *(line["at"] for line in logs)]
+    times += [s[k] for s in done["steps"] for k in ("started_at", "ended_at") if s.get(k)]
+    assert len(times) > 5 and all(INSTANT.match(t) for t in times), times
 
     (delivery,) = stack.webhook.calls("POST", "/deploy")
     assert delivery.json == {

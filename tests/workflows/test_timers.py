@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.slack_approvals import ApprovalAction
+from catalog.timefmt import INSTANT, parse_instant
 from config import Settings
 from tests.fakes.server import serve
 from tests.fakes.slack import FakeSlack
@@ -200,9 +201,14 @@ async def test_five_day_environment_reminded_extended_and_torn_down(
     )
     assert extended.status_code == 200, extended.text
     entity = (await stack.api.get("/v1/blueprints/environment/entities/env-1")).json()
-    assert entity["properties"]["expires_at"] == extended.json()["deadline"].replace(
-        "+00:00", ".000Z"
-    ) or entity["properties"]["expires_at"].startswith(extended.json()["deadline"][:19])
+    # the workflow's deadline, the property and the timer record: one instant, one format
+    assert entity["properties"]["expires_at"] == extended.json()["deadline"]
+    assert INSTANT.match(extended.json()["deadline"])
+    record = await timer(stack, "env-1")
+    assert record["deadline"] == extended.json()["deadline"]
+    times = [record["armed_at"], record["original_deadline"], record["next_reminder"]]
+    times += [r[k] for r in record["reminders"] + record["extensions"] for k in ("at", "deadline")]
+    assert all(INSTANT.match(t) for t in times if t is not None), times
     too_far = await stack.api.post(
         "/v1/blueprints/environment/entities/env-1/timers/expires_at/extend", json={"by": "P2D"}
     )
@@ -284,7 +290,8 @@ async def test_changing_the_deadline_rearms_and_a_past_deadline_expires_at_once(
 
 async def _deadline_is(handle: Any, _: str) -> bool:
     view = await handle.query("view")
-    return bool(view["deadline"]) and view["deadline"] > iso(datetime.now(UTC) + timedelta(days=2))
+    deadline = parse_instant(view["deadline"]) if view["deadline"] else None
+    return deadline is not None and deadline > datetime.now(UTC) + timedelta(days=2)
 
 
 # ---- the owners, in Slack ----------------------------------------------------------------------
