@@ -734,6 +734,8 @@ def list_runs(
             ) from exc
         stmt = stmt.where(or_(Run.created_at < moment, and_(Run.created_at == moment, Run.id < str(last_id))))
     rows = list(session.scalars(stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)))
+    # The cursor is opaque and keeps microseconds: the one (millisecond) format would skip or
+    # repeat runs created within the same millisecond.
     next_cursor = (
         encode_cursor([rows[limit - 1].created_at.isoformat(), rows[limit - 1].id])
         if len(rows) > limit

@@ -209,7 +209,7 @@ def _fingerprint(sort: Any) -> str:
 
 def _dump(value: Any, key: SortKey) -> Any:
     if key.kind == "time":
-        return value.isoformat()
+        return value.isoformat()  # opaque cursor: full precision, not the shown millisecond form
     if isinstance(value, Decimal):
         return str(value)
     return value
