@@ -287,6 +287,8 @@ class TemporalGateway:
                 f"Workflow completed ({final})",
                 result.get("error") if isinstance(result, dict) else None,
             )
+        if status == WorkflowExecutionStatus.FAILED and (outcome := await _run_outcome(handle)):
+            return outcome
         mapping = {
             WorkflowExecutionStatus.TERMINATED: ("CANCELLED", "Terminated from Temporal"),
             WorkflowExecutionStatus.CANCELED: ("CANCELLED", "Cancelled"),
@@ -295,6 +297,19 @@ class TemporalGateway:
         }
         run_status, label = mapping.get(status, ("FAILURE", f"Workflow ended: {status.name}"))
         return WorkflowEnd(run_status, label, label)
+
+
+async def _run_outcome(handle: Any) -> WorkflowEnd | None:
+    """How a run whose workflow failed on purpose ended: ActionRun fails its workflow with the
+    run's status (FAILURE, DECLINED, TIMED_OUT), label and error as the failure's details."""
+    try:
+        await handle.result(rpc_timeout=_timeout())
+    except WorkflowFailureError as exc:
+        details = getattr(exc.cause, "details", None) or ()
+        outcome = details[0] if details and isinstance(details[0], dict) else {}
+        if outcome.get("status") in ("FAILURE", "DECLINED", "TIMED_OUT"):
+            return WorkflowEnd(outcome["status"], str(outcome.get("label") or ""), outcome.get("error"))
+    return None
 
 
 def _timeout() -> Any:

@@ -21,8 +21,8 @@ from temporalio.exceptions import (
     CancelledError,
     FailureError,
     RetryState,
-    TimeoutError,
 )
+from temporalio.exceptions import TimeoutError as StepTimeout  # the builtin stays wait_condition's
 
 with workflow.unsafe.imports_passed_through():
     # Jinja2 imports parts of itself lazily while compiling; pass them all through the sandbox.
@@ -613,7 +613,7 @@ def _step_error(uses: str, params: dict[str, Any], exc: ActivityError) -> str:
     target = PLACEHOLDER.sub(REDACTED, describe_target(uses, params))
     head = " ".join(part for part in (uses, target) if part)
     reason = _root_message(exc)
-    if isinstance(cause, TimeoutError):
+    if isinstance(cause, StepTimeout):
         reason = f"{cause.type.name.lower().replace('_', '-') if cause.type else 'activity'} timeout"
     ending = _RETRY_ENDS.get(exc.retry_state) if exc.retry_state is not None else None
     return f"{head} failed" + (f" ({ending})" if ending else "") + f": {reason}"

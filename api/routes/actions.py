@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio.from_thread
@@ -19,6 +20,7 @@ from catalog.errors import FieldError, Forbidden, Invalid, NotFound
 from catalog.models import Action
 from catalog.permissions import Principal
 from catalog.runs import RunRequest
+from catalog.step_kinds import Vendor
 from config import Settings
 
 router = APIRouter(tags=["actions"])
@@ -39,16 +41,41 @@ def list_actions(session: SessionDep, who: PrincipalDep, blueprint: str | None =
     return {"items": items, "next_cursor": None}
 
 
+def _saved(action: Action, body: ActionIn, settings: Settings) -> dict[str, Any]:
+    """The saved action, with ``warnings`` for steps whose vendor this deployment lacks (the API
+    and the worker share one configuration)."""
+    return {
+        **service.action_to_dict(action),
+        "warnings": service.configuration_warnings(body, _configured(settings)),
+    }
+
+
+def _configured(settings: Settings) -> Callable[[Vendor], bool]:
+    def configured(vendor: Vendor) -> bool:
+        if vendor.prefix != "aws.":
+            return vendor.configured(settings)
+        from activities.cloud import aws_region  # boto3's region lookup, only for AWS steps
+
+        return vendor.configured(settings, aws_region())
+
+    return configured
+
+
 @router.post("/v1/actions", status_code=201)
 def create_action(
-    session: SessionDep, who: PrincipalDep, actor: ActorDep, body: ActionIn = Body()
+    session: SessionDep,
+    who: PrincipalDep,
+    actor: ActorDep,
+    settings: SettingsDep,
+    body: ActionIn = Body(),
 ) -> dict[str, Any]:
     """Create an action (admins, and the moderators of its blueprint); everything that can be
-    checked is checked now (422 naming the place)."""
+    checked is checked now (422 naming the place). ``warnings`` name steps whose vendor is not
+    configured: the action is saved, but those steps fail until it is."""
     service.check_may_write(session, who, body.blueprint)
     action, _created = service.save_action(session, body, actor, create_only=True)
     session.commit()
-    return service.action_to_dict(action)
+    return _saved(action, body, settings)
 
 
 @router.get("/v1/actions/{action}")
@@ -58,9 +85,15 @@ def get_action(action: str, session: SessionDep, who: PrincipalDep) -> dict[str,
 
 @router.put("/v1/actions/{action}")
 def put_action(
-    action: str, session: SessionDep, who: PrincipalDep, actor: ActorDep, body: ActionIn = Body()
+    action: str,
+    session: SessionDep,
+    who: PrincipalDep,
+    actor: ActorDep,
+    settings: SettingsDep,
+    body: ActionIn = Body(),
 ) -> JSONResponse:
-    """Create or replace an action. Running runs keep the definition they started with."""
+    """Create or replace an action. Running runs keep the definition they started with.
+    ``warnings`` as for ``POST``."""
     if body.identifier != action:
         raise Invalid("identifier mismatch", [FieldError("/identifier", "must equal the action in the path")])
     existing = session.get(Action, action)
@@ -69,7 +102,7 @@ def put_action(
     service.check_may_write(session, who, body.blueprint, *([existing.blueprint] if existing else []))
     saved, created = service.save_action(session, body, actor)
     session.commit()
-    return JSONResponse(service.action_to_dict(saved), status_code=201 if created else 200)
+    return JSONResponse(_saved(saved, body, settings), status_code=201 if created else 200)
 
 
 @router.delete("/v1/actions/{action}", status_code=204)
