@@ -100,6 +100,12 @@ async def failure_compensated(stack: Stack) -> tuple[str, str | None]:
     return run["workflow_id"], None
 
 
+async def failure_fails_workflow(stack: Stack) -> tuple[str, str | None]:
+    """As ``failure_compensated``, recorded since a run that does not succeed fails its workflow
+    (the ``failed-runs-fail-workflow`` patch): compensated, reported, then WORKFLOW_EXECUTION_FAILED."""
+    return await failure_compensated(stack)
+
+
 async def retry_resumed(stack: Stack) -> tuple[str, str | None]:
     """The failed run above retried: a second execution with ``resume_at``/``previous_steps``."""
     stack.webhook.fail_next(400, {"message": "environment is frozen"}, path="/deploy")
@@ -216,6 +222,7 @@ async def _entity_timer(stack: Stack, first_steps: list[dict[str, Any]]) -> tupl
 SCENARIOS: dict[str, Scenario] = {
     "action_run_success_several_kinds": success_several_kinds,
     "action_run_failure_compensated": failure_compensated,
+    "action_run_failure_fails_workflow": failure_fails_workflow,
     "action_run_retry_resumed": retry_resumed,
     "action_run_cancelled": cancelled,
     "action_run_sleep": sleep_then_webhook,

@@ -24,6 +24,7 @@ HISTORIES = Path(__file__).parent / "histories"
 EXPECTED = {
     "action_run_success_several_kinds": "ActionRun",
     "action_run_failure_compensated": "ActionRun",
+    "action_run_failure_fails_workflow": "ActionRun",
     "action_run_retry_resumed": "ActionRun",
     "action_run_cancelled": "ActionRun",
     "action_run_sleep": "ActionRun",
@@ -58,6 +59,16 @@ def test_every_recorded_history_is_checked() -> None:
     assert recorded == set(EXPECTED), "add new histories to EXPECTED (and remove deleted ones)"
 
 
+def patches(name: str) -> list[str]:
+    """The ids of the ``workflow.patched`` markers a recorded history holds."""
+    found = []
+    for event in load(name).events:
+        marker = event.marker_recorded_event_attributes
+        if marker.marker_name == "core_patch":
+            found.append(json.loads(marker.details["patch-data"].payloads[0].data)["id"])
+    return found
+
+
 def test_histories_cover_the_run_paths() -> None:
     """The recordings still show what they are named for (a recording from a broken scenario
     would replay fine and prove little)."""
@@ -73,6 +84,10 @@ def test_histories_cover_the_run_paths() -> None:
     assert "resume_at" in retry.input.payloads[0].data.decode()
     for name in ("action_run_success_several_kinds", "action_run_failure_compensated", "action_run_sleep"):
         assert "WORKFLOW_EXECUTION_COMPLETED" in event_types(name)
+    # Since the failed-runs-fail-workflow patch: its marker, then the workflow fails.
+    assert "WORKFLOW_EXECUTION_FAILED" in event_types("action_run_failure_fails_workflow")
+    assert patches("action_run_failure_fails_workflow") == ["failed-runs-fail-workflow"]
+    assert patches("action_run_failure_compensated") == []
     timer = event_types("entity_timer")
     for kind in (
         "EXECUTION_SIGNALED",
