@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError, TimeoutType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -25,6 +25,7 @@ from tests.fakes.jira import FakeJira
 from tests.fakes.webhook import FakeWebhookReceiver
 from tests.workflows.conftest import ADMIN_TOKEN, Stack, serve_api, stack_settings
 from workflows import ALL_WORKFLOWS
+from workflows.action_run import _step_error
 
 TERMINAL = {"SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"}
 JIRA_NOT_CONFIGURED = "Jira is not configured: set GANTRY_JIRA_URL, GANTRY_JIRA_USER and GANTRY_JIRA_TOKEN"
@@ -215,3 +216,23 @@ async def test_a_webhook_only_action_saves_without_warnings(bare_stack: Stack) -
         "/v1/actions", json=flag_action([webhook_step("https://example.com/x")])
     )
     assert saved.status_code == 201 and saved.json()["warnings"] == []
+
+
+def test_a_timed_out_step_names_its_kind_target_and_timeout() -> None:
+    # No activity message to reuse: the workflow composes the same shape around Temporal's words.
+    error = ActivityError(
+        "activity timeout",
+        scheduled_event_id=5,
+        started_event_id=6,
+        identity="worker",
+        activity_type="aws.cloudformation.deploy_stack",
+        activity_id="3",
+        retry_state=RetryState.MAXIMUM_ATTEMPTS_REACHED,
+    )
+    error.__cause__ = TimeoutError(
+        "activity StartToClose timeout", type=TimeoutType.START_TO_CLOSE, last_heartbeat_details=[]
+    )
+    params = {"stack_name": "web-${secret:abc:NAME}", "template": {}}
+    assert _step_error("aws.cloudformation.deploy_stack", params, error) == (
+        "aws.cloudformation.deploy_stack stack web-******** failed (no retries left): start-to-close timeout"
+    )
