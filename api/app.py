@@ -146,7 +146,7 @@ def create_app(
             return JSONResponse(
                 errors.error_body("unavailable", f"database: {exc.__class__.__name__}"),
                 status_code=503,
-                headers={"Retry-After": "5"},
+                headers={"Retry-After": str(errors.DATABASE_RETRY_AFTER)},
             )
         return JSONResponse({"status": "ready"})
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catalog.errors import CatalogError, Conflict, Forbidden, Invalid, NotFound, Unauthenticated, pointer
@@ -108,6 +108,30 @@ async def _data_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# Seconds a client should wait before retrying when the database does not answer: about
+# the time a restarted PostgreSQL or a failed-over connection takes to come back.
+DATABASE_RETRY_AFTER = 5
+
+
+def database_down(exc: BaseException) -> bool:
+    """True when ``exc`` says the database could not be reached (not that a statement was wrong):
+    a refused or dropped connection, or a connection SQLAlchemy had to invalidate."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    return isinstance(exc, OperationalError | InterfaceError) or bool(exc.connection_invalidated)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_down(exc):
+        return await _unexpected(request, exc)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.__class__.__name__)
+    return JSONResponse(
+        error_body("unavailable", "the catalog database is unavailable; retry later"),
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(error_body("internal_error", "an unexpected error occurred"), status_code=500)
@@ -120,4 +144,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceUnavailable, _unavailable)
     app.add_exception_handler(RateLimited, _rate_limited)
     app.add_exception_handler(DataError, _data_error)
+    # DataError is a DBAPIError too: Starlette picks the handler of the closest class in the MRO.
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
