@@ -2,7 +2,7 @@
 
 ``build_activities(settings)`` builds every integration from settings and returns the bound
 activity methods the worker registers; each step activity's name is its step kind (``uses``).
-Vendor modules are imported inside it, so workflows that import ``activities.types`` do not
+Vendor modules are imported inside it, so workflows that import ``contracts`` do not
 pull in httpx, boto3 or slack-sdk.
 """
 

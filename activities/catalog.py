@@ -17,20 +17,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.batching import GroupCommit
 from activities.errors import bad_params, vendor_error
-from activities.types import (
-    VENDOR_CLIENT_ERROR,
-    VENDOR_SERVER_ERROR,
-    AutomationLaunch,
-    ExpiryRun,
-    ReportInput,
-    StepInput,
-    StepResult,
-    TimerReport,
-)
 from activities.urls import identifier as identifier_segment
 from activities.urls import path
 from catalog import secrets
 from config import Settings
+from contracts.automations import AutomationLaunch
+from contracts.runs import ReportInput
+from contracts.steps import VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput, StepResult
+from contracts.timers import ExpiryRun, TimerReport
 
 RUN_HEADER = "X-Gantry-Run-Id"
 TIMER_REPORTS_PER_REQUEST = 200
@@ -147,7 +141,7 @@ class CatalogActivities:
     @activity.defn(name="gantry.report_run")
     async def report_run(self, report: ReportInput) -> None:
         response = await self._api.request(
-            "POST", path("v1", "runs", report.run_id, "report"), json=report.report
+            "POST", path("v1", "runs", report.run_id, "report"), json=dataclasses.asdict(report.report)
         )
         if response.status_code == 404:
             # The API commits the run just after starting its workflow: retry until it is there.

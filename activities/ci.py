@@ -27,8 +27,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import bad_params, request, send, step_failed, vendor_error
-from activities.types import VENDOR_SERVER_ERROR, Link, StepInput, StepResult
 from activities.urls import segment, segments
+from contracts.steps import VENDOR_SERVER_ERROR, Link, StepInput, StepResult
 
 GANTRY_INPUT = "gantry_run_id"
 GANTRY_VARIABLE = "GANTRY_RUN_ID"

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.types import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR
+from contracts.steps import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR
 
 _TRANSIENT = {408, 429}
 _MAX_MESSAGE = 500

@@ -29,7 +29,7 @@ import httpx
 from temporalio import activity
 
 from activities.errors import bad_params, send, unreachable
-from activities.types import StepInput, StepResult
+from contracts.steps import StepInput, StepResult
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import BENIGN, bad_params, network_reason, unreachable
-from activities.types import VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput, StepResult
+from contracts.steps import VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput, StepResult
 
 _TRANSIENT = {
     "ratelimited",

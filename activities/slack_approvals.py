@@ -25,7 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 
 from activities.slack import post_once, slack_error
-from workflows.approval_types import (
+from contracts.approvals import (
     ApprovalMessages,
     ApprovalOutcome,
     ApprovalRequest,

@@ -14,9 +14,8 @@ The button's value (:class:`TimerRef`) lives here, so both ends agree on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 from pydantic import BaseModel
@@ -26,6 +25,7 @@ from temporalio import activity
 
 from activities.slack import post_once, slack_error
 from activities.slack_approvals import ApprovalAction
+from contracts.timers import TimerNotice, TimerOwner
 
 NOT_CONFIGURED = "Slack is not configured: {entity}'s owners were not messaged"
 METADATA_EVENT = "gantry_timer"
@@ -34,28 +34,6 @@ ACTIONS_BLOCK = "gantry_timer_actions"
 EXTEND_CHOICES = (("Extend 1 day", "P1D"), ("Extend 3 days", "P3D"))
 # How far before the activity was first scheduled a retry looks for its earlier posts (clock skew).
 _SLACK_ERRORS = (SlackApiError, aiohttp.ClientError, TimeoutError)
-
-
-@dataclass
-class TimerOwner:
-    identifier: str
-    email: str
-    name: str = ""
-
-
-@dataclass
-class TimerNotice:
-    """What to tell a timer's owners: a ``reminder`` of ``deadline``, or a ``teardown_failed``
-    with its ``text``."""
-
-    kind: Literal["reminder", "teardown_failed"]
-    timer_id: str
-    blueprint: str
-    entity: str
-    property: str
-    owners: list[TimerOwner] = field(default_factory=list)
-    deadline: str | None = None
-    text: str = ""
 
 
 class TimerRef(BaseModel):

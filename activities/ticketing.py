@@ -16,8 +16,8 @@ import httpx
 from temporalio import activity
 
 from activities.errors import bad_params, request, send, vendor_error
-from activities.types import Link, StepInput, StepResult
 from activities.urls import segment
+from contracts.steps import Link, StepInput, StepResult
 
 API = "/rest/api/2"
 _COMMENT_PROPERTY = "gantry"

@@ -15,7 +15,7 @@ from catalog.audit import Actor
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid
 from catalog.models import RunApprover, User
 from catalog.permissions import SERVICE
-from workflows.approval_types import Decision
+from contracts.approvals import Decision
 
 DECISIONS = ("APPROVE", "DECLINE")
 

@@ -29,8 +29,8 @@ from catalog.models import Blueprint, Entity, Event, Run
 from catalog.runs import TERMINAL
 from catalog.timefmt import format_instant
 from catalog.timers import policy_of
-from workflows.automation import AutomationInput
-from workflows.timer import Arm
+from contracts.automations import AutomationInput
+from contracts.timers import Arm
 
 log = logging.getLogger("gantry.relay")
 

@@ -18,7 +18,6 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
@@ -29,8 +28,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import ServiceUnavailable
 from catalog.runs import NEVER_STARTED
 from config import Settings
-from workflows.approval_types import DECIDE_UPDATE, NO_APPROVAL_PENDING, REFUSAL_STATUS, Decision
-from workflows.timer import (
+from contracts.approvals import DECIDE_UPDATE, NO_APPROVAL_PENDING, REFUSAL_STATUS, Decision
+from contracts.runs import RunInput, RunOutcome, RunStatus
+from contracts.search_attributes import (
+    GANTRY_ACTION,
+    GANTRY_BLUEPRINT,
+    GANTRY_ENTITY,
+    GANTRY_REQUESTED_BY,
+    GANTRY_RUN_STATUS,
+)
+from contracts.timers import (
     ARM_SIGNAL,
     EXTEND_UPDATE,
     EXTENSION_REFUSED,
@@ -39,15 +46,8 @@ from workflows.timer import (
     Extension,
     TimerInput,
 )
-
-ACTION_RUN_WORKFLOW = "ActionRun"
-TIMER_WORKFLOW = "EntityTimer"
-
-GANTRY_ACTION = SearchAttributeKey.for_keyword("GantryAction")
-GANTRY_BLUEPRINT = SearchAttributeKey.for_keyword("GantryBlueprint")
-GANTRY_ENTITY = SearchAttributeKey.for_keyword("GantryEntity")
-GANTRY_RUN_STATUS = SearchAttributeKey.for_keyword("GantryRunStatus")
-GANTRY_REQUESTED_BY = SearchAttributeKey.for_keyword("GantryRequestedBy")
+from workflows.action_run import ActionRun
+from workflows.timer import EntityTimer
 
 
 class DecisionRefused(Exception):
@@ -122,14 +122,14 @@ class TemporalGateway:
                 SearchAttributePair(GANTRY_ACTION, action),
                 SearchAttributePair(GANTRY_BLUEPRINT, blueprint or ""),
                 SearchAttributePair(GANTRY_ENTITY, entity or ""),
-                SearchAttributePair(GANTRY_RUN_STATUS, "IN_PROGRESS"),
+                SearchAttributePair(GANTRY_RUN_STATUS, RunStatus.IN_PROGRESS.value),
                 SearchAttributePair(GANTRY_REQUESTED_BY, requested_by),
             ]
         )
         try:
             await client.start_workflow(
-                ACTION_RUN_WORKFLOW,
-                workflow_input,
+                ActionRun.run,
+                RunInput.from_json(workflow_input),
                 id=workflow_id,
                 task_queue=self._settings.task_queue,
                 search_attributes=attributes if self._settings.temporal_search_attributes else None,
@@ -186,7 +186,7 @@ class TemporalGateway:
                 await client.get_workflow_handle(timer["id"]).signal(ARM_SIGNAL, arm, rpc_timeout=_timeout())
                 return
             await client.start_workflow(
-                TIMER_WORKFLOW,
+                EntityTimer.run,
                 TimerInput(timer["id"], blueprint, entity, timer["property"]),
                 id=timer["id"],
                 task_queue=self._settings.task_queue,
@@ -261,7 +261,7 @@ class TemporalGateway:
     async def ended(self, workflow_id: str) -> WorkflowEnd | None:
         """None while the workflow runs; how it ended once it is closed (or was never started)."""
         client = await self.client()
-        handle = client.get_workflow_handle(workflow_id)
+        handle = client.get_workflow_handle_for(ActionRun.run, workflow_id)
         try:
             description = await handle.describe(rpc_timeout=_timeout())
         except RPCError as exc:
@@ -281,12 +281,7 @@ class TemporalGateway:
                 result = await handle.result(rpc_timeout=_timeout())
             except WorkflowFailureError as exc:
                 return WorkflowEnd("FAILURE", "Workflow failed", str(exc.cause or exc))
-            final = result.get("status", "SUCCESS") if isinstance(result, dict) else "SUCCESS"
-            return WorkflowEnd(
-                final,
-                f"Workflow completed ({final})",
-                result.get("error") if isinstance(result, dict) else None,
-            )
+            return WorkflowEnd(result.status, f"Workflow completed ({result.status})", result.error)
         if status == WorkflowExecutionStatus.FAILED and (outcome := await _run_outcome(handle)):
             return outcome
         mapping = {
@@ -306,9 +301,9 @@ async def _run_outcome(handle: Any) -> WorkflowEnd | None:
         await handle.result(rpc_timeout=_timeout())
     except WorkflowFailureError as exc:
         details = getattr(exc.cause, "details", None) or ()
-        outcome = details[0] if details and isinstance(details[0], dict) else {}
-        if outcome.get("status") in ("FAILURE", "DECLINED", "TIMED_OUT"):
-            return WorkflowEnd(outcome["status"], str(outcome.get("label") or ""), outcome.get("error"))
+        outcome = RunOutcome.from_details(details[0]) if details else None
+        if outcome is not None:
+            return WorkflowEnd(outcome.status, outcome.label, outcome.error)
     return None
 
 

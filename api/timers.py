@@ -20,7 +20,7 @@ from catalog.errors import Conflict, FieldError, Invalid
 from catalog.models import Entity, User
 from catalog.permissions import Principal, principal_of
 from catalog.properties import parse_time
-from workflows.timer import Extension
+from contracts.timers import Extension
 
 
 def check_may_extend(session: Session, who: Principal, blueprint: str, entity: Entity, prop: str) -> None:

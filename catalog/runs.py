@@ -49,7 +49,14 @@ class RunRequest(Strict):
     trigger: dict[str, Any] | None = None
 
 
-class LogLine(Strict):
+class WorkerMessage(BaseModel):
+    """A message from the worker. Tolerant: during a rolling upgrade a newer worker's extra
+    fields are ignored (refusing them would fail every run mid-step); required ones are checked."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class LogLine(WorkerMessage):
     seq: int | None = Field(None, ge=0)
     message: str
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -57,7 +64,7 @@ class LogLine(Strict):
     at: datetime | None = None
 
 
-class RunReport(Strict):
+class RunReport(WorkerMessage):
     """What a workflow tells the catalog about its run; every field replaces the stored one."""
 
     status: str | None = None
@@ -675,12 +682,32 @@ def finish(session: Session, run: Run, status: str, label: str, error: str | Non
     )
 
 
-def list_logs(session: Session, run_id: str, *, after: int | None = None, limit: int = 1000) -> list[RunLog]:
-    """In the order they arrived; ``after`` is the ``id`` of the last line already seen."""
+def log_page(
+    session: Session, run_id: str, *, after: int | None = None, limit: int = 1000, cursor: str | None = None
+) -> Page[RunLog]:
+    """The run's log lines in the order they arrived; ``after`` is the ``id`` of the last line
+    already seen, ``cursor`` resumes after the last line of the page before (its full-precision
+    time and id)."""
+    check_limit(limit)
     stmt = select(RunLog).where(RunLog.run_id == run_id)
     if after is not None:
         stmt = stmt.where(RunLog.id > after)
-    return list(session.scalars(stmt.order_by(RunLog.at, RunLog.id).limit(limit)))
+    if cursor:
+        moment, last_id = _time_key(cursor)
+        stmt = stmt.where(or_(RunLog.at > moment, and_(RunLog.at == moment, RunLog.id > last_id)))
+    rows = list(session.scalars(stmt.order_by(RunLog.at, RunLog.id).limit(limit + 1)))
+    more = len(rows) > limit
+    return Page(
+        rows[:limit], encode_cursor([rows[limit - 1].at.isoformat(), rows[limit - 1].id]) if more else None
+    )
+
+
+def _time_key(cursor: str) -> tuple[datetime, int]:
+    at, last_id = decode_cursor(cursor, size=2)
+    try:
+        return datetime.fromisoformat(str(at)), int(last_id)
+    except (TypeError, ValueError) as exc:
+        raise Invalid("invalid cursor", [FieldError("/cursor", "not a cursor returned by this API")]) from exc
 
 
 def log_view(line: RunLog) -> dict[str, Any]:

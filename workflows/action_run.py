@@ -9,12 +9,12 @@ local activity. On failure or cancellation the completed steps' ``compensate`` r
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -31,21 +31,12 @@ with workflow.unsafe.imports_passed_through():
     import jinja2.runtime
     import jinja2.sandbox  # noqa: F401
 
-    from activities.types import (
-        STEP_FAILED,
-        VENDOR_CLIENT_ERROR,
-        VENDOR_NOT_CONFIGURED,
-        ReportInput,
-        StepInput,
-        StepResult,
-    )
     from catalog.durations import parse_duration
     from catalog.secrets import PLACEHOLDER, REDACTED, mark_inputs, secret_input_names
     from catalog.step_kinds import WAITING_KINDS, describe_target
     from catalog.templates import TemplateFailure, evaluate_condition, render_value
     from catalog.timefmt import format_instant
-    from workflows.approval_gate import ApprovalGate
-    from workflows.approval_types import (
+    from contracts.approvals import (
         DECIDE_UPDATE,
         NO_APPROVAL_PENDING,
         ApprovalMessages,
@@ -53,9 +44,21 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRequest,
         Decision,
     )
+    from contracts.runs import (
+        REPORT_ACTIVITY,
+        RUN_FAILED_TYPES,
+        LogLevel,
+        LogLine,
+        ReportInput,
+        RunInput,
+        RunOutcome,
+        RunReport,
+        RunStatus,
+    )
+    from contracts.search_attributes import GANTRY_RUN_STATUS
+    from contracts.steps import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_NOT_CONFIGURED, StepInput, StepResult
+    from workflows.approval_gate import ApprovalGate
 
-RUN_STATUS = SearchAttributeKey.for_keyword("GantryRunStatus")
-REPORT_ACTIVITY = "gantry.report_run"
 DEFAULT_TIMEOUT = timedelta(minutes=10)
 DEFAULT_WAITING_TIMEOUT = timedelta(hours=1)
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
@@ -65,30 +68,6 @@ NON_RETRYABLE = [VENDOR_CLIENT_ERROR, STEP_FAILED, VENDOR_NOT_CONFIGURED, "NotFo
 # A run that does not succeed fails its workflow, so Temporal UI's Failures view and
 # ExecutionStatus="Failed" match GantryRunStatus. Histories recorded before completed instead.
 FAILED_RUNS_FAIL_WORKFLOW = "failed-runs-fail-workflow"
-RUN_FAILED_TYPES = {"FAILURE": "RunFailed", "DECLINED": "RunDeclined", "TIMED_OUT": "RunTimedOut"}
-
-
-@dataclass
-class RunInput:
-    run_id: str
-    action: dict[str, Any]
-    entity: dict[str, Any] | None
-    inputs: dict[str, Any]
-    user: dict[str, Any]
-    run: dict[str, Any]
-    event: dict[str, Any] | None = None
-    # A retry resumes at this step, with the earlier steps' {"status", "outputs"}.
-    resume_at: str | None = None
-    previous_steps: dict[str, Any] = field(default_factory=dict)
-    # First seq of this execution's log lines (a retry continues after the last one).
-    log_base: int = 0
-    # Approval policies with their eligible people, by gate ("action" or an approval step's id).
-    approvals: dict[str, Any] = field(default_factory=dict)
-    # Keep GantryRunStatus current (off on servers without custom search attributes).
-    search_attributes: bool = True
-    # A retry passes only the gates that were APPROVED ("action"; approval steps it keeps as
-    # earlier steps). None: an input from before this field, whose retries skipped the gate.
-    approved_gates: list[str] | None = None
 
 
 class RunDeclined(Exception):
@@ -111,13 +90,13 @@ class StepFailure(Exception):
 class ActionRun:
     def __init__(self) -> None:
         self._run_id = ""
-        self._status = "IN_PROGRESS"
+        self._status = RunStatus.IN_PROGRESS
         self._label = "Starting"
         self._error: str | None = None
         self._steps: list[dict[str, Any]] = []
         self._links: list[dict[str, Any]] = []
         self._affected: list[dict[str, Any]] = []
-        self._unsent: list[dict[str, Any]] = []
+        self._unsent: list[LogLine] = []
         self._seq = 0
         self._search_attributes = True
         self._gate: ApprovalGate | None = None
@@ -158,7 +137,7 @@ class ActionRun:
             raise ApplicationError(message, type=kind)
 
     @workflow.run
-    async def run(self, inp: RunInput) -> dict[str, Any]:
+    async def run(self, inp: RunInput) -> RunOutcome:
         self._run_id = inp.run_id
         # Workflow randomness: the same on replay, unknown to whoever writes the data steps read.
         self._marker = workflow.uuid4().hex
@@ -185,7 +164,7 @@ class ActionRun:
                     outputs=done[step["id"]].get("outputs", {}),
                 )
         self._log(
-            f"Run of '{inp.action.get('title', inp.action['identifier'])}' started by {inp.user['identifier']}"
+            f"Run of '{inp.action.get('title', inp.action['identifier'])}' started by {inp.user.identifier}"
             + (f", resuming at step {inp.resume_at}" if inp.resume_at else "")
         )
         try:
@@ -197,35 +176,37 @@ class ActionRun:
                 await self._run_step(index, definition, inp)
         except RunDeclined as declined:
             self._log(f"Not running further steps: {declined.message}", "WARNING")
-            self._mark_running("DECLINED", declined.message)
+            self._mark_running(RunStatus.DECLINED, declined.message)
             await self._compensate(inp)
-            await self._finish("DECLINED", declined.label, declined.message)
-            return self._unsuccessful("DECLINED", declined.label, declined.message)
+            await self._finish(RunStatus.DECLINED, declined.label, declined.message)
+            return self._unsuccessful(RunStatus.DECLINED, declined.label, declined.message)
         except asyncio.CancelledError:
             self._log("Cancelled: stopping the running step", "WARNING")
-            self._mark_running("CANCELLED", "cancelled")
+            self._mark_running(RunStatus.CANCELLED, "cancelled")
             await self._compensate(inp)
-            await self._finish("CANCELLED", "Cancelled", "cancelled")
+            await self._finish(RunStatus.CANCELLED, "Cancelled", "cancelled")
             raise
         except StepFailure as failure:
             self._log(f"Step {failure.step_id} failed: {failure.message}", "ERROR", failure.step_id)
             await self._compensate(inp)
             label = f"Failed at step {failure.step_id}"
-            await self._finish("FAILURE", label, failure.message)
-            return self._unsuccessful("FAILURE", label, failure.message)
-        await self._finish("SUCCESS", "Completed", None)
-        return {"status": "SUCCESS", "error": None}
+            await self._finish(RunStatus.FAILURE, label, failure.message)
+            return self._unsuccessful(RunStatus.FAILURE, label, failure.message)
+        await self._finish(RunStatus.SUCCESS, "Completed", None)
+        return RunOutcome(RunStatus.SUCCESS)
 
-    def _unsuccessful(self, status: str, label: str, error: str) -> dict[str, Any]:
+    def _unsuccessful(self, status: RunStatus, label: str, error: str) -> RunOutcome:
         """End a run that did not succeed, after compensation and its final report: its workflow
         fails with the run's error (details: status, label, error). A history recorded before
         this change completed with the outcome as its result, and replays that way."""
-        outcome = {"status": status, "error": error}
         if not workflow.patched(FAILED_RUNS_FAIL_WORKFLOW):
-            return outcome
+            return RunOutcome(status, error)
         message = f"{status}: {label}" + (f" — {error}" if error.lower() != label.lower() else "")
         raise ApplicationError(
-            message, {**outcome, "label": label}, type=RUN_FAILED_TYPES[status], non_retryable=True
+            message,
+            {"status": status.value, "error": error, "label": label},
+            type=RUN_FAILED_TYPES[status],
+            non_retryable=True,
         )
 
     # ---- steps -------------------------------------------------------------------------
@@ -237,8 +218,8 @@ class ActionRun:
             "inputs": mark_inputs(inp.inputs, secret_input_names(inp.action), self._marker),
             "entity": inp.entity,
             "steps": steps,
-            "run": inp.run,
-            "user": inp.user,
+            "run": dataclasses.asdict(inp.run),
+            "user": dataclasses.asdict(inp.user),
             "event": inp.event,
         }
 
@@ -326,7 +307,7 @@ class ActionRun:
     async def _await_approval(self, gate_id: str, inp: RunInput) -> None:
         """Wait durably for the gate's decision; raise RunDeclined unless it is approved."""
         policy = inp.approvals[gate_id]
-        gate = ApprovalGate.open(gate_id, inp.run_id, policy, inp.user["identifier"])
+        gate = ApprovalGate.open(gate_id, inp.run_id, policy, inp.user.identifier)
         if inp.resume_at and inp.approved_gates is not None:
             # A retry asks anew: buttons of the earlier request (never closed if that execution
             # was cancelled while waiting) must not decide this one.
@@ -341,7 +322,7 @@ class ActionRun:
                 )
             )
         self._gate, previous_status = gate, self._status
-        self._set_status("WAITING_FOR_APPROVAL", "Waiting for approval")
+        self._set_status(RunStatus.WAITING_FOR_APPROVAL, "Waiting for approval")
         for phase, people, timeout in phases:
             deadline = workflow.now() + parse_duration(timeout)
             gate.start_phase(phase, people, _iso(deadline))
@@ -413,13 +394,13 @@ class ActionRun:
             run_id=inp.run_id,
             request_id=gate.request_id,
             action_title=inp.action.get("title", ""),
-            requester=inp.user["identifier"],
+            requester=inp.user.identifier,
             entity=(inp.entity or {}).get("identifier"),
             inputs=inputs,
             required_approvals=gate.required,
             expires_at=gate.expires_at or "",
-            run_url=inp.run.get("url", ""),
-            temporal_ui_url=inp.run.get("temporal_ui_url", ""),
+            run_url=inp.run.url,
+            temporal_ui_url=inp.run.temporal_ui_url,
             approvers=gate.undecided() if notify.get("direct_messages", True) else [],
             channel=None if reminder else notify.get("slack_channel"),
             reminder=reminder,
@@ -469,13 +450,13 @@ class ActionRun:
                 f"Could not update the approval messages: {_root_message(exc)}", "WARNING", gate.gate_id
             )
 
-    def _set_status(self, status: str, label: str) -> None:
+    def _set_status(self, status: RunStatus, label: str) -> None:
         self._status, self._label = status, label
         self._upsert_status(status)
 
-    def _upsert_status(self, status: str) -> None:
+    def _upsert_status(self, status: RunStatus) -> None:
         if self._search_attributes:
-            workflow.upsert_search_attributes([RUN_STATUS.value_set(status)])
+            workflow.upsert_search_attributes([GANTRY_RUN_STATUS.value_set(status.value)])
 
     async def _compensate(self, inp: RunInput) -> None:
         done = [(i, d) for i, d in enumerate(inp.action["steps"]) if self._steps[i]["status"] == "SUCCESS"]
@@ -497,26 +478,18 @@ class ActionRun:
             self._steps[index]["status"] = "COMPENSATED"
             self._log(f"Step {step_id} compensated ({compensate['uses']})", "WARNING", step_id)
 
-    def _mark_running(self, status: str, error: str) -> None:
+    def _mark_running(self, status: RunStatus, error: str) -> None:
         for step in self._steps:
             if step["status"] == "IN_PROGRESS":
-                step.update(status=status, ended_at=_iso(workflow.now()), error=error)
+                step.update(status=status.value, ended_at=_iso(workflow.now()), error=error)
 
     # ---- reporting ---------------------------------------------------------------------
 
-    def _log(self, message: str, level: str = "INFO", step_id: str | None = None) -> None:
-        self._unsent.append(
-            {
-                "seq": self._seq,
-                "message": message,
-                "level": level,
-                "step_id": step_id,
-                "at": _iso(workflow.now()),
-            }
-        )
+    def _log(self, message: str, level: LogLevel = "INFO", step_id: str | None = None) -> None:
+        self._unsent.append(LogLine(self._seq, message, level, step_id, _iso(workflow.now())))
         self._seq += 1
 
-    async def _finish(self, status: str, label: str, error: str | None) -> None:
+    async def _finish(self, status: RunStatus, label: str, error: str | None) -> None:
         self._status, self._label, self._error = status, label, error
         self._log(
             f"Run ended: {status}" + (f" ({error})" if error else ""),
@@ -527,16 +500,16 @@ class ActionRun:
         await self._report()
 
     async def _report(self) -> None:
-        report = {
-            "approval": self._approval,
-            "status": self._status,
-            "status_label": self._label,
-            "steps": self._steps,
-            "links": self._links,
-            "affected_entities": self._affected,
-            "error": self._error,
-            "logs": self._unsent,
-        }
+        report = RunReport(
+            status=RunStatus(self._status),
+            status_label=self._label,
+            steps=self._steps,
+            approval=self._approval,
+            links=self._links,
+            affected_entities=self._affected,
+            error=self._error,
+            logs=self._unsent,
+        )
         self._unsent = []
         await workflow.execute_local_activity(
             REPORT_ACTIVITY,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflows.approval_types import (
+from contracts.approvals import (
     ALREADY_DECIDED,
     APPROVAL_CLOSED,
     NOT_ELIGIBLE,

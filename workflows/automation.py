@@ -7,7 +7,6 @@ invocation happen once per event, however often the event is relayed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -20,16 +19,8 @@ with workflow.unsafe.imports_passed_through():
     import jinja2.runtime
     import jinja2.sandbox  # noqa: F401
 
-    from activities.types import AutomationLaunch
     from catalog.templates import TemplateFailure, render_value
-
-
-@dataclass
-class AutomationInput:
-    automation: dict[str, Any]
-    event: dict[str, Any]
-    depth: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
+    from contracts.automations import AutomationInput, AutomationLaunch
 
 
 @workflow.defn(name="AutomationRun")

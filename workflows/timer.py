@@ -12,7 +12,6 @@ Reminders and a failed teardown also go to the timer's owners in Slack
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,43 +20,25 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.slack_timers import TimerNotice, TimerOwner
-    from activities.types import ExpiryRun, TimerReport
     from catalog.durations import parse_duration
     from catalog.timefmt import format_instant, format_optional
     from catalog.timer_rules import extension_problem, reminder_times
+    from contracts.timers import (
+        ARM_SIGNAL,
+        EXTEND_UPDATE,
+        EXTENSION_REFUSED,
+        RUN_ENDED_SIGNAL,
+        Arm,
+        ExpiryRun,
+        Extension,
+        TimerInput,
+        TimerNotice,
+        TimerOwner,
+        TimerReport,
+    )
 
-ARM_SIGNAL = "arm"
-RUN_ENDED_SIGNAL = "run_ended"
-EXTEND_UPDATE = "extend"
-EXTENSION_REFUSED = "ExtensionRefused"
 REPORT = RetryPolicy(maximum_interval=timedelta(seconds=30))
 NOTIFY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(minutes=1))
-
-
-@dataclass
-class TimerInput:
-    timer_id: str
-    blueprint: str
-    entity: str
-    property: str
-
-
-@dataclass
-class Arm:
-    """A new deadline (ISO time) for the timer, or None: the timer was cleared."""
-
-    deadline: str | None
-    policy: dict[str, Any] = field(default_factory=dict)
-    entity_created_at: str = ""
-    event_id: int = 0
-
-
-@dataclass
-class Extension:
-    by: str  # an ISO 8601 duration
-    user: str
-    via: str = "api"
 
 
 @workflow.defn(name="EntityTimer")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import ActorDep, AdminUser, CurrentUser, PrincipalDep, ServiceUser, SessionDep
+from api.openapi import errors
+from api.schemas import Cursor, EventView, Limit, Page, TimerReportAnswer, TimerReportResults, TimerView
 from api.timers import extend_timer
 from catalog import events, timers
 from catalog.audit import Actor
@@ -28,15 +30,15 @@ class ExtendBody(BaseModel):
     by: str
 
 
-@router.get("/v1/timers")
+@router.get("/v1/timers", response_model=Page[TimerView])
 def list_timers(
     session: SessionDep,
     who: PrincipalDep,
     state: Literal["active", "expired", "cleared"] | None = None,
     expires_before: AwareDatetime | None = None,  # with an offset: a naive time names no instant
     blueprint: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    cursor: str | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Armed and expired timers of the entities the caller may read, soonest deadline first:
     what will be torn down, and when."""
@@ -52,7 +54,12 @@ def list_timers(
     return {"items": [timers.timer_view(t) for t in page.items], "next_cursor": page.next_cursor}
 
 
-@router.post("/v1/blueprints/{blueprint}/entities/{identifier:path}/timers/{prop}/extend")
+@router.post(
+    "/v1/blueprints/{blueprint}/entities/{identifier:path}/timers/{prop}/extend",
+    response_model=TimerView,
+    operation_id="extend_timer",
+    responses=errors(403, 409),
+)
 def extend(
     blueprint: str,
     identifier: str,
@@ -68,7 +75,7 @@ def extend(
     return extend_timer(request.app, session, blueprint, identifier, prop, body.by, user, via="api")
 
 
-@router.get("/v1/events")
+@router.get("/v1/events", response_model=Page[EventView])
 def list_events(
     session: SessionDep,
     _: AdminUser,
@@ -76,8 +83,8 @@ def list_events(
     blueprint: str | None = None,
     entity: str | None = None,
     delivered: bool | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    cursor: str | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """The event log (the outbox), newest first. Admins only: events carry entities' full
     before/after, whoever may read them."""
@@ -94,19 +101,21 @@ def list_events(
 
 
 class TimerReportItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A newer worker's extra fields are ignored, not refused: see catalog.runs.WorkerMessage.
+    model_config = ConfigDict(extra="ignore")
 
     timer_id: str = Field(min_length=1)
     report: dict[str, Any] = Field(default_factory=dict)
 
 
 class TimerReports(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A newer worker's extra fields are ignored, not refused: see catalog.runs.WorkerMessage.
+    model_config = ConfigDict(extra="ignore")
 
     reports: list[TimerReportItem] = Field(min_length=1, max_length=MAX_REPORTS)
 
 
-@router.post("/v1/timers/reports")
+@router.post("/v1/timers/reports", response_model=TimerReportResults)
 def report_timers(session: SessionDep, _: ServiceUser, actor: ActorDep, body: TimerReports) -> dict[str, Any]:
     """Many timer workflows' news in one transaction (service token only; the worker sends the
     reports that arrive while one is in flight together). Applied in order; ``results`` answers
@@ -115,7 +124,7 @@ def report_timers(session: SessionDep, _: ServiceUser, actor: ActorDep, body: Ti
     return {"results": _apply_reports(session, [(i.timer_id, i.report) for i in body.reports], actor)}
 
 
-@router.post("/v1/timers/{timer_id:path}/report")
+@router.post("/v1/timers/{timer_id:path}/report", response_model=TimerReportAnswer)
 def report_timer(
     timer_id: str, session: SessionDep, _: ServiceUser, actor: ActorDep, body: dict[str, Any] = Body()
 ) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.types import StepInput
+from contracts.steps import StepInput
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
 from tests.fakes.jenkins import FakeJenkins

@@ -11,7 +11,7 @@ import yaml
 from temporalio.exceptions import ApplicationError
 
 from activities.cloud import CloudFormation, cloudformation_client
-from activities.types import STEP_FAILED, VENDOR_CLIENT_ERROR, StepInput
+from contracts.steps import STEP_FAILED, VENDOR_CLIENT_ERROR, StepInput
 from tests.activities.conftest import POLL, Env, step
 
 TEMPLATE: dict[str, Any] = {

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from activities.ci import GitHubActions
 from activities.context import with_context
 from activities.http import HostPolicy, Webhooks
-from activities.types import VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput
+from contracts.steps import VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput
 from tests.activities.conftest import POLL, Env, step
 from tests.fakes.github import FakeGitHub
 from tests.fakes.webhook import FakeWebhookReceiver

@@ -11,7 +11,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.ci import GitHubActions, parse_github_repo
-from activities.types import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput
+from contracts.steps import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput
 from tests.activities.conftest import POLL, Env, step
 from tests.fakes.github import FakeGitHub, RunScript, Workflow
 

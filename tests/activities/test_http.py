@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import retry_after, vendor_error
 from activities.http import HostPolicy, Webhooks, sign, verify_signature
-from activities.types import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR
+from contracts.steps import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR
 from tests.activities.conftest import Env, step
 from tests.fakes.webhook import FakeWebhookReceiver
 

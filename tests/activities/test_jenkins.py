@@ -10,7 +10,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.ci import Jenkins, jenkins_job_path
-from activities.types import STEP_FAILED, VENDOR_CLIENT_ERROR, StepInput
+from contracts.steps import STEP_FAILED, VENDOR_CLIENT_ERROR, StepInput
 from tests.activities.conftest import POLL, Env, step
 from tests.fakes.jenkins import FakeJenkins
 

@@ -10,7 +10,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.ticketing import Jira, gantry_label
-from activities.types import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput
+from contracts.steps import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput
 from tests.activities.conftest import Env, step
 from tests.fakes.jira import FakeJira
 

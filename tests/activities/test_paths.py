@@ -15,9 +15,9 @@ from temporalio.exceptions import ApplicationError
 from activities.catalog import CatalogActivities, GantryApi
 from activities.ci import GitHubActions, GitLab, Jenkins
 from activities.ticketing import Jira
-from activities.types import STEP_FAILED
 from api.app import create_app
 from config import Settings
+from contracts.steps import STEP_FAILED
 from tests.activities.conftest import POLL, Env, step
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab

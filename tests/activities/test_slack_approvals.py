@@ -10,15 +10,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.exceptions import ApplicationError
 
 from activities.slack_approvals import ApprovalAction, ApprovalRef, SlackApprovals
-from tests.activities.conftest import Env
-from tests.fakes.slack import FakeSlack
-from workflows.approval_types import (
+from contracts.approvals import (
     ApprovalMessages,
     ApprovalOutcome,
     ApprovalRequest,
     Approver,
     SlackMessage,
 )
+from tests.activities.conftest import Env
+from tests.fakes.slack import FakeSlack
 
 BOB = Approver("bob", "bob@example.com", "Bob")
 ALICE = Approver("alice", "alice@example.com", "Alice")

@@ -9,8 +9,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import build_activities
-from activities.types import VENDOR_NOT_CONFIGURED
 from config import Settings
+from contracts.steps import VENDOR_NOT_CONFIGURED
 from tests.activities.conftest import Env, step
 
 CATALOG = {

@@ -21,7 +21,7 @@ from catalog import events
 from catalog.audit import Actor
 from catalog.db import make_sessionmaker
 from catalog.models import Event
-from workflows.timer import Arm
+from contracts.timers import Arm
 
 
 @dataclass

@@ -34,11 +34,11 @@ from api.temporal import DecisionRefused
 from catalog.errors import Forbidden
 from catalog.models import AuditRecord, Run, RunApprover, Timer, User
 from config import Settings
+from contracts.approvals import NOT_ELIGIBLE, Decision
+from contracts.timers import EXTENSION_REFUSED, Arm, Extension
 from tests.api.conftest import ADMIN_TOKEN
 from tests.fakes.server import serve
 from tests.fakes.slack import FakeSlack
-from workflows.approval_types import NOT_ELIGIBLE, Decision
-from workflows.timer import EXTENSION_REFUSED, Arm, Extension
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 NOW = 1_700_000_000.0

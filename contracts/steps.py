@@ -52,45 +52,6 @@ class StepResult:
     log: list[str] = field(default_factory=list)
 
 
-@dataclass
-class ReportInput:
-    """A workflow's report of its run's state, for ``gantry.report_run``."""
-
-    run_id: str
-    report: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class TimerReport:
-    """A timer workflow's news for the catalog (``gantry.report_timer``)."""
-
-    timer_id: str
-    report: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ExpiryRun:
-    """The run a timer starts when it expires (``gantry.start_expiry_run``)."""
-
-    action: str
-    blueprint: str
-    entity: str
-    idempotency_key: str
-    # The timer: its run's trigger names it, so the run's end is signalled to the timer.
-    timer_id: str = ""
-
-
-@dataclass
-class AutomationLaunch:
-    """The run an automation starts (``gantry.launch_automation_run``)."""
-
-    action: str
-    entity: str | None
-    inputs: dict[str, Any] = field(default_factory=dict)
-    idempotency_key: str = ""
-    trigger: dict[str, Any] = field(default_factory=dict)
-
-
 # ApplicationError types raised by step activities. A vendor's 4xx is non-retryable.
 VENDOR_CLIENT_ERROR = "VendorClientError"
 VENDOR_SERVER_ERROR = "VendorServerError"
