@@ -1,49 +1,34 @@
 """The Temporal worker: builds clients from settings, registers workflows and activities, runs.
 
 ``python worker.py`` connects to ``GANTRY_TEMPORAL_ADDRESS``, makes sure Gantry's search
-attributes and the run-reconciling schedule exist, and polls ``GANTRY_TASK_QUEUE`` until SIGINT/SIGTERM, then shuts down
+attributes and the housekeeping loops (run reconciling, scorecard regrading) exist, and polls ``GANTRY_TASK_QUEUE`` until SIGINT/SIGTERM, then shuts down
 gracefully (running activities get ``GRACEFUL_SHUTDOWN`` to finish).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import logging
 import signal
 from datetime import timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
-)
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from catalog.timefmt import configure_logging
 from config import Settings, get_settings
-from workflows.reconcile import EVERY, REGRADE_EVERY, REGRADE_SCHEDULE_ID, SCHEDULE_ID
+from contracts.search_attributes import NAMES
+from workflows.reconcile import REGRADE_SCHEDULE_ID, SCHEDULE_ID
 
 log = logging.getLogger("gantry.worker")
 
 # Set on every Gantry workflow so operators can filter runs in Temporal UI (README: Runs).
-SEARCH_ATTRIBUTES = (
-    "GantryAction",
-    "GantryBlueprint",
-    "GantryEntity",
-    "GantryRunStatus",
-    "GantryRequestedBy",
-)
+SEARCH_ATTRIBUTES = NAMES
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 CONNECT_PATIENCE = timedelta(seconds=60)
 
@@ -80,58 +65,46 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
     log.info("registered search attributes %s in namespace %s", ", ".join(missing), namespace)
 
 
-def housekeeping_schedule(
-    workflow: str, workflow_id: str, every: timedelta, summary: str, task_queue: str
-) -> Schedule:
-    """``workflow`` every ``every``; a pass still running when the next is due is skipped."""
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            workflow, id=workflow_id, task_queue=task_queue, static_summary=summary
-        ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+HOUSEKEEPING = {
+    SCHEDULE_ID: ("ReconcileRuns", "Converge run records on their workflows' real ends"),
+    REGRADE_SCHEDULE_ID: ("RegradeScorecards", "Regrade scorecards (time-based rules)"),
+}
+
+
+async def ensure_housekeeping(
+    client: Client, workflow_id: str, workflow: str, summary: str, task_queue: str
+) -> None:
+    """Make sure the housekeeping loop runs on ``task_queue``: one long-running workflow with a
+    fixed id (not a Schedule starting one per pass, which filled Temporal UI's list)."""
+    # A Schedule from before the loops would keep starting one-pass executions next to the loop.
+    with contextlib.suppress(RPCError):
+        await client.get_schedule_handle(workflow_id).delete()
+    handle = await client.start_workflow(
+        workflow,
+        id=workflow_id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary=summary,
     )
-
-
-def housekeeping_schedules(task_queue: str) -> dict[str, Schedule]:
-    return {
-        SCHEDULE_ID: housekeeping_schedule(
-            "ReconcileRuns",
-            SCHEDULE_ID,
-            EVERY,
-            "Converge run records on their workflows' real ends",
-            task_queue,
-        ),
-        REGRADE_SCHEDULE_ID: housekeeping_schedule(
-            "RegradeScorecards",
-            REGRADE_SCHEDULE_ID,
-            REGRADE_EVERY,
-            "Regrade scorecards (time-based rules)",
-            task_queue,
-        ),
-    }
-
-
-async def ensure_schedule(client: Client, schedule_id: str, schedule: Schedule) -> None:
-    """Create the schedule, or bring an existing one up to date (e.g. a new task queue)."""
-    try:
-        await client.create_schedule(schedule_id, schedule)
-        log.info("created schedule %s", schedule_id)
-    except ScheduleAlreadyRunningError:
-
-        def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
-            # Keep what operators set by hand (a pause, a note); replace what Gantry owns.
-            state = current.description.schedule.state
-            return ScheduleUpdate(schedule=dataclasses.replace(schedule, state=state))
-
-        await client.get_schedule_handle(schedule_id).update(update)
+    described = await handle.describe()
+    if described.task_queue != task_queue:
+        # The worker moved to another task queue: restart the loop there.
+        await handle.terminate(f"moved to task queue {task_queue}")
+        await client.start_workflow(
+            workflow,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=summary,
+        )
+        log.info("restarted %s on task queue %s", workflow_id, task_queue)
 
 
 async def prepare_namespace(client: Client, settings: Settings) -> None:
     """What every worker start makes sure of, idempotently, before it polls."""
     await ensure_search_attributes(client, settings.temporal_namespace)
-    for schedule_id, schedule in housekeeping_schedules(settings.task_queue).items():
-        await ensure_schedule(client, schedule_id, schedule)
+    for workflow_id, (workflow, summary) in HOUSEKEEPING.items():
+        await ensure_housekeeping(client, workflow_id, workflow, summary, settings.task_queue)
 
 
 async def build_worker(client: Client, settings: Settings) -> Worker:

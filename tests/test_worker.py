@@ -6,13 +6,21 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+    WorkflowExecutionStatus,
+)
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
 from tests.temporal_env import start_dev_server
 from worker import SEARCH_ATTRIBUTES, prepare_namespace
-from workflows.reconcile import EVERY, SCHEDULE_ID
+from workflows.reconcile import SCHEDULE_ID
 
 pytestmark = pytest.mark.temporal
 
@@ -37,24 +45,36 @@ async def _custom_attributes(client: Client) -> set[str]:
     return set(answer.custom_attributes)
 
 
-async def test_start_up_creates_the_reconcile_schedule_and_can_run_again(
+async def test_start_up_starts_one_reconcile_loop_and_can_run_again(
     temporal: WorkflowEnvironment,
 ) -> None:
     client = temporal.client
+    # A Schedule from before the loops is removed, so it stops starting one execution a minute.
+    await client.create_schedule(
+        SCHEDULE_ID,
+        Schedule(
+            action=ScheduleActionStartWorkflow("ReconcileRuns", id=SCHEDULE_ID, task_queue="gantry-a"),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
+        ),
+    )
     await prepare_namespace(client, _settings("gantry-a"))
 
-    described = await client.get_schedule_handle(SCHEDULE_ID).describe()
-    action = described.schedule.action
-    assert isinstance(action, ScheduleActionStartWorkflow)
-    assert action.workflow == "ReconcileRuns" and action.task_queue == "gantry-a"
-    assert [spec.every for spec in described.schedule.spec.intervals] == [EVERY] == [timedelta(minutes=1)]
-    assert described.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
+    first = await client.get_workflow_handle(SCHEDULE_ID).describe()
+    assert first.workflow_type == "ReconcileRuns" and first.task_queue == "gantry-a"
+    assert first.status == WorkflowExecutionStatus.RUNNING
     assert set(SEARCH_ATTRIBUTES) <= await _custom_attributes(client)
+    with pytest.raises(RPCError):
+        await client.get_schedule_handle(SCHEDULE_ID).describe()
 
-    # A second worker (or a restart) finds it there, and brings it in line with its settings.
-    await client.get_schedule_handle(SCHEDULE_ID).pause(note="paused by an operator")
+    # A restart on the same task queue finds the loop running and leaves it alone.
+    await prepare_namespace(client, _settings("gantry-a"))
+    again = await client.get_workflow_handle(SCHEDULE_ID).describe()
+    assert again.run_id == first.run_id
+
+    # A worker on another task queue moves the loop there.
     await prepare_namespace(client, _settings("gantry-b"))
-    described = await client.get_schedule_handle(SCHEDULE_ID).describe()
-    assert isinstance(described.schedule.action, ScheduleActionStartWorkflow)
-    assert described.schedule.action.task_queue == "gantry-b"
-    assert described.schedule.state.paused, "an operator's pause survives a restart"
+    moved = await client.get_workflow_handle(SCHEDULE_ID).describe()
+    assert moved.task_queue == "gantry-b" and moved.run_id != first.run_id
+    assert moved.status == WorkflowExecutionStatus.RUNNING
+    listed = [w async for w in client.list_workflows(f"WorkflowId = '{SCHEDULE_ID}'")]
+    assert len(listed) == 2, "one execution per loop (the moved one and the terminated one), not per pass"
