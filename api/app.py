@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api import docs, errors
+from api import docs, errors, openapi
 from api.limits import BodyLimits, RequestLimits
 from api.relay import EventRelay
 from api.routes import (
@@ -27,6 +27,7 @@ from api.routes import (
     slack,
     timers,
 )
+from api.schemas import Health, Ready
 from api.temporal import TemporalGateway
 from catalog.db import make_engine, make_sessionmaker, transaction
 from catalog.identity import (
@@ -110,6 +111,8 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        generate_unique_id_function=openapi.operation_id,
+        openapi_tags=openapi.TAGS,
     )
     app.state.settings = settings
     app.state.temporal = temporal or TemporalGateway(settings)
@@ -117,6 +120,7 @@ def create_app(
     # Outermost: bodies are measured and JSON checked before any route or parser reads them.
     app.add_middleware(RequestLimits, limits=BodyLimits.of(settings))
     docs.install(app)
+    openapi.install(app)
     for module in (
         blueprints,
         entities,
@@ -131,12 +135,12 @@ def create_app(
     ):
         app.include_router(module.router)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=Health)
     def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], response_model=Ready, responses=openapi.errors(503))
     def readyz() -> JSONResponse:
         """The catalog database answers."""
         try:

@@ -12,12 +12,15 @@ from sqlalchemy.exc import IntegrityError
 
 from api.deps import ActorDep, CurrentUser, PrincipalDep, SessionDep, SettingsDep
 from api.errors import ServiceUnavailable
+from api.openapi import errors
+from api.schemas import ActionView, Cursor, Limit, Page, RunView, SavedAction
 from catalog import actions as service
 from catalog import runs
 from catalog.actions import ActionIn
 from catalog.audit import Actor
 from catalog.errors import FieldError, Forbidden, Invalid, NotFound
 from catalog.models import Action
+from catalog.pagination import page_after
 from catalog.permissions import Principal
 from catalog.runs import RunRequest
 from catalog.step_kinds import Vendor
@@ -34,11 +37,18 @@ def _visible(session: SessionDep, identifier: str, who: Principal) -> Action:
     return action
 
 
-@router.get("/v1/actions")
-def list_actions(session: SessionDep, who: PrincipalDep, blueprint: str | None = None) -> dict[str, Any]:
+@router.get("/v1/actions", response_model=Page[ActionView], response_model_exclude_unset=True)
+def list_actions(
+    session: SessionDep,
+    who: PrincipalDep,
+    blueprint: str | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
     """The actions the caller may see."""
-    items = [service.action_to_dict(a) for a in service.list_actions(session, blueprint=blueprint, who=who)]
-    return {"items": items, "next_cursor": None}
+    visible = service.list_actions(session, blueprint=blueprint, who=who)
+    page = page_after(visible, lambda a: [a.identifier], limit=limit, cursor=cursor)
+    return {"items": [service.action_to_dict(a) for a in page.items], "next_cursor": page.next_cursor}
 
 
 def _saved(action: Action, body: ActionIn, settings: Settings) -> dict[str, Any]:
@@ -61,7 +71,13 @@ def _configured(settings: Settings) -> Callable[[Vendor], bool]:
     return configured
 
 
-@router.post("/v1/actions", status_code=201)
+@router.post(
+    "/v1/actions",
+    status_code=201,
+    response_model=SavedAction,
+    response_model_exclude_unset=True,
+    responses=errors(403, 409),
+)
 def create_action(
     session: SessionDep,
     who: PrincipalDep,
@@ -78,12 +94,16 @@ def create_action(
     return _saved(action, body, settings)
 
 
-@router.get("/v1/actions/{action}")
+@router.get("/v1/actions/{action}", response_model=ActionView, response_model_exclude_unset=True)
 def get_action(action: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
     return service.action_to_dict(_visible(session, action, who))
 
 
-@router.put("/v1/actions/{action}")
+@router.put(
+    "/v1/actions/{action}",
+    response_model=SavedAction,
+    responses={201: {"model": SavedAction, "description": "Created"}, **errors(403)},
+)
 def put_action(
     action: str,
     session: SessionDep,
@@ -105,7 +125,7 @@ def put_action(
     return JSONResponse(_saved(saved, body, settings), status_code=201 if created else 200)
 
 
-@router.delete("/v1/actions/{action}", status_code=204)
+@router.delete("/v1/actions/{action}", status_code=204, responses=errors(403))
 def delete_action(action: str, session: SessionDep, who: PrincipalDep, actor: ActorDep) -> None:
     found = _visible(session, action, who)
     service.check_may_write(session, who, found.blueprint)
@@ -113,7 +133,15 @@ def delete_action(action: str, session: SessionDep, who: PrincipalDep, actor: Ac
     session.commit()
 
 
-@router.post("/v1/actions/{action}/runs", status_code=202)
+@router.post(
+    "/v1/actions/{action}/runs",
+    status_code=202,
+    response_model=RunView,
+    responses={
+        200: {"model": RunView, "description": "The run this `idempotency_key` already launched."},
+        **errors(403, 409),
+    },
+)
 def launch_run(
     action: str,
     request: Request,

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from api.deps import AdminUser, SessionDep
+from api.schemas import AuditRecordView, Cursor, Limit, Page
 from catalog import audit
 
 router = APIRouter(tags=["audit"])
 
 
-@router.get("/v1/audit-log")
+@router.get("/v1/audit-log", response_model=Page[AuditRecordView], operation_id="list_audit_records")
 def audit_log(
     session: SessionDep,
     _: AdminUser,
@@ -25,8 +26,8 @@ def audit_log(
     # Any RFC 3339 date-time with an offset; one without names no instant (422, not a 500).
     from_: AwareDatetime | None = Query(None, alias="from"),
     to: AwareDatetime | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    cursor: str | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Every write, newest first: who, when, what, and the before/after (admins only: the
     before/after of any entity, user or token is in it, whoever may read them)."""

@@ -8,19 +8,31 @@ from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
+from api.openapi import errors
+from api.schemas import AutomationView, Cursor, Limit, Page
 from catalog import automations as service
 from catalog.automations import AutomationIn
 from catalog.errors import FieldError, Invalid
+from catalog.pagination import page_after
 
 router = APIRouter(tags=["automations"])
 
 
-@router.get("/v1/automations")
-def list_automations(session: SessionDep, _: CurrentUser) -> dict[str, Any]:
-    return {"items": [service.view(a) for a in service.list_all(session)], "next_cursor": None}
+@router.get("/v1/automations", response_model=Page[AutomationView], response_model_exclude_unset=True)
+def list_automations(
+    session: SessionDep, _: CurrentUser, limit: Limit = 100, cursor: Cursor = None
+) -> dict[str, Any]:
+    page = page_after(service.list_all(session), lambda a: [a.identifier], limit=limit, cursor=cursor)
+    return {"items": [service.view(a) for a in page.items], "next_cursor": page.next_cursor}
 
 
-@router.post("/v1/automations", status_code=201)
+@router.post(
+    "/v1/automations",
+    status_code=201,
+    response_model=AutomationView,
+    response_model_exclude_unset=True,
+    responses=errors(409),
+)
 def create_automation(
     session: SessionDep, _: AdminUser, actor: ActorDep, body: AutomationIn = Body()
 ) -> dict[str, Any]:
@@ -30,12 +42,16 @@ def create_automation(
     return service.view(automation)
 
 
-@router.get("/v1/automations/{identifier}")
+@router.get("/v1/automations/{identifier}", response_model=AutomationView, response_model_exclude_unset=True)
 def get_automation(identifier: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
     return service.view(service.get(session, identifier))
 
 
-@router.put("/v1/automations/{identifier}")
+@router.put(
+    "/v1/automations/{identifier}",
+    response_model=AutomationView,
+    responses={201: {"model": AutomationView, "description": "Created"}},
+)
 def put_automation(
     identifier: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: AutomationIn = Body()
 ) -> JSONResponse:

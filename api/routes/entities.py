@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse
 
 import catalog.search as search
 from api.deps import ActorDep, PrincipalDep, SessionDep
+from api.openapi import errors
+from api.schemas import BulkResults, Cursor, EntityView, Limit, Page
 from catalog import entities as service
 from catalog import scorecards
 from catalog.blueprints import get_blueprint
@@ -34,7 +36,15 @@ def _mode(upsert: bool, merge: bool) -> Mode:
     return Mode.UPSERT if upsert else Mode.CREATE
 
 
-@router.post("/v1/blueprints/{blueprint}/entities", status_code=201)
+@router.post(
+    "/v1/blueprints/{blueprint}/entities",
+    status_code=201,
+    response_model=EntityView,
+    responses={
+        200: {"model": EntityView, "description": "Replaced or merged (`upsert`, `merge`)"},
+        **errors(409),
+    },
+)
 def create_entity(
     blueprint: str,
     session: SessionDep,
@@ -62,13 +72,13 @@ def create_entity(
     return JSONResponse(view, status_code=201 if result.status == "created" else 200)
 
 
-@router.get("/v1/blueprints/{blueprint}/entities")
+@router.get("/v1/blueprints/{blueprint}/entities", response_model=Page[EntityView])
 def list_entities(
     blueprint: str,
     session: SessionDep,
     who: PrincipalDep,
-    limit: int = Query(100, ge=1, le=1000),
-    cursor: str | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """The blueprint's entities the caller may read, oldest first, paginated with ``cursor``."""
     get_blueprint(session, blueprint)
@@ -76,7 +86,7 @@ def list_entities(
     return {"items": _views(session, page.items), "next_cursor": page.next_cursor}
 
 
-@router.post("/v1/blueprints/{blueprint}/entities/bulk", status_code=207)
+@router.post("/v1/blueprints/{blueprint}/entities/bulk", status_code=207, response_model=BulkResults)
 def bulk_entities(
     blueprint: str,
     session: SessionDep,
@@ -126,13 +136,15 @@ def _item_status(result: service.WriteResult) -> int:
     return 201 if result.status == "created" else 200
 
 
-@router.get("/v1/blueprints/{blueprint}/entities/{identifier:path}")
+@router.get("/v1/blueprints/{blueprint}/entities/{identifier:path}", response_model=EntityView)
 def get_entity(blueprint: str, identifier: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
     """One entity; 404 also when the caller may not read it."""
     return _views(session, [service.get_entity(session, blueprint, identifier, who)])[0]
 
 
-@router.put("/v1/blueprints/{blueprint}/entities/{identifier:path}")
+@router.put(
+    "/v1/blueprints/{blueprint}/entities/{identifier:path}", response_model=EntityView, responses=errors(409)
+)
 def replace_entity(
     blueprint: str,
     identifier: str,
@@ -161,7 +173,9 @@ def replace_entity(
     return _views(session, [service.get_entity(session, blueprint, result.identifier)])[0]
 
 
-@router.patch("/v1/blueprints/{blueprint}/entities/{identifier:path}")
+@router.patch(
+    "/v1/blueprints/{blueprint}/entities/{identifier:path}", response_model=EntityView, responses=errors(409)
+)
 def patch_entity(
     blueprint: str,
     identifier: str,
@@ -187,7 +201,9 @@ def patch_entity(
     return _views(session, [service.get_entity(session, blueprint, result.identifier)])[0]
 
 
-@router.delete("/v1/blueprints/{blueprint}/entities/{identifier:path}", status_code=204)
+@router.delete(
+    "/v1/blueprints/{blueprint}/entities/{identifier:path}", status_code=204, responses=errors(409)
+)
 def delete_entity(
     blueprint: str, identifier: str, session: SessionDep, actor: ActorDep, who: PrincipalDep
 ) -> None:
@@ -196,7 +212,7 @@ def delete_entity(
     session.commit()
 
 
-@router.post("/v1/entities/search")
+@router.post("/v1/entities/search", response_model=Page[EntityView])
 def search_entities(session: SessionDep, who: PrincipalDep, body: SearchRequest = Body()) -> dict[str, Any]:
     """Search the entities the caller may read, across blueprints, with the query language."""
     page = search.search_entities(

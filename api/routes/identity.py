@@ -7,37 +7,44 @@ from typing import Any
 from fastapi import APIRouter, Body
 
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
+from api.openapi import errors
+from api.schemas import Cursor, Limit, NewToken, Page, TeamView, TokenView, UserView
 from catalog import identity as service
+from catalog.models import ApiToken
+from catalog.pagination import page_after
 from catalog.schemas import TeamIn, TeamPatch, TokenIn, UserIn, UserPatch
 
 router = APIRouter(tags=["identity"])
 
 
-@router.get("/v1/me")
+@router.get("/v1/me", response_model=UserView, operation_id="get_me")
 def me(session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """The caller's user."""
     return service.user_to_dict(session, user)
 
 
-@router.get("/v1/users")
-def list_users(session: SessionDep, _: CurrentUser, team: str | None = None) -> dict[str, Any]:
+@router.get("/v1/users", response_model=Page[UserView])
+def list_users(
+    session: SessionDep, _: CurrentUser, team: str | None = None, limit: Limit = 100, cursor: Cursor = None
+) -> dict[str, Any]:
     users = service.list_users(session, team=team)
-    return {"items": [service.user_to_dict(session, u) for u in users], "next_cursor": None}
+    page = page_after(users, lambda u: [u.identifier], limit=limit, cursor=cursor)
+    return {"items": [service.user_to_dict(session, u) for u in page.items], "next_cursor": page.next_cursor}
 
 
-@router.post("/v1/users", status_code=201)
+@router.post("/v1/users", status_code=201, response_model=UserView, responses=errors(409))
 def create_user(session: SessionDep, _: AdminUser, actor: ActorDep, body: UserIn = Body()) -> dict[str, Any]:
     user = service.create_user(session, body, actor)
     session.commit()
     return service.user_to_dict(session, user)
 
 
-@router.get("/v1/users/{identifier}")
+@router.get("/v1/users/{identifier}", response_model=UserView)
 def get_user(identifier: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
     return service.user_to_dict(session, service.get_user(session, identifier))
 
 
-@router.patch("/v1/users/{identifier}")
+@router.patch("/v1/users/{identifier}", response_model=UserView, responses=errors(409))
 def patch_user(
     identifier: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: UserPatch = Body()
 ) -> dict[str, Any]:
@@ -46,30 +53,33 @@ def patch_user(
     return service.user_to_dict(session, user)
 
 
-@router.delete("/v1/users/{identifier}", status_code=204)
+@router.delete("/v1/users/{identifier}", status_code=204, responses=errors(409))
 def delete_user(identifier: str, session: SessionDep, _: AdminUser, actor: ActorDep) -> None:
     service.delete_user(session, identifier, actor)
     session.commit()
 
 
-@router.get("/v1/teams")
-def list_teams(session: SessionDep, _: CurrentUser) -> dict[str, Any]:
-    return {"items": [service.team_to_dict(t) for t in service.list_teams(session)], "next_cursor": None}
+@router.get("/v1/teams", response_model=Page[TeamView])
+def list_teams(
+    session: SessionDep, _: CurrentUser, limit: Limit = 100, cursor: Cursor = None
+) -> dict[str, Any]:
+    page = page_after(service.list_teams(session), lambda t: [t.identifier], limit=limit, cursor=cursor)
+    return {"items": [service.team_to_dict(t) for t in page.items], "next_cursor": page.next_cursor}
 
 
-@router.post("/v1/teams", status_code=201)
+@router.post("/v1/teams", status_code=201, response_model=TeamView, responses=errors(409))
 def create_team(session: SessionDep, _: AdminUser, actor: ActorDep, body: TeamIn = Body()) -> dict[str, Any]:
     team = service.create_team(session, body, actor)
     session.commit()
     return service.team_to_dict(team)
 
 
-@router.get("/v1/teams/{identifier}")
+@router.get("/v1/teams/{identifier}", response_model=TeamView)
 def get_team(identifier: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
     return service.team_to_dict(service.get_team(session, identifier))
 
 
-@router.patch("/v1/teams/{identifier}")
+@router.patch("/v1/teams/{identifier}", response_model=TeamView)
 def patch_team(
     identifier: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: TeamPatch = Body()
 ) -> dict[str, Any]:
@@ -84,7 +94,7 @@ def delete_team(identifier: str, session: SessionDep, _: AdminUser, actor: Actor
     session.commit()
 
 
-@router.post("/v1/tokens", status_code=201)
+@router.post("/v1/tokens", status_code=201, response_model=NewToken, responses=errors(404))
 def create_token(
     session: SessionDep, user: CurrentUser, actor: ActorDep, body: TokenIn = Body()
 ) -> dict[str, Any]:
@@ -94,11 +104,23 @@ def create_token(
     return {**service.token_to_dict(token), "token": secret}
 
 
-@router.get("/v1/tokens")
-def list_tokens(session: SessionDep, user: CurrentUser, for_user: str | None = None) -> dict[str, Any]:
+@router.get("/v1/tokens", response_model=Page[TokenView], responses=errors(403))
+def list_tokens(
+    session: SessionDep,
+    user: CurrentUser,
+    for_user: str | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
     """The caller's tokens (an admin sees everyone's, or ``for_user``'s). Secrets are never listed."""
     tokens = service.list_tokens(session, user, user=for_user)
-    return {"items": [service.token_to_dict(t) for t in tokens], "next_cursor": None}
+    page = page_after(tokens, _token_key, limit=limit, cursor=cursor)
+    return {"items": [service.token_to_dict(t) for t in page.items], "next_cursor": page.next_cursor}
+
+
+def _token_key(token: ApiToken) -> list[Any]:
+    """Tokens are listed by creation time (full precision: one cursor per token), then id."""
+    return [token.created_at.isoformat(timespec="microseconds"), token.id]
 
 
 @router.delete("/v1/tokens/{token_id}", status_code=204)

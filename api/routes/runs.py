@@ -12,7 +12,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.approvals import apply_decision
 from api.deps import ActorDep, CurrentUser, PrincipalDep, ServiceUser, SessionDep, SettingsDep
+from api.openapi import errors
 from api.routes.actions import start_workflow
+from api.schemas import (
+    AnyRunView,
+    ApprovalState,
+    Converged,
+    Cursor,
+    Limit,
+    LogLineView,
+    Page,
+    RunSecrets,
+    RunView,
+)
 from catalog import audit, runs
 from catalog.actions import moderates
 from catalog.audit import Actor
@@ -69,7 +81,7 @@ def _converge(request: Request, session: Any, run: Run, actor: Any) -> bool:
     return True
 
 
-@router.get("/v1/runs")
+@router.get("/v1/runs", response_model=Page[AnyRunView])
 def list_runs(
     request: Request,
     session: SessionDep,
@@ -84,8 +96,8 @@ def list_runs(
     source: Literal["API", "CLI", "UI", "AUTOMATION"] | None = None,
     created_by: str | None = None,
     approver: str | None = Query(None, description="`me`, or a user: runs they may approve"),
-    limit: int = Query(100, ge=1, le=1000),
-    cursor: str | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Runs, newest first, filtered by action, entity, status, source, requester or approver
     (``?status=WAITING_FOR_APPROVAL&approver=me``: what waits for the caller). Only the runs the
@@ -107,7 +119,7 @@ def list_runs(
     return {"items": items, "next_cursor": page.next_cursor}
 
 
-@router.get("/v1/runs/{run_id}")
+@router.get("/v1/runs/{run_id}", response_model=AnyRunView)
 def get_run(
     run_id: str, request: Request, session: SessionDep, who: PrincipalDep, actor: ActorDep
 ) -> dict[str, Any]:
@@ -124,26 +136,32 @@ def get_run(
     return _view(request, run, visibility)
 
 
-@router.get("/v1/runs/{run_id}/logs")
+@router.get(
+    "/v1/runs/{run_id}/logs",
+    response_model=Page[LogLineView],
+    operation_id="list_run_logs",
+    responses=errors(403),
+)
 def run_logs(
     run_id: str,
     session: SessionDep,
     who: PrincipalDep,
     after: int | None = None,
-    limit: int = Query(1000, ge=1, le=1000),
+    limit: Limit = 1000,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
-    """The run's log lines in order; ``after`` (the last ``id`` seen) to follow a running run.
-    403 for those who see only the run's summary."""
+    """The run's log lines in order, paginated with ``cursor``; ``after`` (the last ``id`` seen)
+    to follow a running run. 403 for those who see only the run's summary."""
     _run, visibility = _visible(session, run_id, who)
     if visibility != "full":
         raise Forbidden(
             "you see only this run's summary: its logs are for the requester, the entity's owners, its approvers and moderators"
         )
-    lines = runs.list_logs(session, run_id, after=after, limit=limit)
-    return {"items": [runs.log_view(line) for line in lines], "next_cursor": None}
+    page = runs.log_page(session, run_id, after=after, limit=limit, cursor=cursor)
+    return {"items": [runs.log_view(line) for line in page.items], "next_cursor": page.next_cursor}
 
 
-@router.post("/v1/runs/{run_id}/cancel", status_code=202)
+@router.post("/v1/runs/{run_id}/cancel", status_code=202, response_model=RunView, responses=errors(409))
 def cancel_run(
     run_id: str, request: Request, session: SessionDep, user: CurrentUser, who: PrincipalDep, actor: ActorDep
 ) -> dict[str, Any]:
@@ -180,7 +198,7 @@ def _may_manage(session: Any, run: Run, who: Principal) -> bool:
     return action is not None and moderates(session, action, who)
 
 
-@router.post("/v1/runs/{run_id}/retry", status_code=202)
+@router.post("/v1/runs/{run_id}/retry", status_code=202, response_model=RunView, responses=errors(409))
 def retry_run(
     run_id: str,
     request: Request,
@@ -271,7 +289,7 @@ class ApprovalDecision(BaseModel):
     comment: str = Field("", max_length=2000)
 
 
-@router.post("/v1/runs/{run_id}/approval")
+@router.post("/v1/runs/{run_id}/approval", response_model=ApprovalState, responses=errors(403, 409))
 def decide_approval(
     run_id: str, request: Request, session: SessionDep, user: CurrentUser, body: ApprovalDecision = Body()
 ) -> dict[str, Any]:
@@ -283,7 +301,7 @@ def decide_approval(
 # ---- for the worker ----------------------------------------------------------------------
 
 
-@router.post("/v1/runs/{run_id}/report", include_in_schema=True)
+@router.post("/v1/runs/{run_id}/report", response_model=RunView)
 def report_run(
     run_id: str,
     request: Request,
@@ -299,7 +317,7 @@ def report_run(
     return _view(request, run)
 
 
-@router.get("/v1/runs/{run_id}/secrets", include_in_schema=False)
+@router.get("/v1/runs/{run_id}/secrets", include_in_schema=False, response_model=RunSecrets)
 def run_secrets(run_id: str, session: SessionDep, _: ServiceUser, settings: SettingsDep) -> dict[str, Any]:
     """The run's secret inputs in clear, for the activity that needs them (service token only)."""
     run = runs.get_run(session, run_id)
@@ -308,7 +326,7 @@ def run_secrets(run_id: str, session: SessionDep, _: ServiceUser, settings: Sett
     return {"secrets": runs.sealed_inputs(run, settings.secret("secret_key"))}
 
 
-@router.post("/v1/runs/reconcile")
+@router.post("/v1/runs/reconcile", response_model=Converged)
 def reconcile_runs(request: Request, session: SessionDep, _: ServiceUser, actor: ActorDep) -> JSONResponse:
     """Converge every quiet, unfinished run on its workflow's real end (run by the worker's
     schedule; safe to call any time)."""

@@ -9,11 +9,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from api.deps import ActorDep, CurrentUser, PrincipalDep, ServiceUser, SessionDep
+from api.openapi import errors
+from api.schemas import Cursor, LevelChange, Limit, Page, Regraded, ScorecardResults, ScorecardView
 from catalog import computed, scorecards
 from catalog.blueprints import get_blueprint, list_blueprints
 from catalog.entities import get_entity
 from catalog.errors import FieldError, Forbidden, Invalid
 from catalog.models import Blueprint
+from catalog.pagination import page_after
 from catalog.permissions import Principal, is_moderator
 from catalog.scorecards import ScorecardIn
 from catalog.search import readable_condition
@@ -29,14 +32,27 @@ def _moderated(session: Session, blueprint: str, who: Principal) -> Blueprint:
     return bp
 
 
-@router.get("/v1/blueprints/{blueprint}/scorecards")
-def list_scorecards(blueprint: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+@router.get(
+    "/v1/blueprints/{blueprint}/scorecards",
+    response_model=Page[ScorecardView],
+    response_model_exclude_unset=True,
+)
+def list_scorecards(
+    blueprint: str, session: SessionDep, _: CurrentUser, limit: Limit = 100, cursor: Cursor = None
+) -> dict[str, Any]:
     get_blueprint(session, blueprint)
-    items = [scorecards.scorecard_view(s) for s in scorecards.list_scorecards(session, blueprint)]
-    return {"items": items, "next_cursor": None}
+    found = scorecards.list_scorecards(session, blueprint)
+    page = page_after(found, lambda s: [s.identifier], limit=limit, cursor=cursor)
+    return {"items": [scorecards.scorecard_view(s) for s in page.items], "next_cursor": page.next_cursor}
 
 
-@router.post("/v1/blueprints/{blueprint}/scorecards", status_code=201)
+@router.post(
+    "/v1/blueprints/{blueprint}/scorecards",
+    status_code=201,
+    response_model=ScorecardView,
+    response_model_exclude_unset=True,
+    responses=errors(409),
+)
 def create_scorecard(
     blueprint: str, session: SessionDep, who: PrincipalDep, actor: ActorDep, body: ScorecardIn = Body()
 ) -> dict[str, Any]:
@@ -47,12 +63,20 @@ def create_scorecard(
     return scorecards.scorecard_view(sc)
 
 
-@router.get("/v1/blueprints/{blueprint}/scorecards/{scorecard}")
+@router.get(
+    "/v1/blueprints/{blueprint}/scorecards/{scorecard}",
+    response_model=ScorecardView,
+    response_model_exclude_unset=True,
+)
 def get_scorecard(blueprint: str, scorecard: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
     return scorecards.scorecard_view(scorecards.get_scorecard(session, blueprint, scorecard))
 
 
-@router.put("/v1/blueprints/{blueprint}/scorecards/{scorecard}")
+@router.put(
+    "/v1/blueprints/{blueprint}/scorecards/{scorecard}",
+    response_model=ScorecardView,
+    responses={201: {"model": ScorecardView, "description": "Created"}},
+)
 def put_scorecard(
     blueprint: str,
     scorecard: str,
@@ -82,7 +106,11 @@ def delete_scorecard(
     session.commit()
 
 
-@router.get("/v1/blueprints/{blueprint}/scorecards/{scorecard}/results")
+@router.get(
+    "/v1/blueprints/{blueprint}/scorecards/{scorecard}/results",
+    response_model=ScorecardResults,
+    operation_id="get_scorecard_results",
+)
 def results(
     blueprint: str,
     scorecard: str,
@@ -99,15 +127,29 @@ def results(
     return scorecards.results(session, sc, limit=limit, offset=offset, readable=readable)
 
 
-@router.get("/v1/blueprints/{blueprint}/scorecard-history")
-def level_history(blueprint: str, entity: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+@router.get(
+    "/v1/blueprints/{blueprint}/scorecard-history",
+    response_model=Page[LevelChange],
+    operation_id="list_scorecard_history",
+)
+def level_history(
+    blueprint: str,
+    entity: str,
+    session: SessionDep,
+    who: PrincipalDep,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
     """Every level change of an entity (``?entity=``), on every scorecard, oldest first (404 when
     the caller may not read the entity)."""
     get_entity(session, blueprint, entity, who)
-    return {"items": scorecards.history(session, blueprint, entity), "next_cursor": None}
+    # The history only grows, oldest first: a change's position is a stable key.
+    changes = list(enumerate(scorecards.history(session, blueprint, entity)))
+    page = page_after(changes, lambda c: [c[0]], limit=limit, cursor=cursor)
+    return {"items": [change for _, change in page.items], "next_cursor": page.next_cursor}
 
 
-@router.post("/v1/scorecards/regrade")
+@router.post("/v1/scorecards/regrade", response_model=Regraded, operation_id="regrade_scorecards")
 def regrade(session: SessionDep, _: ServiceUser, actor: ActorDep) -> dict[str, Any]:
     """Regrade every scorecard (the worker's schedule calls this, for rules that depend on time)."""
     computed.refresh_windows(session, actor)  # time-windowed aggregations move with time

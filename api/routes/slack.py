@@ -248,7 +248,12 @@ VIEWS: dict[str, ViewHandler] = {DECLINE_CALLBACK: SlackInteractions.decline_wit
 
 @router.post(
     "/v1/slack/interactions",
-    responses={401: {"description": "not signed by Slack"}, 404: {"description": "Slack is not configured"}},
+    response_class=Response,
+    responses={
+        200: {"description": "Acknowledged, with an empty body", "content": {}},
+        401: {"description": "not signed by Slack"},
+        404: {"description": "Slack is not configured"},
+    },
 )
 async def slack_interactions(request: Request, background: BackgroundTasks) -> Response:
     """Slack's interactivity request URL (no bearer token: Slack's signature instead). Answers

@@ -1,0 +1,400 @@
+"""The response models of the API: what each route answers, as the OpenAPI document states it.
+
+They describe the presenters' dicts (``catalog.*.…_view``/``…_to_dict``) key for key, so
+declaring them changes no response. Shapes that are open by nature (an entity's properties, a
+run's inputs and outputs, a stored definition's rules) stay ``dict[str, Any]`` inside a typed
+envelope; only the event view, which merges its payload's keys, allows extra top-level keys.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from catalog.pagination import MAX_LIMIT
+
+T = TypeVar("T")
+
+RunStatus = Literal[
+    "WAITING_FOR_APPROVAL", "IN_PROGRESS", "SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"
+]
+RunSource = Literal["API", "CLI", "UI", "AUTOMATION"]
+
+
+class View(BaseModel):
+    """A response body: read from the presenter's dict, serialised with the same keys."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# ---- errors --------------------------------------------------------------------------------
+
+
+class ErrorDetail(View):
+    """One failing place: a JSON pointer into the request (``in`` says body, query, path or
+    header) and what is wrong there; some errors add keys of their own."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    pointer: str
+    message: str
+    in_: str | None = Field(None, alias="in")
+
+
+class ErrorBody(View):
+    code: str = Field(examples=["validation_error"])
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorResponse(View):
+    """Every 4xx and 5xx of the API: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorBody
+
+
+class Page(View, Generic[T]):
+    """A page of a list, in a stable order: follow ``next_cursor`` (``?cursor=``) until it is null."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+# ---- health ----------------------------------------------------------------------------------
+
+
+class Health(View):
+    status: Literal["ok"]
+
+
+class Ready(View):
+    status: Literal["ready"]
+
+
+# ---- blueprints and entities -----------------------------------------------------------------
+
+
+class Stamped(View):
+    """Who wrote a record, and when (RFC 3339, UTC, milliseconds)."""
+
+    created_at: str | None = None
+    updated_at: str | None = None
+    created_by: str | None = None
+    updated_by: str | None = None
+
+
+class BlueprintView(Stamped):
+    identifier: str
+    title: str
+    description: str | None = None
+    icon: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema", serialization_alias="schema")
+    relations: dict[str, Any]
+    timers: dict[str, Any] | None = None
+    mirror_properties: dict[str, Any]
+    aggregation_properties: dict[str, Any]
+    moderators: dict[str, Any]
+    permissions: dict[str, Any]
+
+
+class EntityView(Stamped):
+    identifier: str
+    title: str | None = None
+    blueprint: str
+    team: list[str]
+    properties: dict[str, Any]
+    relations: dict[str, Any]
+    scorecards: dict[str, Any]
+
+
+class BulkItemResult(View):
+    identifier: str | None = None
+    status: str
+    http_status: int
+    error: ErrorBody | None = None
+
+
+class BulkResults(View):
+    results: list[BulkItemResult]
+
+
+# ---- identity --------------------------------------------------------------------------------
+
+
+class UserView(View):
+    identifier: str
+    email: str
+    name: str | None = None
+    role: str
+    teams: list[str]
+
+
+class TeamView(View):
+    identifier: str
+    title: str | None = None
+    description: str | None = None
+
+
+class TokenView(View):
+    id: str
+    user: str
+    description: str | None = None
+    expires_at: str | None = None
+    created_at: str
+
+
+class NewToken(TokenView):
+    token: str = Field(description="the secret: shown in this response only")
+
+
+# ---- actions, automations, scorecards --------------------------------------------------------
+
+
+class ActionView(Stamped):
+    """An action as saved (optional fields it was saved without are absent)."""
+
+    identifier: str
+    title: str
+    description: str = ""
+    icon: str | None = None
+    blueprint: str | None = None
+    trigger: dict[str, Any]
+    user_inputs: dict[str, Any] = Field(default_factory=dict)
+    preconditions: dict[str, Any] | None = None
+    approval: dict[str, Any] | None = None
+    permissions: dict[str, Any] | None = None
+    steps: list[dict[str, Any]]
+
+
+class ConfigWarning(View):
+    pointer: str
+    message: str
+
+
+class SavedAction(ActionView):
+    warnings: list[ConfigWarning] = Field(description="steps whose vendor is not configured here")
+
+
+class AutomationView(Stamped):
+    identifier: str
+    title: str = ""
+    description: str = ""
+    enabled: bool
+    trigger: dict[str, Any]
+    invoke: dict[str, Any]
+
+
+class ScorecardView(Stamped):
+    identifier: str
+    blueprint: str
+    title: str
+    description: str = ""
+    filter: dict[str, Any] | None = None
+    levels: list[dict[str, Any]]
+    rules: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class RulePassRate(View):
+    identifier: str
+    level: str
+    passed: int
+    pass_rate: float | None
+
+
+class EntityLevel(View):
+    entity: str
+    level: str | None = None
+    rules: dict[str, Any]
+
+
+class ScorecardResults(View):
+    scorecard: str
+    blueprint: str
+    total: int
+    distribution: dict[str, int]
+    rules: list[RulePassRate]
+    items: list[EntityLevel]
+    has_more: bool
+    next_cursor: str | None = None
+
+
+class LevelChange(View):
+    scorecard: str
+    from_: str | None = Field(None, alias="from", serialization_alias="from")
+    to: str | None = None
+    at: str
+
+
+class Regraded(View):
+    level_changes: int
+
+
+# ---- runs ------------------------------------------------------------------------------------
+
+
+class RunSummary(View):
+    """What those who may only see the action learn of a run."""
+
+    id: str
+    action: str
+    action_title: str | None = None
+    blueprint: str | None = None
+    entity: str | None = None
+    status: RunStatus
+    status_label: str | None = None
+    source: RunSource
+    created_by: str
+    created_at: str
+    updated_at: str
+    ended_at: str | None = None
+    workflow_id: str
+    visibility: Literal["summary"]
+
+
+class RunView(View):
+    """The full record of a run."""
+
+    trigger: dict[str, Any] | None = None
+    id: str
+    action: str
+    action_title: str | None = None
+    blueprint: str | None = None
+    entity: str | None = None
+    inputs: dict[str, Any]
+    status: RunStatus
+    status_label: str | None = None
+    source: RunSource
+    created_by: str
+    created_at: str
+    updated_at: str
+    ended_at: str | None = None
+    steps: list[dict[str, Any]]
+    approval: dict[str, Any] | None = None
+    links: list[dict[str, Any]] | None = None
+    affected_entities: list[dict[str, Any]] | None = None
+    error: str | None = None
+    workflow_id: str
+    temporal_ui_url: str | None = None
+    visibility: Literal["full"]
+
+
+AnyRunView = Annotated[RunView | RunSummary, Field(discriminator="visibility")]
+
+
+class LogLineView(View):
+    id: int
+    seq: int | None = None
+    at: str
+    level: str
+    step_id: str | None = None
+    message: str
+
+
+class ApprovalState(View):
+    """The open approval after a decision, as the run's workflow holds it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    request_id: str | None = None
+    gate: str | None = None
+    required: int | None = None
+    status: str
+    phase: str | None = None
+    expires_at: str | None = None
+    eligible: list[str] = Field(default_factory=list)
+    approvals: list[dict[str, Any]] = Field(default_factory=list)
+    declines: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Converged(View):
+    converged: list[str]
+
+
+class RunSecrets(View):
+    secrets: dict[str, Any]
+
+
+# ---- timers, events, audit -------------------------------------------------------------------
+
+
+class TimerView(View):
+    id: str
+    workflow_id: str
+    blueprint: str
+    entity: str
+    property: str
+    state: str
+    deadline: str | None = None
+    original_deadline: str | None = None
+    armed_at: str | None = None
+    extensions: list[dict[str, Any]] | None = None
+    reminders: list[dict[str, Any]] | None = None
+    next_reminder: str | None = None
+    expired_at: str | None = None
+    on_expiry_run: str | None = None
+    teardown: str | None = None
+    error: str | None = None
+
+
+class Owner(View):
+    identifier: str
+    email: str
+    name: str | None = None
+
+
+class TimerReportAnswer(View):
+    timer: TimerView
+    owners: list[Owner]
+
+
+class TimerReportResult(View):
+    status: int
+    timer: TimerView | None = None
+    owners: list[Owner] | None = None
+    error: str | None = None
+
+
+class TimerReportResults(View):
+    results: list[TimerReportResult]
+
+
+class EventView(View):
+    """An event of the outbox; its payload's keys (``run``, ``timer``, …) sit next to these."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    type: str
+    at: str
+    actor: str | None = None
+    blueprint: str | None = None
+    entity: str | None = None
+    run_id: str | None = None
+    diff: dict[str, Any] | None = None
+    delivered: bool
+    delivered_at: str | None = None
+    attempts: int
+    last_error: str | None = None
+
+
+class AuditRecordView(View):
+    id: int
+    at: str
+    actor: str
+    operation: str
+    resource_type: str
+    identifier: str | None = None
+    blueprint: str | None = None
+    run_id: str | None = None
+    before: Any = None
+    after: Any = None
+
+
+# ---- the parameters of every list --------------------------------------------------------------
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")]
+Cursor = Annotated[
+    str | None, Query(description="the `next_cursor` of the previous page (opaque); none: the first page")
+]
