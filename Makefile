@@ -11,13 +11,17 @@ BENCH_ARGS ?=
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 run: $(STAMP)
 	$(PY) devstack.py
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The fast tier: no Temporal dev server, no processes (the time-skipping test server is in).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not temporal and not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -14,13 +14,11 @@ next free ones).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +33,8 @@ import httpx
 import yaml
 from botocore.exceptions import BotoCoreError
 
-from catalog.timefmt import format_instant
+from devtools.processes import ChildProcess, port_answers, url_answers
+from devtools.testing import eventually
 from worker import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent
@@ -69,48 +68,32 @@ class Stack:
 
     def __init__(self, logs: Path, env: dict[str, str]) -> None:
         self.logs, self.env = logs, env
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.children: dict[str, ChildProcess] = {}
         logs.mkdir(parents=True, exist_ok=True)
 
     def start(self, name: str, command: list[str]) -> None:
-        with open(self.log(name), "ab") as log:
-            log.write(f"\n--- {format_instant(datetime.now(UTC))} {' '.join(command)}\n".encode())
-            log.flush()
-            # A new session: Ctrl-C reaches only devstack, which then stops children in order.
-            self.children[name] = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        # The environment is shared, not copied: stand-ins started first add their URLs to it.
+        child = ChildProcess(command, log_file=self.log(name), env=self.env, name=name)
+        self.children[name] = child.launch()
 
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
     def check_alive(self) -> None:
         for name, child in self.children.items():
-            if child.poll() is not None:
-                raise StackError(f"{name} exited unexpectedly with code {child.returncode}{self.tail(name)}")
+            code = child.process.poll() if child.process else None
+            if code is not None:
+                raise StackError(f"{name} exited unexpectedly with code {code}{child.tail(15)}")
 
     def tail(self, name: str, lines: int = 15) -> str:
-        text = self.log(name).read_text(errors="replace").splitlines()[-lines:]
-        return f"; last lines of {self.log(name)}:\n    " + "\n    ".join(text)
+        return self.children[name].tail(lines)
 
     def stop_all(self) -> None:
         """Stop children newest first (the worker drains before Temporal goes): SIGTERM, wait,
         then SIGKILL whatever has not exited after the grace period."""
         for name, child in reversed(self.children.items()):
-            if child.poll() is not None:
-                continue
-            _signal_group(child, signal.SIGTERM)
-            try:
-                child.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                print(f"devstack: {name} did not stop in {STOP_TIMEOUT:.0f}s; killing it", flush=True)
-                _signal_group(child, signal.SIGKILL)
-                child.wait()
-
-
-def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signum)
+            if child.alive() and not child.stop(STOP_TIMEOUT):
+                print(f"devstack: {name} did not stop in {STOP_TIMEOUT:.0f}s; it was killed", flush=True)
 
 
 def load_dev_secrets(data_dir: Path) -> dict[str, str]:
@@ -161,11 +144,7 @@ def migrate_catalog(database_url: str) -> None:
 
 def answers(address: str) -> bool:
     host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
+    return port_answers(host, int(port))
 
 
 def start_temporal(stack: Stack, address: str, ui_url: str, data_dir: Path) -> bool:
@@ -287,22 +266,18 @@ def start_api(stack: Stack, host: str, port: str, api_url: str) -> None:
     command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory"]
     stack.start("api", [*command, "--host", host, "--port", port])
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{api_url}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(stack, "api", ready)
+    wait_until(stack, "api", lambda: url_answers(f"{api_url}/readyz"))
 
 
 def wait_until(stack: Stack, name: str, ready: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not ready():
+    def started() -> bool:
         stack.check_alive()
-        if time.monotonic() > deadline:
-            raise StackError(f"{name} was not ready after {STARTUP_TIMEOUT:.0f}s{stack.tail(name)}")
-        time.sleep(0.2)
+        return ready()
+
+    try:
+        eventually(started, timeout=STARTUP_TIMEOUT, interval=0.2, what=f"{name} is ready")
+    except TimeoutError:
+        raise StackError(f"{name} was not ready after {STARTUP_TIMEOUT:.0f}s{stack.tail(name)}") from None
 
 
 def portal_marker(data_dir: Path) -> dict[str, Any] | None:

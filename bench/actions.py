@@ -331,15 +331,15 @@ def action(identifier: str, receiver_url: str) -> dict[str, Any]:
 
 
 async def bench(runs: int, samples: int, rounds: int) -> tuple[list[list[str]], list[list[str]]]:
-    from tests.fakes.server import serve
-    from tests.temporal_env import free_port, start_dev_server
-    from tests.workflows.processes import ApiProcess, GantryProcess, WorkerProcess
+    from devtools.processes import ApiProcess, ChildProcess, WorkerProcess, free_port
+    from devtools.standins.server import serve
+    from devtools.temporal import start_dev_server
 
-    class BaselineWorkerProcess(GantryProcess):
+    class BaselineWorkerProcess(ChildProcess):
         name = "baseline worker"
 
         def __init__(self, env: dict[str, str], log_file: Path, address: str, task_queue: str) -> None:
-            super().__init__(env, log_file)
+            super().__init__(log_file=log_file, env=env)
             self.address, self.task_queue = address, task_queue
 
         def command(self) -> list[str]:
@@ -363,7 +363,7 @@ async def bench(runs: int, samples: int, rounds: int) -> tuple[list[list[str]], 
                 webhook_secret=WEBHOOK_SECRET,
             )
             api_process = ApiProcess(env, work / "api.log", host="127.0.0.1", port=port)
-            processes: list[GantryProcess] = [
+            processes: list[ChildProcess] = [
                 api_process,
                 WorkerProcess(env, work / "worker.log"),
                 BaselineWorkerProcess(env, work / "baseline.log", address, "bench-baseline"),

@@ -174,16 +174,16 @@ class Bench:
 
 
 async def bench(burst: int, rounds: int, samples: int) -> tuple[list[list[str]], bool]:
-    from tests.fakes.server import serve
-    from tests.fakes.slack import FakeSlack
-    from tests.temporal_env import free_port, start_dev_server
-    from tests.workflows.processes import ApiProcess, GantryProcess, WorkerProcess, gantry_env
+    from devtools.processes import ApiProcess, ChildProcess, WorkerProcess, free_port, gantry_env
+    from devtools.standins.server import serve
+    from devtools.standins.slack import FakeSlack
+    from devtools.temporal import start_dev_server
 
-    class FakeSlackProcess(GantryProcess):
+    class FakeSlackProcess(ChildProcess):
         name = "fake slack"
 
         def __init__(self, env: dict[str, str], log_file: Path, port: int) -> None:
-            super().__init__(env, log_file)
+            super().__init__(log_file=log_file, env=env)
             self.port = port
 
         def command(self) -> list[str]:
@@ -213,7 +213,7 @@ async def bench(burst: int, rounds: int, samples: int) -> tuple[list[list[str]],
                     slack_api_url=f"{slack_url}/api/",
                 )
                 api_process = ApiProcess(env, work / "api.log", host="127.0.0.1", port=port)
-                processes: list[GantryProcess] = [api_process, WorkerProcess(env, work / "worker.log")]
+                processes: list[ChildProcess] = [api_process, WorkerProcess(env, work / "worker.log")]
                 try:
                     for process in processes:
                         await asyncio.to_thread(process.start, 60.0)
@@ -340,7 +340,7 @@ def _statuses(statuses: dict[str, int]) -> str:
 def serve_fake_slack(port: int) -> None:
     import uvicorn
 
-    from tests.fakes.slack import FakeSlack
+    from devtools.standins.slack import FakeSlack
 
     uvicorn.run(FakeSlack().app, host="127.0.0.1", port=port, log_level="info", access_log=False)
 

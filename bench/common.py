@@ -21,7 +21,7 @@ def stack_env(
     work: Path, temporal_address: str, api_port: int, task_queue: str, **extra: Any
 ) -> dict[str, str]:
     """GANTRY_* variables for an API and a worker on SQLite in ``work``."""
-    from tests.workflows.processes import gantry_env
+    from devtools.processes import gantry_env
 
     return gantry_env(
         data_dir=work,

@@ -296,7 +296,7 @@ def run_relay(kind: str, count: int, workdir: Path) -> list[Row]:
 
 
 async def _relay(kind: str, engine: Engine, count: int, workdir: Path) -> list[Row]:
-    from tests.temporal_env import start_dev_server  # the pip-installed server, never a download
+    from devtools.temporal import start_dev_server  # the pip-installed server, never a download
 
     factory = make_sessionmaker(engine)
     entities = make_entities(count)

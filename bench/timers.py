@@ -42,7 +42,7 @@ import httpx
 from bench.actions import cpu_seconds, dev_server_pid, render
 from bench.bare_timer import BARE_QUEUE, BARE_WORKFLOW, run_bare_worker
 from bench.common import ADMIN_TOKEN, percentile, stack_env, write_results
-from tests.workflows.processes import GantryProcess
+from devtools.processes import ChildProcess
 
 RESULTS = Path(__file__).parent / "results" / "timers.md"
 BULK = 1000  # entities a bulk request carries at most
@@ -52,11 +52,11 @@ LAG_P99_TARGET = 2.0  # seconds
 QUIET = 0.05  # CPU seconds a second below which the worker counts as idle
 
 
-class BareWorkerProcess(GantryProcess):
+class BareWorkerProcess(ChildProcess):
     name = "bare worker"
 
     def __init__(self, env: dict[str, str], log_file: Path, address: str) -> None:
-        super().__init__(env, log_file)
+        super().__init__(log_file=log_file, env=env)
         self.address = address
 
     def command(self) -> list[str]:
@@ -193,8 +193,8 @@ async def stage_lags(client: Any, records: list[dict[str, Any]], sample: int = 1
 
 
 async def bench(timers: int, burst: int, lead: float) -> tuple[list[list[str]], list[list[str]], bool]:
-    from tests.temporal_env import free_port, start_dev_server
-    from tests.workflows.processes import ApiProcess, WorkerProcess
+    from devtools.processes import ApiProcess, WorkerProcess, free_port
+    from devtools.temporal import start_dev_server
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -210,7 +210,7 @@ async def bench(timers: int, burst: int, lead: float) -> tuple[list[list[str]], 
             api_process = ApiProcess(env, work / "api.log", host="127.0.0.1", port=port)
             worker = WorkerProcess(env, work / "worker.log")
             bare = BareWorkerProcess(env, work / "bare.log", address)
-            processes: list[GantryProcess] = [api_process, worker, bare]
+            processes: list[ChildProcess] = [api_process, worker, bare]
             try:
                 for process in processes:
                     await asyncio.to_thread(process.start, 60.0)

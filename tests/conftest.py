@@ -1,17 +1,34 @@
-"""Shared fixtures: catalog databases on SQLite and PostgreSQL.
+"""Shared fixtures: catalog databases on SQLite and PostgreSQL; markers; Hypothesis profiles.
 
 PostgreSQL tests use ``GANTRY_TEST_POSTGRES_URL`` (default: the local server on 127.0.0.1:5432,
 database ``test``). Each test session creates its own database and drops it afterwards. Locally
 the PostgreSQL tests skip with a reason when no server answers; in CI (``CI=true``) they fail.
+
+Markers are applied from what a test uses, so nobody has to remember them:
+
+- ``temporal``: the test (or one of its fixtures or module helpers) starts the Temporal dev
+  server or a worker process, or is ``slow`` (those start the whole stack);
+- ``time_skipping``: it starts the time-skipping test server (a second or so: part of the fast
+  tier).
+
+``pytest -m "not temporal and not slow"`` (``make test-fast``) is the fast tier. In CI Hypothesis
+runs derandomized (the ``ci`` profile): a red build replays the same examples.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+import sys
+import types
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -21,6 +38,62 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "GANTRY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
+
+# Names whose use means a Temporal server: the dev server (slow tier) or the time-skipping one.
+DEV_SERVER = ("start_dev_server", "DevServerProcess", "WorkerProcess", "start_local")
+TIME_SKIPPING = ("start_time_skipping",)
+HELPER_DEPTH = 3  # module helpers calling helpers: deep enough for every stack builder here
+
+
+@functools.cache
+def _names_used(func: Callable[..., Any], depth: int = HELPER_DEPTH) -> frozenset[str]:
+    """Global names ``func`` uses, plus those of the functions of its module it calls (to ``depth``)."""
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return frozenset()
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        names.update(current.co_names)
+        stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    if depth:
+        module = sys.modules.get(func.__module__)
+        for name in list(names):
+            helper = getattr(module, name, None)
+            if inspect.isfunction(helper) and helper.__module__ == func.__module__ and helper is not func:
+                names |= _names_used(helper, depth - 1)
+    return frozenset(names)
+
+
+def _server_names(item: pytest.Function) -> set[str]:
+    """Every name the test and its fixtures use, following module helpers."""
+    funcs = [item.function]
+    for defs in item._fixtureinfo.name2fixturedefs.values():
+        funcs.extend(d.func for d in defs)
+    found: set[str] = set()
+    for func in funcs:
+        found |= _names_used(inspect.unwrap(func))
+    return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        used = _server_names(item)
+        # Slow tests start the whole stack (``make run``, the CLI against it): Temporal included.
+        starts_stack = item.get_closest_marker("slow") is not None
+        if starts_stack or used.intersection(DEV_SERVER) or "temporal" in item.fixturenames:
+            item.add_marker(pytest.mark.temporal)
+        elif used.intersection(TIME_SKIPPING):
+            item.add_marker(pytest.mark.time_skipping)
 
 
 def _postgres_available() -> str | None:

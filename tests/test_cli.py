@@ -15,8 +15,8 @@ import uvicorn
 
 import cli
 from config import Settings
+from devtools.processes import ApiProcess, WorkerProcess, gantry_env
 from tests.temporal_env import DevServerProcess
-from tests.workflows.processes import ApiProcess, WorkerProcess, gantry_env
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "cli-test-admin-token"

@@ -29,10 +29,11 @@ from temporalio.client import Client
 
 import devstack
 from activities.http import sign
+from devtools.processes import DevServerProcess, free_port
 from devtools.receiver import create_app as create_receiver
 from devtools.standins.jira import create_app as create_jira
 from devtools.standins.slack import create_app as create_slack
-from tests.temporal_env import DevServerProcess, free_port
+from devtools.testing import eventually
 from worker import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,25 +262,24 @@ def _run_to_end(
 
 def _wait_for_run(api: httpx.Client, run_id: str, passing: tuple[str, ...], timeout: float = 30.0) -> Any:
     """The run once its status is none of ``passing``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ended() -> Any:
         run = api.get(f"/v1/runs/{run_id}").json()
-        if run["status"] not in passing:
-            return run
-        time.sleep(0.3)
-    raise AssertionError(f"run {run_id} stayed {run['status']} for {timeout}s: {run}")
+        assert run["status"] not in passing, f"run {run_id} stayed {run['status']}: {run}"
+        return run
+
+    return eventually(ended, timeout=timeout, interval=0.3)
 
 
 def _automation_run(api: httpx.Client, action: str, timeout: float = 40.0) -> Any:
     """The latest run of ``action`` an automation started, once it has ended."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def started() -> list[Any]:
         runs = api.get(f"/v1/runs?action={action}").json()["items"]
-        started = [r for r in runs if r["source"] == "AUTOMATION"]
-        if started:
-            return _wait_for_run(api, started[0]["id"], ("IN_PROGRESS", "WAITING_FOR_APPROVAL"), timeout)
-        time.sleep(0.5)
-    raise AssertionError(f"no automation started {action} in {timeout}s")
+        return [r for r in runs if r["source"] == "AUTOMATION"]
+
+    first = eventually(started, timeout=timeout, interval=0.5, what=f"an automation starts {action}")[0]
+    return _wait_for_run(api, first["id"], ("IN_PROGRESS", "WAITING_FOR_APPROVAL"), timeout)
 
 
 def _stack_status(cloudformation: Any, name: str) -> str:
@@ -352,14 +352,13 @@ def _environment_expires_and_is_torn_down(api_url: str, token: str, env: dict[st
     )
     assert patched.status_code == 200, patched.text
 
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        timer = next(
-            t for t in api.get("/v1/timers?blueprint=environment").json()["items"] if t["id"] == timer_id
-        )
-        if timer["teardown"] in ("done", "failed"):
-            break
-        time.sleep(0.5)
+    def torn_down() -> Any:
+        timers = api.get("/v1/timers?blueprint=environment").json()["items"]
+        timer = next(t for t in timers if t["id"] == timer_id)
+        assert timer["teardown"] in ("done", "failed"), timer
+        return timer
+
+    timer = eventually(torn_down, timeout=40, interval=0.5)
     assert timer["state"] == "expired" and timer["teardown"] == "done", timer
     run = api.get(f"/v1/runs/{timer['on_expiry_run']}").json()
     assert (run["action"], run["source"], run["status"]) == ("destroy_environment", "AUTOMATION", "SUCCESS")
@@ -381,10 +380,13 @@ def _production_deploy_waits_for_alice(api_url: str, token: str, env: dict[str, 
     assert launched.status_code == 202, launched.text
     run = _wait_for_run(api, launched.json()["id"], ("IN_PROGRESS",))
     assert run["status"] == "WAITING_FOR_APPROVAL", run
-    deadline = time.monotonic() + 20
-    while not (run["approval"] or {}).get("eligible") and time.monotonic() < deadline:
-        time.sleep(0.3)
-        run = api.get(f"/v1/runs/{run['id']}").json()
+
+    def eligible_known() -> Any:
+        found = api.get(f"/v1/runs/{run['id']}").json()
+        assert (found["approval"] or {}).get("eligible"), found
+        return found
+
+    run = eventually(eligible_known, timeout=20, interval=0.3)
     assert "admin" not in run["approval"]["eligible"] and "alice" in run["approval"]["eligible"]
     refused = api.post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
     assert refused.status_code == 403, refused.text

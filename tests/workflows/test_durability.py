@@ -28,12 +28,12 @@ import httpx
 import pytest
 
 from config import Settings
+from devtools.processes import WorkerProcess, gantry_env
 from tests.fakes.github import FakeGitHub, RunScript
 from tests.fakes.server import serve
 from tests.fakes.webhook import FakeWebhookReceiver
 from tests.temporal_env import DevServerProcess
 from tests.workflows.conftest import ADMIN_TOKEN, SERVICE_TOKEN, WEBHOOK_SECRET, serve_api
-from tests.workflows.processes import WorkerProcess, gantry_env
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +105,7 @@ class ProcessStack:
         return await self.run(run_id)
 
     def restart_worker(self) -> None:
-        self.worker = WorkerProcess(self.worker.env, self.worker.log_file).start()  # type: ignore[assignment]
+        self.worker = WorkerProcess(self.worker.env, self.worker.log_file).start()
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,10 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.processes import ApiProcess, WorkerProcess, gantry_env
 from tests.fakes.server import serve
 from tests.temporal_env import DevServerProcess, free_port
 from tests.workflows.conftest import ADMIN_TOKEN, SERVICE_TOKEN, WEBHOOK_SECRET, serve_api
-from tests.workflows.processes import ApiProcess, WorkerProcess, gantry_env
 
 BLUEPRINT = "environment"
 ACTION = "destroy_environment"
@@ -216,7 +216,7 @@ class TimerStack:
         return record
 
     def restart_worker(self) -> None:
-        self.worker = WorkerProcess(self.worker.env, self.worker.log_file).start()  # type: ignore[assignment]
+        self.worker = WorkerProcess(self.worker.env, self.worker.log_file).start()
 
 
 def worker_env(

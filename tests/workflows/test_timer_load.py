@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.processes import ApiProcess, WorkerProcess
 from tests.fakes.server import serve
 from tests.temporal_env import free_port
-from tests.workflows.processes import ApiProcess, WorkerProcess
 from tests.workflows.test_timer_durability import (
     BLUEPRINT,
     TeardownReceiver,
@@ -35,7 +35,8 @@ from tests.workflows.test_timer_durability import (
     worker_env,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+# Minutes, not the default 300 s: a thousand teardowns on a shared 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1200)]
 
 # The figure. A teardown is a timer report, an AUTOMATION run of two steps and its reports,
 # the run's end signalled to the timer and the timer's last poll, all on one 2-core machine: 1,000
