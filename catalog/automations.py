@@ -33,6 +33,10 @@ class Strict(BaseModel):
 
 
 class Trigger(Strict):
+    # Its own name in the OpenAPI document: actions have a ``Trigger`` too, and generated
+    # clients name their models by title.
+    model_config = ConfigDict(title="AutomationTrigger")
+
     event: str
     blueprint: str | None = None
     # For RUN_CREATED / RUN_UPDATED: only runs of this action.
