@@ -1,5 +1,6 @@
-"""Fuzzing the whole API: whatever a client sends, the answer is never a 5xx, and every 4xx has the
-error shape ``{"error": {"code", "message", "details"}}``. SQLite only, bounded and derandomized."""
+"""Fuzzing the whole API: whatever a client sends, the answer is never a 5xx, every answer matches
+the schema the OpenAPI document gives for its status, and every 4xx has the error shape
+``{"error": {"code", "message", "details"}}``. SQLite only, bounded and derandomized."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from api.app import create_app
 from catalog.migrate import upgrade
@@ -94,7 +95,7 @@ def test_no_server_error_and_error_shape(api_schema: Any, method: str, path: str
     @FUZZ
     def check(case: Any) -> None:
         response = case.call(headers=AUTH)
-        case.validate_response(response, checks=[not_a_server_error])
+        case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
         body = response.json() if response.content else None
         assert_error_shape(response.status_code, body)
 

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from api.app import create_app
 from catalog.migrate import upgrade
@@ -179,7 +179,7 @@ def test_a_member_fuzzing_every_route_changes_and_reads_nothing_of_others(
             @FUZZ
             def check(case: Any) -> None:
                 response = case.call(headers=member)
-                case.validate_response(response, checks=[not_a_server_error])
+                case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
                 assert_error_shape(response.status_code, response.json() if response.content else None)
                 if CANARY in response.text:
                     leaks.append(f"{case.method} {case.formatted_path}")
