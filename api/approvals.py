@@ -41,12 +41,13 @@ def apply_decision(
     if run.status in runs.TERMINAL:
         _audit_refusal(session, actor, run_id, decision, via, "the run has ended")
         raise Conflict(f"run '{run_id}' has ended ({run.status}): its approval is closed")
-    requester = run.created_by == user.identifier
-    if session.get(RunApprover, (run_id, user.identifier)) is None and not requester:
+    if session.get(RunApprover, (run_id, user.identifier)) is None:
         # Decided here, without asking the workflow: nobody outside the run's approvers decides.
-        # The requester is left out of the approvers unless self-approval is allowed; the
-        # workflow's validator refuses them with that reason, which says more than "not eligible".
-        reason = f"{user.identifier} is not an eligible approver of this run"
+        # The requester is among them only when the action allows self-approval.
+        if run.created_by == user.identifier:
+            reason = "you requested this run; the action does not allow self-approval"
+        else:
+            reason = f"{user.identifier} is not an eligible approver of this run"
         _audit_refusal(session, actor, run_id, decision, via, reason)
         raise Forbidden(reason)
     workflow_id = run.workflow_id
