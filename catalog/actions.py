@@ -13,13 +13,14 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog import audit
 from catalog.approvals import check_policy
 from catalog.audit import Actor
+from catalog.base import Strict
 from catalog.db import utcnow
 from catalog.durations import parse_duration
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
@@ -35,10 +36,6 @@ from catalog.timefmt import format_instant
 STEP_ID = r"^[a-z][a-z0-9_]{0,63}$"
 
 INPUT_FORMATS = STRING_FORMATS | {"entity"}
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class Trigger(Strict):

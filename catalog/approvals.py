@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalog.base import Strict
 from catalog.durations import parse_duration
 from catalog.errors import FieldError, pointer
 from catalog.identity import SERVICE_USER
 from catalog.models import Team, TeamMembership, User
 from catalog.permissions import SERVICE
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Approvers(Strict):

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog import audit
 from catalog.audit import Actor
+from catalog.base import Strict
 from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Invalid, NotFound
 from catalog.events import EVENT_TYPES
@@ -26,10 +27,6 @@ from catalog.models import Action, Automation
 from catalog.schemas import SLUG
 from catalog.templates import TemplateFailure, references
 from catalog.timefmt import format_instant
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Trigger(Strict):

@@ -21,11 +21,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import and_, false, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, False_, True_
 
+from catalog.base import Strict
 from catalog.models import Blueprint, Entity, TeamMembership, User
 from catalog.query import team_overlaps
 
@@ -36,10 +37,8 @@ HUMAN_ROLES = (ADMIN, MEMBER, VIEWER)
 EntityOperation = Literal["read", "create", "update", "delete"]
 
 
-class Policy(BaseModel):
+class Policy(Strict):
     """``{"roles": [], "users": [], "teams": [], "owned_by_team": false}``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     roles: list[Literal["admin", "member", "viewer"]] = Field(default_factory=list)
     users: list[str] = Field(default_factory=list)
@@ -47,16 +46,12 @@ class Policy(BaseModel):
     owned_by_team: bool = False
 
 
-class Moderators(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Moderators(Strict):
     users: list[str] = Field(default_factory=list)
     teams: list[str] = Field(default_factory=list)
 
 
-class BlueprintPermissions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BlueprintPermissions(Strict):
     read: Policy | None = None
     create: Policy | None = None
     update: Policy | None = None
@@ -65,9 +60,7 @@ class BlueprintPermissions(BaseModel):
     update_relations: dict[str, Policy] = Field(default_factory=dict)
 
 
-class ActionPermissions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ActionPermissions(Strict):
     execute: Policy | None = None
     see: Policy | None = None
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from catalog.base import Strict
 from catalog.permissions import BlueprintPermissions, Moderators
 
 SLUG = r"^[a-z][a-z0-9_-]{0,99}$"
@@ -30,10 +31,6 @@ EntityId = Annotated[str, Field(pattern=ENTITY_ID), AfterValidator(no_dot_segmen
 
 # Fields the catalog computes: a client that sends one gets a 422 naming it.
 COMPUTED_ENTITY_FIELDS = ("scorecards", "created_at", "updated_at", "created_by", "updated_by")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class RelationDef(Strict):
@@ -86,8 +83,6 @@ class BlueprintIn(Strict):
     moderators: Moderators = Field(default_factory=Moderators)
     permissions: BlueprintPermissions = Field(default_factory=BlueprintPermissions)
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
 
 class BlueprintPatch(Strict):
     title: str | None = Field(None, min_length=1, max_length=256)
@@ -100,8 +95,6 @@ class BlueprintPatch(Strict):
     aggregation_properties: dict[str, AggregationPropertyDef] | None = None
     moderators: Moderators | None = None
     permissions: BlueprintPermissions | None = None
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class EntityIn(BaseModel):

@@ -14,12 +14,13 @@ from collections import Counter
 from typing import Any, cast
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from catalog import audit, events
 from catalog.audit import Actor
+from catalog.base import Strict
 from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Invalid, NotFound
 from catalog.models import Blueprint, Entity, Scorecard, ScorecardLevelChange, ScorecardResult
@@ -30,10 +31,6 @@ from catalog.timefmt import format_instant
 RESULTS = cast(Table, ScorecardResult.__table__)
 CHANGES = cast(Table, ScorecardLevelChange.__table__)
 CHUNK = 500
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Level(Strict):

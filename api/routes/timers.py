@@ -15,6 +15,7 @@ from api.schemas import Cursor, EventView, Limit, Page, TimerReportAnswer, Timer
 from api.timers import extend_timer
 from catalog import events, timers
 from catalog.audit import Actor
+from catalog.base import Strict
 from catalog.entities import get_entity
 from catalog.errors import NotFound
 from catalog.identity import list_users, missing_users
@@ -24,9 +25,7 @@ router = APIRouter(tags=["timers"])
 MAX_REPORTS = 500  # timer reports one request may carry
 
 
-class ExtendBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ExtendBody(Strict):
     by: str
 
 
