@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from catalog import events
 from catalog.audit import Actor
+from catalog.base import Strict
 from catalog.db import utcnow
 from catalog.durations import parse_duration
 from catalog.errors import FieldError, Invalid, NotFound, pointer
@@ -26,15 +27,11 @@ from catalog.timefmt import canonical_times, format_instant, format_optional
 from catalog.timer_rules import reminder_times
 
 
-class OnExpiry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OnExpiry(Strict):
     action: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,99}$")
 
 
-class TimerPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TimerPolicy(Strict):
     max_ttl: str | None = None
     max_extension: str | None = None
     remind_before: list[str] = Field(default_factory=list, max_length=5)
