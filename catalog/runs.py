@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement, False_, True_
 from catalog import approvals, audit, events, scorecards, secrets
 from catalog.actions import may_execute, may_see, see_policy
 from catalog.audit import Actor
+from catalog.base import Strict
 from catalog.db import utcnow
 from catalog.entities import entity_view
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
@@ -34,10 +35,6 @@ from catalog.timefmt import canonical_times, format_instant, format_optional
 TERMINAL = frozenset({"SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"})
 STATUSES = frozenset({"WAITING_FOR_APPROVAL", "IN_PROGRESS"}) | TERMINAL
 Source = Literal["API", "CLI", "UI", "AUTOMATION"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class RunRequest(Strict):

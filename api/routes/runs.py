@@ -8,7 +8,7 @@ from typing import Any, Literal
 import anyio.from_thread
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from api.approvals import apply_decision
 from api.deps import ActorDep, CurrentUser, PrincipalDep, ServiceUser, SessionDep, SettingsDep
@@ -28,6 +28,7 @@ from api.schemas import (
 from catalog import audit, runs
 from catalog.actions import moderates
 from catalog.audit import Actor
+from catalog.base import Strict
 from catalog.db import utcnow
 from catalog.errors import Conflict, Forbidden, NotFound
 from catalog.identity import get_user
@@ -282,9 +283,7 @@ def _reset_for_retry(run: Run, resume_at: str, earlier: dict[str, Any], *, waits
     ]
 
 
-class ApprovalDecision(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ApprovalDecision(Strict):
     decision: Literal["APPROVE", "DECLINE"]
     comment: str = Field("", max_length=2000)
 
