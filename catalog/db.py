@@ -25,6 +25,10 @@ NAMING_CONVENTION = {
 # JSON on SQLite (JSON1 functions), JSONB on PostgreSQL (GIN-indexable, ordered comparisons).
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
+# Keys per ``IN (...)`` list when one statement filters by many of them: well under every
+# driver's bound-parameter limit (999 in older SQLite builds), so batches are chunked by it.
+CHUNK = 500
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timestamps stored as UTC and always returned timezone-aware, on both dialects."""

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from catalog import audit, events
 from catalog.audit import Actor
 from catalog.base import Strict
-from catalog.db import utcnow
+from catalog.db import CHUNK, utcnow
 from catalog.errors import Conflict, FieldError, Invalid, NotFound
 from catalog.models import Blueprint, Entity, Scorecard, ScorecardLevelChange, ScorecardResult
 from catalog.query import Context, RuleKind, compile_query, register_rule_kind, validate_query
@@ -30,7 +30,6 @@ from catalog.timefmt import format_instant
 
 RESULTS = cast(Table, ScorecardResult.__table__)
 CHANGES = cast(Table, ScorecardLevelChange.__table__)
-CHUNK = 500
 
 
 class Level(Strict):
