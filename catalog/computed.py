@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, aliased
 
 from catalog import audit
 from catalog.audit import Actor
-from catalog.db import utcnow
+from catalog.db import CHUNK, utcnow
 from catalog.durations import parse_duration
 from catalog.errors import FieldError, Invalid, pointer
 from catalog.models import Blueprint, Entity, EntityRelation
@@ -49,7 +49,6 @@ FUNCTIONS = ("count", "sum", "min", "max", "average", "ratio")
 NUMBER_TYPES = ("number", "integer")
 MIRRORED_META = ("$identifier", "$title", "$team", "$created_at", "$updated_at")
 MAX_CASCADE = 10
-CHUNK = 500
 _DEPTH = "gantry.computed.depth"
 
 # (identifier, state before, state after); a state is what catalog.entities keeps of an entity
