@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.from_thread
-from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
-from api.temporal import DecisionRefused
+from api.temporal import DecisionRefused, TemporalGateway
 from catalog import audit, runs
 from catalog.audit import Actor
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid
@@ -21,7 +20,7 @@ DECISIONS = ("APPROVE", "DECLINE")
 
 
 def apply_decision(
-    app: FastAPI,
+    temporal: TemporalGateway,
     session: Session,
     run_id: str,
     user: User,
@@ -55,7 +54,7 @@ def apply_decision(
     session.rollback()
     try:
         state = anyio.from_thread.run(
-            app.state.temporal.decide,
+            temporal.decide,
             workflow_id,
             Decision(
                 user=user.identifier, decision=decision, comment=comment, via=via, request_id=request_id

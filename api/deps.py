@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api import ratelimit
+from api.temporal import TemporalGateway
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Forbidden, Unauthenticated
@@ -36,6 +37,15 @@ def get_session(request: Request) -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_temporal(request: Request) -> TemporalGateway:
+    """The app's one Temporal gateway (its client is connected lazily and shared)."""
+    temporal: TemporalGateway = request.app.state.temporal
+    return temporal
+
+
+TemporalDep = Annotated[TemporalGateway, Depends(get_temporal)]
 
 
 def current_user(

@@ -107,7 +107,7 @@ class TemporalGateway:
 
     async def start_action_run(
         self,
-        workflow_input: dict[str, Any],
+        workflow_input: RunInput,
         *,
         workflow_id: str,
         action: str,
@@ -129,7 +129,7 @@ class TemporalGateway:
         try:
             await client.start_workflow(
                 ActionRun.run,
-                RunInput.from_json(workflow_input),
+                workflow_input,
                 id=workflow_id,
                 task_queue=self._settings.task_queue,
                 search_attributes=attributes if self._settings.temporal_search_attributes else None,

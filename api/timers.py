@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.from_thread
-from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
-from api.temporal import DecisionRefused
+from api.temporal import DecisionRefused, TemporalGateway
 from catalog import audit, timers
 from catalog.audit import Actor
 from catalog.blueprints import get_blueprint
@@ -36,7 +35,14 @@ def check_may_extend(session: Session, who: Principal, blueprint: str, entity: E
 
 
 def extend_timer(
-    app: FastAPI, session: Session, blueprint: str, entity_id: str, prop: str, by: str, user: User, via: str
+    temporal: TemporalGateway,
+    session: Session,
+    blueprint: str,
+    entity_id: str,
+    prop: str,
+    by: str,
+    user: User,
+    via: str,
 ) -> dict[str, Any]:
     who = principal_of(session, user)
     entity = get_entity(session, blueprint, entity_id, who)
@@ -49,7 +55,7 @@ def extend_timer(
     actor = Actor(user.identifier)
     try:
         state = anyio.from_thread.run(
-            app.state.temporal.extend_timer, timer.id, Extension(by=by, user=user.identifier, via=via)
+            temporal.extend_timer, timer.id, Extension(by=by, user=user.identifier, via=via)
         )
     except DecisionRefused as refused:
         audit.record(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import secrets as pysecrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -18,19 +18,20 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, False_, True_
 
 from catalog import approvals, audit, events, scorecards, secrets
-from catalog.actions import may_execute, may_see, see_policy
+from catalog.actions import may_execute, may_see, moderates, see_policy
 from catalog.audit import Actor
 from catalog.base import Strict
 from catalog.db import utcnow
 from catalog.entities import entity_view
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
-from catalog.identity import missing_teams, missing_users, user_teams
+from catalog.identity import get_user, missing_teams, missing_users, user_teams
 from catalog.models import Action, Blueprint, Entity, Run, RunApprover, RunLog, User
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
 from catalog.permissions import Principal, is_moderator, may, passes, readable_clause
 from catalog.properties import FORMAT_CHECKER
 from catalog.query import compile_query, team_overlaps
 from catalog.timefmt import canonical_times, format_instant, format_optional
+from contracts.runs import Requester, RunInfo, RunInput, initial_steps
 
 TERMINAL = frozenset({"SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"})
 STATUSES = frozenset({"WAITING_FOR_APPROVAL", "IN_PROGRESS"}) | TERMINAL
@@ -72,13 +73,6 @@ class RunReport(WorkerMessage):
     affected_entities: list[dict[str, Any]] | None = None
     error: str | None = None
     logs: list[LogLine] = Field(default_factory=list)
-
-
-@dataclass
-class Launch:
-    run: Run
-    workflow_input: dict[str, Any]
-    created: bool
 
 
 def workflow_id_for(action: str, run_id: str) -> str:
@@ -240,113 +234,137 @@ def visible_runs_clause(session: Session, who: Principal) -> ColumnElement[bool]
 # ---- launching ---------------------------------------------------------------------------
 
 
-def prepare_run(
-    session: Session,
-    action: Action,
-    body: RunRequest,
-    caller: User,
-    *,
-    who: Principal,
-    source: str,
-    secret_key: str | None,
-    api_url: str,
-    ui_url: Callable[[str], str] = lambda workflow_id: "",
-) -> Launch:
+@dataclass(frozen=True)
+class LaunchRequest:
+    """One launch as the caller asked for it, with what the checks and the record need."""
+
+    action: Action
+    body: RunRequest
+    caller: User
+    who: Principal
+    source: str
+    secret_key: str | None
+    api_url: str
+    # The run's Temporal UI address, from its workflow id.
+    ui_url: Callable[[str], str] = lambda workflow_id: ""
+
+    @property
+    def scope(self) -> str | None:
+        """What an idempotency key is unique within: the action and the caller."""
+        key = self.body.idempotency_key
+        return f"{self.action.identifier}:{self.caller.identifier}:{key}" if key else None
+
+    @property
+    def run_id(self) -> str:
+        """Derived from the idempotency scope when there is one, so a repeated launch (even a
+        concurrent one) names the same run and the same workflow."""
+        scope = self.scope
+        return "r_" + (hashlib.sha256(scope.encode()).hexdigest()[:24] if scope else pysecrets.token_hex(12))
+
+
+@dataclass
+class Launch:
+    """A checked launch: its run record (added, not committed) and the workflow's input; or,
+    for an idempotency key seen before, the earlier run (``created`` False, no input)."""
+
+    run: Run
+    workflow_input: RunInput | None
+    created: bool
+
+
+def prepare_run(session: Session, request: LaunchRequest) -> Launch:
     """Check a launch and add its run record (not committed); an idempotency key that was seen
     before returns the earlier run instead. In order: the action is visible (404), the entity
     exists and is readable (404), the caller may see and execute the action on it (404, 403),
     the trigger condition and preconditions hold (409), the inputs are valid (422)."""
-    definition = action.definition
-    scope = (
-        f"{action.identifier}:{caller.identifier}:{body.idempotency_key}" if body.idempotency_key else None
-    )
-    run_id = "r_" + (hashlib.sha256(scope.encode()).hexdigest()[:24] if scope else pysecrets.token_hex(12))
-    if not may_see(session, action, who):
+    action = request.action
+    run_id = request.run_id
+    if not may_see(session, action, request.who):
         raise NotFound(f"action '{action.identifier}' not found")
-    if scope is not None:
-        earlier = session.get(Run, run_id)
-        if earlier is not None:
-            return Launch(earlier, {}, created=False)
+    if request.scope is not None and (earlier := session.get(Run, run_id)) is not None:
+        return Launch(earlier, None, created=False)
+    entity = check_target(session, action, request.body.entity, request.who)
+    schema = action.definition.get("user_inputs") or {}
+    inputs, sealed = _check_inputs(session, schema, request.body.inputs, request.secret_key)
+    run = _new_run(request, run_id, entity, inputs, sealed)
+    workflow_input = build_workflow_input(
+        session,
+        run,
+        action.definition,
+        entity=entity,
+        caller=request.caller,
+        api_url=request.api_url,
+        ui_url=request.ui_url(run.workflow_id),
+    )
+    _record_launch(session, run, workflow_input)
+    return Launch(run, workflow_input, created=True)
 
-    entity = check_target(session, action, body.entity, who)
-    inputs, sealed = _check_inputs(session, definition.get("user_inputs") or {}, body.inputs, secret_key)
+
+def _new_run(
+    request: LaunchRequest, run_id: str, entity: Entity | None, inputs: dict[str, Any], sealed: dict[str, str]
+) -> Run:
+    """The new run's record: secret inputs sealed and shown redacted, every step PENDING."""
+    action, definition, key = request.action, request.action.definition, request.secret_key
+    gated = bool(definition.get("approval"))
     now = utcnow()
-    visible = {k: (secrets.REDACTED if k in sealed else v) for k, v in inputs.items()}
-    run = Run(
+    return Run(
         id=run_id,
         action=action.identifier,
         action_title=action.title,
         blueprint=definition.get("blueprint"),
         entity=entity.identifier if entity else None,
-        inputs=visible,
-        secret_inputs=secrets.seal(sealed, secret_key) if sealed and secret_key else None,
-        status="WAITING_FOR_APPROVAL" if definition.get("approval") else "IN_PROGRESS",
-        status_label="Waiting for approval" if definition.get("approval") else "Starting",
-        source=source,
-        created_by=caller.identifier,
+        inputs={k: (secrets.REDACTED if k in sealed else v) for k, v in inputs.items()},
+        secret_inputs=secrets.seal(sealed, key) if sealed and key else None,
+        status="WAITING_FOR_APPROVAL" if gated else "IN_PROGRESS",
+        status_label="Waiting for approval" if gated else "Starting",
+        source=request.source,
+        created_by=request.caller.identifier,
         created_at=now,
         updated_at=now,
-        steps=[
-            {
-                "id": s["id"],
-                "title": s.get("title") or s["id"],
-                "uses": s["uses"],
-                "status": "PENDING",
-                "started_at": None,
-                "ended_at": None,
-                "outputs": {},
-                "error": None,
-            }
-            for s in definition["steps"]
-        ],
+        steps=initial_steps(definition["steps"]),
         approval=None,
         links=[],
         affected_entities=[],
         workflow_id=workflow_id_for(action.identifier, run_id),
-        idempotency_scope=scope,
-        trigger=body.trigger,
+        idempotency_scope=request.scope,
+        trigger=request.body.trigger,
     )
-    workflow_input = build_workflow_input(
-        session,
-        run,
-        definition,
-        entity=entity,
-        caller=caller,
-        api_url=api_url,
-        ui_url=ui_url(run.workflow_id),
-    )
+
+
+def _record_launch(session: Session, run: Run, workflow_input: RunInput) -> None:
+    """Add the run with its approvers, audit entry and RUN_CREATED event. All of it is committed
+    before the workflow starts (the caller's job): a workflow never runs without its record."""
+    actor = Actor(run.created_by, run.id)
     session.add(run)
     audit.record(
         session,
-        Actor(caller.identifier, run_id),
+        actor,
         "CREATE",
         "run",
-        run_id,
+        run.id,
         blueprint=run.blueprint,
-        after={"action": run.action, "entity": run.entity, "inputs": visible},
+        after={"action": run.action, "entity": run.entity, "inputs": run.inputs},
     )
-    add_approvers(session, run, workflow_input)
-    # The record, its approvers, audit entry and event are committed before the workflow starts
-    # (the caller's job): a workflow never runs without its record.
+    add_approvers(session, run, workflow_input.approvals)
     events.add(
         session,
         events.event_row(
             "RUN_CREATED",
-            Actor(caller.identifier, run.id),
+            actor,
             blueprint=run.blueprint,
             entity=run.entity,
             run_id=run.id,
             payload={"run": run_event(run)},
         ),
     )
-    return Launch(run, workflow_input, created=True)
 
 
-def add_approvers(session: Session, run: Run, workflow_input: dict[str, Any]) -> None:
-    """Record who may decide the run's approvals (those not recorded yet: a retry re-resolves)."""
+def add_approvers(session: Session, run: Run, gates: dict[str, Any]) -> None:
+    """Record who may decide the run's approval ``gates`` (those not recorded yet: a retry
+    re-resolves)."""
     approvers = {
         person["identifier"]
-        for gate in workflow_input["approvals"].values()
+        for gate in gates.values()
         for person in gate["eligible"] + gate["escalation_eligible"]
     }
     known = set(session.scalars(select(RunApprover.user).where(RunApprover.run_id == run.id)))
@@ -386,12 +404,39 @@ def build_workflow_input(
     caller: User,
     api_url: str,
     ui_url: str = "",
-) -> dict[str, Any]:
+) -> RunInput:
     """What the ActionRun workflow starts with. Secret inputs appear only as placeholders;
     approval policies come with the people eligible to decide them (``approvals``, by gate:
     ``action`` for the action's own policy, else the ``approval`` step's id), never the caller
     unless the policy allows self-approval."""
-    requester = caller.identifier
+    secret_names = {
+        n for n, d in (definition.get("user_inputs") or {}).get("properties", {}).items() if d.get("secret")
+    }
+    return RunInput(
+        run_id=run.id,
+        action=definition,
+        entity=entity_view(entity) if entity else None,
+        inputs={k: (secrets.placeholder(k) if k in secret_names else v) for k, v in run.inputs.items()},
+        user=Requester(
+            identifier=caller.identifier,
+            email=caller.email,
+            name=caller.name,
+            teams=user_teams(session, caller.identifier),
+        ),
+        run=RunInfo(
+            id=run.id,
+            action=run.action,
+            source=run.source,
+            started_at=format_instant(run.created_at),
+            url=f"{api_url.rstrip('/')}/v1/runs/{run.id}",
+            temporal_ui_url=ui_url,
+        ),
+        approvals=_approval_gates(session, definition, caller.identifier),
+    )
+
+
+def _approval_gates(session: Session, definition: dict[str, Any], requester: str) -> dict[str, Any]:
+    """The action's approval policies with their eligible people, by gate."""
     gates = (
         {"action": approvals.resolve(session, definition["approval"], requester)}
         if definition.get("approval")
@@ -400,30 +445,7 @@ def build_workflow_input(
     for step in definition["steps"]:
         if step["uses"] == "approval":
             gates[step["id"]] = approvals.resolve(session, step.get("with", {}), requester)
-    secret_names = {
-        n for n, d in (definition.get("user_inputs") or {}).get("properties", {}).items() if d.get("secret")
-    }
-    return {
-        "run_id": run.id,
-        "action": definition,
-        "entity": entity_view(entity) if entity else None,
-        "inputs": {k: (secrets.placeholder(k) if k in secret_names else v) for k, v in run.inputs.items()},
-        "user": {
-            "identifier": caller.identifier,
-            "email": caller.email,
-            "name": caller.name,
-            "teams": user_teams(session, caller.identifier),
-        },
-        "run": {
-            "id": run.id,
-            "action": run.action,
-            "source": run.source,
-            "started_at": format_instant(run.created_at),
-            "url": f"{api_url.rstrip('/')}/v1/runs/{run.id}",
-            "temporal_ui_url": ui_url,
-        },
-        "approvals": gates,
-    }
+    return gates
 
 
 def _resolve_entity(
@@ -771,6 +793,86 @@ def list_runs(
 def active_runs(session: Session, *, older_than: datetime, limit: int = 500) -> list[Run]:
     stmt = select(Run).where(Run.status.not_in(TERMINAL), Run.updated_at <= older_than)
     return list(session.scalars(stmt.order_by(Run.updated_at).limit(limit)))
+
+
+# ---- cancel and retry --------------------------------------------------------------------
+
+
+def may_manage(session: Session, run: Run, who: Principal) -> bool:
+    """Who may cancel and retry a run: the requester, the moderators of its blueprint, admins."""
+    if who.is_admin or run.created_by == who.identifier:
+        return True
+    action = session.get(Action, run.action)
+    return action is not None and moderates(session, action, who)
+
+
+def record_cancel_request(session: Session, run: Run, by: str, actor: Actor) -> None:
+    """Audit and log a cancellation the workflow was asked for (its report ends the run)."""
+    audit.record(
+        session, actor, "CANCEL", "run", run.id, blueprint=run.blueprint, before={"status": run.status}
+    )
+    append_logs(session, run.id, [LogLine(level="WARNING", message=f"Cancellation requested by {by}")])
+
+
+def prepare_retry(
+    session: Session, run: Run, *, who: Principal, by: str, actor: Actor, api_url: str, ui_url: str = ""
+) -> RunInput:
+    """Reopen an ended run for a retry (not committed) and return its workflow's input. A retry
+    is a new decision: the caller's execute permission, the entity, the trigger condition and
+    the preconditions are checked again as at launch, approvers are resolved again, and only
+    gates that were APPROVED are passed (a declined run re-asks its approvers). It resumes at
+    the step :func:`retry_plan` names, with the outputs of the steps before it."""
+    resume_at, earlier = retry_plan(run)
+    action = session.get(Action, run.action)
+    if action is None:
+        raise Conflict(f"action '{run.action}' no longer exists: the run cannot be retried")
+    entity = check_target(session, action, run.entity, who)
+    fresh = build_workflow_input(
+        session,
+        run,
+        action.definition,
+        entity=entity,
+        caller=get_user(session, run.created_by),
+        api_url=api_url,
+        ui_url=ui_url,
+    )
+    approved = approved_gates(run, action.definition)
+    workflow_input = replace(
+        fresh,
+        resume_at=resume_at,
+        previous_steps=earlier,
+        log_base=next_log_seq(session, run.id),
+        approved_gates=approved,
+    )
+    before = run.status
+    _reset_for_retry(run, resume_at, earlier, waits="action" in workflow_input.approvals and not approved)
+    add_approvers(session, run, workflow_input.approvals)
+    append_logs(session, run.id, [LogLine(message=f"Retry requested by {by}: resuming at step {resume_at}")])
+    audit.record(
+        session,
+        actor,
+        "RETRY",
+        "run",
+        run.id,
+        blueprint=run.blueprint,
+        before={"status": before},
+        after={"status": run.status, "resume_at": resume_at},
+    )
+    return workflow_input
+
+
+def _reset_for_retry(run: Run, resume_at: str, earlier: dict[str, Any], *, waits: bool) -> None:
+    """The record as the retried workflow starts: waiting for approval when the action's gate is
+    asked again, the steps from ``resume_at`` on PENDING again."""
+    if waits:
+        run.status, run.status_label, run.approval = "WAITING_FOR_APPROVAL", "Waiting for approval", None
+    else:
+        run.status, run.status_label = "IN_PROGRESS", f"Retrying from step {resume_at}"
+    run.error, run.ended_at, run.updated_at = None, None, utcnow()
+    run.steps = [
+        s if s["id"] in earlier else {**s, "status": "PENDING", "error": None, "outputs": {}}
+        for s in run.steps
+    ]
 
 
 RETRYABLE = ("FAILURE", "CANCELLED", "TIMED_OUT", "DECLINED")

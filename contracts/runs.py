@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -86,6 +86,24 @@ class RunInput:
         read it: unknown keys are dropped, a missing required one raises ``TypeError``."""
         run_input: RunInput = value_to_type(cls, dict(data), [])
         return run_input
+
+
+def initial_steps(steps: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A run's ``steps[]`` before anything ran, from the action's step definitions: the catalog's
+    new run record and the workflow's first report start from this one skeleton."""
+    return [
+        {
+            "id": s["id"],
+            "title": s.get("title") or s["id"],
+            "uses": s["uses"],
+            "status": "PENDING",
+            "started_at": None,
+            "ended_at": None,
+            "outputs": {},
+            "error": None,
+        }
+        for s in steps
+    ]
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]

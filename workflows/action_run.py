@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         RunOutcome,
         RunReport,
         RunStatus,
+        initial_steps,
     )
     from contracts.search_attributes import GANTRY_RUN_STATUS
     from contracts.steps import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_NOT_CONFIGURED, StepInput, StepResult
@@ -143,19 +144,7 @@ class ActionRun:
         self._marker = workflow.uuid4().hex
         self._seq = inp.log_base
         self._search_attributes = inp.search_attributes
-        self._steps = [
-            {
-                "id": s["id"],
-                "title": s.get("title") or s["id"],
-                "uses": s["uses"],
-                "status": "PENDING",
-                "started_at": None,
-                "ended_at": None,
-                "outputs": {},
-                "error": None,
-            }
-            for s in inp.action["steps"]
-        ]
+        self._steps = initial_steps(inp.action["steps"])
         done = inp.previous_steps
         for step in self._steps:
             if step["id"] in done:

@@ -5,20 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import anyio.from_thread
-from fastapi import APIRouter, Body, Header, Request
+from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
 
 from api.deps import ActorDep, CurrentUser, PrincipalDep, SessionDep, SettingsDep
-from api.errors import ServiceUnavailable
 from api.openapi import errors
+from api.routes.runs import present
 from api.schemas import ActionView, Cursor, Limit, Page, RunView, SavedAction
+from api.services.runs import RunServiceDep
 from catalog import actions as service
-from catalog import runs
 from catalog.actions import ActionIn
-from catalog.audit import Actor
-from catalog.errors import FieldError, Forbidden, Invalid, NotFound
+from catalog.errors import FieldError, Invalid, NotFound
 from catalog.models import Action
 from catalog.pagination import page_after
 from catalog.permissions import Principal
@@ -144,11 +141,10 @@ def delete_action(action: str, session: SessionDep, who: PrincipalDep, actor: Ac
 )
 def launch_run(
     action: str,
-    request: Request,
-    session: SessionDep,
+    service: RunServiceDep,
+    settings: SettingsDep,
     user: CurrentUser,
     who: PrincipalDep,
-    settings: SettingsDep,
     body: RunRequest = Body(),
     x_gantry_source: str | None = Header(None, description="API | CLI | UI (AUTOMATION: service only)"),
 ) -> JSONResponse:
@@ -158,72 +154,5 @@ def launch_run(
     schema (422 per field). The run record is committed, then the workflow
     ``action:{action}:{run_id}`` starts. The same ``idempotency_key`` returns the same run.
     Temporal down: 503 and the run is recorded as not started (FAILURE)."""
-    definition = _visible(session, action, who)
-    source = body.source or (x_gantry_source or "API").upper()
-    if source not in ("API", "CLI", "UI", "AUTOMATION"):
-        raise Invalid("invalid source", [FieldError("/source", "must be API, CLI, UI or AUTOMATION")])
-    if (source == "AUTOMATION" or body.trigger is not None) and not who.is_admin:
-        raise Forbidden("only the service user launches AUTOMATION runs")
-    launch = runs.prepare_run(
-        session,
-        definition,
-        body,
-        user,
-        who=who,
-        source=source,
-        secret_key=settings.secret("secret_key"),
-        api_url=settings.api_url,
-        ui_url=lambda workflow_id: runs.temporal_ui_url(
-            settings.temporal_ui_url, settings.temporal_namespace, workflow_id
-        ),
-    )
-    if not launch.created:
-        return JSONResponse(_view(request, launch.run), status_code=200)
-    run = launch.run
-    try:
-        session.commit()
-    except IntegrityError:
-        # The same idempotency key launched concurrently: the other request's run (and its one
-        # workflow, whose id is derived from the key) is the answer.
-        session.rollback()
-        return JSONResponse(_view(request, runs.get_run(session, run.id)), status_code=200)
-    view = _view(request, run)
-    summary = f"{run.action_title} · {run.entity or 'new'} · by {user.identifier}"
-    start_workflow(request, session, run, launch.workflow_input, summary, Actor(user.identifier, run.id))
-    return JSONResponse(view, status_code=202)
-
-
-def start_workflow(
-    request: Request,
-    session: SessionDep,
-    run: runs.Run,
-    workflow_input: dict[str, Any],
-    summary: str,
-    actor: Actor,
-) -> None:
-    """Start the run's workflow once its record is committed. Temporal down: the run is ended
-    as not started (nothing is left IN_PROGRESS) and the caller gets the 503."""
-    settings: Settings = request.app.state.settings
-    try:
-        anyio.from_thread.run(
-            lambda: request.app.state.temporal.start_action_run(
-                workflow_input,
-                workflow_id=run.workflow_id,
-                action=run.action,
-                blueprint=run.blueprint,
-                entity=run.entity,
-                requested_by=run.created_by,
-                summary=summary,
-            )
-        )
-    except ServiceUnavailable as exc:
-        session.rollback()
-        session.refresh(run)
-        runs.mark_not_started(session, run, f"Temporal unavailable at {settings.temporal_address}", actor)
-        session.commit()
-        raise exc
-
-
-def _view(request: Request, run: runs.Run) -> dict[str, Any]:
-    settings = request.app.state.settings
-    return runs.run_view(run, ui_base=settings.temporal_ui_url, namespace=settings.temporal_namespace)
+    launched = service.launch(action, body, user, who, source_header=x_gantry_source)
+    return JSONResponse(present(settings, launched.run), status_code=202 if launched.created else 200)

@@ -161,7 +161,14 @@ class SlackInteractions:
             if user is None:
                 return None
             return approvals.apply_decision(
-                self.app, session, ref.run_id, user, decision, comment, via="slack", request_id=ref.request_id
+                self.app.state.temporal,
+                session,
+                ref.run_id,
+                user,
+                decision,
+                comment,
+                via="slack",
+                request_id=ref.request_id,
             )
 
     async def extend_timer(self, payload: dict[str, Any], action: dict[str, Any]) -> None:
@@ -200,7 +207,14 @@ class SlackInteractions:
             if user is None:
                 return None
             return timers.extend_timer(
-                self.app, session, ref.blueprint, ref.entity, ref.property, ref.by, user, via="slack"
+                self.app.state.temporal,
+                session,
+                ref.blueprint,
+                ref.entity,
+                ref.property,
+                ref.by,
+                user,
+                via="slack",
             )
 
     async def email_of(self, slack_user: str) -> str | None:

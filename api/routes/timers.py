@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import ActorDep, AdminUser, CurrentUser, PrincipalDep, ServiceUser, SessionDep
+from api.deps import ActorDep, AdminUser, CurrentUser, PrincipalDep, ServiceUser, SessionDep, TemporalDep
 from api.openapi import errors
 from api.schemas import Cursor, EventView, Limit, Page, TimerReportAnswer, TimerReportResults, TimerView
 from api.timers import extend_timer
@@ -63,15 +63,15 @@ def extend(
     blueprint: str,
     identifier: str,
     prop: str,
-    request: Request,
     session: SessionDep,
+    temporal: TemporalDep,
     user: CurrentUser,
     body: ExtendBody = Body(),
 ) -> dict[str, Any]:
     """Push a timer's deadline back (``{"by": "P2D"}``) within the blueprint's policy: 409 with the
     limit when it would go past ``max_extension`` or ``max_ttl``, or when the timer has expired.
     Needs update permission on the entity (403; 404 when the caller may not read it)."""
-    return extend_timer(request.app, session, blueprint, identifier, prop, body.by, user, via="api")
+    return extend_timer(temporal, session, blueprint, identifier, prop, body.by, user, via="api")
 
 
 @router.get("/v1/events", response_model=Page[EventView])

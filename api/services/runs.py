@@ -1,0 +1,244 @@
+"""Run operations: launch, retry, cancel and converge.
+
+Each follows one path: check and prepare the record (``catalog.runs``), commit it, then start,
+cancel or ask the workflow, then settle what Temporal answered. A workflow never runs without
+its committed record, and a record is never left IN_PROGRESS for a workflow that could not be
+started: Temporal down ends the run as not started (FAILURE) and the caller gets the 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Annotated, Any, TypeVar
+
+import anyio.from_thread
+from fastapi import Depends
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.errors import ServiceUnavailable
+from api.temporal import TemporalGateway
+from catalog import actions, runs
+from catalog.audit import Actor
+from catalog.db import utcnow
+from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
+from catalog.models import Run, User
+from catalog.permissions import Principal
+from catalog.runs import LaunchRequest, RunRequest
+from config import Settings
+from contracts.runs import RunInput
+
+log = logging.getLogger(__name__)
+
+# A run's record is committed before its workflow starts: until this much later, a workflow
+# Temporal does not know is still being started, not missing.
+WORKFLOW_START_GRACE = timedelta(seconds=60)
+SOURCES = ("API", "CLI", "UI", "AUTOMATION")
+
+T = TypeVar("T")
+
+
+@dataclass
+class Launched:
+    """A launch's run; ``created`` False when its idempotency key had launched it already."""
+
+    run: Run
+    created: bool
+
+
+class RunService:
+    """Run operations for one request: its session, the app's Temporal gateway, the settings.
+    Called from a route's worker thread (Temporal is awaited on the event loop)."""
+
+    def __init__(self, session: Session, temporal: TemporalGateway, settings: Settings) -> None:
+        self.session = session
+        self.temporal = temporal
+        self.settings = settings
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def find(self, run_id: str, who: Principal) -> tuple[Run, runs.Visibility]:
+        """The run and how much of it the caller sees; 404 when they may not see it at all."""
+        run = runs.get_run(self.session, run_id)
+        visibility = runs.visibility(self.session, run, who)
+        if visibility is None:
+            raise NotFound(f"run '{run_id}' not found")
+        return run, visibility
+
+    def ui_url(self, workflow_id: str) -> str:
+        return runs.temporal_ui_url(
+            self.settings.temporal_ui_url, self.settings.temporal_namespace, workflow_id
+        )
+
+    # ---- launch and retry -----------------------------------------------------------------
+
+    def launch(
+        self, action_id: str, body: RunRequest, user: User, who: Principal, *, source_header: str | None
+    ) -> Launched:
+        """Check the launch, commit its run, start its workflow. The same idempotency key
+        answers the run it launched before (also when two requests race on it)."""
+        action = actions.get_action(self.session, action_id)
+        if not actions.may_see(self.session, action, who):
+            raise NotFound(f"action '{action_id}' not found")
+        source = _source(body, source_header, who)
+        launch = runs.prepare_run(
+            self.session,
+            LaunchRequest(
+                action=action,
+                body=body,
+                caller=user,
+                who=who,
+                source=source,
+                secret_key=self.settings.secret("secret_key"),
+                api_url=self.settings.api_url,
+                ui_url=self.ui_url,
+            ),
+        )
+        if not launch.created or launch.workflow_input is None:
+            return Launched(launch.run, created=False)
+        run = launch.run
+        try:
+            self.session.commit()
+        except IntegrityError:
+            # The same idempotency key launched concurrently: the other request's run (and its one
+            # workflow, whose id is derived from the key) is the answer.
+            self.session.rollback()
+            return Launched(runs.get_run(self.session, run.id), created=False)
+        summary = f"{run.action_title} · {run.entity or 'new'} · by {user.identifier}"
+        self._start(run, launch.workflow_input, summary, Actor(user.identifier, run.id))
+        return Launched(run, created=True)
+
+    def retry(self, run_id: str, user: User, who: Principal, actor: Actor) -> Run:
+        """Reopen an ended run from its failed step (see ``catalog.runs.prepare_retry``), commit
+        it, start its workflow again."""
+        run, _visibility = self.find(run_id, who)
+        if not runs.may_manage(self.session, run, who):
+            raise Forbidden("only the requester, the blueprint's moderators or an admin can retry a run")
+        workflow_input = runs.prepare_retry(
+            self.session,
+            run,
+            who=who,
+            by=user.identifier,
+            actor=actor,
+            api_url=self.settings.api_url,
+            ui_url=self.ui_url(run.workflow_id),
+        )
+        self.session.commit()
+        summary = f"{run.action_title} · retry from {workflow_input.resume_at}"
+        self._start(run, workflow_input, summary, Actor(user.identifier, run.id))
+        return run
+
+    def _start(self, run: Run, workflow_input: RunInput, summary: str, actor: Actor) -> None:
+        """Start the run's workflow once its record is committed. Temporal down: the run is
+        ended as not started (nothing is left IN_PROGRESS) and the 503 goes on to the caller.
+        The record read here (expire_on_commit is off) is what the caller presents, not what
+        a fast workflow may have reported meanwhile."""
+        start = partial(
+            self.temporal.start_action_run,
+            workflow_input,
+            workflow_id=run.workflow_id,
+            action=run.action,
+            blueprint=run.blueprint,
+            entity=run.entity,
+            requested_by=run.created_by,
+            summary=summary,
+        )
+        try:
+            self._await(start)
+        except ServiceUnavailable:
+            self.session.rollback()
+            self.session.refresh(run)
+            reason = f"Temporal unavailable at {self.settings.temporal_address}"
+            runs.mark_not_started(self.session, run, reason, actor)
+            self.session.commit()
+            raise
+
+    # ---- cancel ---------------------------------------------------------------------------
+
+    def cancel(self, run_id: str, user: User, who: Principal, actor: Actor) -> Run:
+        """Ask the run's workflow to cancel (its running step is cancelled, completed steps
+        compensated; its report ends the run), then record the request."""
+        run, _visibility = self.find(run_id, who)
+        if not runs.may_manage(self.session, run, who):
+            raise Forbidden("only the requester, the blueprint's moderators or an admin can cancel a run")
+        if run.status in runs.TERMINAL:
+            raise Conflict(f"run '{run_id}' has already ended ({run.status})")
+        self._await(partial(self.temporal.cancel, run.workflow_id))
+        runs.record_cancel_request(self.session, run, user.identifier, actor)
+        self.session.commit()
+        return run
+
+    # ---- converge -------------------------------------------------------------------------
+
+    def quiet_since(self) -> datetime:
+        """Runs unchanged since then are checked against their workflow."""
+        return utcnow() - timedelta(seconds=self.settings.run_converge_after)
+
+    def converge(self, run: Run, actor: Actor) -> bool:
+        """Bring a non-terminal run to its workflow's real end, if the workflow has ended.
+        Temporal is asked outside any transaction (what the session did so far is committed
+        first), so a slow answer holds no database connection; the run is read again before it
+        is finished. Not committed."""
+        if run.status in runs.TERMINAL:
+            return False
+        self.session.commit()
+        ended = self._await(partial(self.temporal.ended, run.workflow_id))
+        if ended is None:
+            return False
+        if ended.missing:
+            if run.created_at > utcnow() - WORKFLOW_START_GRACE:
+                return False  # its launch may still be starting it
+            ended = ended.never_started()
+        self.session.refresh(run)  # its workflow may have reported meanwhile; finish() then does nothing
+        runs.finish(self.session, run, ended.status, ended.label, ended.error, actor)
+        return True
+
+    def converge_if_quiet(self, run: Run, actor: Actor) -> None:
+        """Reading a run that has not moved for a while checks it against its workflow, so a
+        workflow terminated from Temporal UI never leaves its run IN_PROGRESS. Best effort: the
+        read answers what is stored when the check fails (Temporal or the database down)."""
+        if run.status in runs.TERMINAL or run.updated_at > self.quiet_since():
+            return
+        try:
+            if self.converge(run, actor):
+                self.session.commit()
+        except Exception:
+            log.warning("could not converge run %s on its workflow", run.id, exc_info=True)
+            self.session.rollback()
+
+    def reconcile(self, actor: Actor) -> list[str]:
+        """Converge every quiet, unfinished run; the ids of those that ended. Committed."""
+        converged = [
+            run.id
+            for run in runs.active_runs(self.session, older_than=self.quiet_since())
+            if self.converge(run, actor)
+        ]
+        self.session.commit()
+        return converged
+
+    def _await(self, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run a gateway call on the event loop from the route's worker thread."""
+        return anyio.from_thread.run(call)
+
+
+def _source(body: RunRequest, header: str | None, who: Principal) -> str:
+    """Where the launch comes from (the body, else ``X-Gantry-Source``, else API); 422 for an
+    unknown one, 403 for an AUTOMATION launch or a trigger from anyone but the service user."""
+    source = body.source or (header or "API").upper()
+    if source not in SOURCES:
+        raise Invalid("invalid source", [FieldError("/source", "must be API, CLI, UI or AUTOMATION")])
+    if (source == "AUTOMATION" or body.trigger is not None) and not who.is_admin:
+        raise Forbidden("only the service user launches AUTOMATION runs")
+    return source
+
+
+def run_service(session: SessionDep, temporal: TemporalDep, settings: SettingsDep) -> RunService:
+    return RunService(session, temporal, settings)
+
+
+RunServiceDep = Annotated[RunService, Depends(run_service)]
