@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from catalog import audit, computed
+from catalog import audit, changes, computed
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Invalid, NotFound, pointer
@@ -156,7 +156,7 @@ def replace_blueprint(session: Session, identifier: str, body: BlueprintIn, acto
     bp.updated_at, bp.updated_by = utcnow(), actor.user
     session.flush()
     if old_computed != (mirrors, aggregations):
-        computed.refresh_blueprint(session, bp, actor, removed)
+        changes.refresh_blueprint(session, bp, actor, removed)
     audit.record(
         session, actor, "UPDATE", "blueprint", identifier, before=before, after=blueprint_to_dict(bp)
     )
@@ -291,7 +291,7 @@ def delete_blueprint(session: Session, identifier: str, actor: Actor, *, delete_
         raise Conflict(
             f"blueprint '{identifier}' is in use; pass delete_entities=true to delete it anyway", reasons
         )
-    computed.forget_blueprint(session, identifier, actor)
+    changes.forget_blueprint(session, identifier, actor)
     for other, name in referrers:
         before = blueprint_to_dict(other)
         other.relations = {k: v for k, v in other.relations.items() if k != name}
@@ -316,8 +316,6 @@ def delete_blueprint(session: Session, identifier: str, actor: Actor, *, delete_
         )
     before = blueprint_to_dict(bp)
     if count:
-        from catalog.entities import delete_all_entities
-
-        delete_all_entities(session, identifier, actor)
+        changes.delete_blueprint_entities(session, identifier, actor)
     session.delete(bp)
     audit.record(session, actor, "DELETE", "blueprint", identifier, before=before)

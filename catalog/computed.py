@@ -8,35 +8,34 @@ share of them that match a query), optionally only those in a time ``window`` (o
 or a date-time ``time_property``) and matching a ``query``.
 
 Values are stored in ``Entity.properties`` under their names, so search, scorecard rules and
-action conditions read them like any property; clients cannot write them. They are recomputed
-in the transaction of every entity write (:func:`on_entities_written`, called by
-``catalog.entities``): when entity X changes, X's own mirrors, the mirrors of the entities whose
-relations point at X, and the aggregations of the entities X's relations pointed at before and
-point at after. Aggregations are SQL (one grouped statement per definition); only changed values
-are written, and through the entity write path, so they are audited, emitted as
-``ENTITY_UPDATED`` and regraded — and may change further computed properties in turn (at most
-``MAX_CASCADE`` hops, which ends cycles). Windows move with time: :func:`refresh_windows` runs
-before the scheduled regrade.
+action conditions read them like any property; clients cannot write them. This module only
+*computes*: the write pipeline (``catalog.changes``) asks :func:`affected_values` what a batch of
+:class:`~catalog.entity_state.EntityChange` affects: when entity X changes, X's own mirrors, the
+mirrors of the entities whose relations point at X, and the aggregations of the entities X's
+relations pointed at before and point at after. Aggregations are SQL (one grouped statement per
+definition). The pipeline writes the values that changed as further changes (audited, emitted
+as ``ENTITY_UPDATED``, regraded), which may change further computed properties in turn, up to
+its cascade bound. Windows move with time: :func:`window_values` is recomputed before the
+scheduled regrade.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from catalog import audit
-from catalog.audit import Actor
-from catalog.db import CHUNK, utcnow
+from catalog.db import CHUNK
 from catalog.durations import parse_duration
+from catalog.entity_state import EntityChange
 from catalog.errors import FieldError, Invalid, pointer
 from catalog.models import Blueprint, Entity, EntityRelation
 from catalog.properties import PROPERTY_NAME, TIME_FORMATS
@@ -48,11 +47,10 @@ log = logging.getLogger("gantry.computed")
 FUNCTIONS = ("count", "sum", "min", "max", "average", "ratio")
 NUMBER_TYPES = ("number", "integer")
 MIRRORED_META = ("$identifier", "$title", "$team", "$created_at", "$updated_at")
-MAX_CASCADE = 10
-_DEPTH = "gantry.computed.depth"
 
-# (identifier, state before, state after); a state is what catalog.entities keeps of an entity
-Change = tuple[str, dict[str, Any] | None, dict[str, Any] | None]
+# Computed values to store: host blueprint -> entity identifier -> property name -> value
+# (None removes the value).
+HostValues = dict[str, dict[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -348,9 +346,11 @@ def blueprints_depending_on(session: Session, identifier: str) -> list[tuple[Blu
     ]
 
 
-def forget_blueprint(session: Session, identifier: str, actor: Actor) -> None:
+def forget_blueprint(session: Session, identifier: str) -> HostValues:
     """Blueprint ``identifier`` is being deleted: drop the computed properties of other
-    blueprints that read it (mirrors through relations to it, aggregations of it), values too."""
+    blueprints that read it (mirrors through relations to it, aggregations of it); returns the
+    values to remove from their entities."""
+    stripped: HostValues = {}
     for other in list(session.scalars(select(Blueprint).where(Blueprint.identifier != identifier))):
         mirrors = {m.name for m in mirrors_of(other) if m.target == identifier}
         aggregations = {a.name for a in aggregations_of(other) if a.target == identifier}
@@ -361,7 +361,13 @@ def forget_blueprint(session: Session, identifier: str, actor: Actor) -> None:
             k: v for k, v in other.aggregation_properties.items() if k not in aggregations
         }
         session.flush()
-        strip(session, other, mirrors | aggregations, actor)
+        stripped[other.identifier] = _cleared(session, other.identifier, mirrors | aggregations)
+    return stripped
+
+
+def _cleared(session: Session, blueprint: str, removed: set[str]) -> dict[str, dict[str, Any]]:
+    identifiers = session.scalars(select(Entity.identifier).where(Entity.blueprint == blueprint))
+    return {i: dict.fromkeys(removed) for i in identifiers}
 
 
 # ---- computing -----------------------------------------------------------------------------
@@ -543,54 +549,78 @@ def _aggregation_touched(
     )
 
 
-def on_entities_written(
-    session: Session, bp: Blueprint, actor: Actor, changes: list[Change], now: datetime
-) -> None:
-    """Recompute what the changes of ``bp`` entities affect; write the values that changed."""
-    depth = session.info.get(_DEPTH, 0)
-    if depth >= MAX_CASCADE:
-        log.warning("computed properties: cascade stopped after %d hops at '%s'", depth, bp.identifier)
-        return
+def affected_values(session: Session, changes: list[EntityChange], now: datetime) -> HostValues:
+    """The computed values (of any blueprint's entities) that ``changes`` may have moved,
+    recomputed; the caller stores those that differ."""
     definitions = _definitions(session)
     if not definitions.mirrors and not definitions.aggregations:
-        return
-    wanted: dict[str, dict[str, dict[str, Any]]] = {}
+        return {}
+    wanted: HostValues = {}
+    for blueprint, group in _by_blueprint(changes).items():
+        for mirror in definitions.mirrors:
+            _want(wanted, mirror.host, mirror.name, _mirrors_moved(session, mirror, blueprint, group))
+        for agg in definitions.aggregations:
+            _want(wanted, agg.host, agg.name, _aggregations_moved(session, agg, blueprint, group, now))
+    return wanted
 
-    def want(host: str, name: str, values: dict[str, Any]) -> None:
-        for identifier, value in values.items():
-            wanted.setdefault(host, {}).setdefault(identifier, {})[name] = value
 
-    written = [(e, b, a) for e, b, a in changes if a is not None]
-    for mirror in definitions.mirrors:
-        if mirror.host == bp.identifier:  # (a) the written entities' own mirrors
-            moved = [
-                e
-                for e, b, a in written
-                if b is None or _related(b, mirror.relation) != _related(a, mirror.relation)
-            ]
-            if moved:
-                want(mirror.host, mirror.name, compute_mirrors(session, mirror, moved))
-        if mirror.target == bp.identifier:  # (b) mirrors of the entities pointing at them
-            touched = [e for e, b, a in changes if _field_changed(mirror.field, b, a)]
-            sources = _pointing_at(session, mirror, touched)
-            if any(a is None for _, _, a in changes):
-                sources |= _dangling(session, mirror)
-            if sources:
-                want(mirror.host, mirror.name, compute_mirrors(session, mirror, sorted(sources)))
-    created = [e for e, b, a in changes if b is None and a is not None]
-    for agg in definitions.aggregations:
-        if agg.host == bp.identifier and created:  # a new entity's own: 0 for a count, say
-            want(agg.host, agg.name, compute_aggregations(session, agg, created, now))
-        if agg.target != bp.identifier:  # (c) aggregations of the entities they point at
-            continue
-        hosts: set[str] = set()
-        for _, before, after in changes:
-            if _aggregation_touched(agg, before, after):
-                hosts |= _related(before, agg.relation) | _related(after, agg.relation)
-        if hosts:
-            want(agg.host, agg.name, compute_aggregations(session, agg, sorted(hosts), now))
-    for host, values in wanted.items():
-        store(session, host, values, actor, now)
+def _by_blueprint(changes: list[EntityChange]) -> dict[str, list[EntityChange]]:
+    groups: dict[str, list[EntityChange]] = {}
+    for change in changes:
+        groups.setdefault(change.blueprint, []).append(change)
+    return groups
+
+
+def _want(wanted: HostValues, host: str, name: str, values: dict[str, Any]) -> None:
+    for identifier, value in values.items():
+        wanted.setdefault(host, {}).setdefault(identifier, {})[name] = value
+
+
+def _mirrors_moved(
+    session: Session, mirror: Mirror, blueprint: str, changes: list[EntityChange]
+) -> dict[str, Any]:
+    """``mirror`` of (a) the changed entities whose relation moved, (b) the entities pointing at
+    changed ones whose mirrored field changed (or at deleted ones: their value is dangling)."""
+    values: dict[str, Any] = {}
+    if mirror.host == blueprint:
+        moved = [
+            c.identifier
+            for c in changes
+            if c.after is not None
+            and (
+                c.before is None or _related(c.before, mirror.relation) != _related(c.after, mirror.relation)
+            )
+        ]
+        if moved:
+            values.update(compute_mirrors(session, mirror, moved))
+    if mirror.target == blueprint:
+        touched = [c.identifier for c in changes if _field_changed(mirror.field, c.before, c.after)]
+        sources = _pointing_at(session, mirror, touched)
+        if any(c.after is None for c in changes):
+            sources |= _dangling(session, mirror)
+        if sources:
+            values.update(compute_mirrors(session, mirror, sorted(sources)))
+    return values
+
+
+def _aggregations_moved(
+    session: Session, agg: Aggregation, blueprint: str, changes: list[EntityChange], now: datetime
+) -> dict[str, Any]:
+    """``agg`` of the created entities of its host (a new entity's own: 0 for a count, say) and
+    (c) of the entities the changed targets pointed at before and point at after."""
+    values: dict[str, Any] = {}
+    created = [c.identifier for c in changes if c.before is None and c.after is not None]
+    if agg.host == blueprint and created:
+        values.update(compute_aggregations(session, agg, created, now))
+    if agg.target != blueprint:
+        return values
+    hosts: set[str] = set()
+    for change in changes:
+        if _aggregation_touched(agg, change.before, change.after):
+            hosts |= _related(change.before, agg.relation) | _related(change.after, agg.relation)
+    if hosts:
+        values.update(compute_aggregations(session, agg, sorted(hosts), now))
+    return values
 
 
 def _pointing_at(session: Session, mirror: Mirror, targets: list[str]) -> set[str]:
@@ -625,80 +655,24 @@ def _dangling(session: Session, mirror: Mirror) -> set[str]:
     return set(session.scalars(stmt))
 
 
-def store(
-    session: Session, blueprint: str, values: dict[str, dict[str, Any]], actor: Actor, now: datetime
-) -> int:
-    """Write computed ``values`` (identifier -> name -> value; None removes) where they differ
-    from the stored ones, through the entity write path's events; returns how many changed."""
-    from catalog import entities
-
-    bp = session.get(Blueprint, blueprint)
-    if bp is None or not values:
-        return 0
-    rows = entities._load_existing(session, blueprint, sorted(values))
-    updates, audit_rows, changed = [], [], []
-    for identifier, row in rows.items():
-        properties = dict(row["properties"] or {})
-        for name, value in values[identifier].items():
-            if value is None:
-                properties.pop(name, None)
-            else:
-                properties[name] = value
-        if properties == (row["properties"] or {}):
-            continue
-        before = entities._state(row)
-        after = {**before, "properties": properties}
-        updates.append({"id": row["id"], "properties": properties})
-        audit_rows.append(
-            audit.audit_row(
-                actor, "UPDATE", "entity", identifier, blueprint=blueprint, before=before, after=after
-            )
-        )
-        changed.append((identifier, before, after))
-    if not updates:
-        return 0
-    session.execute(update(Entity), updates)
-    audit.record_many(session, audit_rows)
-    depth = session.info.get(_DEPTH, 0)
-    session.info[_DEPTH] = depth + 1
-    try:
-        entities._emit_changes(session, bp, actor, [], cast(Any, changed), now)
-    finally:
-        session.info[_DEPTH] = depth
-    return len(updates)
-
-
-def refresh_blueprint(session: Session, bp: Blueprint, actor: Actor, removed: set[str]) -> int:
-    """Compute every computed property of ``bp`` for all its entities (after the definitions
-    changed), and drop the values of ``removed`` ones."""
-    now = utcnow()
-    values: dict[str, dict[str, Any]] = {}
-    for identifier in session.scalars(select(Entity.identifier).where(Entity.blueprint == bp.identifier)):
-        values[identifier] = dict.fromkeys(removed)
+def blueprint_values(session: Session, bp: Blueprint, removed: set[str], now: datetime) -> HostValues:
+    """Every computed property of ``bp`` for all its entities (after the definitions changed),
+    and None for the ``removed`` ones (their values are dropped)."""
+    values: dict[str, dict[str, Any]] = _cleared(session, bp.identifier, removed)
     for mirror in mirrors_of(bp):
         for identifier, value in compute_mirrors(session, mirror, None).items():
             values.setdefault(identifier, {})[mirror.name] = value
     for agg in aggregations_of(bp):
         for identifier, value in compute_aggregations(session, agg, None, now).items():
             values.setdefault(identifier, {})[agg.name] = value
-    return store(session, bp.identifier, values, actor, now)
+    return {bp.identifier: values}
 
 
-def strip(session: Session, bp: Blueprint, removed: set[str], actor: Actor) -> int:
-    if not removed:
-        return 0
-    identifiers = session.scalars(select(Entity.identifier).where(Entity.blueprint == bp.identifier))
-    return store(session, bp.identifier, {i: dict.fromkeys(removed) for i in identifiers}, actor, utcnow())
-
-
-def refresh_windows(session: Session, actor: Actor) -> int:
-    """Recompute every aggregation with a time window (the scheduled regrade calls this first:
-    windows move with time, not only with writes); returns how many entities changed."""
-    now = utcnow()
-    changed = 0
+def window_values(session: Session, now: datetime) -> Iterator[HostValues]:
+    """Every aggregation with a time window, recomputed (windows move with time, not only with
+    writes). Lazily, one definition at a time: the caller stores each before the next is
+    computed, so a chain of aggregations reads the values stored before it."""
     for agg in _definitions(session).aggregations:
-        if agg.window is None:
-            continue
-        values = compute_aggregations(session, agg, None, now)
-        changed += store(session, agg.host, {i: {agg.name: v} for i, v in values.items()}, actor, now)
-    return changed
+        if agg.window is not None:
+            values = compute_aggregations(session, agg, None, now)
+            yield {agg.host: {i: {agg.name: v} for i, v in values.items()}}

@@ -3,7 +3,9 @@
 Every write goes through :func:`write_entities`, which works on a batch (a single create is a
 batch of one): it validates each item against the blueprint's cached validator, checks the teams,
 users and relation targets the batch names with one query each, then writes the valid items with
-executemany statements. Invalid items are reported and never half-written.
+executemany statements. Invalid items are reported and never half-written. What was written, and
+every delete, becomes a list of :class:`EntityChange` handed to the write pipeline
+(:func:`catalog.changes.apply_changes`): events, timers, computed properties, scorecards.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from catalog import audit, computed, events, scorecards, timers
+from catalog import audit, computed, timers
 from catalog.audit import Actor
 from catalog.blueprints import get_blueprint, property_validator
+from catalog.changes import apply_changes, change_audit_row
 from catalog.db import utcnow
 from catalog.entity_permissions import (
     delete_denial,
@@ -29,10 +32,21 @@ from catalog.entity_permissions import (
     stub_denial,
     write_denial,
 )
+from catalog.entity_state import (
+    CHUNK,
+    COLUMNS,
+    ENTITIES,
+    EntityChange,
+    EntityState,
+    entity_view,
+    load_rows,
+    state,
+)
 from catalog.errors import CatalogError, Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
 from catalog.identity import missing_teams, missing_users
 from catalog.models import Blueprint, Entity, EntityRelation
 from catalog.permissions import Principal, is_moderator
+from catalog.properties import PropertyValidator
 from catalog.schemas import (
     COMPUTED_ENTITY_FIELDS,
     DOT_SEGMENT_MESSAGE,
@@ -40,13 +54,23 @@ from catalog.schemas import (
     EntityPatch,
 )
 from catalog.schemas import ENTITY_ID as ENTITY_ID_CHARS
-from catalog.timefmt import format_optional
+
+__all__ = [
+    "Mode",
+    "WriteResult",
+    "delete_entity",
+    "entity_view",
+    "get_entity",
+    "patch_entity",
+    "write_entities",
+    "write_one",
+]
 
 ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
 ENTITY_FIELDS = {"identifier", "title", "team", "properties", "relations", "blueprint"}
-# Core statements on the tables: executemany without the ORM's per-row bookkeeping.
-ENTITIES = cast(Table, Entity.__table__)
-COLUMNS = ENTITIES.c
+# The columns an update rewrites.
+UPDATED_COLUMNS = ("id", "title", "team", "properties", "relations", "updated_at", "updated_by")
+RELATIONS = cast(Table, EntityRelation.__table__)
 
 
 class Mode(enum.Enum):
@@ -66,40 +90,51 @@ class WriteResult:
 
 @dataclass
 class _Item:
+    """One entity of a batch, from parsing to its written row."""
+
     index: int
+    base: str  # the JSON pointer of the item in the request ("" for a single write)
     identifier: str
     title: str | None = None
     team: list[str] = field(default_factory=list)
     properties: dict[str, Any] = field(default_factory=dict)
     relations: dict[str, Any] = field(default_factory=dict)
     existing: dict[str, Any] | None = None
+    # The relation targets the item names, per relation (set once its relations are checked).
+    targets: dict[str, list[str]] = field(default_factory=dict)
     errors: list[FieldError] = field(default_factory=list)
     # A 403 or 404 for this item: reported instead of a 422 (``errors`` then holds its details).
     denial: CatalogError | None = None
+    # What the write did: created, updated or unchanged, and the row as it now stands.
+    status: str = "failed"
+    row: dict[str, Any] | None = None
 
     def deny(self, error: CatalogError) -> None:
         self.denial = error
         self.errors += error.details or [FieldError("/", error.message)]
 
+    @property
+    def valid(self) -> bool:
+        return not self.errors
 
-def entity_view(row: Any, scorecards: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The API form of an entity row (an ORM ``Entity`` or a mapping of its columns)."""
-    get = row.get if isinstance(row, dict) else lambda k: getattr(row, k)
-    created_at: datetime | None = get("created_at")
-    updated_at: datetime | None = get("updated_at")
-    return {
-        "identifier": get("identifier"),
-        "title": get("title"),
-        "blueprint": get("blueprint"),
-        "team": get("team") or [],
-        "properties": get("properties") or {},
-        "relations": get("relations") or {},
-        "scorecards": scorecards or {},
-        "created_at": format_optional(created_at),
-        "updated_at": format_optional(updated_at),
-        "created_by": get("created_by"),
-        "updated_by": get("updated_by"),
-    }
+    def fields(self) -> EntityState:
+        """The entity as the item would write it."""
+        return {
+            "identifier": self.identifier,
+            "title": self.title,
+            "team": self.team,
+            "properties": self.properties,
+            "relations": self.relations,
+        }
+
+    def result(self, views: bool) -> WriteResult:
+        if self.errors:
+            return WriteResult(
+                self.identifier, "failed", error=self.denial or Invalid("invalid entity", self.errors)
+            )
+        return WriteResult(
+            self.identifier, self.status, entity_view(self.row) if views and self.row else None
+        )
 
 
 def get_entity(session: Session, blueprint: str, identifier: str, who: Principal | None = None) -> Entity:
@@ -126,9 +161,9 @@ def _identifier_problem(identifier: Any) -> str:
 
 def _parse(index: int, raw: Any, bp: Blueprint, base: str) -> _Item:
     if not isinstance(raw, dict):
-        return _Item(index, "", errors=[FieldError(base or "/", "an entity must be an object")])
+        return _Item(index, base, "", errors=[FieldError(base or "/", "an entity must be an object")])
     identifier = raw.get("identifier")
-    item = _Item(index, identifier if isinstance(identifier, str) else "")
+    item = _Item(index, base, identifier if isinstance(identifier, str) else "")
     item.errors += [
         FieldError(f"{base}/{name}", "is computed by the catalog and cannot be set")
         for name in COMPUTED_ENTITY_FIELDS
@@ -181,10 +216,6 @@ def _computed_written(bp: Blueprint, properties: dict[str, Any], base: str) -> l
     ]
 
 
-def _computed_names(bp: Blueprint) -> set[str]:
-    return computed.names(bp)
-
-
 def _merge_into(item: _Item, existing: dict[str, Any]) -> None:
     """Merge mode: the given properties and relations win; the rest is kept."""
     item.properties = {**existing["properties"], **item.properties}
@@ -193,9 +224,10 @@ def _merge_into(item: _Item, existing: dict[str, Any]) -> None:
     item.team = item.team or list(existing["team"] or [])
 
 
-def _check_relations(item: _Item, bp: Blueprint, base: str) -> dict[str, list[str]]:
-    """Shape-check the item's relations; return the targets it names, per relation."""
-    targets: dict[str, list[str]] = {}
+def _check_relations(item: _Item, bp: Blueprint) -> None:
+    """Shape-check the item's relations; note the targets it names, per relation."""
+    base = item.base
+    targets = item.targets
     for name, value in item.relations.items():
         where = f"{base}/relations" + pointer(name)
         definition = bp.relations.get(name)
@@ -221,7 +253,6 @@ def _check_relations(item: _Item, bp: Blueprint, base: str) -> dict[str, list[st
     for name, definition in bp.relations.items():
         if definition.get("required") and not targets.get(name):
             item.errors.append(FieldError(f"{base}/relations" + pointer(name), "is required"))
-    return targets
 
 
 # ---- the write core ----------------------------------------------------------------------
@@ -242,81 +273,71 @@ def write_entities(
     item must pass the blueprint's permissions (a 403 or 404 for that item alone); without it
     the caller is the catalog itself (extensions, internal writes) and already decided."""
     bp = get_blueprint(session, blueprint)
+    items = [_parse(i, raw, bp, f"/entities/{i}" if bulk else "") for i, raw in enumerate(raw_items)]
+    _refuse_duplicates(items)
+    _attach_existing(session, bp, items, mode, who)
     validator = property_validator(bp)
-    base_of = (lambda i: f"/entities/{i}") if bulk else (lambda i: "")
-    items = [_parse(i, raw, bp, base_of(i)) for i, raw in enumerate(raw_items)]
+    for item in items:
+        if item.valid:
+            _validate(item, bp, validator)
+    if who is not None and not is_moderator(bp, who):
+        _check_field_permissions(session, bp, who, [i for i in items if i.valid])
+    _check_references(session, bp, items, validator, create_missing_related, actor, who)
+    _write(session, bp, [i for i in items if i.valid], actor)
+    return [item.result(views=not bulk) for item in items]
 
+
+def _refuse_duplicates(items: list[_Item]) -> None:
     seen: set[str] = set()
     for item in items:
         if item.identifier and item.identifier in seen:
-            item.errors.append(
-                FieldError(f"{base_of(item.index)}/identifier", "appears twice in this request")
-            )
+            item.errors.append(FieldError(f"{item.base}/identifier", "appears twice in this request"))
         seen.add(item.identifier)
 
-    existing = _load_existing(session, blueprint, [i.identifier for i in items if not i.errors])
+
+def _attach_existing(
+    session: Session, bp: Blueprint, items: list[_Item], mode: Mode, who: Principal | None
+) -> None:
+    """Each item's stored entity, checked against the mode and (with ``who``) the write policy."""
+    existing = load_rows(session, bp.identifier, [i.identifier for i in items if i.valid])
     for item in items:
-        if item.errors:
+        if not item.valid:
             continue
         item.existing = existing.get(item.identifier)
         if item.existing is not None and mode is Mode.CREATE:
-            item.errors.append(
-                FieldError(f"{base_of(item.index)}/identifier", "an entity with this identifier exists")
-            )
+            item.errors.append(FieldError(f"{item.base}/identifier", "an entity with this identifier exists"))
         elif item.existing is None and mode is Mode.REPLACE:
-            item.errors.append(
-                FieldError(f"{base_of(item.index)}/identifier", "no entity with this identifier exists")
-            )
+            item.errors.append(FieldError(f"{item.base}/identifier", "no entity with this identifier exists"))
         elif item.existing is not None and mode is Mode.MERGE:
             _merge_into(item, item.existing)
-        if who is not None and not item.errors:
+        if who is not None and item.valid:
             existing_team = None if item.existing is None else list(item.existing["team"] or [])
-            denial = write_denial(bp, who, item.identifier, existing_team, item.team, base_of(item.index))
+            denial = write_denial(bp, who, item.identifier, existing_team, item.team, item.base)
             if denial is not None:
                 item.deny(denial)
 
-    targets: dict[int, dict[str, list[str]]] = {}
-    references: dict[str, set[str]] = {"user": set(), "team": set()}
-    for item in items:
-        if item.errors:
-            continue
-        base = base_of(item.index)
-        # Computed values are kept as stored (merge mode brings them in too); clients never set them.
-        kept = computed.stored_values(bp, (item.existing or {}).get("properties"))
-        item.properties = {k: v for k, v in item.properties.items() if k not in computed.names(bp)}
-        item.errors += validator.validate(item.properties, f"{base}/properties")
-        targets[item.index] = _check_relations(item, bp, base)
-        if not item.errors:
-            item.properties = {**validator.normalize(item.properties), **kept}
-            if bp.timers:
-                created_at = (item.existing or {}).get("created_at") or utcnow()
-                item.errors += timers.check_max_ttl(bp, item.properties, created_at, base)
-            found = validator.referenced(item.properties)
-            references["user"] |= found["user"]
-            references["team"] |= found["team"] | set(item.team)
-    if who is not None and not is_moderator(bp, who):
-        _check_field_permissions(session, bp, who, [i for i in items if not i.errors], base_of)
 
-    _check_references(session, bp, items, targets, references, base_of, create_missing_related, actor, who)
-
-    results = _write(session, bp, items, targets, actor, views=not bulk)
-    by_index = dict(results)
-    for item in items:
-        if item.errors:
-            error = item.denial or Invalid("invalid entity", item.errors)
-            by_index[item.index] = WriteResult(item.identifier, "failed", error=error)
-    return [by_index[i] for i in range(len(items))]
+def _validate(item: _Item, bp: Blueprint, validator: PropertyValidator) -> None:
+    """Properties against the schema (normalized when valid), relations, timers' ``max_ttl``."""
+    # Computed values are kept as stored (merge mode brings them in too); clients never set them.
+    kept = computed.stored_values(bp, (item.existing or {}).get("properties"))
+    item.properties = {k: v for k, v in item.properties.items() if k not in computed.names(bp)}
+    item.errors += validator.validate(item.properties, f"{item.base}/properties")
+    _check_relations(item, bp)
+    if item.errors:
+        return
+    item.properties = {**validator.normalize(item.properties), **kept}
+    if bp.timers:
+        created_at = (item.existing or {}).get("created_at") or utcnow()
+        item.errors += timers.check_max_ttl(bp, item.properties, created_at, item.base)
 
 
-def _check_field_permissions(
-    session: Session, bp: Blueprint, who: Principal, items: list[_Item], base_of: Any
-) -> None:
+def _check_field_permissions(session: Session, bp: Blueprint, who: Principal, items: list[_Item]) -> None:
     """Updates by callers who are not moderators: the narrowing field policies, and no timer
     pushed past what its ``max_extension`` allows (the extend endpoint's limit)."""
     updates = [i for i in items if i.existing is not None]
     writes = [
-        (i.identifier, i.existing["properties"] if i.existing else {}, i.properties, base_of(i.index))
-        for i in updates
+        (i.identifier, i.existing["properties"] if i.existing else {}, i.properties, i.base) for i in updates
     ]
     late = timers.extension_problems(session, bp, writes) if bp.timers else {}
     for item in updates:
@@ -324,8 +345,7 @@ def _check_field_permissions(
         owners = list(old.get("team") or [])
         properties = _changed(old.get("properties") or {}, item.properties)
         relations = _changed(old.get("relations") or {}, item.relations)
-        base = base_of(item.index)
-        denial = field_denial(bp, who, item.identifier, owners, properties, relations, base)
+        denial = field_denial(bp, who, item.identifier, owners, properties, relations, item.base)
         if denial is None and late.get(item.identifier):
             message = f"only moderators and admins may push the timers of '{item.identifier}' further"
             denial = forbidden(message, late[item.identifier])
@@ -337,72 +357,59 @@ def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
 
 
-def _load_existing(session: Session, blueprint: str, identifiers: list[str]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(identifiers), 500):
-        chunk = identifiers[start : start + 500]
-        stmt = select(Entity.__table__).where(COLUMNS.blueprint == blueprint, COLUMNS.identifier.in_(chunk))
-        for row in session.execute(stmt).mappings():
-            found[row["identifier"]] = dict(row)
-    return found
+# ---- references: teams, users, relation targets ------------------------------------------
 
 
 def _check_references(
     session: Session,
     bp: Blueprint,
     items: list[_Item],
-    targets: dict[int, dict[str, list[str]]],
-    references: dict[str, set[str]],
-    base_of: Any,
+    validator: PropertyValidator,
     create_missing_related: bool,
     actor: Actor,
     who: Principal | None,
 ) -> None:
     """One query per kind of reference for the whole batch: teams, users, relation targets."""
-    reference_kinds = property_validator(bp).references
-    unknown_teams = missing_teams(session, references["team"])
-    unknown_users = missing_users(session, references["user"])
-    candidates = [i for i in items if not i.errors]
+    candidates = [i for i in items if i.valid]
+    users: set[str] = set()
+    teams: set[str] = set()
     for item in candidates:
-        base = base_of(item.index)
-        item.errors += [
-            FieldError(f"{base}/team/{n}", f"team '{t}' does not exist")
-            for n, t in enumerate(item.team)
-            if t in unknown_teams
-        ]
-        for name, kind in reference_kinds.items():
-            value = item.properties.get(name)
-            unknown = unknown_users if kind == "user" else unknown_teams
-            for v in value if isinstance(value, list) else [value]:
-                if v in unknown:
-                    item.errors.append(
-                        FieldError(f"{base}/properties" + pointer(name), f"{kind} '{v}' does not exist")
-                    )
+        found = validator.referenced(item.properties)
+        users |= found["user"]
+        teams |= found["team"] | set(item.team)
+    unknown = {"user": missing_users(session, users), "team": missing_teams(session, teams)}
+    for item in candidates:
+        _flag_unknown(item, validator.references, unknown)
     # Relation targets last: an item of this batch that failed is no target.
-    stubs = _check_relation_targets(session, bp, candidates, targets, base_of, create_missing_related, who)
+    stubs = _check_relation_targets(session, bp, candidates, create_missing_related, who)
     _create_stubs(session, stubs, actor)
+
+
+def _flag_unknown(item: _Item, reference_kinds: dict[str, str], unknown: dict[str, set[str]]) -> None:
+    item.errors += [
+        FieldError(f"{item.base}/team/{n}", f"team '{t}' does not exist")
+        for n, t in enumerate(item.team)
+        if t in unknown["team"]
+    ]
+    for name, kind in reference_kinds.items():
+        value = item.properties.get(name)
+        for v in value if isinstance(value, list) else [value]:
+            if v in unknown[kind]:
+                item.errors.append(
+                    FieldError(f"{item.base}/properties" + pointer(name), f"{kind} '{v}' does not exist")
+                )
 
 
 def _check_relation_targets(
     session: Session,
     bp: Blueprint,
     items: list[_Item],
-    targets: dict[int, dict[str, list[str]]],
-    base_of: Any,
     create_missing_related: bool,
     who: Principal | None,
 ) -> dict[str, set[str]]:
     """Fail items naming absent targets, or (``create_missing_related``) return the bare
     entities to create for the items that stay valid, per target blueprint."""
-    wanted: dict[str, set[str]] = {}
-    for item in items:
-        for name, ids in targets.get(item.index, {}).items():
-            wanted.setdefault(bp.relations[name]["target"], set()).update(ids)
-    batch_ids = {i.identifier for i in items if not i.errors}
-    missing: dict[str, set[str]] = {}
-    for target_bp, wanted_ids in wanted.items():
-        present = _load_existing_ids(session, target_bp, wanted_ids)
-        missing[target_bp] = wanted_ids - present - (batch_ids if target_bp == bp.identifier else set())
+    missing = _missing_targets(session, bp, items)
     refused = {
         t
         for t, ids in missing.items()
@@ -410,54 +417,81 @@ def _check_relation_targets(
     }
     stubs: dict[str, set[str]] = {}
     for item in items:
-        base = base_of(item.index)
-        needed: dict[str, set[str]] = {}
-        denied: list[FieldError] = []
-        for name, ids in targets.get(item.index, {}).items():
-            target_bp = bp.relations[name]["target"]
-            absent = [t for t in ids if t in missing.get(target_bp, set())]
-            if not absent:
-                continue
-            where = f"{base}/relations" + pointer(name)
-            names = ", ".join(repr(a) for a in absent)
-            if not create_missing_related:
-                item.errors.append(
-                    FieldError(
-                        where,
-                        f"no '{target_bp}' entity {names}"
-                        " (pass create_missing_related_entities=true to create it)",
-                    )
-                )
-            elif target_bp in refused:
-                denied.append(FieldError(where, f"you may not create '{target_bp}' entities {names}"))
-            else:
-                needed.setdefault(target_bp, set()).update(absent)
-        if denied:
-            item.deny(forbidden("you may not create the missing related entities", denied))
-        elif not item.errors:
+        needed = _absent_targets(item, bp, missing, create_missing_related, refused)
+        if item.valid:
             for target_bp, absent_ids in needed.items():
                 stubs.setdefault(target_bp, set()).update(absent_ids)
     return stubs
 
 
-def _load_existing_ids(session: Session, blueprint: str, ids: set[str]) -> set[str]:
+def _missing_targets(session: Session, bp: Blueprint, items: list[_Item]) -> dict[str, set[str]]:
+    """The named targets that do not exist (nor are written by this batch), per blueprint."""
+    wanted: dict[str, set[str]] = {}
+    for item in items:
+        for name, ids in item.targets.items():
+            wanted.setdefault(bp.relations[name]["target"], set()).update(ids)
+    batch_ids = {i.identifier for i in items if i.valid}
+    return {
+        target_bp: ids
+        - _existing_ids(session, target_bp, ids)
+        - (batch_ids if target_bp == bp.identifier else set())
+        for target_bp, ids in wanted.items()
+    }
+
+
+def _absent_targets(
+    item: _Item,
+    bp: Blueprint,
+    missing: dict[str, set[str]],
+    create_missing_related: bool,
+    refused: set[str],
+) -> dict[str, set[str]]:
+    """Fail (422) or deny (403) ``item`` for its absent targets, or return those to create."""
+    needed: dict[str, set[str]] = {}
+    denied: list[FieldError] = []
+    for name, ids in item.targets.items():
+        target_bp = bp.relations[name]["target"]
+        absent = [t for t in ids if t in missing.get(target_bp, set())]
+        if not absent:
+            continue
+        where = f"{item.base}/relations" + pointer(name)
+        names = ", ".join(repr(a) for a in absent)
+        if not create_missing_related:
+            item.errors.append(
+                FieldError(
+                    where,
+                    f"no '{target_bp}' entity {names} (pass create_missing_related_entities=true to create it)",
+                )
+            )
+        elif target_bp in refused:
+            denied.append(FieldError(where, f"you may not create '{target_bp}' entities {names}"))
+        else:
+            needed.setdefault(target_bp, set()).update(absent)
+    if denied:
+        item.deny(forbidden("you may not create the missing related entities", denied))
+    return needed
+
+
+def _existing_ids(session: Session, blueprint: str, ids: set[str]) -> set[str]:
     found: set[str] = set()
     listed = list(ids)
-    for start in range(0, len(listed), 500):
+    for start in range(0, len(listed), CHUNK):
         stmt = select(Entity.identifier).where(
-            Entity.blueprint == blueprint, Entity.identifier.in_(listed[start : start + 500])
+            Entity.blueprint == blueprint, Entity.identifier.in_(listed[start : start + CHUNK])
         )
         found.update(session.scalars(stmt))
     return found
 
 
 def _create_stubs(session: Session, missing: dict[str, set[str]], actor: Actor) -> None:
+    """Bare related entities (``create_missing_related_entities``): audited, but (as they always
+    were) neither evented nor graded: they stand in for entities another source will write."""
     now = utcnow()
     for target_bp, ids in missing.items():
         if not ids:
             continue
         get_blueprint(session, target_bp)
-        rows = [_new_row(target_bp, i, None, [], {}, {}, actor, now) for i in sorted(ids)]
+        rows = [_new_row(target_bp, _bare(i), actor, now) for i in sorted(ids)]
         session.execute(insert(Entity), rows)
         audit.record_many(
             session,
@@ -470,23 +504,17 @@ def _create_stubs(session: Session, missing: dict[str, set[str]], actor: Actor) 
         )
 
 
-def _new_row(
-    blueprint: str,
-    identifier: str,
-    title: str | None,
-    team: list[str],
-    properties: dict[str, Any],
-    relations: dict[str, Any],
-    actor: Actor,
-    now: datetime,
-) -> dict[str, Any]:
+def _bare(identifier: str) -> EntityState:
+    return {"identifier": identifier, "title": None, "team": [], "properties": {}, "relations": {}}
+
+
+# ---- writing -----------------------------------------------------------------------------
+
+
+def _new_row(blueprint: str, fields: EntityState, actor: Actor, now: datetime) -> dict[str, Any]:
     return {
         "blueprint": blueprint,
-        "identifier": identifier,
-        "title": title,
-        "team": team,
-        "properties": properties,
-        "relations": relations,
+        **fields,
         "created_at": now,
         "updated_at": now,
         "created_by": actor.user,
@@ -494,173 +522,68 @@ def _new_row(
     }
 
 
-def _write(
-    session: Session,
-    bp: Blueprint,
-    items: list[_Item],
-    targets: dict[int, dict[str, list[str]]],
-    actor: Actor,
-    views: bool,
-) -> list[tuple[int, WriteResult]]:
-    """Write the valid items. ``views``: also build each entity's API form (single writes)."""
+def _write(session: Session, bp: Blueprint, items: list[_Item], actor: Actor) -> None:
+    """Write the valid items (each notes its status and row), audit them, and run the pipeline."""
     now = utcnow()
-    valid = [i for i in items if not i.errors]
-    creates = [i for i in valid if i.existing is None]
-    updates = [i for i in valid if i.existing is not None]
-    results: list[tuple[int, WriteResult]] = []
-    audit_rows: list[dict[str, Any]] = []
-    edges: list[dict[str, Any]] = []
+    for item in items:
+        if item.existing is not None and _same(item):
+            item.status, item.row = "unchanged", item.existing
+    created = _insert(session, bp, [i for i in items if i.existing is None], actor, now)
+    updated = _update(session, bp, [i for i in items if i.existing is not None and i.row is None], actor, now)
+    changes = created + updated
+    audit.record_many(session, [change_audit_row(c) for c in changes])
+    apply_changes(session, changes)
 
-    rows = [
-        _new_row(bp.identifier, i.identifier, i.title, i.team, i.properties, i.relations, actor, now)
-        for i in creates
-    ]
-    if rows:
-        needs_ids = any(any(targets[i.index].values()) for i in creates)
-        if needs_ids:
-            stmt = ENTITIES.insert().returning(COLUMNS.id, sort_by_parameter_order=True)
-            ids: list[int | None] = list(session.scalars(stmt, rows))
-        else:  # no relation edges to write: a plain executemany is much cheaper
-            session.execute(ENTITIES.insert(), rows)
-            ids = [None] * len(rows)
-        for item, row, entity_id in zip(creates, rows, ids, strict=True):
-            view = entity_view(row) if views else None
-            results.append((item.index, WriteResult(item.identifier, "created", view)))
-            audit_rows.append(
-                audit.audit_row(
-                    actor, "CREATE", "entity", item.identifier, blueprint=bp.identifier, after=_state(row)
-                )
-            )
-            if entity_id is not None:
-                edges += _edges(bp, entity_id, targets[item.index])
 
-    unchanged = [i for i in updates if _same(i)]
-    for item in unchanged:
-        results.append(
-            (
-                item.index,
-                WriteResult(
-                    item.identifier, "unchanged", entity_view(item.existing or {}) if views else None
-                ),
-            )
+def _insert(
+    session: Session, bp: Blueprint, items: list[_Item], actor: Actor, now: datetime
+) -> list[EntityChange]:
+    if not items:
+        return []
+    rows = [_new_row(bp.identifier, item.fields(), actor, now) for item in items]
+    if any(any(item.targets.values()) for item in items):
+        stmt = ENTITIES.insert().returning(COLUMNS.id, sort_by_parameter_order=True)
+        ids: list[int | None] = list(session.scalars(stmt, rows))
+    else:  # no relation edges to write: a plain executemany is much cheaper
+        session.execute(ENTITIES.insert(), rows)
+        ids = [None] * len(rows)
+    changes, edges = [], []
+    for item, row, entity_id in zip(items, rows, ids, strict=True):
+        item.status, item.row = "created", row
+        changes.append(EntityChange(bp.identifier, item.identifier, None, state(row), actor, now, entity_id))
+        if entity_id is not None:
+            edges += _edges(bp, entity_id, item.targets)
+    _insert_edges(session, edges)
+    return changes
+
+
+def _update(
+    session: Session, bp: Blueprint, items: list[_Item], actor: Actor, now: datetime
+) -> list[EntityChange]:
+    if not items:
+        return []
+    changes, edges = [], []
+    for item in items:
+        old = item.existing or {}
+        item.status = "updated"
+        item.row = {**old, **item.fields(), "updated_at": now, "updated_by": actor.user}
+        changes.append(
+            EntityChange(bp.identifier, item.identifier, state(old), state(item.row), actor, now, old["id"])
         )
-    updates = [i for i in updates if not _same(i)]
-    if updates:
-        changes = []
-        for item in updates:
-            old = item.existing or {}
-            row = {
-                **old,
-                "title": item.title,
-                "team": item.team,
-                "properties": item.properties,
-                "relations": item.relations,
-                "updated_at": now,
-                "updated_by": actor.user,
-            }
-            changes.append(
-                {
-                    k: row[k]
-                    for k in ("id", "title", "team", "properties", "relations", "updated_at", "updated_by")
-                }
-            )
-            view = entity_view(row) if views else None
-            results.append((item.index, WriteResult(item.identifier, "updated", view)))
-            audit_rows.append(
-                audit.audit_row(
-                    actor,
-                    "UPDATE",
-                    "entity",
-                    item.identifier,
-                    blueprint=bp.identifier,
-                    before=_state(old),
-                    after=_state(row),
-                )
-            )
-            edges += _edges(bp, old["id"], targets[item.index])
-        session.execute(update(Entity), changes)
-        changed_ids = [c["id"] for c in changes]
-        for start in range(0, len(changed_ids), 500):
-            session.execute(
-                delete(EntityRelation).where(EntityRelation.source_id.in_(changed_ids[start : start + 500]))
-            )
+        edges += _edges(bp, old["id"], item.targets)
+    session.execute(update(Entity), [{k: (i.row or {})[k] for k in UPDATED_COLUMNS} for i in items])
+    changed_ids = [c.entity_id for c in changes]
+    for start in range(0, len(changed_ids), CHUNK):
+        session.execute(
+            delete(EntityRelation).where(EntityRelation.source_id.in_(changed_ids[start : start + CHUNK]))
+        )
+    _insert_edges(session, edges)
+    return changes
 
+
+def _insert_edges(session: Session, edges: list[dict[str, Any]]) -> None:
     if edges:
-        session.execute(cast(Table, EntityRelation.__table__).insert(), edges)
-    audit.record_many(session, audit_rows)
-    _emit_changes(
-        session,
-        bp,
-        actor,
-        [(i.identifier, None, _state_of(i)) for i in creates],
-        [(i.identifier, _state(i.existing or {}), _state_of(i)) for i in updates],
-        now,
-    )
-    return results
-
-
-def _state_of(item: _Item) -> dict[str, Any]:
-    return {
-        "identifier": item.identifier,
-        "title": item.title,
-        "team": item.team,
-        "properties": item.properties,
-        "relations": item.relations,
-    }
-
-
-def _emit_changes(
-    session: Session,
-    bp: Blueprint,
-    actor: Actor,
-    created: list[tuple[str, None, dict[str, Any]]],
-    changed: list[tuple[str, dict[str, Any], dict[str, Any] | None]],
-    now: Any,
-) -> None:
-    """Outbox events for entity writes, with the timer changes the relay must pass on."""
-    everything: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = [*created, *changed]
-    relay = timers.sync(
-        session,
-        bp,
-        [
-            (e, (b or {}).get("properties"), a["properties"] if a is not None else None)
-            for e, b, a in everything
-        ],
-    )
-    rows = []
-    for entity, before, after in everything:
-        kind = "ENTITY_CREATED" if before is None else "ENTITY_DELETED" if after is None else "ENTITY_UPDATED"
-        payload = {"timers": relay[entity]} if entity in relay else None
-        rows.append(
-            events.event_row(
-                kind,
-                actor,
-                blueprint=bp.identifier,
-                entity=entity,
-                diff={"before": before, "after": after},
-                payload=payload,
-                at=now,
-            )
-        )
-    events.emit(session, rows)
-    computed.on_entities_written(session, bp, actor, everything, now)
-    written = [entity for entity, _, after in everything if after is not None]
-    if written and scorecards.list_scorecards(session, bp.identifier):
-        ids = [
-            entity_id
-            for start in range(0, len(written), 500)
-            for entity_id in session.scalars(
-                select(Entity.id).where(
-                    Entity.blueprint == bp.identifier, Entity.identifier.in_(written[start : start + 500])
-                )
-            )
-        ]
-        scorecards.grade(session, bp, ids, actor)
-
-
-def _state(row: dict[str, Any]) -> dict[str, Any]:
-    """What the audit log keeps of an entity (who and when are on the audit row itself)."""
-    return {k: row.get(k) for k in ("identifier", "title", "team", "properties", "relations")}
+        session.execute(RELATIONS.insert(), edges)
 
 
 def _same(item: _Item) -> bool:
@@ -671,12 +594,7 @@ def _same(item: _Item) -> bool:
         old.get("team") or [],
         old.get("properties") or {},
         old.get("relations") or {},
-    ) == (
-        item.title,
-        item.team,
-        item.properties,
-        item.relations,
-    )
+    ) == (item.title, item.team, item.properties, item.relations)
 
 
 def _edges(bp: Blueprint, source_id: int, targets: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -742,7 +660,7 @@ def patch_entity(
 ) -> WriteResult:
     """Change some fields: properties and relations merge key by key (null removes a key)."""
     entity = get_entity(session, blueprint, identifier, who)
-    computed = [
+    computed_fields = [
         FieldError(f"/{n}", "is computed by the catalog and cannot be set")
         for n in COMPUTED_ENTITY_FIELDS
         if n in raw
@@ -754,9 +672,9 @@ def patch_entity(
     ]
     bp = get_blueprint(session, blueprint)
     computed_properties = _computed_written(bp, body.properties or {}, "/properties")
-    if computed or unknown or computed_properties:
-        raise Invalid("invalid entity", computed + unknown + computed_properties)
-    own = {k: v for k, v in entity.properties.items() if k not in _computed_names(bp)}
+    if computed_fields or unknown or computed_properties:
+        raise Invalid("invalid entity", computed_fields + unknown + computed_properties)
+    own = {k: v for k, v in entity.properties.items() if k not in computed.names(bp)}
     merged: dict[str, Any] = {
         "identifier": identifier,
         "title": body.title if "title" in body.model_fields_set else entity.title,
@@ -779,21 +697,14 @@ def patch_entity(
 def delete_entity(
     session: Session, blueprint: str, identifier: str, actor: Actor, who: Principal | None = None
 ) -> None:
-    """Delete one entity; refused while others hold a required relation to it."""
+    """Delete one entity; refused while others hold a required relation to it. The entities
+    that pointed at it lose the relation: they are updated, evented and regraded like any write."""
     entity = get_entity(session, blueprint, identifier)
     if who is not None:
         denial = delete_denial(get_blueprint(session, blueprint), who, identifier, list(entity.team or []))
         if denial is not None:
             raise denial
-    inbound = list(
-        session.execute(
-            select(EntityRelation, Entity.identifier)
-            .join(Entity, Entity.id == EntityRelation.source_id)
-            .where(
-                EntityRelation.target_blueprint == blueprint, EntityRelation.target_identifier == identifier
-            )
-        )
-    )
+    inbound = _inbound(session, blueprint, identifier)
     required = [(edge, source) for edge, source in inbound if edge.required]
     if required:
         raise Conflict(
@@ -806,67 +717,55 @@ def delete_entity(
             ],
         )
     now = utcnow()
-    for edge, _source in inbound:
-        source = session.get(Entity, edge.source_id)
-        if source is None or source.id == entity.id:
-            continue
-        before = entity_view(source)
-        value = source.relations.get(edge.relation)
-        remaining = [v for v in value if v != identifier] if isinstance(value, list) else None
-        source.relations = {**source.relations, edge.relation: remaining}
-        source.updated_at, source.updated_by = now, actor.user
-        session.delete(edge)
-        audit.record(
-            session,
-            actor,
-            "UPDATE",
-            "entity",
-            source.identifier,
-            blueprint=source.blueprint,
-            before=before,
-            after=entity_view(source),
-        )
-        diff = {"before": _state(before), "after": _state(entity_view(source))}
-        events.emit(
-            session,
-            [
-                events.event_row(
-                    "ENTITY_UPDATED",
-                    actor,
-                    blueprint=source.blueprint,
-                    entity=source.identifier,
-                    diff=diff,
-                    at=now,
-                )
-            ],
-        )
+    changes = [
+        change
+        for edge, _source in inbound
+        if (change := _drop_relation(session, edge, entity, actor, now)) is not None
+    ]
     before = entity_view(entity)
-    state = _state(before)
     session.delete(entity)
     audit.record(session, actor, "DELETE", "entity", identifier, blueprint=blueprint, before=before)
-    _emit_changes(session, get_blueprint(session, blueprint), actor, [], [(identifier, state, None)], now)
+    changes.append(EntityChange(blueprint, identifier, state(before), None, actor, now, entity.id))
+    # The pipeline's stages read with Core statements, which do not flush the ORM changes above.
+    session.flush()
+    apply_changes(session, changes)
 
 
-def delete_all_entities(session: Session, blueprint: str, actor: Actor) -> int:
-    """Delete every entity of a blueprint (the blueprint itself is being deleted)."""
-    rows = list(session.execute(select(Entity.__table__).where(COLUMNS.blueprint == blueprint)).mappings())
-    session.execute(delete(EntityRelation).where(EntityRelation.target_blueprint == blueprint))
-    session.execute(delete(Entity).where(Entity.blueprint == blueprint))
-    _emit_changes(
+def _inbound(session: Session, blueprint: str, identifier: str) -> list[tuple[EntityRelation, str]]:
+    """The relation edges pointing at the entity, with the identifier of their source."""
+    rows = session.execute(
+        select(EntityRelation, Entity.identifier)
+        .join(Entity, Entity.id == EntityRelation.source_id)
+        .where(EntityRelation.target_blueprint == blueprint, EntityRelation.target_identifier == identifier)
+    )
+    return [(edge, source) for edge, source in rows]
+
+
+def _drop_relation(
+    session: Session, edge: EntityRelation, target: Entity, actor: Actor, now: datetime
+) -> EntityChange | None:
+    """Remove the deleted ``target`` from the relation of the entity ``edge`` comes from
+    (audited); the change, for the pipeline. None for the target's relation to itself."""
+    source = session.get(Entity, edge.source_id)
+    if source is None or source.id == target.id:
+        return None
+    before = entity_view(source)
+    value = source.relations.get(edge.relation)
+    remaining = [v for v in value if v != target.identifier] if isinstance(value, list) else None
+    source.relations = {**source.relations, edge.relation: remaining}
+    source.updated_at, source.updated_by = now, actor.user
+    session.delete(edge)
+    after = entity_view(source)
+    audit.record(
         session,
-        get_blueprint(session, blueprint),
         actor,
-        [],
-        [(r["identifier"], _state(dict(r)), None) for r in rows],
-        utcnow(),
+        "UPDATE",
+        "entity",
+        source.identifier,
+        blueprint=source.blueprint,
+        before=before,
+        after=after,
     )
-    audit.record_many(
-        session,
-        [
-            audit.audit_row(
-                actor, "DELETE", "entity", r["identifier"], blueprint=blueprint, before=entity_view(dict(r))
-            )
-            for r in rows
-        ],
+    return EntityChange(
+        source.blueprint, source.identifier, state(before), state(after), actor, now, source.id
     )
-    return len(rows)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from catalog.audit import Actor
 from catalog.db import utcnow
+from catalog.entity_state import EntityChange
 from catalog.errors import FieldError, Invalid
 from catalog.models import Event
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
@@ -59,6 +60,19 @@ def event_row(
         "attempts": 0,
         "last_error": None,
     }
+
+
+def entity_event(change: EntityChange, relayed_timers: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The outbox row of an entity change, with the timer changes the relay passes on."""
+    return event_row(
+        change.kind.event_type,
+        change.actor,
+        blueprint=change.blueprint,
+        entity=change.identifier,
+        diff={"before": change.before, "after": change.after},
+        payload={"timers": relayed_timers} if relayed_timers is not None else None,
+        at=change.at,
+    )
 
 
 def emit(session: Session, rows: list[dict[str, Any]]) -> None:

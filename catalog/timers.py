@@ -18,6 +18,7 @@ from catalog.audit import Actor
 from catalog.base import Strict
 from catalog.db import utcnow
 from catalog.durations import parse_duration
+from catalog.entity_state import EntityChange
 from catalog.errors import FieldError, Invalid, NotFound, pointer
 from catalog.models import Blueprint, Entity, Timer
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
@@ -139,24 +140,22 @@ def extension_problems(
     return problems
 
 
-def sync(
-    session: Session,
-    bp: Blueprint,
-    changes: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]],
-) -> dict[str, list[dict[str, Any]]]:
-    """Bring timer records in step with entity writes (``(entity, before, after)`` properties;
-    ``after`` None: deleted). Returns, per entity, the timer changes to relay to Temporal."""
+def sync(session: Session, bp: Blueprint, changes: list[EntityChange]) -> dict[str, list[dict[str, Any]]]:
+    """Bring timer records in step with the changes of ``bp``'s entities. Returns, per entity,
+    the timer changes to relay to Temporal."""
     props = timer_properties(bp)
     if not props:
         return {}
     now = utcnow()
-    wanted = {timer_id(bp.identifier, e, p): (e, p) for e, _, _ in changes for p in props}
+    wanted = {timer_id(bp.identifier, c.identifier, p): c for c in changes for p in props}
     existing = {t.id: t for t in session.scalars(select(Timer).where(Timer.id.in_(list(wanted))))}
     relay: dict[str, list[dict[str, Any]]] = {}
-    for entity, before, after in changes:
+    for change in changes:
+        entity = change.identifier
+        before, after = change.properties()
         for prop in props:
             old = (before or {}).get(prop)
-            new = (after or {}).get(prop) if after is not None else None
+            new = (after or {}).get(prop)
             if old == new and (new is None or timer_id(bp.identifier, entity, prop) in existing):
                 continue
             key = timer_id(bp.identifier, entity, prop)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from api.deps import ActorDep, CurrentUser, PrincipalDep, ServiceUser, SessionDep
 from api.openapi import errors
 from api.schemas import Cursor, LevelChange, Limit, Page, Regraded, ScorecardResults, ScorecardView
-from catalog import computed, scorecards
+from catalog import changes, scorecards
 from catalog.blueprints import get_blueprint, list_blueprints
 from catalog.entities import get_entity
 from catalog.errors import FieldError, Forbidden, Invalid
@@ -152,7 +152,7 @@ def level_history(
 @router.post("/v1/scorecards/regrade", response_model=Regraded, operation_id="regrade_scorecards")
 def regrade(session: SessionDep, _: ServiceUser, actor: ActorDep) -> dict[str, Any]:
     """Regrade every scorecard (the worker's schedule calls this, for rules that depend on time)."""
-    computed.refresh_windows(session, actor)  # time-windowed aggregations move with time
+    changes.refresh_windows(session, actor)  # time-windowed aggregations move with time
     changed = 0
     for bp in list_blueprints(session):
         changed += scorecards.grade(session, bp, None, actor)
