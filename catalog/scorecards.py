@@ -11,6 +11,8 @@ caused it.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -207,10 +209,50 @@ def grade(
     return changed
 
 
+@dataclass(frozen=True, slots=True)
+class _Grade:
+    """An entity's standing on one scorecard: its level (title and position) and each rule."""
+
+    level: str
+    index: int
+    rules: dict[str, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Graded:
+    """One graded entity: its grade now, and the stored one (None: never graded)."""
+
+    entity_id: int
+    identifier: str
+    grade: _Grade
+    stored: _Grade | None
+
+    @property
+    def level_changed(self) -> bool:
+        return self.stored is None or self.stored.level != self.grade.level
+
+
 def _grade_chunk(session: Session, bp: Blueprint, sc: Scorecard, ids: list[int] | None, actor: Actor) -> int:
-    definition = sc.definition
-    dialect = session.get_bind().dialect.name
     now = utcnow()
+    # Core rows, fetched at once (the connection, not the ORM session): no per-row ORM
+    # bookkeeping or driver fetches on big regrades.
+    connection = session.connection()
+    grades = _grades(connection, bp, sc, ids, now)
+    stored = _stored_grades(connection, bp, sc, ids)
+    graded = [
+        _Graded(entity_id, identifier, grade, stored.get(entity_id))
+        for entity_id, (identifier, grade) in grades.items()
+    ]
+    gone = [entity_id for entity_id in stored if entity_id not in grades]
+    return _store(session, bp, sc, graded, gone, actor, now)
+
+
+def _grades(
+    connection: Any, bp: Blueprint, sc: Scorecard, ids: list[int] | None, now: datetime
+) -> dict[int, tuple[str, _Grade]]:
+    """Each graded entity's (identifier, grade), by id: one statement evaluates every rule."""
+    definition = sc.definition
+    dialect = connection.dialect.name
     levels = [level["title"] for level in definition["levels"]]
     rules = definition.get("rules", [])
     columns = [
@@ -227,22 +269,21 @@ def _grade_chunk(session: Session, bp: Blueprint, sc: Scorecard, ids: list[int] 
     names = [r["identifier"] for r in rules]
     # For each level above the floor, the positions of its rules in ``names``.
     needs = [[i for i, r in enumerate(rules) if r["level"] == title] for title in levels[1:]]
-    graded: dict[int, tuple[str, str, int, dict[str, bool]]] = {}
-    # Core rows, fetched at once (the connection, not the ORM session): no per-row ORM
-    # bookkeeping or driver fetches on big regrades.
-    connection = session.connection()
+    grades: dict[int, tuple[str, _Grade]] = {}
     for row in connection.execute(stmt).all():
         passed = [bool(value) for value in row[2:]]
         index = _level_index(needs, passed)
-        graded[row[0]] = (row[1], levels[index], index, dict(zip(names, passed, strict=True)))
+        grades[row[0]] = (row[1], _Grade(levels[index], index, dict(zip(names, passed, strict=True))))
+    return grades
 
-    existing_stmt = select(
+
+def _stored_grades(connection: Any, bp: Blueprint, sc: Scorecard, ids: list[int] | None) -> dict[int, _Grade]:
+    stmt = select(
         ScorecardResult.entity_id, ScorecardResult.level, ScorecardResult.level_index, ScorecardResult.rules
     ).where(ScorecardResult.blueprint == bp.identifier, ScorecardResult.scorecard == sc.identifier)
     if ids is not None:
-        existing_stmt = existing_stmt.where(ScorecardResult.entity_id.in_(ids))
-    existing = {row[0]: (row[1], row[2], row[3]) for row in connection.execute(existing_stmt).all()}
-    return _store(session, bp, sc, graded, existing, actor, now, ids)
+        stmt = stmt.where(ScorecardResult.entity_id.in_(ids))
+    return {row[0]: _Grade(row[1], row[2], row[3]) for row in connection.execute(stmt).all()}
 
 
 def _level_index(needs: list[list[int]], passed: list[bool]) -> int:
@@ -260,92 +301,20 @@ def _store(
     session: Session,
     bp: Blueprint,
     sc: Scorecard,
-    graded: dict[int, tuple[str, str, int, dict[str, bool]]],
-    existing: dict[int, tuple[str, int, dict[str, bool]]],
+    graded: list[_Graded],
+    gone: list[int],
     actor: Actor,
-    now: Any,
-    ids: list[int] | None,
+    now: datetime,
 ) -> int:
-    inserts, updates, changes, level_events = [], [], [], []
-    for entity_id, (identifier, level, index, outcome) in graded.items():
-        row = {
-            "entity_id": entity_id,
-            "blueprint": bp.identifier,
-            "scorecard": sc.identifier,
-            "level": level,
-            "level_index": index,
-            "rules": outcome,
-            "updated_at": now,
-        }
-        before = existing.get(entity_id)
-        if before is None:
-            inserts.append(row)
-        elif (before[0], before[1], before[2]) != (level, index, outcome):
-            updates.append(row)
-        if before is None or before[0] != level:
-            changes.append(
-                {
-                    "blueprint": bp.identifier,
-                    "entity": identifier,
-                    "scorecard": sc.identifier,
-                    "from_level": before[0] if before else None,
-                    "to_level": level,
-                    "at": now,
-                }
-            )
-        if before is not None and before[0] != level:
-            direction = "RAISED" if index > before[1] else "DROPPED"
-            level_events.append(
-                events.event_row(
-                    "SCORECARD_LEVEL_CHANGED",
-                    actor,
-                    blueprint=bp.identifier,
-                    entity=identifier,
-                    at=now,
-                    payload={
-                        "scorecard": {
-                            "identifier": sc.identifier,
-                            "from": before[0],
-                            "to": level,
-                            "direction": direction,
-                        }
-                    },
-                )
-            )
-    gone = [entity_id for entity_id in existing if entity_id not in graded]
+    """Store the grades that changed, drop those of entities no longer graded (the filter), and
+    record each level change (history; an event when a stored level moved). Returns how many
+    levels moved."""
+    inserts = [_result_row(bp, sc, g, now) for g in graded if g.stored is None]
+    updates = [_update_params(bp, sc, g, now) for g in graded if g.stored is not None and g.stored != g.grade]
     if inserts:
         session.execute(RESULTS.insert(), inserts)
     if updates:
-        stmt = (
-            RESULTS.update()
-            .where(
-                RESULTS.c.entity_id == sa.bindparam("b_entity"),
-                RESULTS.c.blueprint == sa.bindparam("b_blueprint"),
-                RESULTS.c.scorecard == sa.bindparam("b_scorecard"),
-            )
-            .values(
-                level=sa.bindparam("level"),
-                level_index=sa.bindparam("level_index"),
-                rules=sa.bindparam("rules"),
-                updated_at=sa.bindparam("updated_at"),
-            )
-        )
-        # Only the bound names: extra keys would add their columns (the key) to the SET clause.
-        session.execute(
-            stmt,
-            [
-                {
-                    "b_entity": u["entity_id"],
-                    "b_blueprint": u["blueprint"],
-                    "b_scorecard": u["scorecard"],
-                    "level": u["level"],
-                    "level_index": u["level_index"],
-                    "rules": u["rules"],
-                    "updated_at": u["updated_at"],
-                }
-                for u in updates
-            ],
-        )
+        session.execute(_UPDATE_RESULT, updates)
     for start in range(0, len(gone), CHUNK):
         session.execute(
             delete(ScorecardResult).where(
@@ -354,10 +323,88 @@ def _store(
                 ScorecardResult.entity_id.in_(gone[start : start + CHUNK]),
             )
         )
-    if changes:
-        session.execute(CHANGES.insert(), changes)
+    history = [_history_row(bp, sc, g, now) for g in graded if g.level_changed]
+    if history:
+        session.execute(CHANGES.insert(), history)
+    level_events = [
+        _level_event(bp, sc, g, actor, now) for g in graded if g.stored is not None and g.level_changed
+    ]
     events.emit(session, level_events)
     return len(level_events)
+
+
+# Only the bound names: extra keys would add their columns (the key) to the SET clause.
+_UPDATE_RESULT = (
+    RESULTS.update()
+    .where(
+        RESULTS.c.entity_id == sa.bindparam("b_entity"),
+        RESULTS.c.blueprint == sa.bindparam("b_blueprint"),
+        RESULTS.c.scorecard == sa.bindparam("b_scorecard"),
+    )
+    .values(
+        level=sa.bindparam("level"),
+        level_index=sa.bindparam("level_index"),
+        rules=sa.bindparam("rules"),
+        updated_at=sa.bindparam("updated_at"),
+    )
+)
+
+
+def _result_row(bp: Blueprint, sc: Scorecard, graded: _Graded, now: datetime) -> dict[str, Any]:
+    return {
+        "entity_id": graded.entity_id,
+        "blueprint": bp.identifier,
+        "scorecard": sc.identifier,
+        "level": graded.grade.level,
+        "level_index": graded.grade.index,
+        "rules": graded.grade.rules,
+        "updated_at": now,
+    }
+
+
+def _update_params(bp: Blueprint, sc: Scorecard, graded: _Graded, now: datetime) -> dict[str, Any]:
+    return {
+        "b_entity": graded.entity_id,
+        "b_blueprint": bp.identifier,
+        "b_scorecard": sc.identifier,
+        "level": graded.grade.level,
+        "level_index": graded.grade.index,
+        "rules": graded.grade.rules,
+        "updated_at": now,
+    }
+
+
+def _history_row(bp: Blueprint, sc: Scorecard, graded: _Graded, now: datetime) -> dict[str, Any]:
+    return {
+        "blueprint": bp.identifier,
+        "entity": graded.identifier,
+        "scorecard": sc.identifier,
+        "from_level": graded.stored.level if graded.stored else None,
+        "to_level": graded.grade.level,
+        "at": now,
+    }
+
+
+def _level_event(
+    bp: Blueprint, sc: Scorecard, graded: _Graded, actor: Actor, now: datetime
+) -> dict[str, Any]:
+    assert graded.stored is not None  # only a stored level can rise or drop
+    direction = "RAISED" if graded.grade.index > graded.stored.index else "DROPPED"
+    return events.event_row(
+        "SCORECARD_LEVEL_CHANGED",
+        actor,
+        blueprint=bp.identifier,
+        entity=graded.identifier,
+        at=now,
+        payload={
+            "scorecard": {
+                "identifier": sc.identifier,
+                "from": graded.stored.level,
+                "to": graded.grade.level,
+                "direction": direction,
+            }
+        },
+    )
 
 
 # ---- reading -----------------------------------------------------------------------------
