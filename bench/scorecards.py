@@ -8,7 +8,7 @@ For each database (a temporary SQLite file; a fresh PostgreSQL database, dropped
 - bulk upsert through ``catalog.entities.write_entities`` (batches of 1000, one transaction
   each) of ``--entities`` entities, then of an update of all of them that moves every entity's
   level, once on a blueprint without a scorecard and once on one with a 5-rule scorecard: the
-  difference is what grading (``_emit_changes``) costs a write;
+  difference is what grading (the scorecards stage of ``catalog.changes.apply_changes``) costs a write;
 - a full regrade, ``scorecards.grade(session, bp, None, actor)`` in its own transaction, on an
   empty results table and again with nothing changed, against one hand-written SELECT that
   computes the same 5 rules and the level with CASE over the same table (rows fetched);
