@@ -41,6 +41,8 @@ from tests.fakes.webhook import FakeWebhookReceiver
 from tests.temporal_env import start_dev_server
 from tests.workflows.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, Stack, serve_api, stack_settings
 from tests.workflows.test_action_runs import deploy_action, seed
+from tests.workflows.test_approvals import action as approval_action
+from tests.workflows.test_approvals import people, waiting
 from tests.workflows.test_automations import WELCOME, alert_action
 from tests.workflows.test_timer_durability import environment_blueprint, teardown_action
 from workflows import ALL_WORKFLOWS
@@ -219,6 +221,26 @@ async def _entity_timer(stack: Stack, first_steps: list[dict[str, Any]]) -> tupl
     return record["workflow_id"], None
 
 
+async def approval_approved(stack: Stack) -> tuple[str, str | None]:
+    """A run waits at the action's approval gate, bob approves it through the API, its step runs
+    and it completes: the gate's notifications, the ``decide`` Update, the step after it."""
+    users = await people(stack)
+    try:
+        policy = {"required_approvals": 1, "approvers": {"users": ["bob"]}, "timeout": "PT1H"}
+        assert (await stack.api.post("/v1/actions", json=approval_action(stack, policy))).status_code == 201
+        run = await waiting(stack, users["alice"])
+        approved = await users["bob"].post(
+            f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE", "comment": "lgtm"}
+        )
+        assert approved.status_code == 200, approved.text
+        done = await stack.wait_for(run["id"], TERMINAL)
+        assert done["status"] == "SUCCESS", done
+        return run["workflow_id"], None
+    finally:
+        for client in users.values():
+            await client.aclose()
+
+
 SCENARIOS: dict[str, Scenario] = {
     "action_run_success_several_kinds": success_several_kinds,
     "action_run_failure_compensated": failure_compensated,
@@ -231,6 +253,7 @@ SCENARIOS: dict[str, Scenario] = {
     "automation_run": automation_run,
     "entity_timer": entity_timer,
     "entity_timer_run_ended": entity_timer_run_ended,
+    "action_run_approval_approved": approval_approved,
 }
 
 

@@ -28,6 +28,7 @@ EXPECTED = {
     "action_run_retry_resumed": "ActionRun",
     "action_run_cancelled": "ActionRun",
     "action_run_sleep": "ActionRun",
+    "action_run_approval_approved": "ActionRun",
     "reconcile_runs": "ReconcileRuns",
     "regrade_scorecards": "RegradeScorecards",
     "automation_run": "AutomationRun",
@@ -99,3 +100,10 @@ def test_histories_cover_the_run_paths() -> None:
         assert kind in timer  # armed, extended, reminded and expired, reports as local activities
     assert "ACTIVITY_TASK_COMPLETED" in event_types("automation_run")
     assert "TIMER_CANCELED" in event_types("entity_timer_run_ended")  # the signal cut the wait
+    # The run waited at its approval gate (a timer for the deadline), the decide Update was
+    # accepted and completed, the wait ended early and the run went on to succeed.
+    gate = event_types("action_run_approval_approved")
+    for kind in ("UPDATE_ACCEPTED", "UPDATE_COMPLETED", "TIMER_CANCELED", "EXECUTION_COMPLETED"):
+        assert kind in gate
+    approval = load("action_run_approval_approved").events[0].workflow_execution_started_event_attributes
+    assert '"approvals":{"action"' in approval.input.payloads[0].data.decode()
