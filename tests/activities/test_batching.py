@@ -10,15 +10,21 @@ from activities.batching import GroupCommit
 
 
 class Sender:
-    """Answers each item with its double after a round trip; records each batch it was sent."""
+    """Answers each item with its double; records each batch it was sent. With ``hold`` a
+    request stays in flight until the test sets ``release`` (``sent`` says one is in flight)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, hold: bool = False) -> None:
         self.batches: list[list[int]] = []
         self.fail_batch: Exception | None = None
+        self.sent = asyncio.Event()
+        self.release = asyncio.Event()
+        if not hold:
+            self.release.set()
 
     async def __call__(self, items: list[int]) -> list[int | BaseException]:
         self.batches.append(items)
-        await asyncio.sleep(0.02)
+        self.sent.set()
+        await self.release.wait()
         if self.fail_batch is not None:
             raise self.fail_batch
         return [ValueError(f"no {i}") if i < 0 else i * 2 for i in items]
@@ -39,13 +45,16 @@ async def test_a_lone_item_goes_at_once_and_a_crowd_goes_together() -> None:
 
 
 async def test_items_arriving_during_a_request_wait_for_the_next() -> None:
-    sender = Sender()
+    sender = Sender(hold=True)
     batcher: GroupCommit[int, int] = GroupCommit(sender)
     first = asyncio.create_task(batcher.submit(1))
-    await asyncio.sleep(0.005)  # the first request is in flight
-    later = await asyncio.gather(*(batcher.submit(i) for i in range(2, 6)))
+    await sender.sent.wait()  # the first request is in flight
+    # gather starts the submissions as tasks, which queue their items before the held request
+    # (released only now) returns: tasks run in the order they were scheduled.
+    later = asyncio.gather(*(batcher.submit(i) for i in range(2, 6)))
+    sender.release.set()
 
-    assert await first == 2 and later == [4, 6, 8, 10]
+    assert await first == 2 and await later == [4, 6, 8, 10]
     assert sender.batches == [[1], [2, 3, 4, 5]]
 
 
@@ -64,14 +73,15 @@ async def test_errors_reach_their_own_callers() -> None:
 
 
 async def test_a_cancelled_caller_is_left_out() -> None:
-    sender = Sender()
+    sender = Sender(hold=True)
     batcher: GroupCommit[int, int] = GroupCommit(sender)
     first = asyncio.create_task(batcher.submit(1))
-    await asyncio.sleep(0.005)
+    await sender.sent.wait()  # the first request is in flight
     gone = asyncio.create_task(batcher.submit(2))
     kept = asyncio.create_task(batcher.submit(3))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: both have queued their items
     gone.cancel()
+    sender.release.set()
 
     assert await first == 2 and await kept == 6
     assert sender.batches == [[1], [3]]
