@@ -4,8 +4,6 @@ fake vendors speaking their HTTP APIs."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -22,6 +20,7 @@ from temporalio.worker import Worker
 from activities import build_activities
 from api.app import create_app
 from config import Settings
+from devtools.testing import eventually_async
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
 from tests.fakes.server import serve
@@ -82,14 +81,13 @@ class Stack:
 
     async def wait_for(self, run_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
         """Poll the run until its status is one of ``statuses``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            run = (await self.api.get(f"/v1/runs/{run_id}")).json()
-            if run["status"] in statuses:
-                return run
-            if time.monotonic() > deadline:
-                raise AssertionError(f"run {run_id} stayed {run['status']}: {run}")
-            await asyncio.sleep(0.1)
+
+        async def reached() -> dict[str, Any]:
+            run: dict[str, Any] = (await self.api.get(f"/v1/runs/{run_id}")).json()
+            assert run["status"] in statuses, f"run {run_id} stayed {run['status']}: {run}"
+            return run
+
+        return await eventually_async(reached, timeout=timeout, interval=0.1, what=f"run {run_id}")
 
     async def launch(self, action: str, **body: Any) -> dict[str, Any]:
         response = await self.api.post(f"/v1/actions/{action}/runs", json=body)
