@@ -85,7 +85,7 @@ class Stamped(View):
     updated_by: str | None = None
 
 
-class BlueprintView(Stamped):
+class _BlueprintFields(View):
     identifier: str
     title: str
     description: str | None = None
@@ -99,7 +99,13 @@ class BlueprintView(Stamped):
     permissions: dict[str, Any]
 
 
-class EntityView(Stamped):
+class BlueprintView(Stamped, _BlueprintFields):
+    """Blueprint as the API returns it."""
+
+    # Stamped comes first in the bases so that its fields come last in the JSON.
+
+
+class _EntityFields(View):
     identifier: str
     title: str | None = None
     blueprint: str
@@ -107,6 +113,12 @@ class EntityView(Stamped):
     properties: dict[str, Any]
     relations: dict[str, Any]
     scorecards: dict[str, Any]
+
+
+class EntityView(Stamped, _EntityFields):
+    """Entity as the API returns it."""
+
+    # Stamped comes first in the bases so that its fields come last in the JSON.
 
 
 class BulkItemResult(View):
@@ -152,9 +164,7 @@ class NewToken(TokenView):
 # ---- actions, automations, scorecards --------------------------------------------------------
 
 
-class ActionView(Stamped):
-    """An action as saved (optional fields it was saved without are absent)."""
-
+class _ActionFields(View):
     identifier: str
     title: str
     description: str = ""
@@ -168,6 +178,12 @@ class ActionView(Stamped):
     steps: list[dict[str, Any]]
 
 
+class ActionView(Stamped, _ActionFields):
+    """An action as saved (optional fields it was saved without are absent)."""
+
+    # Stamped comes first in the bases so that its fields come last in the JSON.
+
+
 class ConfigWarning(View):
     pointer: str
     message: str
@@ -177,7 +193,7 @@ class SavedAction(ActionView):
     warnings: list[ConfigWarning] = Field(description="steps whose vendor is not configured here")
 
 
-class AutomationView(Stamped):
+class _AutomationFields(View):
     identifier: str
     title: str = ""
     description: str = ""
@@ -186,7 +202,13 @@ class AutomationView(Stamped):
     invoke: dict[str, Any]
 
 
-class ScorecardView(Stamped):
+class AutomationView(Stamped, _AutomationFields):
+    """Automation as the API returns it."""
+
+    # Stamped comes first in the bases so that its fields come last in the JSON.
+
+
+class _ScorecardFields(View):
     identifier: str
     blueprint: str
     title: str
@@ -194,6 +216,12 @@ class ScorecardView(Stamped):
     filter: dict[str, Any] | None = None
     levels: list[dict[str, Any]]
     rules: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ScorecardView(Stamped, _ScorecardFields):
+    """Scorecard as the API returns it."""
+
+    # Stamped comes first in the bases so that its fields come last in the JSON.
 
 
 class RulePassRate(View):
