@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,31 @@ def stack_settings(tmp_path: Path, temporal: WorkflowEnvironment, **overrides: A
     return Settings(**values)
 
 
+@asynccontextmanager
+async def running_stack(
+    settings: Settings,
+    temporal: WorkflowEnvironment,
+    webhook: FakeWebhookReceiver,
+    github: FakeGitHub,
+    jira: FakeJira,
+) -> AsyncIterator[Stack]:
+    """The one stack of the workflow tests: the API for ``settings`` served in a thread, an admin
+    client of it, and a worker with every workflow and activity on ``temporal``."""
+    with serve_api(settings) as api_url:
+        settings = settings.model_copy(update={"api_url": api_url})
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with (
+            httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as api,
+            Worker(
+                temporal.client,
+                task_queue=settings.task_queue,
+                workflows=ALL_WORKFLOWS,
+                activities=build_activities(settings),
+            ),
+        ):
+            yield Stack(settings, api, temporal.client, webhook, github, jira)
+
+
 @pytest.fixture
 async def stack(
     tmp_path: Path,
@@ -137,16 +162,5 @@ async def stack(
         jira_user="bot@example.com",
         jira_token="jira-token",
     )
-    with serve_api(settings) as api_url:
-        settings = settings.model_copy(update={"api_url": api_url})
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        async with (
-            httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as api,
-            Worker(
-                temporal.client,
-                task_queue=settings.task_queue,
-                workflows=ALL_WORKFLOWS,
-                activities=build_activities(settings),
-            ),
-        ):
-            yield Stack(settings, api, temporal.client, webhook, github, jira)
+    async with running_stack(settings, temporal, webhook, github, jira) as stack:
+        yield stack

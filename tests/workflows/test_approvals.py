@@ -9,14 +9,11 @@ from typing import Any
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities import build_activities
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
 from tests.fakes.webhook import FakeWebhookReceiver
-from tests.workflows.conftest import ADMIN_TOKEN, Stack, serve_api, stack_settings
-from workflows import ALL_WORKFLOWS
+from tests.workflows.conftest import Stack, running_stack, stack_settings
 
 
 async def people(stack: Stack) -> dict[str, httpx.AsyncClient]:
@@ -265,37 +262,26 @@ async def test_eligible_means_able_on_both_databases(
     """The requester is neither in ``approval.eligible`` nor in ``?approver=me`` unless the policy
     allows self-approval; the worker's service principal never is (SQLite and PostgreSQL)."""
     settings = stack_settings(tmp_path, temporal, database_url=database_url)
-    with serve_api(settings) as api_url:
-        settings = settings.model_copy(update={"api_url": api_url})
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        async with (
-            httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as api,
-            Worker(
-                temporal.client,
-                task_queue=settings.task_queue,
-                workflows=ALL_WORKFLOWS,
-                activities=build_activities(settings),
-            ),
-        ):
-            stack = Stack(settings, api, temporal.client, webhook, github, jira)
-            users = await people(stack)
-            # The bootstrap admin is named by its role; the worker's user (role service) never is.
-            policy = {"approvers": {"teams": ["platform"], "roles": ["admin"]}}
-            assert (await api.post("/v1/actions", json=action(stack, policy))).status_code == 201
-            run = await waiting(stack, users["bob"])
-            assert run["approval"]["eligible"] == ["admin", "alice", "erin"]
-            assert await _waiting_for(users["bob"]) == []
-            assert await _waiting_for(users["alice"]) == [run["id"]]
-            refused = await users["bob"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
-            assert refused.status_code == 403 and "self-approval" in refused.json()["error"]["message"]
+    async with running_stack(settings, temporal, webhook, github, jira) as stack:
+        api = stack.api
+        users = await people(stack)
+        # The bootstrap admin is named by its role; the worker's user (role service) never is.
+        policy = {"approvers": {"teams": ["platform"], "roles": ["admin"]}}
+        assert (await api.post("/v1/actions", json=action(stack, policy))).status_code == 201
+        run = await waiting(stack, users["bob"])
+        assert run["approval"]["eligible"] == ["admin", "alice", "erin"]
+        assert await _waiting_for(users["bob"]) == []
+        assert await _waiting_for(users["alice"]) == [run["id"]]
+        refused = await users["bob"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
+        assert refused.status_code == 403 and "self-approval" in refused.json()["error"]["message"]
 
-            allowed = {**policy, "allow_self_approval": True}
-            assert (await api.put("/v1/actions/toggle_flag", json=action(stack, allowed))).status_code == 200
-            own = await waiting(stack, users["bob"], flag="light-mode")
-            assert own["approval"]["eligible"] == ["admin", "alice", "bob", "erin"]
-            assert await _waiting_for(users["bob"]) == [own["id"]]
-            approved = await users["bob"].post(f"/v1/runs/{own['id']}/approval", json={"decision": "APPROVE"})
-            assert approved.status_code == 200 and approved.json()["status"] == "APPROVED"
+        allowed = {**policy, "allow_self_approval": True}
+        assert (await api.put("/v1/actions/toggle_flag", json=action(stack, allowed))).status_code == 200
+        own = await waiting(stack, users["bob"], flag="light-mode")
+        assert own["approval"]["eligible"] == ["admin", "alice", "bob", "erin"]
+        assert await _waiting_for(users["bob"]) == [own["id"]]
+        approved = await users["bob"].post(f"/v1/runs/{own['id']}/approval", json={"decision": "APPROVE"})
+        assert approved.status_code == 200 and approved.json()["status"] == "APPROVED"
 
 
 async def _waiting_for(client: httpx.AsyncClient) -> list[str]:

@@ -9,20 +9,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities import build_activities
 from tests.fakes.jira import FakeJira
 from tests.fakes.server import serve
 from tests.fakes.slack import FakeSlack
 from tests.fakes.webhook import FakeWebhookReceiver
-from tests.workflows.conftest import ADMIN_TOKEN, Stack, serve_api, stack_settings
+from tests.workflows.conftest import Stack, running_stack, stack_settings
 from tests.workflows.test_timer_durability import environment_blueprint, teardown_action
-from workflows import ALL_WORKFLOWS
 
 SERVICE = {
     "identifier": "service",
@@ -97,19 +93,8 @@ async def slack_stack(
             slack_bot_token=FakeSlack.token,
             slack_api_url=f"{slack_url}/api/",
         )
-        with serve_api(settings) as api_url:
-            settings = settings.model_copy(update={"api_url": api_url})
-            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-            async with (
-                httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as api,
-                Worker(
-                    temporal.client,
-                    task_queue=settings.task_queue,
-                    workflows=ALL_WORKFLOWS,
-                    activities=build_activities(settings),
-                ),
-            ):
-                yield Stack(settings, api, temporal.client, webhook, None, jira), slack  # type: ignore[arg-type]
+        async with running_stack(settings, temporal, webhook, None, jira) as stack:  # type: ignore[arg-type]
+            yield stack, slack
 
 
 async def until(check: Any, timeout: float = 30) -> Any:

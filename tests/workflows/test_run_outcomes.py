@@ -16,15 +16,12 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError, TimeoutType
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities import build_activities
 from api.temporal import TemporalGateway
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
 from tests.fakes.webhook import FakeWebhookReceiver
-from tests.workflows.conftest import ADMIN_TOKEN, Stack, serve_api, stack_settings
-from workflows import ALL_WORKFLOWS
+from tests.workflows.conftest import Stack, running_stack, stack_settings
 from workflows.action_run import _step_error
 
 TERMINAL = {"SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"}
@@ -170,19 +167,8 @@ async def bare_stack(
     """The stack with no vendor configured: as on a fresh machine."""
     webhook.reset()
     settings = stack_settings(tmp_path, temporal)
-    with serve_api(settings) as api_url:
-        settings = settings.model_copy(update={"api_url": api_url})
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        async with (
-            httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as api,
-            Worker(
-                temporal.client,
-                task_queue=settings.task_queue,
-                workflows=ALL_WORKFLOWS,
-                activities=build_activities(settings),
-            ),
-        ):
-            yield Stack(settings, api, temporal.client, webhook, github, jira)
+    async with running_stack(settings, temporal, webhook, github, jira) as stack:
+        yield stack
 
 
 async def test_an_unconfigured_vendor_warns_on_save_and_fails_the_step_at_once(bare_stack: Stack) -> None:
