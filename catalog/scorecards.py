@@ -363,15 +363,10 @@ def _result_row(bp: Blueprint, sc: Scorecard, graded: _Graded, now: datetime) ->
 
 
 def _update_params(bp: Blueprint, sc: Scorecard, graded: _Graded, now: datetime) -> dict[str, Any]:
-    return {
-        "b_entity": graded.entity_id,
-        "b_blueprint": bp.identifier,
-        "b_scorecard": sc.identifier,
-        "level": graded.grade.level,
-        "level_index": graded.grade.index,
-        "rules": graded.grade.rules,
-        "updated_at": now,
-    }
+    """The result row as the UPDATE's parameters: its key columns bound as ``b_*``."""
+    row = _result_row(bp, sc, graded, now)
+    keys = {"b_entity": row.pop("entity_id"), "b_blueprint": row.pop("blueprint")}
+    return {**keys, "b_scorecard": row.pop("scorecard"), **row}
 
 
 def _history_row(bp: Blueprint, sc: Scorecard, graded: _Graded, now: datetime) -> dict[str, Any]:
