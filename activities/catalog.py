@@ -19,7 +19,7 @@ from activities.batching import GroupCommit
 from activities.errors import bad_params, vendor_error
 from activities.urls import identifier as identifier_segment
 from activities.urls import path
-from catalog import secrets
+from catalog.runs import secrets
 from config import Settings
 from contracts.automations import AutomationLaunch
 from contracts.runs import ReportInput

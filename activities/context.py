@@ -21,8 +21,8 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory, CancelledError
 
-from catalog.secrets import PLACEHOLDER, REDACTED
-from catalog.step_kinds import Vendor, describe_target, vendor_of
+from catalog.runs.secrets import PLACEHOLDER, REDACTED
+from catalog.runs.step_kinds import Vendor, describe_target, vendor_of
 from contracts.steps import VENDOR_CLIENT_ERROR, VENDOR_NOT_CONFIGURED, StepInput, StepResult
 
 log = logging.getLogger("gantry.steps")

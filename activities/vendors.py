@@ -16,7 +16,7 @@ from activities.ci import GitHubActions, GitLab, Jenkins
 from activities.context import not_configured, with_context
 from activities.http import HostPolicy, Webhooks
 from activities.ticketing import Jira
-from catalog.step_kinds import STEP_KINDS, WORKFLOW_KINDS, vendor_of
+from catalog.runs.step_kinds import STEP_KINDS, WORKFLOW_KINDS, vendor_of
 from config import Settings
 
 if TYPE_CHECKING:

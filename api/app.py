@@ -30,7 +30,8 @@ from api.routes import (
 from api.schemas import Health, Ready
 from api.temporal import TemporalGateway
 from catalog.db import make_engine, make_sessionmaker, transaction
-from catalog.identity import (
+from catalog.identity.permissions import ADMIN, SERVICE
+from catalog.identity.service import (
     ADMIN_TOKEN_ID,
     ADMIN_USER,
     SERVICE_TOKEN_ID,
@@ -39,7 +40,6 @@ from catalog.identity import (
     revoke_bootstrap_token,
 )
 from catalog.migrate import upgrade
-from catalog.permissions import ADMIN, SERVICE
 from config import Settings, get_settings
 
 # Seconds the relay may take to finish its batch at shutdown before it is cancelled (its

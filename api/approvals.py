@@ -9,11 +9,12 @@ import anyio.from_thread
 from sqlalchemy.orm import Session
 
 from api.temporal import DecisionRefused, TemporalGateway
-from catalog import audit, runs
+from catalog import audit
 from catalog.audit import Actor
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid
+from catalog.identity.permissions import SERVICE
 from catalog.models import RunApprover, User
-from catalog.permissions import SERVICE
+from catalog.runs import service as runs
 from contracts.approvals import Decision
 
 DECISIONS = ("APPROVE", "DECLINE")

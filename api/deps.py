@@ -14,9 +14,9 @@ from api.temporal import TemporalGateway
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Forbidden, Unauthenticated
-from catalog.identity import authenticate
+from catalog.identity.permissions import ADMIN, SERVICE, VIEWER, Principal, principal_of
+from catalog.identity.service import authenticate
 from catalog.models import User
-from catalog.permissions import ADMIN, SERVICE, VIEWER, Principal, principal_of
 from config import Settings
 
 bearer = HTTPBearer(auto_error=False, description="an API token (`POST /v1/tokens`)")

@@ -21,9 +21,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from api.errors import RateLimited
-from catalog.identity import hash_token
+from catalog.identity.permissions import ADMIN, SERVICE
+from catalog.identity.service import hash_token
 from catalog.models import RateLimitBucket, User
-from catalog.permissions import ADMIN, SERVICE
 from config import Settings, parse_rate
 
 Kind = Literal["writes", "launches"]

@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ServiceUnavailable
 from api.temporal import TemporalGateway
-from catalog import automations, events
-from catalog.jq_sandbox import JqError
+from catalog import events
+from catalog.automations import service as automations
 from catalog.models import Blueprint, Entity, Event, Run
-from catalog.runs import TERMINAL
+from catalog.runs.service import TERMINAL
+from catalog.sandbox.jq import JqError
 from catalog.timefmt import format_instant
-from catalog.timers import policy_of
+from catalog.timers.service import policy_of
 from contracts.automations import AutomationInput
 from contracts.timers import Arm
 

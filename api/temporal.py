@@ -26,7 +26,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ServiceUnavailable
-from catalog.runs import NEVER_STARTED
+from catalog.runs.service import NEVER_STARTED
 from config import Settings
 from contracts.approvals import DECIDE_UPDATE, NO_APPROVAL_PENDING, REFUSAL_STATUS, Decision
 from contracts.runs import RunInput, RunOutcome, RunStatus

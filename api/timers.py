@@ -9,16 +9,17 @@ import anyio.from_thread
 from sqlalchemy.orm import Session
 
 from api.temporal import DecisionRefused, TemporalGateway
-from catalog import audit, timers
+from catalog import audit
 from catalog.audit import Actor
-from catalog.blueprints import get_blueprint
+from catalog.blueprints.properties import parse_time
+from catalog.blueprints.service import get_blueprint
 from catalog.durations import parse_duration
-from catalog.entities import Mode, get_entity, write_one
-from catalog.entity_permissions import field_denial, write_denial
+from catalog.entities.permissions import field_denial, write_denial
+from catalog.entities.service import Mode, get_entity, write_one
 from catalog.errors import Conflict, FieldError, Invalid
+from catalog.identity.permissions import Principal, principal_of
 from catalog.models import Entity, User
-from catalog.permissions import Principal, principal_of
-from catalog.properties import parse_time
+from catalog.timers import service as timers
 from contracts.timers import Extension
 
 

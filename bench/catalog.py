@@ -4,7 +4,7 @@
 
 For each database (a temporary SQLite file; a fresh PostgreSQL database, dropped afterwards):
 
-- bulk upsert through ``catalog.entities.write_entities`` (validation, reference checks, audit),
+- bulk upsert through ``catalog.entities.service.write_entities`` (validation, reference checks, audit),
   batches of 1000, one transaction each, as ``POST .../entities/bulk`` does, against a raw DBAPI
   ``executemany`` INSERT of the same rows into a freshly migrated ``entities`` table;
 - search (3 rules, limit 50) through the API served by uvicorn in a subprocess, against the very
@@ -44,13 +44,13 @@ from sqlalchemy.engine import make_url
 
 from bench.common import percentile
 from catalog.audit import Actor
-from catalog.blueprints import create_blueprint
+from catalog.blueprints.service import create_blueprint
 from catalog.db import make_engine, make_sessionmaker, transaction, utcnow
-from catalog.entities import Mode, write_entities
-from catalog.identity import create_team
+from catalog.entities.service import Mode, write_entities
+from catalog.identity.permissions import ADMIN as ADMIN_ROLE
+from catalog.identity.permissions import MEMBER, Principal
+from catalog.identity.service import create_team
 from catalog.migrate import upgrade
-from catalog.permissions import ADMIN as ADMIN_ROLE
-from catalog.permissions import MEMBER, Principal
 from catalog.schemas import BlueprintIn, TeamIn
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -343,7 +343,7 @@ def _expect(response: httpx.Response) -> httpx.Response:
 
 def capture_search_sql(engine: Engine) -> tuple[str, Any]:
     """The SQL statement and parameters the search of ``SEARCH_BODY`` sends to the database."""
-    from catalog.search import search_entities
+    from catalog.entities.search import search_entities
 
     captured: list[tuple[str, Any]] = []
 
@@ -416,7 +416,7 @@ def bulk_as(engine: Engine, entities: list[dict[str, Any]], who: Principal) -> f
 
 def search_latencies(engine: Engine, who: Principal, rounds: int) -> list[float]:
     """``SEARCH_BODY`` through the search service (the SQL the route runs) on behalf of ``who``."""
-    from catalog.search import search_entities
+    from catalog.entities.search import search_entities
 
     factory = make_sessionmaker(engine)
 

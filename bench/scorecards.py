@@ -5,10 +5,10 @@ how fast the relay delivers the outbox to Temporal.
 
 For each database (a temporary SQLite file; a fresh PostgreSQL database, dropped afterwards):
 
-- bulk upsert through ``catalog.entities.write_entities`` (batches of 1000, one transaction
+- bulk upsert through ``catalog.entities.service.write_entities`` (batches of 1000, one transaction
   each) of ``--entities`` entities, then of an update of all of them that moves every entity's
   level, once on a blueprint without a scorecard and once on one with a 5-rule scorecard: the
-  difference is what grading (the scorecards stage of ``catalog.changes.apply_changes``) costs a write;
+  difference is what grading (the scorecards stage of ``catalog.changes.pipeline.apply_changes``) costs a write;
 - a full regrade, ``scorecards.grade(session, bp, None, actor)`` in its own transaction, on an
   empty results table and again with nothing changed, against one hand-written SELECT that
   computes the same 5 rules and the level with CASE over the same table (rows fetched);
@@ -48,14 +48,14 @@ from bench.catalog import (
     make_entities,
     prepare_catalog,
 )
-from catalog import scorecards
-from catalog.actions import ActionIn, save_action
-from catalog.automations import AutomationIn
-from catalog.automations import save as save_automation
-from catalog.blueprints import get_blueprint
+from catalog.automations.service import AutomationIn
+from catalog.automations.service import save as save_automation
+from catalog.blueprints.service import get_blueprint
 from catalog.db import make_engine, make_sessionmaker, transaction, utcnow
-from catalog.entities import Mode, write_entities
+from catalog.entities.service import Mode, write_entities
 from catalog.models import Event, ScorecardResult
+from catalog.runs.actions import ActionIn, save_action
+from catalog.scorecards import service as scorecards
 from config import Settings
 
 RESULTS = Path(__file__).parent / "results" / "scorecards.md"

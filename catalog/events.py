@@ -14,8 +14,8 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from catalog.audit import Actor
+from catalog.changes.state import EntityChange
 from catalog.db import utcnow
-from catalog.entity_state import EntityChange
 from catalog.errors import FieldError, Invalid
 from catalog.models import Event
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor

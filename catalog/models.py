@@ -38,10 +38,10 @@ class Blueprint(Timestamped, Base):
     schema: Mapped[dict[str, Any]] = mapped_column("schema", JSONType, default=dict)
     relations: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     timers: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    # Computed properties (catalog/computed.py), stored in the entities' ``properties``.
+    # Computed properties (catalog/computed/service.py), stored in the entities' ``properties``.
     mirror_properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     aggregation_properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    # Access control (catalog/permissions.py): {"users": [], "teams": []} and Port-shaped policies.
+    # Access control (catalog/identity/permissions.py): {"users": [], "teams": []} and Port-shaped policies.
     moderators: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     permissions: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Bumped on every change: the validator cache is keyed by (identifier, version).

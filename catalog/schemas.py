@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from catalog.base import Strict
-from catalog.permissions import BlueprintPermissions, Moderators
+from catalog.identity.permissions import BlueprintPermissions, Moderators
 
 SLUG = r"^[a-z][a-z0-9_-]{0,99}$"
 # Entity (and user) identifiers travel in URL paths, where a "." or ".." segment would climb out

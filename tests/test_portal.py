@@ -16,8 +16,8 @@ import pytest
 import uvicorn
 
 import cli
-from catalog.automations import matches
-from catalog.templates import render_value
+from catalog.automations.service import matches
+from catalog.sandbox.templates import render_value
 from config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,9 +32,9 @@ with workflow.unsafe.imports_passed_through():
     import jinja2.sandbox  # noqa: F401
 
     from catalog.durations import parse_duration
-    from catalog.secrets import PLACEHOLDER, REDACTED, mark_inputs, secret_input_names
-    from catalog.step_kinds import WAITING_KINDS, describe_target
-    from catalog.templates import TemplateFailure, evaluate_condition, render_value
+    from catalog.runs.secrets import PLACEHOLDER, REDACTED, mark_inputs, secret_input_names
+    from catalog.runs.step_kinds import WAITING_KINDS, describe_target
+    from catalog.sandbox.templates import TemplateFailure, evaluate_condition, render_value
     from catalog.timefmt import format_instant
     from contracts.approvals import (
         DECIDE_UPDATE,

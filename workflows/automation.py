@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     import jinja2.runtime
     import jinja2.sandbox  # noqa: F401
 
-    from catalog.templates import TemplateFailure, render_value
+    from catalog.sandbox.templates import TemplateFailure, render_value
     from contracts.automations import AutomationInput, AutomationLaunch
 
 

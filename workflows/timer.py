@@ -22,7 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from catalog.durations import parse_duration
     from catalog.timefmt import format_instant, format_optional
-    from catalog.timer_rules import extension_problem, reminder_times
+    from catalog.timers.rules import extension_problem, reminder_times
     from contracts.timers import (
         ARM_SIGNAL,
         EXTEND_UPDATE,

@@ -13,14 +13,14 @@ from api.openapi import errors
 from api.routes.runs import present
 from api.schemas import ActionView, Cursor, Limit, Page, RunView, SavedAction
 from api.services.runs import RunServiceDep
-from catalog import actions as service
-from catalog.actions import ActionIn
 from catalog.errors import FieldError, Invalid, NotFound
+from catalog.identity.permissions import Principal
 from catalog.models import Action
 from catalog.pagination import page_after
-from catalog.permissions import Principal
-from catalog.runs import RunRequest
-from catalog.step_kinds import Vendor
+from catalog.runs import actions as service
+from catalog.runs.actions import ActionIn
+from catalog.runs.service import RunRequest
+from catalog.runs.step_kinds import Vendor
 from config import Settings
 
 router = APIRouter(tags=["actions"])

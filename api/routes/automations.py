@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
 from api.openapi import errors
 from api.schemas import AutomationView, Cursor, Limit, Page
-from catalog import automations as service
-from catalog.automations import AutomationIn
+from catalog.automations import service
+from catalog.automations.service import AutomationIn
 from catalog.errors import FieldError, Invalid
 from catalog.pagination import page_after
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
 from api.openapi import errors
 from api.schemas import BlueprintView, Cursor, Limit, Page
-from catalog import blueprints as service
+from catalog.blueprints import service
 from catalog.pagination import page_after
 from catalog.schemas import BlueprintIn, BlueprintPatch
 

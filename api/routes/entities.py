@@ -7,16 +7,16 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
-import catalog.search as search
+import catalog.entities.search as search
 from api.deps import ActorDep, PrincipalDep, SessionDep
 from api.openapi import errors
 from api.schemas import BulkResults, Cursor, EntityView, Limit, Page
-from catalog import entities as service
-from catalog import scorecards
-from catalog.blueprints import get_blueprint
+from catalog.blueprints.service import get_blueprint
 from catalog.db import utcnow
-from catalog.entities import Mode
+from catalog.entities import service
+from catalog.entities.service import Mode
 from catalog.schemas import BulkEntities, EntityIn, EntityPatch, SearchRequest
+from catalog.scorecards import service as scorecards
 
 router = APIRouter(tags=["entities"])
 

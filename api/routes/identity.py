@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
 from api.openapi import errors
 from api.schemas import Cursor, Limit, NewToken, Page, TeamView, TokenView, UserView
-from catalog import identity as service
+from catalog.identity import service
 from catalog.models import ApiToken
 from catalog.pagination import page_after
 from catalog.schemas import TeamIn, TeamPatch, TokenIn, UserIn, UserPatch

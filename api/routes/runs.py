@@ -24,11 +24,11 @@ from api.schemas import (
     RunView,
 )
 from api.services.runs import RunServiceDep
-from catalog import runs
 from catalog.base import Strict
 from catalog.errors import Forbidden
 from catalog.models import Run
-from catalog.runs import RunReport
+from catalog.runs import service as runs
+from catalog.runs.service import RunReport
 from config import Settings
 
 router = APIRouter(tags=["runs"])

@@ -11,15 +11,16 @@ from sqlalchemy.orm import Session
 from api.deps import ActorDep, CurrentUser, PrincipalDep, ServiceUser, SessionDep
 from api.openapi import errors
 from api.schemas import Cursor, LevelChange, Limit, Page, Regraded, ScorecardResults, ScorecardView
-from catalog import changes, scorecards
-from catalog.blueprints import get_blueprint, list_blueprints
-from catalog.entities import get_entity
+from catalog.blueprints.service import get_blueprint, list_blueprints
+from catalog.changes import pipeline as changes
+from catalog.entities.search import readable_condition
+from catalog.entities.service import get_entity
 from catalog.errors import FieldError, Forbidden, Invalid
+from catalog.identity.permissions import Principal, is_moderator
 from catalog.models import Blueprint
 from catalog.pagination import page_after
-from catalog.permissions import Principal, is_moderator
-from catalog.scorecards import ScorecardIn
-from catalog.search import readable_condition
+from catalog.scorecards import service as scorecards
+from catalog.scorecards.service import ScorecardIn
 
 router = APIRouter(tags=["scorecards"])
 

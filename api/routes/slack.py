@@ -44,7 +44,7 @@ from api import approvals, timers
 from api.errors import ServiceUnavailable, error_body
 from api.slack_signature import ReplayGuard, SignatureError, verify
 from catalog.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
-from catalog.identity import user_by_email
+from catalog.identity.service import user_by_email
 from catalog.models import User
 from config import Settings
 

@@ -13,13 +13,14 @@ from api.deps import ActorDep, AdminUser, CurrentUser, PrincipalDep, ServiceUser
 from api.openapi import errors
 from api.schemas import Cursor, EventView, Limit, Page, TimerReportAnswer, TimerReportResults, TimerView
 from api.timers import extend_timer
-from catalog import events, timers
+from catalog import events
 from catalog.audit import Actor
 from catalog.base import Strict
-from catalog.entities import get_entity
+from catalog.entities.service import get_entity
 from catalog.errors import NotFound
-from catalog.identity import list_users, missing_users
+from catalog.identity.service import list_users, missing_users
 from catalog.models import Timer, User
+from catalog.timers import service as timers
 
 router = APIRouter(tags=["timers"])
 MAX_REPORTS = 500  # timer reports one request may carry
@@ -100,7 +101,7 @@ def list_events(
 
 
 class TimerReportItem(BaseModel):
-    # A newer worker's extra fields are ignored, not refused: see catalog.runs.WorkerMessage.
+    # A newer worker's extra fields are ignored, not refused: see catalog.runs.service.WorkerMessage.
     model_config = ConfigDict(extra="ignore")
 
     timer_id: str = Field(min_length=1)
@@ -108,7 +109,7 @@ class TimerReportItem(BaseModel):
 
 
 class TimerReports(BaseModel):
-    # A newer worker's extra fields are ignored, not refused: see catalog.runs.WorkerMessage.
+    # A newer worker's extra fields are ignored, not refused: see catalog.runs.service.WorkerMessage.
     model_config = ConfigDict(extra="ignore")
 
     reports: list[TimerReportItem] = Field(min_length=1, max_length=MAX_REPORTS)
@@ -178,6 +179,6 @@ def _owners(session: Any, timer: Timer) -> list[User]:
 
 
 def entity_blueprint(session: Any, blueprint: str) -> Any:
-    from catalog.blueprints import get_blueprint
+    from catalog.blueprints.service import get_blueprint
 
     return get_blueprint(session, blueprint)

@@ -1,6 +1,6 @@
 """Run operations: launch, retry, cancel and converge.
 
-Each follows one path: check and prepare the record (``catalog.runs``), commit it, then start,
+Each follows one path: check and prepare the record (``catalog.runs.service``), commit it, then start,
 cancel or ask the workflow, then settle what Temporal answered. A workflow never runs without
 its committed record, and a record is never left IN_PROGRESS for a workflow that could not be
 started: Temporal down ends the run as not started (FAILURE) and the caller gets the 503.
@@ -23,13 +23,14 @@ from sqlalchemy.orm import Session
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import ServiceUnavailable
 from api.temporal import TemporalGateway
-from catalog import actions, runs
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
+from catalog.identity.permissions import Principal
 from catalog.models import Run, User
-from catalog.permissions import Principal
-from catalog.runs import LaunchRequest, RunRequest
+from catalog.runs import actions
+from catalog.runs import service as runs
+from catalog.runs.service import LaunchRequest, RunRequest
 from config import Settings
 from contracts.runs import RunInput
 
@@ -114,7 +115,7 @@ class RunService:
         return Launched(run, created=True)
 
     def retry(self, run_id: str, user: User, who: Principal, actor: Actor) -> Run:
-        """Reopen an ended run from its failed step (see ``catalog.runs.prepare_retry``), commit
+        """Reopen an ended run from its failed step (see ``catalog.runs.service.prepare_retry``), commit
         it, start its workflow again."""
         run, _visibility = self.find(run_id, who)
         if not runs.may_manage(self.session, run, who):

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.catalog import GantryApi, with_secrets
-from catalog.secrets import REDACTED, placeholder
+from catalog.runs.secrets import REDACTED, placeholder
 from contracts.steps import VENDOR_CLIENT_ERROR, StepInput, StepResult
 
 MARKER = "c0ffee"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-import catalog.changes
+import catalog.changes.pipeline
 from tests.api.conftest import SERVICE_BLUEPRINT, SERVICE_TOKEN
 
 SYSTEM: dict[str, Any] = {
@@ -219,7 +219,7 @@ def test_a_window_counts_recent_entities_and_moves_with_time(
 
     # six days later, the scheduled regrade moves the windows
     later = datetime.now(UTC) + timedelta(days=6)
-    monkeypatch.setattr(catalog.changes, "utcnow", lambda: later)
+    monkeypatch.setattr(catalog.changes.pipeline, "utcnow", lambda: later)
     assert portal.post("/v1/scorecards/regrade", headers=SERVICE).status_code == 200
     found = props(portal, "payments")
     assert (found["deployments_7d"], found["recorded_7d"]) == (0, 3)

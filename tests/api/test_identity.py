@@ -13,9 +13,9 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, text
 
 from api.app import ADMIN_USER, SERVICE_USER, create_app
-from catalog.identity import user_by_email
+from catalog.identity.permissions import Policy, Principal, is_moderator, passes
+from catalog.identity.service import user_by_email
 from catalog.models import Blueprint
-from catalog.permissions import Policy, Principal, is_moderator, passes
 from config import Settings
 from tests.api.conftest import ADMIN_TOKEN, SERVICE_TOKEN
 

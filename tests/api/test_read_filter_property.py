@@ -1,7 +1,7 @@
 """Property test: a member's search results are exactly the entities that match the query AND
 that the member may read, whatever the teams, memberships, read policies and moderators.
 
-The reference is plain Python, written from the contract (not from catalog/permissions.py): a
+The reference is plain Python, written from the contract (not from catalog/identity/permissions.py): a
 policy passes on any of its roles, users or teams, or with ``owned_by_team`` on a shared team;
 no read policy means everyone reads; moderators read everything. Results are collected by
 walking cursors with a small page size, so the filter must apply before paging.

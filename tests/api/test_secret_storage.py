@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from api.app import create_app
 from catalog.models import Run
-from catalog.secrets import REDACTED, unseal
+from catalog.runs.secrets import REDACTED, unseal
 from config import Settings
 from tests.api.conftest import ADMIN_TOKEN
 from tests.temporal_env import free_port

@@ -14,9 +14,10 @@ from sqlalchemy import Engine, select
 from api.relay import EventRelay
 from catalog import events
 from catalog.audit import Actor
-from catalog.automations import matches
+from catalog.automations.service import matches
 from catalog.db import make_sessionmaker
-from catalog.jq_sandbox import (
+from catalog.models import Automation, Event
+from catalog.sandbox.jq import (
     JqCompileError,
     JqRuntimeError,
     JqTimeout,
@@ -24,7 +25,6 @@ from catalog.jq_sandbox import (
     run_jq,
     run_jq_batch,
 )
-from catalog.models import Automation, Event
 
 RUNAWAY = "last(range(1e12)) > 0"
 

@@ -1,7 +1,7 @@
 """Every property operator on an entity that does NOT have the property, and on one whose value
 is null, on SQLite and PostgreSQL: the table is what the compiler does, so a change shows here.
 
-Negative operators are the negation of their positive twin (catalog.query NEGATIONS), so a
+Negative operators are the negation of their positive twin (catalog.query.compiler NEGATIONS), so a
 missing property matches ``!=``, ``notIn``, ``doesNotContain``, ``notBetween``, ``isNotExpired``
 and ``isEmpty``, and nothing else."""
 
@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from catalog.models import Entity
-from catalog.query import NEGATIONS, OPERATORS, compile_query
+from catalog.query.compiler import NEGATIONS, OPERATORS, compile_query
 from tests.catalog import add_blueprints, add_entity
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)

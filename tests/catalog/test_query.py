@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from catalog.errors import Invalid
 from catalog.models import Entity
-from catalog.query import (
+from catalog.query.compiler import (
     MAX_DEPTH,
     MAX_GRAPH_DEPTH,
     MAX_RULES,

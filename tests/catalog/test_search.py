@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from catalog.entities.search import list_entities, search_entities
 from catalog.errors import Invalid
 from catalog.models import Entity
 from catalog.pagination import encode_cursor
-from catalog.search import list_entities, search_entities
 from tests.catalog import T0, add_blueprints, add_entity
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from catalog.secrets import (
+from catalog.runs.secrets import (
     PLACEHOLDER,
     REDACTED,
     mark_inputs,

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from catalog.template_sandbox import MAX_OUTPUT, MAX_STEPS
-from catalog.templates import TemplateFailure, evaluate_condition, references, render_string, render_value
+from catalog.sandbox.jinja import MAX_OUTPUT, MAX_STEPS
+from catalog.sandbox.templates import (
+    TemplateFailure,
+    evaluate_condition,
+    references,
+    render_string,
+    render_value,
+)
 
 CONTEXT = {"inputs": {"n": 21, "names": ["a", "b"], "text": "x" * 1000}}
 

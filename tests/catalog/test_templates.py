@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from catalog.secrets import mark_inputs, placeholder, secret_input_names
-from catalog.templates import (
+from catalog.runs.secrets import mark_inputs, placeholder, secret_input_names
+from catalog.sandbox.templates import (
     TemplateFailure,
     add_duration,
     evaluate_condition,

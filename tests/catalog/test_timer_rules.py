@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from catalog.timer_rules import extension_problem, reminder_times
+from catalog.timers.rules import extension_problem, reminder_times
 
 CREATED = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 FIRST = CREATED + timedelta(days=2)

@@ -1,4 +1,4 @@
-"""The entity write pipeline (``catalog.changes.apply_changes``) on SQLite and PostgreSQL: what
+"""The entity write pipeline (``catalog.changes.pipeline.apply_changes``) on SQLite and PostgreSQL: what
 each write hands it, what a delete does to the entities that pointed at the deleted one, and
 the bound on computed properties changing computed properties."""
 
@@ -12,16 +12,16 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-import catalog.entities
-from catalog import changes
+import catalog.entities.service
 from catalog.audit import Actor
-from catalog.blueprints import create_blueprint, get_blueprint
+from catalog.blueprints.service import create_blueprint, get_blueprint
+from catalog.changes import pipeline as changes
+from catalog.changes.state import ChangeKind, EntityChange, load_rows, state
 from catalog.db import utcnow
-from catalog.entities import Mode, delete_entity, write_entities, write_one
-from catalog.entity_state import ChangeKind, EntityChange, load_rows, state
+from catalog.entities.service import Mode, delete_entity, write_entities, write_one
 from catalog.models import Entity, Event, ScorecardResult
 from catalog.schemas import BlueprintIn
-from catalog.scorecards import ScorecardIn, save
+from catalog.scorecards.service import ScorecardIn, save
 
 ACTOR = Actor("admin@example.com")
 
@@ -74,7 +74,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> list[list[EntityChange]]:
         calls.append(list(batch))
         real(session, batch, depth=depth)
 
-    monkeypatch.setattr(catalog.entities, "apply_changes", recording)
+    monkeypatch.setattr(catalog.entities.service, "apply_changes", recording)
     return calls
 
 

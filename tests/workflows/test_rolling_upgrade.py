@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from temporalio.converter import DataConverter
 
-from catalog.runs import RunReport as ApiRunReport
+from catalog.runs.service import RunReport as ApiRunReport
 from contracts.runs import LogLine, Requester, RunInfo, RunInput, RunReport, RunStatus
 from tests.api.conftest import SERVICE_TOKEN, client, settings  # noqa: F401  (fixtures)
 

@@ -9,7 +9,7 @@ import re
 import sqlite3
 from typing import Any
 
-from catalog import secrets
+from catalog.runs import secrets
 from tests.workflows.conftest import Stack
 
 CANARY = "canary-s3cr3t-7781"

@@ -1,5 +1,5 @@
 """What an entity write changed: the :class:`EntityChange` every stage of the write pipeline
-(``catalog.changes``) reads, and the row helpers the writers share.
+(``catalog.changes.pipeline``) reads, and the row helpers the writers share.
 
 This module is a leaf of the entity write path: the entity service, the pipeline and its stages
 (events, timers, scorecards, computed properties) import it, and it imports none of them.

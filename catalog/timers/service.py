@@ -16,16 +16,16 @@ from sqlalchemy.orm import Session
 from catalog import events
 from catalog.audit import Actor
 from catalog.base import Strict
+from catalog.blueprints.properties import parse_time
+from catalog.changes.state import EntityChange
 from catalog.db import utcnow
 from catalog.durations import parse_duration
-from catalog.entity_state import EntityChange
 from catalog.errors import FieldError, Invalid, NotFound, pointer
+from catalog.identity.permissions import Principal, read_scope
 from catalog.models import Blueprint, Entity, Timer
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
-from catalog.permissions import Principal, read_scope
-from catalog.properties import parse_time
 from catalog.timefmt import canonical_times, format_instant, format_optional
-from catalog.timer_rules import reminder_times
+from catalog.timers.rules import reminder_times
 
 
 class OnExpiry(Strict):

@@ -26,7 +26,7 @@ from catalog.base import Strict
 from catalog.db import CHUNK, utcnow
 from catalog.errors import Conflict, FieldError, Invalid, NotFound
 from catalog.models import Blueprint, Entity, Scorecard, ScorecardLevelChange, ScorecardResult
-from catalog.query import Context, RuleKind, compile_query, register_rule_kind, validate_query
+from catalog.query.compiler import Context, RuleKind, compile_query, register_rule_kind, validate_query
 from catalog.schemas import SLUG
 from catalog.timefmt import format_instant
 

@@ -5,7 +5,7 @@ batch of one): it validates each item against the blueprint's cached validator, 
 users and relation targets the batch names with one query each, then writes the valid items with
 executemany statements. Invalid items are reported and never half-written. What was written, and
 every delete, becomes a list of :class:`EntityChange` handed to the write pipeline
-(:func:`catalog.changes.apply_changes`): events, timers, computed properties, scorecards.
+(:func:`catalog.changes.pipeline.apply_changes`): events, timers, computed properties, scorecards.
 """
 
 from __future__ import annotations
@@ -19,20 +19,12 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from catalog import audit, computed, timers
+from catalog import audit
 from catalog.audit import Actor
-from catalog.blueprints import get_blueprint, property_validator
-from catalog.changes import apply_changes, change_audit_row
-from catalog.db import utcnow
-from catalog.entity_permissions import (
-    delete_denial,
-    field_denial,
-    forbidden,
-    may_read,
-    stub_denial,
-    write_denial,
-)
-from catalog.entity_state import (
+from catalog.blueprints.properties import PropertyValidator
+from catalog.blueprints.service import get_blueprint, property_validator
+from catalog.changes.pipeline import apply_changes, change_audit_row
+from catalog.changes.state import (
     CHUNK,
     COLUMNS,
     ENTITIES,
@@ -42,11 +34,20 @@ from catalog.entity_state import (
     load_rows,
     state,
 )
+from catalog.computed import service as computed
+from catalog.db import utcnow
+from catalog.entities.permissions import (
+    delete_denial,
+    field_denial,
+    forbidden,
+    may_read,
+    stub_denial,
+    write_denial,
+)
 from catalog.errors import CatalogError, Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
-from catalog.identity import missing_teams, missing_users
+from catalog.identity.permissions import Principal, is_moderator
+from catalog.identity.service import missing_teams, missing_users
 from catalog.models import Blueprint, Entity, EntityRelation
-from catalog.permissions import Principal, is_moderator
-from catalog.properties import PropertyValidator
 from catalog.schemas import (
     COMPUTED_ENTITY_FIELDS,
     DOT_SEGMENT_MESSAGE,
@@ -54,6 +55,7 @@ from catalog.schemas import (
     EntityPatch,
 )
 from catalog.schemas import ENTITY_ID as ENTITY_ID_CHARS
+from catalog.timers import service as timers
 
 __all__ = [
     "Mode",

@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement, False_, True_
 
 from catalog.base import Strict
 from catalog.models import Blueprint, Entity, TeamMembership, User
-from catalog.query import team_overlaps
+from catalog.query.compiler import team_overlaps
 
 ADMIN, MEMBER, VIEWER, SERVICE = "admin", "member", "viewer", "service"
 ROLES = (ADMIN, MEMBER, VIEWER, SERVICE)

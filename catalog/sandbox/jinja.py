@@ -11,7 +11,7 @@ Jinja's sandbox stops templates reaching Python internals, not ``{{ 'a' * 10**8 
 - a size cap on everything passed to a call or stored in a ``namespace``, so doubling a
   string through macro recursion stops at :data:`MAX_OUTPUT`.
 
-The renderer (``catalog.templates``) also caps what a template outputs. A limit hit is a
+The renderer (``catalog.sandbox.templates``) also caps what a template outputs. A limit hit is a
 ``SecurityError`` (a ``TemplateError``), which the renderer reports like any template error.
 """
 

@@ -2,7 +2,7 @@
 
 The jq binding runs a program in C while holding the GIL: evaluated in the API process,
 ``last(range(1e12))`` froze every request. Here programs run in a small pool of worker
-processes (``python -m catalog.jq_sandbox``, JSON lines over pipes). Before each program a
+processes (``python -m catalog.sandbox.jq``, JSON lines over pipes). Before each program a
 worker arms a CPU-time timer (``ITIMER_PROF``, whose signal ends the process, since nothing
 handles it); a runaway program therefore ends its worker, the caller gets :class:`JqTimeout`
 for that program alone, and a new worker takes its place. Workers start with an empty
@@ -97,11 +97,11 @@ def _result(outcome: dict[str, Any]) -> list[Any] | JqError:
 
 
 class _Worker:
-    """One ``python -m catalog.jq_sandbox`` process."""
+    """One ``python -m catalog.sandbox.jq`` process."""
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "catalog.jq_sandbox"],
+            [sys.executable, "-m", "catalog.sandbox.jq"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -18,19 +18,27 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog import audit
-from catalog.approvals import check_policy
 from catalog.audit import Actor
 from catalog.base import Strict
+from catalog.blueprints.properties import PROPERTY_NAME, PROPERTY_TYPES, STRING_FORMATS
 from catalog.db import utcnow
 from catalog.durations import parse_duration
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
+from catalog.identity.permissions import (
+    ADMIN,
+    MEMBER,
+    ActionPermissions,
+    Policy,
+    Principal,
+    is_moderator,
+    passes,
+)
 from catalog.models import Action, Blueprint, Entity
-from catalog.permissions import ADMIN, MEMBER, ActionPermissions, Policy, Principal, is_moderator, passes
-from catalog.properties import PROPERTY_NAME, PROPERTY_TYPES, STRING_FORMATS
-from catalog.query import team_overlaps, validate_query
+from catalog.query.compiler import team_overlaps, validate_query
+from catalog.runs.approvals import check_policy
+from catalog.runs.step_kinds import STEP_KINDS, Vendor, param_problems, vendor_of
+from catalog.sandbox.templates import CONTEXT_NAMES, TemplateFailure, references
 from catalog.schemas import SLUG
-from catalog.step_kinds import STEP_KINDS, Vendor, param_problems, vendor_of
-from catalog.templates import CONTEXT_NAMES, TemplateFailure, references
 from catalog.timefmt import format_instant
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,63}$"

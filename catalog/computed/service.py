@@ -9,8 +9,8 @@ or a date-time ``time_property``) and matching a ``query``.
 
 Values are stored in ``Entity.properties`` under their names, so search, scorecard rules and
 action conditions read them like any property; clients cannot write them. This module only
-*computes*: the write pipeline (``catalog.changes``) asks :func:`affected_values` what a batch of
-:class:`~catalog.entity_state.EntityChange` affects: when entity X changes, X's own mirrors, the
+*computes*: the write pipeline (``catalog.changes.pipeline``) asks :func:`affected_values` what a batch of
+:class:`~catalog.changes.state.EntityChange` affects: when entity X changes, X's own mirrors, the
 mirrors of the entities whose relations point at X, and the aggregations of the entities X's
 relations pointed at before and point at after. Aggregations are SQL (one grouped statement per
 definition). The pipeline writes the values that changed as further changes (audited, emitted
@@ -33,13 +33,13 @@ import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from catalog.blueprints.properties import PROPERTY_NAME, TIME_FORMATS
+from catalog.changes.state import EntityChange
 from catalog.db import CHUNK
 from catalog.durations import parse_duration
-from catalog.entity_state import EntityChange
 from catalog.errors import FieldError, Invalid, pointer
 from catalog.models import Blueprint, Entity, EntityRelation
-from catalog.properties import PROPERTY_NAME, TIME_FORMATS
-from catalog.query import compile_query, format_instant, json_value, validate_query
+from catalog.query.compiler import compile_query, format_instant, json_value, validate_query
 from catalog.schemas import AggregationPropertyDef, BlueprintIn, MirrorPropertyDef
 
 log = logging.getLogger("gantry.computed")

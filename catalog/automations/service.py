@@ -22,10 +22,10 @@ from catalog.base import Strict
 from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Invalid, NotFound
 from catalog.events import EVENT_TYPES
-from catalog.jq_sandbox import JqCompileError, JqError, check_jq, run_jq_batch
 from catalog.models import Action, Automation
+from catalog.sandbox.jq import JqCompileError, JqError, check_jq, run_jq_batch
+from catalog.sandbox.templates import TemplateFailure, references
 from catalog.schemas import SLUG
-from catalog.templates import TemplateFailure, references
 from catalog.timefmt import format_instant
 
 

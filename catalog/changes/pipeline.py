@@ -1,8 +1,8 @@
 """The entity write pipeline: what follows, in the same transaction, from entities changing.
 
-Every entity write and delete (``catalog.entities``), every computed value the catalog stores
+Every entity write and delete (``catalog.entities.service``), every computed value the catalog stores
 and every entity removed with its blueprint ends in :func:`apply_changes` with a list of
-:class:`~catalog.entity_state.EntityChange`. It runs the stages in this order:
+:class:`~catalog.changes.state.EntityChange`. It runs the stages in this order:
 
 1. timers: the records of ``format: timer`` properties follow the properties;
 2. outbox: one ``ENTITY_*`` event per change, carrying the timer changes the relay passes on to
@@ -15,7 +15,7 @@ and every entity removed with its blueprint ends in :func:`apply_changes` with a
 
 Dependencies point one way: ``entities`` and ``blueprints`` call this module; it calls the
 stages (``events``, ``timers``, ``computed``, ``scorecards``), which know only
-``catalog.entity_state``.
+``catalog.changes.state``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from catalog import audit, computed, events, scorecards, timers
+from catalog import audit, events
 from catalog.audit import Actor
-from catalog.db import utcnow
-from catalog.entity_state import (
+from catalog.changes.state import (
     COLUMNS,
     ENTITIES,
     EntityChange,
@@ -40,7 +39,11 @@ from catalog.entity_state import (
     load_rows,
     state,
 )
+from catalog.computed import service as computed
+from catalog.db import utcnow
 from catalog.models import Blueprint, Entity, EntityRelation
+from catalog.scorecards import service as scorecards
+from catalog.timers import service as timers
 
 log = logging.getLogger("gantry.changes")
 

@@ -1,4 +1,4 @@
-"""Whether one caller may write one entity: the blueprint's policies (catalog/permissions.py)
+"""Whether one caller may write one entity: the blueprint's policies (catalog/identity/permissions.py)
 applied to a create, an update or a delete, with the ownership rules of teams.
 
 Each check answers None (allowed) or the error to report: ``NotFound`` when the caller may not
@@ -12,8 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from catalog.errors import CatalogError, FieldError, Forbidden, NotFound, pointer
+from catalog.identity.permissions import (
+    Principal,
+    entity_policy,
+    is_moderator,
+    may,
+    may_update_fields,
+    passes,
+)
 from catalog.models import Blueprint
-from catalog.permissions import Principal, entity_policy, is_moderator, may, may_update_fields, passes
 
 NO_TEAM = "an entity without a team is changed only by the blueprint's moderators and admins"
 

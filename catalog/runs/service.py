@@ -17,19 +17,21 @@ from sqlalchemy import and_, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, False_, True_
 
-from catalog import approvals, audit, events, scorecards, secrets
-from catalog.actions import may_execute, may_see, moderates, see_policy
+from catalog import audit, events
 from catalog.audit import Actor
 from catalog.base import Strict
+from catalog.blueprints.properties import FORMAT_CHECKER
 from catalog.db import utcnow
-from catalog.entities import entity_view
+from catalog.entities.service import entity_view
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
-from catalog.identity import get_user, missing_teams, missing_users, user_teams
+from catalog.identity.permissions import Principal, is_moderator, may, passes, readable_clause
+from catalog.identity.service import get_user, missing_teams, missing_users, user_teams
 from catalog.models import Action, Blueprint, Entity, Run, RunApprover, RunLog, User
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
-from catalog.permissions import Principal, is_moderator, may, passes, readable_clause
-from catalog.properties import FORMAT_CHECKER
-from catalog.query import compile_query, team_overlaps
+from catalog.query.compiler import compile_query, team_overlaps
+from catalog.runs import approvals, secrets
+from catalog.runs.actions import may_execute, may_see, moderates, see_policy
+from catalog.scorecards import service as scorecards
 from catalog.timefmt import canonical_times, format_instant, format_optional
 from contracts.runs import Requester, RunInfo, RunInput, initial_steps
 

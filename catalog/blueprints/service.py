@@ -7,16 +7,18 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from catalog import audit, changes, computed
+from catalog import audit
 from catalog.audit import Actor
+from catalog.blueprints.properties import PropertyValidator, check_blueprint_schema, validator_for
+from catalog.changes import pipeline as changes
+from catalog.computed import service as computed
 from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Invalid, NotFound, pointer
+from catalog.identity.permissions import BlueprintPermissions, Moderators
 from catalog.models import Blueprint, Entity, EntityRelation
-from catalog.permissions import BlueprintPermissions, Moderators
-from catalog.properties import PropertyValidator, check_blueprint_schema, validator_for
 from catalog.schemas import BlueprintIn, BlueprintPatch
 from catalog.timefmt import format_instant
-from catalog.timers import check_policies
+from catalog.timers.service import check_policies
 
 
 def blueprint_to_dict(bp: Blueprint) -> dict[str, Any]:

@@ -18,9 +18,9 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
 from jinja2.sandbox import SecurityError
 
+from catalog.blueprints.properties import format_time, parse_time
 from catalog.durations import parse_duration
-from catalog.properties import format_time, parse_time
-from catalog.template_sandbox import MAX_OUTPUT, LimitedEnvironment, end_budget, start_budget
+from catalog.sandbox.jinja import MAX_OUTPUT, LimitedEnvironment, end_budget, start_budget
 
 CONTEXT_NAMES = ("inputs", "entity", "steps", "run", "user", "event")
 _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
@@ -41,7 +41,7 @@ def add_duration(moment: str, duration: str) -> str:
 
 @functools.cache
 def _env() -> LimitedEnvironment:
-    # Budgets on time and size (catalog.template_sandbox): a template can neither hang a
+    # Budgets on time and size (catalog.sandbox.jinja): a template can neither hang a
     # workflow nor fill its memory.
     env = LimitedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters["add_duration"] = add_duration

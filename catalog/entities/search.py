@@ -24,12 +24,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from catalog import scorecards
 from catalog.errors import FieldError, Invalid
+from catalog.identity.permissions import Principal, read_scope
 from catalog.models import Blueprint, Entity
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
-from catalog.permissions import Principal, read_scope
-from catalog.query import PROPERTY_NAME, binary_text, compile_query, json_value
+from catalog.query.compiler import PROPERTY_NAME, binary_text, compile_query, json_value
+from catalog.scorecards import service as scorecards
 
 MAX_SORT = 5
 META_SORTS = {

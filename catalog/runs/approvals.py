@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from catalog.base import Strict
 from catalog.durations import parse_duration
 from catalog.errors import FieldError, pointer
-from catalog.identity import SERVICE_USER
+from catalog.identity.permissions import SERVICE
+from catalog.identity.service import SERVICE_USER
 from catalog.models import Team, TeamMembership, User
-from catalog.permissions import SERVICE
 
 
 class Approvers(Strict):

@@ -14,8 +14,8 @@ from catalog import audit
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
+from catalog.identity.permissions import ADMIN, SERVICE
 from catalog.models import ApiToken, Team, TeamMembership, User
-from catalog.permissions import ADMIN, SERVICE
 from catalog.schemas import TeamIn, TeamPatch, TokenIn, UserIn, UserPatch
 from catalog.timefmt import format_instant, format_optional
 

@@ -1,0 +1,1 @@
+"""Automations: event triggers that launch actions."""

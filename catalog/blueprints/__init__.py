@@ -1,0 +1,1 @@
+"""Blueprints: the catalog's schemas, their property types and relations."""

@@ -1,0 +1,1 @@
+"""Computed properties: mirror and aggregation properties derived from related entities."""

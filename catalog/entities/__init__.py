@@ -1,0 +1,1 @@
+"""Entities: validated, permission-checked, audited writes of the catalog's things, and their search."""

@@ -1,0 +1,1 @@
+"""Identity and access: users, teams, API tokens, principals and permission policies."""

@@ -1,0 +1,1 @@
+"""Self-service actions and their runs: definitions, approvals, secret inputs and run state."""

@@ -1,0 +1,1 @@
+"""Untrusted programs under budgets: jq expressions and Jinja2 templates."""

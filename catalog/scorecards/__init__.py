@@ -1,0 +1,1 @@
+"""Scorecards: levels and rules that grade entities, the grading and its history."""

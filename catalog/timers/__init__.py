@@ -1,0 +1,1 @@
+"""TTL timers: the timer properties' rules and the catalog's record of each timer."""
