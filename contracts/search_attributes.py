@@ -10,6 +10,14 @@ GANTRY_BLUEPRINT = SearchAttributeKey.for_keyword("GantryBlueprint")
 GANTRY_ENTITY = SearchAttributeKey.for_keyword("GantryEntity")
 GANTRY_RUN_STATUS = SearchAttributeKey.for_keyword("GantryRunStatus")
 GANTRY_REQUESTED_BY = SearchAttributeKey.for_keyword("GantryRequestedBy")
+GANTRY_DATA_SOURCE = SearchAttributeKey.for_keyword("GantryDataSource")
 
-ALL_KEYS = (GANTRY_ACTION, GANTRY_BLUEPRINT, GANTRY_ENTITY, GANTRY_RUN_STATUS, GANTRY_REQUESTED_BY)
+ALL_KEYS = (
+    GANTRY_ACTION,
+    GANTRY_BLUEPRINT,
+    GANTRY_ENTITY,
+    GANTRY_RUN_STATUS,
+    GANTRY_REQUESTED_BY,
+    GANTRY_DATA_SOURCE,
+)
 NAMES = tuple(key.name for key in ALL_KEYS)
