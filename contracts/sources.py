@@ -1,0 +1,77 @@
+"""The data-source sync's contract: how a sync starts, and what the worker sends the catalog.
+
+A sync is the workflow ``sync:{data_source}:{sync_id}``. The worker pages through the vendor
+and POSTs each page of raw items to the catalog, which applies the source's selector and
+mappings and writes the entities; at the end it tells the catalog how the sync ended, and
+the catalog deletes what a complete sync did not see. The worker never maps or writes
+entities itself: mappings run where the catalog's limits and permissions are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+SYNC_WORKFLOW = "DataSourceSync"
+# A schedule's workflows are ``sync:{id}:scheduled-<timestamp>`` (Temporal appends the time).
+SCHEDULED = "scheduled"
+
+
+class SyncStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    PARTIAL = "PARTIAL"
+    FAILURE = "FAILURE"
+
+
+def sync_workflow_id(data_source: str, sync_id: str) -> str:
+    return f"sync:{data_source}:{sync_id}"
+
+
+def sync_id_of(data_source: str, workflow_id: str) -> str:
+    """The sync id inside a sync's workflow id (``scheduled-<timestamp>`` for a schedule's)."""
+    prefix = f"sync:{data_source}:"
+    if not workflow_id.startswith(prefix):
+        raise ValueError(f"{workflow_id!r} is not a sync of {data_source!r}")
+    return workflow_id[len(prefix) :]
+
+
+def schedule_id(data_source: str) -> str:
+    return f"datasource:{data_source}"
+
+
+@dataclass
+class SyncInput:
+    """The workflow's input. A schedule starts it without ``sync_id`` (taken from the workflow
+    id); ``POST /v1/data-sources/{id}/syncs`` creates the record first and passes its id."""
+
+    data_source: str
+    sync_id: str = ""
+    trigger: str = "SCHEDULE"  # SCHEDULE | API | WEBHOOK
+
+
+@dataclass
+class SyncBatch:
+    """One page of raw vendor items (``POST .../syncs/{sync_id}/items``). ``page`` names the
+    page (the cursor that fetched it; ``""`` for the first): the catalog applies a page once,
+    so a worker that resumes after a crash may send its last page again."""
+
+    resource: int
+    page: str
+    items: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class SyncError:
+    message: str
+    resource: int | None = None
+
+
+@dataclass
+class SyncCompletion:
+    """How the sync ended (``POST .../syncs/{sync_id}/complete``). Only ``SUCCESS`` lets the
+    catalog delete stale entities."""
+
+    status: SyncStatus
+    errors: list[SyncError] = field(default_factory=list)
