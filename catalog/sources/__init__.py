@@ -1,0 +1,1 @@
+"""Data sources: definitions, mappings, syncs, and the converters of foreign catalog formats."""
