@@ -75,3 +75,42 @@ class SyncCompletion:
 
     status: SyncStatus
     errors: list[SyncError] = field(default_factory=list)
+
+
+@dataclass
+class SourceDefinition:
+    """What a sync needs of its source (``GET /v1/data-sources/{id}``): the vendor, its config
+    and the resources in order (a resource's index names it in batches and errors)."""
+
+    identifier: str
+    kind: str
+    config: dict[str, Any] = field(default_factory=dict)
+    resources: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class PullResource:
+    """The pull activity's input: page through one resource of a source and send each page."""
+
+    data_source: str
+    sync_id: str
+    kind: str  # the source's kind: the vendor
+    resource: int
+    resource_kind: str
+    config: dict[str, Any] = field(default_factory=dict)
+    selector: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PullResult:
+    """What one resource's pull sent (pages and items, and the catalog's answers summed)."""
+
+    pages: int = 0
+    items: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+# A resource kind its vendor client does not know: reported as the resource's error, not retried.
+UNKNOWN_RESOURCE_KIND = "UnknownResourceKind"
+# A vendor the worker has no settings (credentials) for.
+SOURCE_NOT_CONFIGURED = "SourceNotConfigured"
