@@ -238,13 +238,15 @@ class EntityLevel(View):
 
 
 class ScorecardResults(View):
+    """One page of a scorecard's per-entity levels (follow ``next_cursor``); ``total``, the
+    distribution and the pass rates count every entity the caller may read, not only the page."""
+
     scorecard: str
     blueprint: str
     total: int
     distribution: dict[str, int]
     rules: list[RulePassRate]
     items: list[EntityLevel]
-    has_more: bool
     next_cursor: str | None = None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -117,15 +117,15 @@ def results(
     scorecard: str,
     session: SessionDep,
     who: PrincipalDep,
-    limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
-    """Per-entity levels (paged with ``offset``), the distribution of levels, per-rule pass
-    rates: all over the entities the caller may read."""
+    """Per-entity levels (a page in entity order: follow ``next_cursor``), the distribution of
+    levels, per-rule pass rates: all over the entities the caller may read."""
     sc = scorecards.get_scorecard(session, blueprint, scorecard)
     dialect = session.get_bind().dialect.name
     readable = readable_condition(session, who, dialect, [get_blueprint(session, blueprint)])
-    return scorecards.results(session, sc, limit=limit, offset=offset, readable=readable)
+    return scorecards.results(session, sc, limit=limit, cursor=cursor, readable=readable)
 
 
 @router.get(

@@ -26,6 +26,7 @@ from catalog.base import Strict
 from catalog.db import CHUNK, utcnow
 from catalog.errors import Conflict, FieldError, Invalid, NotFound
 from catalog.models import Blueprint, Entity, Scorecard, ScorecardLevelChange, ScorecardResult
+from catalog.pagination import check_limit, decode_cursor, encode_cursor
 from catalog.query.compiler import Context, RuleKind, compile_query, register_rule_kind, validate_query
 from catalog.schemas import SLUG
 from catalog.timefmt import format_instant
@@ -442,11 +443,17 @@ def results(
     sc: Scorecard,
     *,
     limit: int,
-    offset: int,
+    cursor: str | None = None,
     readable: sa.ColumnElement[bool] | None = None,
 ) -> dict[str, Any]:
-    """Per-entity levels (a page), the distribution of levels, and each rule's pass rate, over
-    the entities matching ``readable`` (the caller's read permission; None: every entity)."""
+    """Per-entity levels (a page in entity identifier order, resumed after ``cursor``), the
+    distribution of levels, and each rule's pass rate, over the entities matching ``readable``
+    (the caller's read permission; None: every entity). The distribution and pass rates cover
+    every readable entity, not only the page.
+
+    The identifier is unique within the blueprint, so it alone is the keyset: a page does not
+    shift when entities are graded or deleted between two requests, as an offset would."""
+    check_limit(limit)
     base = select(ScorecardResult.entity_id, ScorecardResult.level, ScorecardResult.rules).where(
         ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier
     )
@@ -457,15 +464,19 @@ def results(
     rules = sc.definition.get("rules", [])
     total = len(everything)
     passed = {r["identifier"]: sum(1 for row in everything if row[2].get(r["identifier"])) for r in rules}
-    page = session.execute(
+    stmt = (
         select(Entity.identifier, ScorecardResult.level, ScorecardResult.rules)
         .join(Entity, Entity.id == ScorecardResult.entity_id)
         .where(ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier)
         .where(readable if readable is not None else sa.true())
         .order_by(Entity.identifier)
-        .offset(offset)
-        .limit(limit + 1)
-    ).all()
+    )
+    if cursor is not None:
+        (after,) = decode_cursor(cursor, size=1)
+        if not isinstance(after, str):
+            raise Invalid("invalid cursor", [FieldError("/cursor", "not a cursor returned by this API")])
+        stmt = stmt.where(Entity.identifier > after)
+    page = session.execute(stmt.limit(limit + 1)).all()
     return {
         "scorecard": sc.identifier,
         "blueprint": sc.blueprint,
@@ -483,7 +494,7 @@ def results(
             for r in rules
         ],
         "items": [{"entity": row[0], "level": row[1], "rules": row[2]} for row in page[:limit]],
-        "has_more": len(page) > limit,
+        "next_cursor": encode_cursor([page[limit - 1][0]]) if len(page) > limit else None,
     }
 
 

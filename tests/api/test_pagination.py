@@ -33,6 +33,10 @@ LIST_ROUTES: dict[str, dict[str, str]] = {
     "/v1/events": {},
     "/v1/blueprints/{blueprint}/scorecards": {"blueprint": "service"},
     "/v1/blueprints/{blueprint}/scorecard-history": {"blueprint": "service", "entity": "svc-0"},
+    "/v1/blueprints/{blueprint}/scorecards/{scorecard}/results": {
+        "blueprint": "service",
+        "scorecard": "gold",
+    },
     "/v1/automations": {},
 }
 SEARCH = "/v1/entities/search"  # a POST: limit and cursor travel in the body
@@ -134,16 +138,17 @@ def _walk(client: TestClient, path: str, params: dict[str, str]) -> list[str]:
 
 
 def _list_routes(client: TestClient) -> list[str]:
+    """The GET routes whose answer carries ``next_cursor``: the ``Page`` models and the pages
+    that carry more than items (scorecard results)."""
     document = client.get("/openapi.json").json()
-    pages = [
-        path
-        for path, item in document["paths"].items()
-        if "get" in item
-        and item["get"]["responses"]["200"]["content"]["application/json"]["schema"]
-        .get("$ref", "")
-        .startswith("#/components/schemas/Page_")
-    ]
-    return pages
+    schemas = document["components"]["schemas"]
+
+    def pages(item: dict[str, Any]) -> bool:
+        ref = item["get"]["responses"]["200"]["content"]["application/json"]["schema"].get("$ref", "")
+        schema = schemas.get(ref.removeprefix("#/components/schemas/"), {})
+        return "next_cursor" in schema.get("properties", {})
+
+    return [path for path, item in document["paths"].items() if "get" in item and pages(item)]
 
 
 def test_every_list_route_walks_one_item_at_a_time(full: tuple[TestClient, str]) -> None:
@@ -179,7 +184,16 @@ def test_search_pages_with_limit_and_cursor_in_the_body(full: tuple[TestClient, 
     assert sorted(seen) == sorted(_identity(item) for item in everything)
 
 
-@pytest.mark.parametrize("route", ["/v1/blueprints", "/v1/teams", "/v1/actions", "/v1/runs/{run}/logs"])
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/v1/blueprints",
+        "/v1/teams",
+        "/v1/actions",
+        "/v1/runs/{run}/logs",
+        "/v1/blueprints/service/scorecards/gold/results",
+    ],
+)
 def test_a_cursor_this_api_did_not_make_is_a_422(full: tuple[TestClient, str], route: str) -> None:
     client, run_id = full
     path = route.replace("{run}", run_id)

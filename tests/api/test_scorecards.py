@@ -171,3 +171,82 @@ def test_action_preconditions_refuse_with_the_failing_rules(catalog: TestClient)
     assert detail["message"] == "needs Silver, entity is Bronze; failing rules: has_repo"
     unknown = {**action, "identifier": "deploy2", "preconditions": {"scorecards": {"nope": "Gold"}}}
     assert catalog.post("/v1/actions", json=unknown).status_code == 422
+
+
+LEDGER: dict[str, Any] = {
+    "identifier": "ledger",
+    "title": "Ledger",
+    "schema": {"properties": {"tier": {"type": "integer"}}},
+    "permissions": {"read": {"owned_by_team": True}},
+}
+TIERED: dict[str, Any] = {
+    "identifier": "tiered",
+    "title": "Tiered",
+    "levels": [{"title": "Low"}, {"title": "High"}],
+    "rules": [
+        {
+            "identifier": "high",
+            "level": "High",
+            "query": {"combinator": "and", "rules": [{"property": "tier", "operator": ">=", "value": 2}]},
+        }
+    ],
+}
+TIERED_RESULTS = "/v1/blueprints/ledger/scorecards/tiered/results"
+
+
+def _result_pages(client: TestClient, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every page of the tiered results, two entities at a time, following ``next_cursor``."""
+    pages: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 2}
+    while len(pages) < 100:
+        response = client.get(TIERED_RESULTS, params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+        if pages[-1]["next_cursor"] is None:
+            return pages
+        params["cursor"] = pages[-1]["next_cursor"]
+    raise AssertionError("the results never end")
+
+
+def test_results_page_by_cursor_over_what_the_caller_may_read(catalog: TestClient) -> None:
+    assert catalog.post("/v1/blueprints", json=LEDGER).status_code == 201
+    for i in range(5):
+        team = ["payments-team"] if i % 2 == 0 else []
+        body = {"identifier": f"led-{i}", "team": team, "properties": {"tier": i}}
+        assert catalog.post("/v1/blueprints/ledger/entities", json=body).status_code == 201
+    assert catalog.post("/v1/blueprints/ledger/scorecards", json=TIERED).status_code == 201
+    token = catalog.post("/v1/tokens", json={"user": "bob"})
+    assert token.status_code == 201, token.text
+    bob = {"Authorization": f"Bearer {token.json()['token']}"}
+
+    # the admin walks every entity once, in identifier order; the counts cover all, on every page
+    pages = _result_pages(catalog)
+    assert [[i["entity"] for i in p["items"]] for p in pages] == [
+        ["led-0", "led-1"],
+        ["led-2", "led-3"],
+        ["led-4"],
+    ]
+    assert all(p["total"] == 5 and p["distribution"] == {"Low": 2, "High": 3} for p in pages)
+    assert all(p["rules"][0]["passed"] == 3 for p in pages)
+
+    # bob (payments-team) reads only his team's ledger entities: the pages and the counts alike
+    pages = _result_pages(catalog, bob)
+    assert [[i["entity"] for i in p["items"]] for p in pages] == [["led-0", "led-2"], ["led-4"]]
+    assert all(p["total"] == 3 and p["distribution"] == {"Low": 1, "High": 2} for p in pages)
+
+    # a keyset does not shift: deleting an entity already seen skips nothing on the next page
+    first = catalog.get(TIERED_RESULTS, params={"limit": 2}).json()
+    assert catalog.delete("/v1/blueprints/ledger/entities/led-0").status_code == 204
+    second = catalog.get(TIERED_RESULTS, params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [i["entity"] for i in second["items"]] == ["led-2", "led-3"] and second["total"] == 4
+
+    # a cursor this API did not make, or a limit out of range, is a 422 naming it
+    for params, pointer in (({"cursor": "WzFd"}, "/cursor"), ({"cursor": "nope"}, "/cursor")):
+        refused = catalog.get(TIERED_RESULTS, params=params)
+        assert refused.status_code == 422
+        assert [d["pointer"] for d in refused.json()["error"]["details"]] == [pointer]
+    refused = catalog.get(TIERED_RESULTS, params={"limit": 0})
+    assert refused.status_code == 422, refused.text
+    assert [d["pointer"] for d in refused.json()["error"]["details"]] == ["/limit"]
+    # ``offset`` is gone, not a second way to page: the first page is the first page
+    assert catalog.get(TIERED_RESULTS, params={"offset": 2}).json()["items"][0]["entity"] == "led-1"
