@@ -105,6 +105,13 @@ class BlueprintView(Stamped, _BlueprintFields):
     # Stamped comes first in the bases so that its fields come last in the JSON.
 
 
+class EntitySource(View):
+    """The data source that wrote an entity, and the index of its resource."""
+
+    data_source: str
+    resource: int | None = None
+
+
 class _EntityFields(View):
     identifier: str
     title: str | None = None
@@ -113,6 +120,8 @@ class _EntityFields(View):
     properties: dict[str, Any]
     relations: dict[str, Any]
     scorecards: dict[str, Any]
+    # null: made by hand (or by a run); set: a data source wrote it and owns what it set
+    source: EntitySource | None = None
 
 
 class EntityView(Stamped, _EntityFields):

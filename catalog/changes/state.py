@@ -91,11 +91,17 @@ def entity_view(row: Any, scorecards: dict[str, Any] | None = None) -> dict[str,
         "properties": get("properties") or {},
         "relations": get("relations") or {},
         "scorecards": scorecards or {},
+        "source": _source(get("source_data_source"), get("source_resource")),
         "created_at": format_optional(created_at),
         "updated_at": format_optional(updated_at),
         "created_by": get("created_by"),
         "updated_by": get("updated_by"),
     }
+
+
+def _source(data_source: str | None, resource: int | None) -> dict[str, Any] | None:
+    """The data source that wrote an entity (None: made by hand)."""
+    return None if data_source is None else {"data_source": data_source, "resource": resource}
 
 
 def load_rows(session: Session, blueprint: str, identifiers: list[str]) -> dict[str, dict[str, Any]]:
