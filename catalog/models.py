@@ -65,6 +65,11 @@ class Entity(Timestamped, Base):
     team: Mapped[list[str]] = mapped_column(JSONType, default=list)
     properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     relations: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # The data source that wrote the entity (None: made by hand), the index of its resource,
+    # and the properties it set (users may not change those: catalog/entities/permissions.py).
+    source_data_source: Mapped[str | None] = mapped_column(String(100), index=True)
+    source_resource: Mapped[int | None] = mapped_column(Integer)
+    source_properties: Mapped[list[str] | None] = mapped_column(JSONType)
 
 
 class EntityRelation(Base):
@@ -344,3 +349,88 @@ class Automation(Timestamped, Base):
     enabled: Mapped[bool] = mapped_column(default=True)
     event_type: Mapped[str] = mapped_column(String(40), index=True)
     definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class DataSource(Timestamped, Base):
+    """A data source (README: Data sources): where entities come from and how they are mapped.
+    ``definition`` is the saved body, Port Ocean's resource shape as is."""
+
+    __tablename__ = "data_sources"
+
+    identifier: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class DataSourceSync(Base):
+    """One sync of a data source: its status, counts, errors and timings."""
+
+    __tablename__ = "data_source_syncs"
+    __table_args__ = (Index("ix_data_source_syncs_started", "data_source", "started_at", "id"),)
+
+    data_source: Mapped[str] = mapped_column(
+        ForeignKey("data_sources.identifier", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    seen: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    # Item errors ({key, resource, pointer, message}, the first MAX_ERRORS) and sync errors.
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    warnings: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class DataSourceSyncPage(Base):
+    """A page of raw items a sync applied, with its answer: a page sent again answers this."""
+
+    __tablename__ = "data_source_sync_pages"
+
+    data_source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sync_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    resource: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # sha256 of the page's cursor: cursors can be long
+    page: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class DataSourceSeen(Base):
+    """An entity a running sync saw: stale deletion removes the source's entities not seen."""
+
+    __tablename__ = "data_source_seen"
+
+    data_source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sync_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    blueprint: Mapped[str] = mapped_column(String(100), primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(256), primary_key=True)
+
+
+class WebhookDelivery(Base):
+    """A delivery to a webhook source, stored before its 202 and applied by the processor."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("data_source", "delivery_id", name="uq_webhook_deliveries_delivery"),
+        Index("ix_webhook_deliveries_pending", "status", "id"),
+        Index("ix_webhook_deliveries_source", "data_source", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    data_source: Mapped[str] = mapped_column(ForeignKey("data_sources.identifier", ondelete="CASCADE"))
+    delivery_id: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # {"body", "headers" (lower-cased), "query"}: what the mappings see
+    envelope: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # PENDING | APPLIED | IGNORED | FAILED
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -136,6 +136,19 @@ def field_denial(
     return forbidden(f"you may not change these fields of entity '{identifier}'", details)
 
 
+def source_owned_denial(identifier: str, source: str, properties: list[str], base: str) -> Forbidden:
+    """Properties a data source set: the source names them, and its next sync would undo a
+    change anyway; the blueprint's ``update_properties`` policy may allow them explicitly."""
+    details = [
+        FieldError(
+            f"{base}/properties" + pointer(name),
+            f"is set by data source '{source}'; the blueprint's update_properties does not allow you to change it",
+        )
+        for name in properties
+    ]
+    return forbidden(f"entity '{identifier}' has properties set by data source '{source}'", details)
+
+
 def delete_denial(bp: Blueprint, who: Principal, identifier: str, team: list[str]) -> CatalogError | None:
     if not may_read(bp, who, team):
         return not_found(bp, identifier)

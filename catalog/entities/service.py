@@ -41,11 +41,12 @@ from catalog.entities.permissions import (
     field_denial,
     forbidden,
     may_read,
+    source_owned_denial,
     stub_denial,
     write_denial,
 )
 from catalog.errors import CatalogError, Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
-from catalog.identity.permissions import Principal, is_moderator
+from catalog.identity.permissions import Principal, blueprint_permissions, is_moderator, passes
 from catalog.identity.service import missing_teams, missing_users
 from catalog.models import Blueprint, Entity, EntityRelation
 from catalog.schemas import (
@@ -59,6 +60,7 @@ from catalog.timers import service as timers
 
 __all__ = [
     "Mode",
+    "SourceTag",
     "WriteResult",
     "delete_entity",
     "entity_view",
@@ -70,8 +72,9 @@ __all__ = [
 
 ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
 ENTITY_FIELDS = {"identifier", "title", "team", "properties", "relations", "blueprint"}
-# The columns an update rewrites.
+# The columns an update rewrites (and, for a data source's write, the source's tag).
 UPDATED_COLUMNS = ("id", "title", "team", "properties", "relations", "updated_at", "updated_by")
+SOURCE_COLUMNS = ("source_data_source", "source_resource", "source_properties")
 RELATIONS = cast(Table, EntityRelation.__table__)
 
 
@@ -80,6 +83,22 @@ class Mode(enum.Enum):
     UPSERT = "upsert"  # create or replace
     MERGE = "merge"  # create, or merge properties and relations into the existing entity
     REPLACE = "replace"  # must exist; replace
+
+
+@dataclass(frozen=True)
+class SourceTag:
+    """A data source writing (resource ``resource`` of its definition): its entities carry the
+    tag, and the properties it sets become the source's (users may not change them)."""
+
+    data_source: str
+    resource: int
+
+    def columns(self, properties: list[str]) -> dict[str, Any]:
+        return {
+            "source_data_source": self.data_source,
+            "source_resource": self.resource,
+            "source_properties": sorted(properties),
+        }
 
 
 @dataclass
@@ -105,6 +124,8 @@ class _Item:
     # The relation targets the item names, per relation (set once its relations are checked).
     targets: dict[str, list[str]] = field(default_factory=dict)
     errors: list[FieldError] = field(default_factory=list)
+    # The properties the item itself names (before a merge brings in the stored ones).
+    given: list[str] = field(default_factory=list)
     # A 403 or 404 for this item: reported instead of a 422 (``errors`` then holds its details).
     denial: CatalogError | None = None
     # What the write did: created, updated or unchanged, and the row as it now stands.
@@ -208,6 +229,7 @@ def _parse(index: int, raw: Any, bp: Blueprint, base: str) -> _Item:
         properties,
         dict(relations),
     )
+    item.given = list(properties)
     return item
 
 
@@ -218,9 +240,14 @@ def _computed_written(bp: Blueprint, properties: dict[str, Any], base: str) -> l
     ]
 
 
-def _merge_into(item: _Item, existing: dict[str, Any]) -> None:
-    """Merge mode: the given properties and relations win; the rest is kept."""
-    item.properties = {**existing["properties"], **item.properties}
+def _merge_into(item: _Item, existing: dict[str, Any], source: SourceTag | None) -> None:
+    """Merge mode: the given properties and relations win; the rest is kept, except what the
+    same data source set before and no longer sets (its mapping now yields null)."""
+    dropped = set()
+    if source is not None and existing.get("source_data_source") == source.data_source:
+        dropped = set(existing.get("source_properties") or []) - set(item.properties)
+    kept = {k: v for k, v in existing["properties"].items() if k not in dropped}
+    item.properties = {**kept, **item.properties}
     item.relations = {**existing["relations"], **item.relations}
     item.title = item.title if item.title is not None else existing["title"]
     item.team = item.team or list(existing["team"] or [])
@@ -270,22 +297,28 @@ def write_entities(
     create_missing_related: bool = False,
     bulk: bool = False,
     who: Principal | None = None,
+    source: SourceTag | None = None,
 ) -> list[WriteResult]:
     """Validate and write a batch of entities; one result per item, in order. With ``who``, each
     item must pass the blueprint's permissions (a 403 or 404 for that item alone); without it
-    the caller is the catalog itself (extensions, internal writes) and already decided."""
+    the caller is the catalog itself (extensions, data sources, internal writes) and already
+    decided. With ``source`` the entities are tagged as that data source's."""
     bp = get_blueprint(session, blueprint)
     items = [_parse(i, raw, bp, f"/entities/{i}" if bulk else "") for i, raw in enumerate(raw_items)]
     _refuse_duplicates(items)
-    _attach_existing(session, bp, items, mode, who)
+    _attach_existing(session, bp, items, mode, who, source)
     validator = property_validator(bp)
     for item in items:
         if item.valid:
             _validate(item, bp, validator)
     if who is not None and not is_moderator(bp, who):
         _check_field_permissions(session, bp, who, [i for i in items if i.valid])
+    if who is not None and not who.is_service:
+        for item in items:
+            if item.valid and item.existing is not None:
+                _check_source_owned(bp, who, item)
     _check_references(session, bp, items, validator, create_missing_related, actor, who)
-    _write(session, bp, [i for i in items if i.valid], actor)
+    _write(session, bp, [i for i in items if i.valid], actor, source)
     return [item.result(views=not bulk) for item in items]
 
 
@@ -298,7 +331,12 @@ def _refuse_duplicates(items: list[_Item]) -> None:
 
 
 def _attach_existing(
-    session: Session, bp: Blueprint, items: list[_Item], mode: Mode, who: Principal | None
+    session: Session,
+    bp: Blueprint,
+    items: list[_Item],
+    mode: Mode,
+    who: Principal | None,
+    source: SourceTag | None = None,
 ) -> None:
     """Each item's stored entity, checked against the mode and (with ``who``) the write policy."""
     existing = load_rows(session, bp.identifier, [i.identifier for i in items if i.valid])
@@ -311,7 +349,7 @@ def _attach_existing(
         elif item.existing is None and mode is Mode.REPLACE:
             item.errors.append(FieldError(f"{item.base}/identifier", "no entity with this identifier exists"))
         elif item.existing is not None and mode is Mode.MERGE:
-            _merge_into(item, item.existing)
+            _merge_into(item, item.existing, source)
         if who is not None and item.valid:
             existing_team = None if item.existing is None else list(item.existing["team"] or [])
             denial = write_denial(bp, who, item.identifier, existing_team, item.team, item.base)
@@ -353,6 +391,25 @@ def _check_field_permissions(session: Session, bp: Blueprint, who: Principal, it
             denial = forbidden(message, late[item.identifier])
         if denial is not None:
             item.deny(denial)
+
+
+def _check_source_owned(bp: Blueprint, who: Principal, item: _Item) -> None:
+    """People (admins included) do not change what a data source set: the next sync would undo
+    it. The blueprint's ``update_properties`` policy for a property may allow it explicitly."""
+    old = item.existing or {}
+    owner = old.get("source_data_source")
+    if not owner:
+        return
+    policies = blueprint_permissions(bp).update_properties
+    owned = set(old.get("source_properties") or [])
+    teams = list(old.get("team") or [])
+    denied = [
+        name
+        for name in _changed(old.get("properties") or {}, item.properties)
+        if name in owned and not (name in policies and passes(policies[name], who, teams))
+    ]
+    if denied:
+        item.deny(source_owned_denial(item.identifier, owner, denied, item.base))
 
 
 def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -524,25 +581,37 @@ def _new_row(blueprint: str, fields: EntityState, actor: Actor, now: datetime) -
     }
 
 
-def _write(session: Session, bp: Blueprint, items: list[_Item], actor: Actor) -> None:
+def _write(
+    session: Session, bp: Blueprint, items: list[_Item], actor: Actor, source: SourceTag | None = None
+) -> None:
     """Write the valid items (each notes its status and row), audit them, and run the pipeline."""
     now = utcnow()
     for item in items:
-        if item.existing is not None and _same(item):
+        if item.existing is not None and _same(item, source):
             item.status, item.row = "unchanged", item.existing
-    created = _insert(session, bp, [i for i in items if i.existing is None], actor, now)
-    updated = _update(session, bp, [i for i in items if i.existing is not None and i.row is None], actor, now)
+    created = _insert(session, bp, [i for i in items if i.existing is None], actor, now, source)
+    updated = _update(
+        session, bp, [i for i in items if i.existing is not None and i.row is None], actor, now, source
+    )
     changes = created + updated
     audit.record_many(session, [change_audit_row(c) for c in changes])
     apply_changes(session, changes)
 
 
 def _insert(
-    session: Session, bp: Blueprint, items: list[_Item], actor: Actor, now: datetime
+    session: Session,
+    bp: Blueprint,
+    items: list[_Item],
+    actor: Actor,
+    now: datetime,
+    source: SourceTag | None = None,
 ) -> list[EntityChange]:
     if not items:
         return []
     rows = [_new_row(bp.identifier, item.fields(), actor, now) for item in items]
+    if source is not None:
+        for row, item in zip(rows, items, strict=True):
+            row.update(source.columns(item.given))
     if any(any(item.targets.values()) for item in items):
         stmt = ENTITIES.insert().returning(COLUMNS.id, sort_by_parameter_order=True)
         ids: list[int | None] = list(session.scalars(stmt, rows))
@@ -560,20 +629,28 @@ def _insert(
 
 
 def _update(
-    session: Session, bp: Blueprint, items: list[_Item], actor: Actor, now: datetime
+    session: Session,
+    bp: Blueprint,
+    items: list[_Item],
+    actor: Actor,
+    now: datetime,
+    source: SourceTag | None = None,
 ) -> list[EntityChange]:
     if not items:
         return []
     changes, edges = [], []
+    columns = UPDATED_COLUMNS + (SOURCE_COLUMNS if source is not None else ())
     for item in items:
         old = item.existing or {}
         item.status = "updated"
         item.row = {**old, **item.fields(), "updated_at": now, "updated_by": actor.user}
+        if source is not None:
+            item.row.update(source.columns(item.given))
         changes.append(
             EntityChange(bp.identifier, item.identifier, state(old), state(item.row), actor, now, old["id"])
         )
         edges += _edges(bp, old["id"], item.targets)
-    session.execute(update(Entity), [{k: (i.row or {})[k] for k in UPDATED_COLUMNS} for i in items])
+    session.execute(update(Entity), [{k: (i.row or {})[k] for k in columns} for i in items])
     changed_ids = [c.entity_id for c in changes]
     for start in range(0, len(changed_ids), CHUNK):
         session.execute(
@@ -588,9 +665,12 @@ def _insert_edges(session: Session, edges: list[dict[str, Any]]) -> None:
         session.execute(RELATIONS.insert(), edges)
 
 
-def _same(item: _Item) -> bool:
-    """An upsert that changes nothing writes nothing (no new updated_at, no audit row)."""
+def _same(item: _Item, source: SourceTag | None = None) -> bool:
+    """An upsert that changes nothing writes nothing (no new updated_at, no audit row); for a
+    data source, nor does one whose tag is already the source's."""
     old = item.existing or {}
+    if source is not None and {k: old.get(k) for k in SOURCE_COLUMNS} != source.columns(item.given):
+        return False
     return (
         old.get("title"),
         old.get("team") or [],
