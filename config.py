@@ -71,6 +71,22 @@ class Settings(BaseSettings):
     jira_user: str | None = None
     jira_token: SecretStr | None = None
 
+    pagerduty_token: SecretStr | None = Field(None, description="PagerDuty REST API token (data sources)")
+    pagerduty_api_url: str = "https://api.pagerduty.com"
+
+    kubernetes_kubeconfig: Path | None = Field(
+        None, description="kubeconfig of the cluster kubernetes data sources read (else in-cluster config)"
+    )
+    kubernetes_context: str | None = Field(None, description="the kubeconfig context to use (else current)")
+    aws_endpoint_url: str | None = Field(
+        None, description="AWS endpoint of aws data sources (moto, LocalStack); boto3's default when unset"
+    )
+    sources_max_rate_limit_wait: float = Field(
+        120.0,
+        description="seconds a data-source pull waits out a vendor's rate limit (Retry-After) in place; "
+        "a longer wait becomes a retry of the pull later",
+    )
+
     webhook_secret: SecretStr | None = Field(None, description="HMAC key of http.request signatures")
     http_allowed_hosts: str = Field(
         "",

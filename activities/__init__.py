@@ -15,6 +15,7 @@ from config import Settings
 
 
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:
+    from activities.sources import build_source_activities
     from activities.vendors import build_activities as build
 
-    return build(settings)
+    return build(settings) + build_source_activities(settings)

@@ -87,6 +87,30 @@ class GantryApi:
             for result in body["results"]
         ]
 
+    async def open_sync(self, data_source: str, sync_id: str, trigger: str) -> dict[str, Any]:
+        """Open the sync record (idempotent: an existing one is answered as it is)."""
+        route = path("v1", "data-sources", data_source, "syncs", sync_id)
+        body: dict[str, Any] = await self.call("PUT", route, json={"trigger": trigger})
+        return body
+
+    async def data_source(self, data_source: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self.call("GET", path("v1", "data-sources", data_source))
+        return body
+
+    async def send_items(self, data_source: str, sync_id: str, batch: dict[str, Any]) -> dict[str, Any]:
+        """One page of raw items for the catalog to map and write; a page it already applied
+        answers its stored counts."""
+        route = path("v1", "data-sources", data_source, "syncs", sync_id, "items")
+        body: dict[str, Any] = await self.call("POST", route, json=batch)
+        return body
+
+    async def complete_sync(
+        self, data_source: str, sync_id: str, completion: dict[str, Any]
+    ) -> dict[str, Any]:
+        route = path("v1", "data-sources", data_source, "syncs", sync_id, "complete")
+        body: dict[str, Any] = await self.call("POST", route, json=completion)
+        return body
+
     async def run_secrets(self, run_id: str) -> dict[str, str]:
         body = await self.call("GET", path("v1", "runs", run_id, "secrets"))
         values: dict[str, str] = body["secrets"]

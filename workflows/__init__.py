@@ -14,8 +14,9 @@ def __getattr__(name: str) -> Any:
     if name == "ALL_WORKFLOWS":
         from workflows.action_run import ActionRun
         from workflows.automation import AutomationRun
+        from workflows.data_source_sync import DataSourceSync
         from workflows.reconcile import ReconcileRuns, RegradeScorecards
         from workflows.timer import EntityTimer
 
-        return [ActionRun, ReconcileRuns, RegradeScorecards, EntityTimer, AutomationRun]
+        return [ActionRun, ReconcileRuns, RegradeScorecards, EntityTimer, AutomationRun, DataSourceSync]
     raise AttributeError(f"module 'workflows' has no attribute {name!r}")
