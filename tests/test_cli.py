@@ -16,10 +16,18 @@ import uvicorn
 import cli
 from config import Settings
 from devtools.processes import ApiProcess, WorkerProcess, gantry_env
+from devtools.testing import eventually
 from tests.temporal_env import DevServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "cli-test-admin-token"
+
+
+def _started(server: uvicorn.Server, thread: threading.Thread) -> bool:
+    """Whether uvicorn serves yet; a thread that ended has failed, which no waiting mends."""
+    if not thread.is_alive():
+        raise RuntimeError("the API's thread ended before it started serving")
+    return bool(server.started)
 
 
 def _free_port() -> int:
@@ -40,10 +48,7 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.05)
+    eventually(lambda: _started(server, thread), timeout=30, what="the API to start")
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import cli
 from catalog.automations.service import matches
 from catalog.sandbox.templates import render_value
 from config import Settings
+from devtools.testing import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "portal-test-admin-token"
@@ -27,6 +27,13 @@ AUTOMATIONS = {
     "notify_on_environment_expiry": ("TIMER_EXPIRED", "notify"),
     "alert_on_failed_production_deploy": ("RUN_UPDATED", "notify"),
 }
+
+
+def _started(server: uvicorn.Server, thread: threading.Thread) -> bool:
+    """Whether uvicorn serves yet; a thread that ended has failed, which no waiting mends."""
+    if not thread.is_alive():
+        raise RuntimeError("the API's thread ended before it started serving")
+    return bool(server.started)
 
 
 def _free_port() -> int:
@@ -49,10 +56,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.05)
+    eventually(lambda: _started(server, thread), timeout=30, what="the API to start")
     url = f"http://127.0.0.1:{port}"
     try:
         assert cli.main(["--api-url", url, "--token", ADMIN_TOKEN, "apply", str(ROOT / "portal")]) == 0
