@@ -418,7 +418,7 @@ def group(*rules: Any, combinator: str = "and") -> dict[str, Any]:
             ["/query/rules/0/direction"],
         ),
         (
-            group({"operator": "relatedTo", "blueprint": "System", "value": []}),
+            group({"operator": "relatedTo", "blueprint": "sys.tem", "value": []}),
             ["/query/rules/0/blueprint", "/query/rules/0/value"],
         ),
         (
