@@ -11,6 +11,11 @@ from catalog.base import Strict
 from catalog.identity.permissions import BlueprintPermissions, Moderators
 
 SLUG = r"^[a-z][a-z0-9_-]{0,99}$"
+# Port's identifier rule for blueprints, properties and relations (Ocean's blueprints are camelCase
+# like ``ec2Instance``). None of these characters means anything in a URL path segment, a SQL JSON
+# path once quoted (catalog/query/compiler.py), a jq string or a Jinja subscript.
+BLUEPRINT_ID = r"^[A-Za-z0-9@_=-]{1,100}$"
+PROPERTY_NAME = BLUEPRINT_ID
 # Entity (and user) identifiers travel in URL paths, where a "." or ".." segment would climb out
 # of them (``../../users/alice``): no segment between slashes may be one. ENTITY_ID is the
 # character rule alone (pydantic's regex engine has no look-ahead: EntityId adds the segment
@@ -34,7 +39,7 @@ COMPUTED_ENTITY_FIELDS = ("scorecards", "created_at", "updated_at", "created_by"
 
 
 class RelationDef(Strict):
-    target: str = Field(pattern=SLUG)
+    target: str = Field(pattern=BLUEPRINT_ID)
     title: str | None = None
     description: str | None = None
     many: bool = False
@@ -59,7 +64,7 @@ class AggregationPropertyDef(Strict):
 
     title: str | None = None
     description: str | None = None
-    target: str = Field(pattern=SLUG)
+    target: str = Field(pattern=BLUEPRINT_ID)
     relation: str | None = None
     function: str
     property: str | None = None
@@ -70,7 +75,7 @@ class AggregationPropertyDef(Strict):
 
 
 class BlueprintIn(Strict):
-    identifier: str = Field(pattern=SLUG)
+    identifier: str = Field(pattern=BLUEPRINT_ID)
     title: str = Field(min_length=1, max_length=256)
     description: str = ""
     icon: str | None = Field(None, max_length=100)

@@ -25,7 +25,9 @@ PROPERTY_TYPES = {"string", "number", "integer", "boolean", "object", "array"}
 STRING_FORMATS = {"url", "email", "date-time", "user", "team", "timer", "yaml", "markdown"}
 TIME_FORMATS = {"date-time", "timer"}
 REFERENCE_FORMATS = {"user", "team"}
-PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+# Port's identifier rule (catalog.schemas.PROPERTY_NAME), for property, relation and computed names.
+PROPERTY_NAME = re.compile(r"^[A-Za-z0-9@_=-]{1,100}$")
+PROPERTY_NAME_RULE = "^[A-Za-z0-9@_=-]{1,100}$"
 # Integers a property may hold: exactly representable as JSON numbers everywhere (JavaScript,
 # jq, PostgreSQL's jsonb numeric) and storable by the JSON columns.
 MAX_SAFE_INTEGER = 2**53
@@ -133,7 +135,7 @@ def check_blueprint_schema(schema: dict[str, Any], base: str = "/schema") -> lis
     for name, definition in properties.items():
         where = pointer("schema", "properties", name) if base == "/schema" else f"{base}/properties/{name}"
         if not PROPERTY_NAME.match(name):
-            errors.append(FieldError(where, "property names must match ^[A-Za-z_][A-Za-z0-9_]*$"))
+            errors.append(FieldError(where, f"property names must match {PROPERTY_NAME_RULE}"))
             continue
         errors.extend(_check_property(definition, where))
     for index, name in enumerate(schema.get("required", [])):

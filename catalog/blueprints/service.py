@@ -9,7 +9,13 @@ from sqlalchemy.orm import Session
 
 from catalog import audit
 from catalog.audit import Actor
-from catalog.blueprints.properties import PropertyValidator, check_blueprint_schema, validator_for
+from catalog.blueprints.properties import (
+    PROPERTY_NAME,
+    PROPERTY_NAME_RULE,
+    PropertyValidator,
+    check_blueprint_schema,
+    validator_for,
+)
 from catalog.changes import pipeline as changes
 from catalog.computed import service as computed
 from catalog.db import utcnow
@@ -87,6 +93,8 @@ def _check_definition(session: Session, body: BlueprintIn) -> tuple[dict[str, An
     errors = check_blueprint_schema(schema)
     for name, relation in body.relations.items():
         where = pointer("relations", name)
+        if not PROPERTY_NAME.match(name):
+            errors.append(FieldError(where, f"relation names must match {PROPERTY_NAME_RULE}"))
         if name in schema["properties"]:
             errors.append(FieldError(where, "a relation cannot share a name with a property"))
         if relation.many and relation.required:

@@ -56,8 +56,11 @@ MAX_RULES = 200
 MAX_VALUES = 100
 MAX_GRAPH_DEPTH = 10
 
-PROPERTY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-BLUEPRINT_ID = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
+# Port's identifier rule, for blueprints, properties and relations (catalog.schemas.BLUEPRINT_ID;
+# the query layer may not import it). A name reaches SQL only as a bound parameter, and on SQLite
+# inside a quoted JSON path key (``$."a=b"``), which no character of the rule can close.
+PROPERTY_NAME = re.compile(r"^[A-Za-z0-9@_=-]{1,100}$")
+BLUEPRINT_ID = PROPERTY_NAME
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|z|[+-]\d{2}:\d{2})$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -346,12 +349,20 @@ def _kind(value: Any) -> str:
     return "string" if isinstance(value, str) else "number"
 
 
+def sqlite_json_path(name: str) -> str:
+    """The JSON1 path of top-level key ``name``, quoted: ``-``, ``@`` or ``=`` in a bare key are
+    read by SQLite as path syntax or refused; a name that could close the quotes is refused."""
+    if not PROPERTY_NAME.match(name):
+        raise ValueError(f"{name!r} is not a property name")
+    return f'$."{name}"'
+
+
 class SqliteJson:
     """JSON1: ``json_type`` tells the type (NULL when missing), ``json_extract`` the SQL value."""
 
     def __init__(self, column: Any, name: str | None) -> None:
         self.column = column
-        self.path = "$" if name is None else f"$.{name}"
+        self.path = "$" if name is None else sqlite_json_path(name)
 
     def _type(self) -> ColumnElement[Any]:
         return sa.func.json_type(self.column, self.path)
@@ -501,7 +512,7 @@ def _validate_property_rule(rule: Rule, ptr: str) -> list[FieldError]:
     errors = _unknown_keys(rule, ptr, {"property", "operator", "value"})
     name = rule["property"]
     if not isinstance(name, str) or not (PROPERTY_NAME.match(name) or name in META_SUBJECTS):
-        reason = "must be a property name (letters, digits, _) or one of " + " ".join(META_SUBJECTS)
+        reason = "must be a property name (letters, digits, @ _ = -) or one of " + " ".join(META_SUBJECTS)
         return [*errors, FieldError(f"{ptr}/property", reason)]
     return errors + _check_operator_and_value(rule, ptr, META_SUBJECTS.get(name, PROPERTIES))
 
@@ -582,7 +593,7 @@ RELATIONS = Subject(
 def _validate_relation_rule(rule: Rule, ptr: str) -> list[FieldError]:
     errors = _unknown_keys(rule, ptr, {"relation", "operator", "value"})
     if not isinstance(rule["relation"], str) or not PROPERTY_NAME.match(rule["relation"]):
-        return [*errors, FieldError(f"{ptr}/relation", "must be a relation name (letters, digits, _)")]
+        return [*errors, FieldError(f"{ptr}/relation", "must be a relation name (letters, digits, @ _ = -)")]
     return errors + _check_operator_and_value(rule, ptr, RELATIONS)
 
 
