@@ -22,10 +22,17 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_INTERVAL = 0.05
 
 
-def _timed_out(what: str, timeout: float, last: AssertionError | None, value: object) -> BaseException:
+def _timed_out(
+    what: str,
+    timeout: float,
+    last: AssertionError | None,
+    value: object,
+    context: Callable[[], str] | None,
+) -> BaseException:
+    more = context() if context is not None else ""
     if last is not None:
-        return AssertionError(f"{what} did not hold within {timeout}s: {last}")
-    return TimeoutError(f"{what} did not hold within {timeout}s (last value: {value!r})")
+        return AssertionError(f"{what} did not hold within {timeout}s: {last}{more}")
+    return TimeoutError(f"{what} did not hold within {timeout}s (last value: {value!r}){more}")
 
 
 def eventually(
@@ -34,8 +41,12 @@ def eventually(
     timeout: float = DEFAULT_TIMEOUT,
     interval: float = DEFAULT_INTERVAL,
     what: str | None = None,
+    context: Callable[[], str] | None = None,
 ) -> T:
-    """Call ``check`` until it returns a truthy value without raising ``AssertionError``; that value."""
+    """Call ``check`` until it returns a truthy value without raising ``AssertionError``; that value.
+
+    ``context`` is appended to the timeout's message, computed when it fires (a child process's
+    last log lines say why a run never ended; read before the wait, they would not)."""
     deadline = time.monotonic() + timeout
     name = what or str(getattr(check, "__name__", "the condition"))
     while True:
@@ -48,7 +59,7 @@ def eventually(
         except AssertionError as exc:
             last = exc
         if time.monotonic() >= deadline:
-            raise _timed_out(name, timeout, last, value) from last
+            raise _timed_out(name, timeout, last, value, context) from last
         time.sleep(interval)
 
 
@@ -58,6 +69,7 @@ async def eventually_async(
     timeout: float = DEFAULT_TIMEOUT,
     interval: float = DEFAULT_INTERVAL,
     what: str | None = None,
+    context: Callable[[], str] | None = None,
 ) -> T:
     """:func:`eventually` for an event loop: ``check`` may be a coroutine function or a plain one."""
     loop = asyncio.get_running_loop()
@@ -75,5 +87,5 @@ async def eventually_async(
         except AssertionError as exc:
             last = exc
         if loop.time() >= deadline:
-            raise _timed_out(name, timeout, last, value) from last
+            raise _timed_out(name, timeout, last, value, context) from last
         await asyncio.sleep(interval)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ from catalog.audit import Actor
 from catalog.db import make_sessionmaker
 from catalog.models import Event
 from contracts.timers import Arm
+from devtools.testing import eventually_async
 
 
 @dataclass
@@ -42,7 +42,9 @@ class Recorder:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
-            await asyncio.sleep(0.01)  # a round trip to Temporal
+            # A delay is the behaviour here, not synchronisation: a round trip to Temporal keeps
+            # deliveries in flight together (``most_in_flight``), and ``hang`` is Temporal stuck.
+            await asyncio.sleep(0.01)
             while self.hang:
                 await asyncio.sleep(0.01)
             if arm.deadline in self.fail:
@@ -144,8 +146,7 @@ async def test_a_batch_cancelled_midway_leaves_its_events_for_the_next(engine: E
     relay, recorder = setup(engine, rows)
     recorder.hang = True
     batch = asyncio.create_task(relay.relay_batch())
-    while recorder.in_flight < 3:
-        await asyncio.sleep(0.01)
+    await eventually_async(lambda: recorder.in_flight >= 3, what="three deliveries in flight")
     batch.cancel()
     with pytest.raises(asyncio.CancelledError):
         await batch
@@ -161,19 +162,19 @@ async def test_stop_ends_the_relay_even_when_the_cancel_lands_in_a_worker_thread
     rolls back and returns; the event is left for the next relay."""
     relay, _ = setup(engine, [timer_event("env-a", "2030-01-01T00:00:01+00:00")])
     claim = relay._claim
-    in_thread = threading.Event()
+    in_thread, release = threading.Event(), threading.Event()
 
-    def slow_claim(session: Any) -> Any:
+    def held_claim(session: Any) -> Any:
         in_thread.set()
-        time.sleep(0.3)
+        release.wait(10)  # held in the thread until the cancel has landed
         return claim(session)
 
-    relay._claim = slow_claim  # type: ignore[method-assign]
+    relay._claim = held_claim  # type: ignore[method-assign]
     running = asyncio.create_task(relay.run())
-    while not in_thread.is_set():
-        await asyncio.sleep(0.01)
+    await eventually_async(in_thread.is_set, what="the relay to read the outbox in its thread")
     relay.stop()
-    running.cancel()
+    running.cancel()  # lands now, while the read is held in its thread
+    release.set()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(running, 5)
     assert running.done()
@@ -182,8 +183,18 @@ async def test_stop_ends_the_relay_even_when_the_cancel_lands_in_a_worker_thread
 
 async def test_stop_ends_an_idle_relay_at_once(engine: Engine) -> None:
     relay, _ = setup(engine, [])
+    batches: list[tuple[int, bool]] = []
+    relay_batch = relay.relay_batch
+
+    async def counted() -> tuple[int, bool]:
+        batches.append(await relay_batch())
+        return batches[-1]
+
+    relay.relay_batch = counted  # type: ignore[method-assign]
     running = asyncio.create_task(relay.run())
-    await asyncio.sleep(0.2)  # idle, waiting for events
+    # A batch that found nothing goes straight to idling, in the same step of the task: once
+    # it is counted, the relay is idle, waiting for events.
+    await eventually_async(lambda: batches == [(0, False)], what="the relay to go idle")
     relay.stop()
     await asyncio.wait_for(running, 0.5)
 
