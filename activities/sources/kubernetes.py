@@ -52,9 +52,10 @@ class KubernetesSource:
         except ApiException as exc:
             if exc.status != _GONE or not cursor:
                 raise kubernetes_error(exc) from exc
-            body = await self._list(kind, "")  # the continue token expired: list again
+            cursor = ""  # the continue token expired: list again from the start
+            body = await self._list(kind, cursor)
         items = [{**item, "cluster_name": cluster} for item in body.get("items") or []]
-        return Page(items, (body.get("metadata") or {}).get("continue") or None)
+        return Page(items, (body.get("metadata") or {}).get("continue") or None, fetched_with=cursor)
 
     async def _list(self, kind: str, cursor: str) -> Json:
         group, operation = _LISTS[kind]

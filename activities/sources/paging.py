@@ -31,6 +31,9 @@ MAX_BATCH = 500
 class Page:
     items: list[Any] = field(default_factory=list)
     next: str | None = None  # the cursor of the next page; None after the last
+    # The cursor that really fetched it, when not the one asked for (a listing restarted
+    # because its cursor expired): the page is named after it.
+    fetched_with: str | None = None
 
 
 class SourceClient(Protocol):

@@ -127,7 +127,8 @@ class SourceActivities:
                 cursor = progress["cursor"]
                 page = await client.page(pull.resource_kind, pull.config, pull.selector, cursor, memo)
                 counts = dict(progress["counts"])
-                for name, chunk in batches(cursor, page.items):
+                fetched_with = cursor if page.fetched_with is None else page.fetched_with
+                for name, chunk in batches(fetched_with, page.items):
                     batch = {"resource": pull.resource, "page": name, "items": chunk}
                     answer = await self._api.send_items(pull.data_source, pull.sync_id, batch)
                     for key in COUNTS:
