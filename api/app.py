@@ -20,13 +20,16 @@ from api.routes import (
     audit,
     automations,
     blueprints,
+    data_sources,
     entities,
     identity,
     runs,
     scorecards,
     slack,
     timers,
+    webhooks,
 )
+from api.routes.webhooks import DeliveryProcessor
 from api.schemas import Health, Ready
 from api.temporal import TemporalGateway
 from catalog.db import make_engine, make_sessionmaker, transaction
@@ -94,7 +97,10 @@ def create_app(
             app.state.sessionmaker, app.state.temporal, max_depth=settings.automation_max_depth
         )
         relay = asyncio.create_task(app.state.relay.run(), name="gantry-event-relay")
+        app.state.deliveries = DeliveryProcessor(app.state.sessionmaker)
+        deliveries = asyncio.create_task(app.state.deliveries.run(), name="gantry-webhook-deliveries")
         yield
+        app.state.deliveries.stop()
         app.state.relay.stop()
         try:
             await asyncio.wait_for(asyncio.shield(relay), RELAY_STOP_PATIENCE)
@@ -102,6 +108,12 @@ def create_app(
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
+        try:
+            await asyncio.wait_for(asyncio.shield(deliveries), RELAY_STOP_PATIENCE)
+        except TimeoutError:  # its transaction rolls back: the delivery stays pending
+            deliveries.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deliveries
         engine.dispose()
 
     app = FastAPI(
@@ -131,6 +143,8 @@ def create_app(
         timers,
         scorecards,
         automations,
+        data_sources,
+        webhooks,
         slack,
     ):
         app.include_router(module.router)

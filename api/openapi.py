@@ -41,6 +41,8 @@ TAGS = [
     {"name": "timers", "description": "TTL timers and the event log."},
     {"name": "scorecards", "description": "Scorecards, their results and level history."},
     {"name": "automations", "description": "When an event matches, invoke an action."},
+    {"name": "data-sources", "description": "Data sources: definitions, mappings, preview, syncs."},
+    {"name": "webhooks", "description": "Signed deliveries to webhook data sources."},
     {"name": "audit", "description": "Every write: who, when, what."},
     {"name": "slack", "description": "Slack's interactivity endpoint."},
     {"name": "health", "description": "Liveness and readiness."},

@@ -437,3 +437,88 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")]
 Cursor = Annotated[
     str | None, Query(description="the `next_cursor` of the previous page (opaque); none: the first page")
 ]
+
+
+# ---- data sources ------------------------------------------------------------------------------
+
+
+class _DataSourceFields(View):
+    identifier: str
+    title: str | None = None
+    description: str | None = None
+    kind: str
+    config: dict[str, Any]
+    schedule: str | None = None
+    # Port Ocean's resource shape, as saved
+    resources: list[dict[str, Any]]
+    delete_stale: bool
+    deletion_threshold: float
+    create_missing_related_entities: bool
+    security: dict[str, Any] | None = None
+
+
+class DataSourceView(Stamped, _DataSourceFields):
+    """A data source's definition as saved."""
+
+
+class ItemErrorView(View):
+    """One failing field of one raw item: ``key`` is the entity identifier the mapping produced,
+    else the item's index in its page."""
+
+    resource: int | None = None
+    key: str | int | None = None
+    pointer: str | None = None
+    message: str
+
+
+class PreviewView(View):
+    entities: list[dict[str, Any]]
+    errors: list[ItemErrorView]
+
+
+class SyncCounts(View):
+    seen: int
+    created: int
+    updated: int
+    unchanged: int
+    deleted: int
+    failed: int
+
+
+class SyncView(View):
+    id: str
+    data_source: str
+    trigger: Literal["SCHEDULE", "API", "WEBHOOK"]
+    status: Literal["RUNNING", "SUCCESS", "PARTIAL", "FAILURE"]
+    counts: SyncCounts
+    errors: list[ItemErrorView]
+    warnings: list[str]
+    started_at: str
+    ended_at: str | None = None
+    created_by: str | None = None
+
+
+class PageApplied(View):
+    """What one page of raw items did (a page sent again answers the same)."""
+
+    seen: int
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+
+
+class DeliveryView(View):
+    id: int
+    delivery_id: str
+    status: Literal["PENDING", "APPLIED", "IGNORED", "FAILED"]
+    received_at: str
+    processed_at: str | None = None
+    attempts: int
+    outcome: dict[str, Any] | None = None
+
+
+class DeliveryAccepted(View):
+    delivery_id: str
+    # false: a delivery with this id was stored before; it is not applied again
+    accepted: bool

@@ -1,0 +1,102 @@
+"""Webhook sources' endpoint (signed, no bearer token) and the processor that applies deliveries.
+
+The route does the least it can before answering: check the signature, store the delivery,
+answer 202. :class:`DeliveryProcessor` runs inside each API process (as the event relay does)
+and applies stored deliveries one transaction each (``catalog.sources.webhooks.process_one``);
+a delivery stored while no processor runs is applied once one starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.openapi import errors
+from api.schemas import DeliveryAccepted
+from catalog.errors import Unauthenticated
+from catalog.sources import webhooks
+
+log = logging.getLogger("gantry.webhooks")
+router = APIRouter(tags=["webhooks"])
+IDLE_POLL = 2.0
+BACKOFF = 5.0
+
+
+@router.post(
+    "/v1/webhooks/{data_source}",
+    status_code=202,
+    response_model=DeliveryAccepted,
+    responses=errors(401, 404),
+    openapi_extra={"security": []},
+)
+async def receive_webhook(data_source: str, request: Request) -> JSONResponse:
+    """A vendor's delivery to a webhook source: signed per the source's ``security`` (no bearer
+    token), stored, and answered 202 at once; a delivery id seen before is not applied again."""
+    raw = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        body: Any = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode("utf-8", "replace")
+    content = webhooks.envelope(body, headers, request.query_params)
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+
+    def store() -> tuple[str, bool]:
+        with factory() as session, session.begin():
+            _source, definition = webhooks.webhook_source(session, data_source)
+            assert definition.security is not None  # a webhook source is saved with one
+            if not webhooks.signature_valid(definition.security, headers, raw):
+                raise Unauthenticated(f"the request is not signed for data source '{data_source}'")
+            delivery_id = webhooks.delivery_id_of(headers) or uuid.uuid4().hex
+            return delivery_id, webhooks.store(session, data_source, delivery_id, content)
+
+    delivery_id, accepted = await anyio.to_thread.run_sync(store)
+    if accepted:
+        request.app.state.deliveries.wake()
+    return JSONResponse({"delivery_id": delivery_id, "accepted": accepted}, status_code=202)
+
+
+class DeliveryProcessor:
+    """Applies stored webhook deliveries, one transaction each, until stopped."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._factory = factory
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped = False
+
+    def wake(self) -> None:
+        """Process soon (thread-safe)."""
+        if self._loop is not None and self._wakeup is not None:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self.wake()
+
+    async def run(self) -> None:
+        self._loop, self._wakeup = asyncio.get_running_loop(), asyncio.Event()
+        while not self._stopped:
+            self._wakeup.clear()
+            try:
+                busy = await anyio.to_thread.run_sync(webhooks.process_one, self._factory)
+            except Exception:
+                log.exception("webhook delivery processing failed")
+                busy, pause = False, BACKOFF
+            else:
+                pause = IDLE_POLL
+            if busy:
+                continue
+            if self._stopped:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), pause)

@@ -1,0 +1,259 @@
+"""Webhook sources: signed deliveries, stored before they are answered and applied once.
+
+``POST /v1/webhooks/{data_source}`` checks the HMAC signature the source's ``security`` asks
+for (the secret is read from the environment variable ``secret_env`` names; GitHub's
+``X-Hub-Signature-256: sha256=...`` is the default), stores the delivery and answers 202; the
+same delivery id stored before is not stored (nor applied) again. A processor in each API
+process claims one pending delivery at a time and, in the same transaction as the entity
+writes, maps its envelope ``{body, headers, query}`` with each resource's ``filter``,
+``itemsToParse``, mappings and ``operation``, and marks it with its outcome. A crash before the
+commit leaves the delivery pending for the next claim; after it, the delivery is marked: none is
+lost, none applied twice.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Mapping as MappingType
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from catalog.db import utcnow
+from catalog.entities.service import delete_entity
+from catalog.errors import CatalogError, FieldError, Invalid, NotFound
+from catalog.models import DataSource, Entity, WebhookDelivery
+from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
+from catalog.sandbox.jq import JqError, run_jq_batch
+from catalog.sources.definitions import DataSourceIn, Resource, Security, parsed
+from catalog.sources.mapping import ItemError, map_items
+from catalog.sources.syncs import apply_mapping, source_actor
+from catalog.timefmt import format_instant, format_optional
+
+PENDING, APPLIED, IGNORED, FAILED = "PENDING", "APPLIED", "IGNORED", "FAILED"
+DELIVERY_HEADERS = ("x-delivery-id", "x-github-delivery")
+# Never kept in an envelope: the mappings have no business with credentials.
+DROPPED_HEADERS = ("authorization", "cookie", "proxy-authorization")
+MAX_DELIVERY_ID = 200
+# A delivery whose processing raised this many times is marked FAILED (not retried forever).
+MAX_ATTEMPTS = 3
+
+
+def webhook_source(session: Session, identifier: str) -> tuple[DataSource, DataSourceIn]:
+    source = session.get(DataSource, identifier)
+    if source is None or source.kind != "webhook":
+        raise NotFound(f"webhook source '{identifier}' not found")
+    return source, parsed(source)
+
+
+def signature_valid(security: Security, headers: MappingType[str, str], body: bytes) -> bool:
+    """Whether the request carries the HMAC of its body under the source's secret. An unset
+    or empty secret accepts nothing."""
+    secret = os.environ.get(security.secret_env, "")
+    given = headers.get(security.header.lower(), "")
+    if not secret or not given.startswith(security.prefix):
+        return False
+    expected = hmac.new(secret.encode(), body, security.algorithm).hexdigest()
+    return hmac.compare_digest(given[len(security.prefix) :].strip().lower(), expected)
+
+
+def delivery_id_of(headers: MappingType[str, str]) -> str | None:
+    for name in DELIVERY_HEADERS:
+        value = headers.get(name)
+        if value:
+            if len(value) > MAX_DELIVERY_ID:
+                raise Invalid(
+                    "delivery id too long",
+                    [FieldError(f"/{name}", f"at most {MAX_DELIVERY_ID} characters")],
+                )
+            return value
+    return None
+
+
+def envelope(body: Any, headers: MappingType[str, str], query: MappingType[str, str]) -> dict[str, Any]:
+    """What the mappings see: header names lower-cased, credentials left out."""
+    kept = {k.lower(): v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
+    return {"body": body, "headers": kept, "query": dict(query)}
+
+
+def store(session: Session, data_source: str, delivery_id: str, content: dict[str, Any]) -> bool:
+    """Store a delivery; False when one with that id was stored before (nothing stored)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = (
+        insert(WebhookDelivery)
+        .values(
+            data_source=data_source,
+            delivery_id=delivery_id,
+            received_at=utcnow(),
+            envelope=content,
+            status=PENDING,
+            attempts=0,
+        )
+        .on_conflict_do_nothing(index_elements=["data_source", "delivery_id"])
+        .returning(WebhookDelivery.id)
+    )
+    return session.scalar(stmt) is not None
+
+
+# ---- the processor's work -------------------------------------------------------------------
+
+
+def _claim(session: Session) -> WebhookDelivery | None:
+    stmt = (
+        select(WebhookDelivery).where(WebhookDelivery.status == PENDING).order_by(WebhookDelivery.id).limit(1)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return session.scalar(stmt)
+
+
+def process_one(factory: sessionmaker[Session]) -> bool:
+    """Apply the oldest pending delivery and mark it, in one transaction; False when none is
+    pending. A delivery whose processing raises is retried, then marked FAILED."""
+    delivery_id: int | None = None
+    try:
+        with factory() as session, session.begin():
+            delivery = _claim(session)
+            if delivery is None:
+                return False
+            delivery_id = delivery.id
+            _apply(session, delivery)
+        return True
+    except Exception as exc:
+        if delivery_id is None:
+            raise
+        _note_attempt(factory, delivery_id, exc)
+        return True
+
+
+def _note_attempt(factory: sessionmaker[Session], delivery_id: int, exc: Exception) -> None:
+    with factory() as session, session.begin():
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None or delivery.status != PENDING:
+            return
+        delivery.attempts += 1
+        if delivery.attempts >= MAX_ATTEMPTS:
+            delivery.status, delivery.processed_at = FAILED, utcnow()
+            delivery.outcome = {"errors": [{"pointer": "/", "message": f"{exc.__class__.__name__}: {exc}"}]}
+
+
+def _apply(session: Session, delivery: WebhookDelivery) -> None:
+    source = session.get(DataSource, delivery.data_source)
+    definition = parsed(source) if source is not None else None
+    outcome: dict[str, Any] = {
+        "created": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "failed": 0,
+        "errors": [],
+    }
+    matched = False
+    if definition is not None:
+        wanted = _filtered(definition, delivery.envelope, outcome)
+        for index, resource in wanted:
+            matched = True
+            if resource.operation == "delete":
+                _delete(session, definition, index, resource, delivery.envelope, outcome)
+            else:
+                applied = apply_mapping(
+                    session, definition, index, map_items(resource, index, [delivery.envelope]), now=utcnow()
+                )
+                for key in ("created", "updated", "unchanged", "failed"):
+                    outcome[key] += applied.counts[key]
+                outcome["errors"] += [e.as_dict() for e in applied.errors]
+    written = sum(outcome[k] for k in ("created", "updated", "unchanged", "deleted"))
+    if outcome["errors"] and not written:
+        delivery.status = FAILED
+    else:
+        delivery.status = APPLIED if matched else IGNORED
+    delivery.outcome, delivery.processed_at = outcome, utcnow()
+    delivery.attempts += 1
+
+
+def _filtered(
+    definition: DataSourceIn, content: dict[str, Any], outcome: dict[str, Any]
+) -> list[tuple[int, Resource]]:
+    """The resources whose ``filter`` (jq over the envelope) is true for this delivery."""
+    filters = [(i, r) for i, r in enumerate(definition.resources) if r.filter is not None]
+    results = dict(
+        zip(
+            [i for i, _ in filters],
+            run_jq_batch([(r.filter or "", content) for _, r in filters]),
+            strict=True,
+        )
+    )
+    wanted = []
+    for index, resource in enumerate(definition.resources):
+        result = results.get(index)
+        if isinstance(result, JqError):
+            outcome["errors"].append(
+                ItemError(index, 0, f"/resources/{index}/filter", f"jq: {result}").as_dict()
+            )
+            outcome["failed"] += 1
+        elif result is None or (result and result[0] is True):
+            wanted.append((index, resource))
+    return wanted
+
+
+def _delete(
+    session: Session,
+    definition: DataSourceIn,
+    index: int,
+    resource: Resource,
+    content: dict[str, Any],
+    outcome: dict[str, Any],
+) -> None:
+    """``operation: delete``: the entities the mapping names are deleted (those absent are fine)."""
+    mapping = map_items(resource, index, [content])
+    outcome["errors"] += [e.as_dict() for e in mapping.errors]
+    outcome["failed"] += len(mapping.failed)
+    for mapped in mapping.entities:
+        identifier = mapped.entity["identifier"]
+        exists = session.scalar(
+            select(Entity.id).where(Entity.blueprint == mapped.blueprint, Entity.identifier == identifier)
+        )
+        if exists is None:
+            continue
+        try:
+            delete_entity(session, mapped.blueprint, identifier, source_actor(definition.identifier))
+        except CatalogError as exc:
+            outcome["errors"].append(ItemError(index, identifier, "/", f"not deleted: {exc}").as_dict())
+            outcome["failed"] += 1
+            continue
+        outcome["deleted"] += 1
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def list_deliveries(
+    session: Session, data_source: str, *, limit: int, cursor: str | None
+) -> Page[WebhookDelivery]:
+    """Newest first."""
+    check_limit(limit)
+    stmt = select(WebhookDelivery).where(WebhookDelivery.data_source == data_source)
+    if cursor:
+        (last_id,) = decode_cursor(cursor, size=1)
+        if not isinstance(last_id, int):
+            raise Invalid("invalid cursor", [FieldError("/cursor", "not a cursor returned by this API")])
+        stmt = stmt.where(WebhookDelivery.id < last_id)
+    rows = list(session.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(limit + 1)))
+    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
+    return Page(rows[:limit], next_cursor)
+
+
+def delivery_view(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "delivery_id": delivery.delivery_id,
+        "status": delivery.status,
+        "received_at": format_instant(delivery.received_at),
+        "processed_at": format_optional(delivery.processed_at),
+        "attempts": delivery.attempts,
+        "outcome": delivery.outcome,
+    }
