@@ -29,16 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.client import WorkflowContinuedAsNewError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import build_activities
+from devtools.testing import eventually_async
 from tests.fakes.github import FakeGitHub, RunScript
 from tests.fakes.jira import FakeJira
 from tests.fakes.server import serve
 from tests.fakes.webhook import FakeWebhookReceiver
-from tests.temporal_env import start_dev_server
+from tests.temporal_env import start_dev_server, start_time_skipping
 from tests.workflows.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, Stack, serve_api, stack_settings
 from tests.workflows.test_action_runs import deploy_action, seed
 from tests.workflows.test_approvals import action as approval_action
@@ -49,6 +51,8 @@ from workflows import ALL_WORKFLOWS
 from workflows.reconcile import ReconcileRuns, RegradeScorecards
 
 HISTORIES = Path(__file__).parent / "histories"
+# Scenarios that sleep for long in workflow time, recorded on the time-skipping test server.
+TIME_SKIPPING = {"reconcile_runs_continued"}
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELLED", "TIMED_OUT", "DECLINED"}
 
 # A scenario drives the stack and returns the workflow id (and run id, for one execution of
@@ -74,11 +78,11 @@ async def _deploy(
 
 
 async def _until_step_runs(stack: Stack, run_id: str, index: int) -> None:
-    for _ in range(200):
-        if (await stack.api.get(f"/v1/runs/{run_id}")).json()["steps"][index]["status"] == "IN_PROGRESS":
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"step {index} of run {run_id} never started")
+    async def under_way() -> bool:
+        run = (await stack.api.get(f"/v1/runs/{run_id}")).json()
+        return bool(run["steps"][index]["status"] == "IN_PROGRESS")
+
+    await eventually_async(under_way, what=f"step {index} of run {run_id} to start")
 
 
 async def success_several_kinds(stack: Stack) -> tuple[str, str | None]:
@@ -157,6 +161,25 @@ async def regrade_scorecards(stack: Stack) -> tuple[str, str | None]:
     return workflow_id, None
 
 
+async def reconcile_runs_continued(stack: Stack) -> tuple[str, str | None]:
+    """ReconcileRuns as the worker keeps it running: ``PASSES_PER_EXECUTION`` passes, each a
+    ``gantry.reconcile_runs`` activity and a durable sleep, then continue-as-new. Recorded on the
+    time-skipping server (an hour of sleeps); the history is the first execution's."""
+    workflow_id = "gantry-reconcile-runs-continued"
+    handle = await stack.client.start_workflow(
+        ReconcileRuns.run, id=workflow_id, task_queue=stack.settings.task_queue
+    )
+    try:
+        await handle.result(follow_runs=False)  # skips time while it waits
+    except WorkflowContinuedAsNewError:
+        pass
+    else:
+        raise AssertionError("ReconcileRuns ended instead of continuing as new")
+    finally:
+        await stack.client.get_workflow_handle(workflow_id).terminate("recorded: the loop ends here")
+    return workflow_id, handle.first_execution_run_id
+
+
 async def automation_run(stack: Stack) -> tuple[str, str | None]:
     """An ENTITY_CREATED automation launching an action: rendered, launched, linked."""
     await seed(stack)
@@ -168,12 +191,14 @@ async def automation_run(stack: Stack) -> tuple[str, str | None]:
         await stack.api.get("/v1/events", params={"type": "ENTITY_CREATED", "entity": "ledger"})
     ).json()
     workflow_id = f"automation:welcome:{created['items'][0]['id']}"
-    for _ in range(300):
+
+    async def launched() -> dict[str, Any] | None:
         try:
-            result = await stack.client.get_workflow_handle(workflow_id).result()
-            break
+            return dict(await stack.client.get_workflow_handle(workflow_id).result())
         except RPCError:  # not started yet: the relay delivers it
-            await asyncio.sleep(0.1)
+            return None
+
+    result = await eventually_async(launched, what=f"{workflow_id} to end")
     assert result["status"] == "LAUNCHED", result
     await stack.wait_for(result["run_id"], TERMINAL)
     return workflow_id, None
@@ -204,21 +229,23 @@ async def _entity_timer(stack: Stack, first_steps: list[dict[str, Any]]) -> tupl
         items = (await stack.api.get("/v1/timers", params={"blueprint": "environment"})).json()["items"]
         return dict(items[0])
 
-    for _ in range(100):
-        if (await timer())["reminders"]:
-            break
-        await asyncio.sleep(0.1)
+    await eventually_async(lambda: _reminded(timer), what="env-1's reminder")
     extended = await stack.api.post(
         "/v1/blueprints/environment/entities/env-1/timers/expires_at/extend", json={"by": "PT2S"}
     )
     assert extended.status_code == 200, extended.text
-    for _ in range(300):
-        if (await timer())["teardown"] in ("done", "failed"):
-            break
-        await asyncio.sleep(0.1)
-    record = await timer()
+    record = await eventually_async(lambda: _torn_down(timer), what="env-1's teardown")
     assert (record["state"], record["teardown"], len(record["extensions"])) == ("expired", "done", 1), record
     return record["workflow_id"], None
+
+
+async def _reminded(timer: Callable[[], Awaitable[dict[str, Any]]]) -> bool:
+    return bool((await timer())["reminders"])
+
+
+async def _torn_down(timer: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any] | None:
+    record = await timer()
+    return record if record["teardown"] in ("done", "failed") else None
 
 
 async def approval_approved(stack: Stack) -> tuple[str, str | None]:
@@ -249,6 +276,7 @@ SCENARIOS: dict[str, Scenario] = {
     "action_run_cancelled": cancelled,
     "action_run_sleep": sleep_then_webhook,
     "reconcile_runs": reconcile_runs,
+    "reconcile_runs_continued": reconcile_runs_continued,
     "regrade_scorecards": regrade_scorecards,
     "automation_run": automation_run,
     "entity_timer": entity_timer,
@@ -311,12 +339,16 @@ async def main(only: list[str]) -> None:
         serve(fakes["jira"].app) as jira_url,
     ):
         fakes["webhook"].url, fakes["github"].url, fakes["jira"].url = webhook_url, github_url, jira_url
-        async with start_dev_server() as temporal:
-            for name, scenario in SCENARIOS.items():
-                if only and name not in only:
-                    continue
-                path = await record(name, scenario, temporal, fakes, Path(root))
-                print(f"recorded {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+        chosen = {name: s for name, s in SCENARIOS.items() if not only or name in only}
+        for skipping in (False, True):
+            todo = {name: s for name, s in chosen.items() if (name in TIME_SKIPPING) == skipping}
+            if not todo:
+                continue
+            async with start_time_skipping() if skipping else start_dev_server() as temporal:
+                for name, scenario in todo.items():
+                    path = await record(name, scenario, temporal, fakes, Path(root))
+                    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+                    print(f"recorded {shown}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from workflows import ALL_WORKFLOWS
+from workflows.reconcile import LOOPING, PASSES_PER_EXECUTION
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -30,6 +31,7 @@ EXPECTED = {
     "action_run_sleep": "ActionRun",
     "action_run_approval_approved": "ActionRun",
     "reconcile_runs": "ReconcileRuns",
+    "reconcile_runs_continued": "ReconcileRuns",
     "regrade_scorecards": "RegradeScorecards",
     "automation_run": "AutomationRun",
     "entity_timer": "EntityTimer",
@@ -107,3 +109,16 @@ def test_histories_cover_the_run_paths() -> None:
         assert kind in gate
     approval = load("action_run_approval_approved").events[0].workflow_execution_started_event_attributes
     assert '"approvals":{"action"' in approval.input.payloads[0].data.decode()
+
+
+def test_the_housekeeping_loop_recording_continues_as_new() -> None:
+    """A full execution of the looping ReconcileRuns: every pass (an activity, then a durable
+    sleep), then continue-as-new with a fresh history. The older ``reconcile_runs`` recording is
+    one pass from before the loop (no patch marker) and must keep replaying as that."""
+    events = json.loads((HISTORIES / "reconcile_runs_continued.json").read_text())["events"]
+    kinds = [e["eventType"] for e in events]
+    assert kinds[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
+    assert kinds.count("EVENT_TYPE_ACTIVITY_TASK_COMPLETED") == PASSES_PER_EXECUTION
+    assert kinds.count("EVENT_TYPE_TIMER_FIRED") == PASSES_PER_EXECUTION
+    assert patches("reconcile_runs_continued") == [LOOPING]
+    assert patches("reconcile_runs") == []
