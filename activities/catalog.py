@@ -176,7 +176,7 @@ class CatalogActivities:
     @activity.defn(name="gantry.report_timer")
     async def report_timer(self, report: TimerReport) -> dict[str, Any]:
         """Tell the catalog what a timer did; the answer names the owners when they are to be told."""
-        return await self._api.report_timer(report.timer_id, report.report)
+        return await self._api.report_timer(report.timer_id, report.report.to_json())
 
     @activity.defn(name="gantry.start_expiry_run")
     async def start_expiry_run(self, expiry: ExpiryRun) -> str:

@@ -46,6 +46,49 @@ class Approver:
 
 
 @dataclass
+class ApproverSelection:
+    """Who a policy names: users, the members of teams, everyone with a role."""
+
+    users: list[str] = field(default_factory=list)
+    teams: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ApprovalNotify:
+    slack_channel: str | None = None
+    # Also send each eligible approver a direct message.
+    direct_messages: bool = True
+
+
+@dataclass
+class ApprovalPolicy:
+    """An approval gate's policy: the action's own (``approval``) or an ``approval`` step's
+    parameters. The catalog checks it when the action is saved (``catalog.runs.approvals``) and,
+    at launch, resolves it to the people able to decide (``eligible``, ``escalation_eligible``:
+    empty in a policy as saved). Durations are ISO 8601."""
+
+    approvers: ApproverSelection
+    required_approvals: int = 1
+    allow_self_approval: bool = False
+    timeout: str = "PT24H"
+    on_timeout: str = "DECLINE"  # DECLINE | ESCALATE
+    escalation_approvers: ApproverSelection | None = None
+    escalation_timeout: str | None = None
+    remind_before: list[str] = field(default_factory=list)
+    notify: ApprovalNotify = field(default_factory=ApprovalNotify)
+    eligible: list[Approver] = field(default_factory=list)
+    escalation_eligible: list[Approver] = field(default_factory=list)
+
+    def phases(self) -> list[tuple[str, list[Approver], str]]:
+        """The phases a gate waits through: who may decide in each, and for how long."""
+        phases = [("initial", self.eligible, self.timeout)]
+        if self.on_timeout == "ESCALATE":
+            phases.append(("escalated", self.escalation_eligible, self.escalation_timeout or self.timeout))
+        return phases
+
+
+@dataclass
 class ApprovalRequest:
     """What approvers are asked, for ``slack.request_approval`` and reminders."""
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from temporalio.converter import value_to_type
+from temporalio.converter import TransferTypeConverter, transfer_type_convertible
+
+from contracts.actions import ActionSpec, StepSpec
+from contracts.approvals import ApprovalPolicy
+from contracts.wire import from_wire, to_wire
 
 ACTION_RUN_WORKFLOW = "ActionRun"
 REPORT_ACTIVITY = "gantry.report_run"
@@ -56,12 +61,30 @@ class RunInfo:
     temporal_ui_url: str = ""
 
 
+class _RunInputWire(TransferTypeConverter["RunInput", dict[str, Any]]):
+    """RunInput as a workflow argument: Temporal's data converter (the default one, on every
+    client, worker and replayer) calls this for the top-level value, so the action's steps go
+    out and come back under their wire keys without a custom data converter."""
+
+    transfer_type = dict[str, Any]
+
+    def to_transfer_type(self, value: RunInput) -> dict[str, Any]:
+        return value.to_json()
+
+    def from_transfer_type(self, value: dict[str, Any], type_hint: type[RunInput]) -> RunInput:
+        return RunInput.from_json(value)
+
+
+@transfer_type_convertible(_RunInputWire)
 @dataclass
 class RunInput:
+    """What an ActionRun workflow starts with. It converts itself to and from JSON (see
+    :mod:`contracts.wire`): the action keeps its stored shape on the wire, so inputs from
+    before it was typed, and recorded histories, decode as they are."""
+
     run_id: str
-    # The saved action definition (steps with ``uses``/``with``/``if``…, user_inputs, approval):
-    # user data the workflow renders and evaluates, passed as the catalog stores it.
-    action: dict[str, Any]
+    # The saved action: its steps (``uses``/``with``/``if``…), user_inputs, approval.
+    action: ActionSpec
     entity: dict[str, Any] | None
     inputs: dict[str, Any]
     user: Requester
@@ -73,7 +96,7 @@ class RunInput:
     # First seq of this execution's log lines (a retry continues after the last one).
     log_base: int = 0
     # Approval policies with their eligible people, by gate ("action" or an approval step's id).
-    approvals: dict[str, Any] = field(default_factory=dict)
+    approvals: dict[str, ApprovalPolicy] = field(default_factory=dict)
     # Keep GantryRunStatus current (off on servers without custom search attributes).
     search_attributes: bool = True
     # A retry passes only the gates that were APPROVED ("action"; approval steps it keeps as
@@ -82,28 +105,53 @@ class RunInput:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunInput:
-        """The input the catalog stored (and a retry patched) as JSON, checked as the workflow will
-        read it: unknown keys are dropped, a missing required one raises ``TypeError``."""
-        run_input: RunInput = value_to_type(cls, dict(data), [])
-        return run_input
+        """The input as JSON, read as the workflow will read it: unknown keys are dropped, a
+        missing required one raises ``TypeError``."""
+        return from_wire(cls, dict(data))
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = to_wire(self)
+        return data
 
 
-def initial_steps(steps: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """A run's ``steps[]`` before anything ran, from the action's step definitions: the catalog's
-    new run record and the workflow's first report start from this one skeleton."""
-    return [
-        {
-            "id": s["id"],
-            "title": s.get("title") or s["id"],
-            "uses": s["uses"],
-            "status": "PENDING",
-            "started_at": None,
-            "ended_at": None,
-            "outputs": {},
-            "error": None,
-        }
-        for s in steps
-    ]
+@dataclass
+class StepState:
+    """One entry of a run's ``steps[]``: what the workflow reports and the catalog stores."""
+
+    id: str
+    uses: str
+    title: str = ""
+    # PENDING, IN_PROGRESS, SUCCESS, FAILURE, SKIPPED, COMPENSATED, or how the run ended while it
+    # ran (CANCELLED, DECLINED). A plain string: a reader takes a newer worker's status as it is.
+    status: str = "PENDING"
+    started_at: str | None = None
+    ended_at: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def pending(cls, step: StepSpec | Mapping[str, Any]) -> StepState:
+        """The state of a step before anything ran, from its definition."""
+        spec = step if isinstance(step, StepSpec) else from_wire(StepSpec, dict(step))
+        return cls(id=spec.id, uses=spec.uses, title=spec.title or spec.id)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StepState:
+        """A stored or reported step (unknown keys dropped)."""
+        return from_wire(cls, dict(data))
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def again(self) -> StepState:
+        """The step as a retry finds it when the retry runs it again: pending, no outputs."""
+        return dataclasses.replace(self, status="PENDING", error=None, outputs={})
+
+
+def initial_steps(steps: Sequence[StepSpec | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A run's ``steps[]`` before anything ran, as the catalog stores it: the catalog's new run
+    record and the workflow's first report start from this one skeleton (:meth:`StepState.pending`)."""
+    return [StepState.pending(s).to_json() for s in steps]
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -124,7 +172,7 @@ class RunReport:
 
     status: RunStatus
     status_label: str
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[StepState] = field(default_factory=list)
     approval: dict[str, Any] | None = None
     links: list[dict[str, Any]] = field(default_factory=list)
     affected_entities: list[dict[str, Any]] = field(default_factory=list)

@@ -36,11 +36,13 @@ with workflow.unsafe.imports_passed_through():
     from catalog.runs.step_kinds import WAITING_KINDS, describe_target
     from catalog.sandbox.templates import TemplateFailure, evaluate_condition, render_value
     from catalog.timefmt import format_instant
+    from contracts.actions import CompensationSpec, RetrySpec, StepSpec
     from contracts.approvals import (
         DECIDE_UPDATE,
         NO_APPROVAL_PENDING,
         ApprovalMessages,
         ApprovalOutcome,
+        ApprovalPolicy,
         ApprovalRequest,
         Decision,
     )
@@ -54,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
         RunOutcome,
         RunReport,
         RunStatus,
-        initial_steps,
+        StepState,
     )
     from contracts.search_attributes import GANTRY_RUN_STATUS
     from contracts.steps import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_NOT_CONFIGURED, StepInput, StepResult
@@ -94,7 +96,7 @@ class ActionRun:
         self._status = RunStatus.IN_PROGRESS
         self._label = "Starting"
         self._error: str | None = None
-        self._steps: list[dict[str, Any]] = []
+        self._steps: list[StepState] = []
         self._links: list[dict[str, Any]] = []
         self._affected: list[dict[str, Any]] = []
         self._unsent: list[LogLine] = []
@@ -144,23 +146,21 @@ class ActionRun:
         self._marker = workflow.uuid4().hex
         self._seq = inp.log_base
         self._search_attributes = inp.search_attributes
-        self._steps = initial_steps(inp.action["steps"])
+        self._steps = [StepState.pending(spec) for spec in inp.action.steps]
         done = inp.previous_steps
         for step in self._steps:
-            if step["id"] in done:
-                step.update(
-                    status=done[step["id"]].get("status", "SUCCESS"),
-                    outputs=done[step["id"]].get("outputs", {}),
-                )
+            if step.id in done:
+                step.status = done[step.id].get("status", "SUCCESS")
+                step.outputs = done[step.id].get("outputs", {})
         self._log(
-            f"Run of '{inp.action.get('title', inp.action['identifier'])}' started by {inp.user.identifier}"
+            f"Run of '{inp.action.title or inp.action.identifier}' started by {inp.user.identifier}"
             + (f", resuming at step {inp.resume_at}" if inp.resume_at else "")
         )
         try:
             if "action" in inp.approvals and "action" not in _approved(inp):
                 await self._await_approval("action", inp)
-            for index, definition in enumerate(inp.action["steps"]):
-                if definition["id"] in done:
+            for index, definition in enumerate(inp.action.steps):
+                if definition.id in done:
                     continue
                 await self._run_step(index, definition, inp)
         except RunDeclined as declined:
@@ -201,10 +201,10 @@ class ActionRun:
     # ---- steps -------------------------------------------------------------------------
 
     def _context(self, inp: RunInput) -> dict[str, Any]:
-        steps = {s["id"]: {"outputs": s["outputs"], "status": s["status"]} for s in self._steps}
+        steps = {s.id: {"outputs": s.outputs, "status": s.status} for s in self._steps}
         return {
             # Secret inputs become this run's marked placeholders here, by name, and nowhere else.
-            "inputs": mark_inputs(inp.inputs, secret_input_names(inp.action), self._marker),
+            "inputs": mark_inputs(inp.inputs, _secret_inputs(inp), self._marker),
             "entity": inp.entity,
             "steps": steps,
             "run": dataclasses.asdict(inp.run),
@@ -212,23 +212,23 @@ class ActionRun:
             "event": inp.event,
         }
 
-    async def _run_step(self, index: int, definition: dict[str, Any], inp: RunInput) -> None:
+    async def _run_step(self, index: int, definition: StepSpec, inp: RunInput) -> None:
         step = self._steps[index]
-        step_id, uses = definition["id"], definition["uses"]
+        step_id, uses = definition.id, definition.uses
         context = self._context(inp)
         try:
-            condition = definition.get("if")
+            condition = definition.condition
             if condition is not None and not evaluate_condition(condition, context, f"/steps/{index}/if"):
-                step.update(status="SKIPPED")
+                step.status = "SKIPPED"
                 self._log(f"Step {step_id} skipped: its condition is false", step_id=step_id)
                 return
-            params = render_value(definition.get("with", {}), context, f"/steps/{index}/with")
+            params = render_value(definition.params, context, f"/steps/{index}/with")
         except TemplateFailure as exc:
-            step.update(status="FAILURE", error=str(exc))
+            step.status, step.error = "FAILURE", str(exc)
             raise StepFailure(step_id, str(exc)) from exc
-        if definition.get("wait_for_completion") is not None:
-            params["wait_for_completion"] = definition["wait_for_completion"]
-        step.update(status="IN_PROGRESS", started_at=_iso(workflow.now()))
+        if definition.wait_for_completion is not None:
+            params["wait_for_completion"] = definition.wait_for_completion
+        step.status, step.started_at = "IN_PROGRESS", _iso(workflow.now())
         self._label = f"Running step {step_id}"
         workflow.set_current_details(f"**{self._label}** ({uses})")
         self._log(f"Step {step_id} ({uses}) started", step_id=step_id)
@@ -237,9 +237,9 @@ class ActionRun:
         try:
             result = await self._execute(step_id, uses, params, definition, inp)
         except StepFailure as failure:
-            step.update(status="FAILURE", ended_at=_iso(workflow.now()), error=failure.message)
+            step.status, step.ended_at, step.error = "FAILURE", _iso(workflow.now()), failure.message
             raise
-        step.update(status="SUCCESS", ended_at=_iso(workflow.now()), outputs=result.outputs)
+        step.status, step.ended_at, step.outputs = "SUCCESS", _iso(workflow.now()), result.outputs
         self._links += [{"title": link.title, "url": link.url} for link in result.links]
         self._affected += result.affected_entities
         for line in result.log:
@@ -247,7 +247,12 @@ class ActionRun:
         self._log(f"Step {step_id} succeeded", step_id=step_id)
 
     async def _execute(
-        self, step_id: str, uses: str, params: dict[str, Any], definition: dict[str, Any], inp: RunInput
+        self,
+        step_id: str,
+        uses: str,
+        params: dict[str, Any],
+        definition: StepSpec | CompensationSpec,
+        inp: RunInput,
     ) -> StepResult:
         if uses == "approval":
             await self._await_approval(step_id, inp)
@@ -260,7 +265,7 @@ class ActionRun:
                 raise StepFailure(step_id, str(exc)) from exc
             return StepResult(outputs={"slept": params["duration"]})
         timeout = _duration(
-            definition.get("timeout"), DEFAULT_WAITING_TIMEOUT if uses in WAITING_KINDS else DEFAULT_TIMEOUT
+            definition.timeout, DEFAULT_WAITING_TIMEOUT if uses in WAITING_KINDS else DEFAULT_TIMEOUT
         )
         try:
             return await workflow.execute_activity(
@@ -270,20 +275,20 @@ class ActionRun:
                     step_id=step_id,
                     uses=uses,
                     params=params,
-                    action=inp.action["identifier"],
+                    action=inp.action.identifier,
                     timeout_seconds=timeout.total_seconds(),
                     secret_marker=self._marker,
                     entity=_entity_ref(inp, params),
-                    retry=_retry_numbers(definition.get("retry")),
+                    retry=_retry_numbers(definition.retry),
                 ),
                 result_type=StepResult,
                 start_to_close_timeout=timeout,
                 heartbeat_timeout=(
-                    _duration(definition.get("heartbeat_timeout"), HEARTBEAT_TIMEOUT)
+                    _duration(definition.heartbeat_timeout, HEARTBEAT_TIMEOUT)
                     if uses in WAITING_KINDS
                     else None
                 ),
-                retry_policy=_retry_policy(definition.get("retry")),
+                retry_policy=_retry_policy(definition.retry),
                 summary=f"{step_id} · {uses}",
             )
         except ActivityError as exc:
@@ -301,18 +306,9 @@ class ActionRun:
             # A retry asks anew: buttons of the earlier request (never closed if that execution
             # was cancelled while waiting) must not decide this one.
             gate.request_id = f"{gate.request_id}:{inp.log_base}"
-        phases = [("initial", policy["eligible"], policy["timeout"])]
-        if policy["on_timeout"] == "ESCALATE":
-            phases.append(
-                (
-                    "escalated",
-                    policy["escalation_eligible"],
-                    policy.get("escalation_timeout") or policy["timeout"],
-                )
-            )
         self._gate, previous_status = gate, self._status
         self._set_status(RunStatus.WAITING_FOR_APPROVAL, "Waiting for approval")
-        for phase, people, timeout in phases:
+        for phase, people, timeout in policy.phases():
             deadline = workflow.now() + parse_duration(timeout)
             gate.start_phase(phase, people, _iso(deadline))
             self._approval = gate.view()
@@ -339,10 +335,10 @@ class ActionRun:
         await self._report()
 
     async def _wait_for_decisions(
-        self, gate: ApprovalGate, inp: RunInput, policy: dict[str, Any], deadline: Any
+        self, gate: ApprovalGate, inp: RunInput, policy: ApprovalPolicy, deadline: Any
     ) -> bool:
         """True once the gate closes; False when the deadline passes. Sends reminders."""
-        reminders = sorted(deadline - parse_duration(r) for r in policy.get("remind_before", []))
+        reminders = sorted(deadline - parse_duration(r) for r in policy.remind_before)
         reminders = [r for r in reminders if r > workflow.now()]
         seen = gate.decisions
         while gate.status == "PENDING":
@@ -371,18 +367,17 @@ class ActionRun:
         return True
 
     async def _notify(
-        self, gate: ApprovalGate, inp: RunInput, policy: dict[str, Any], *, reminder: bool
+        self, gate: ApprovalGate, inp: RunInput, policy: ApprovalPolicy, *, reminder: bool
     ) -> None:
-        hidden = secret_input_names(inp.action)
+        hidden = _secret_inputs(inp)
         inputs = {
             k: (REDACTED if k in hidden or (isinstance(v, str) and PLACEHOLDER.search(v)) else v)
             for k, v in inp.inputs.items()
         }
-        notify = policy.get("notify") or {}
         request = ApprovalRequest(
             run_id=inp.run_id,
             request_id=gate.request_id,
-            action_title=inp.action.get("title", ""),
+            action_title=inp.action.title,
             requester=inp.user.identifier,
             entity=(inp.entity or {}).get("identifier"),
             inputs=inputs,
@@ -390,8 +385,8 @@ class ActionRun:
             expires_at=gate.expires_at or "",
             run_url=inp.run.url,
             temporal_ui_url=inp.run.temporal_ui_url,
-            approvers=gate.undecided() if notify.get("direct_messages", True) else [],
-            channel=None if reminder else notify.get("slack_channel"),
+            approvers=gate.undecided() if policy.notify.direct_messages else [],
+            channel=None if reminder else policy.notify.slack_channel,
             reminder=reminder,
         )
         try:
@@ -448,29 +443,28 @@ class ActionRun:
             workflow.upsert_search_attributes([GANTRY_RUN_STATUS.value_set(status.value)])
 
     async def _compensate(self, inp: RunInput) -> None:
-        done = [(i, d) for i, d in enumerate(inp.action["steps"]) if self._steps[i]["status"] == "SUCCESS"]
-        todo = [(i, d) for i, d in reversed(done) if d.get("compensate")]
+        done = [(i, d) for i, d in enumerate(inp.action.steps) if self._steps[i].status == "SUCCESS"]
+        todo = [(i, d, d.compensate) for i, d in reversed(done) if d.compensate]
         if not todo:
             return
         self._log(f"Compensating {len(todo)} completed step(s) in reverse order", "WARNING")
-        for index, definition in todo:
-            compensate = definition["compensate"]
-            step_id = definition["id"]
+        for index, definition, compensate in todo:
+            step_id = definition.id
             try:
                 params = render_value(
-                    compensate.get("with", {}), self._context(inp), f"/steps/{index}/compensate/with"
+                    compensate.params, self._context(inp), f"/steps/{index}/compensate/with"
                 )
-                await self._execute(f"{step_id}-compensate", compensate["uses"], params, compensate, inp)
+                await self._execute(f"{step_id}-compensate", compensate.uses, params, compensate, inp)
             except (StepFailure, TemplateFailure) as exc:
                 self._log(f"Compensation of step {step_id} failed: {exc}", "ERROR", step_id)
                 continue
-            self._steps[index]["status"] = "COMPENSATED"
-            self._log(f"Step {step_id} compensated ({compensate['uses']})", "WARNING", step_id)
+            self._steps[index].status = "COMPENSATED"
+            self._log(f"Step {step_id} compensated ({compensate.uses})", "WARNING", step_id)
 
     def _mark_running(self, status: RunStatus, error: str) -> None:
         for step in self._steps:
-            if step["status"] == "IN_PROGRESS":
-                step.update(status=status.value, ended_at=_iso(workflow.now()), error=error)
+            if step.status == "IN_PROGRESS":
+                step.status, step.ended_at, step.error = status.value, _iso(workflow.now()), error
 
     # ---- reporting ---------------------------------------------------------------------
 
@@ -518,12 +512,16 @@ def _approved(inp: RunInput) -> list[str]:
     return ["action"] if inp.resume_at else []
 
 
+def _secret_inputs(inp: RunInput) -> set[str]:
+    return secret_input_names({"user_inputs": inp.action.user_inputs})
+
+
 def _entity_ref(inp: RunInput, params: dict[str, Any]) -> str:
     """``{blueprint}/{identifier}`` of the entity a step acts for: the run's entity; in a CREATE
     action (no entity yet) the one of the action's blueprint its step names in ``with.entity``."""
     if inp.entity:
-        return f"{inp.entity.get('blueprint') or inp.action.get('blueprint')}/{inp.entity['identifier']}"
-    named, blueprint = params.get("entity"), inp.action.get("blueprint")
+        return f"{inp.entity.get('blueprint') or inp.action.blueprint}/{inp.entity['identifier']}"
+    named, blueprint = params.get("entity"), inp.action.blueprint
     if isinstance(named, str) and named and blueprint:
         return f"{blueprint}/{named}"
     return ""
@@ -537,18 +535,18 @@ def _duration(value: str | None, default: timedelta) -> timedelta:
     return parse_duration(value) if value else default
 
 
-def _retry_policy(retry: dict[str, Any] | None) -> RetryPolicy:
-    retry = retry or {}
+def _retry_policy(retry: RetrySpec | None) -> RetryPolicy:
+    retry = retry or RetrySpec()
     return RetryPolicy(
-        initial_interval=_duration(retry.get("initial_interval"), timedelta(seconds=1)),
-        backoff_coefficient=float(retry.get("backoff_coefficient", 2.0)),
-        maximum_interval=_duration(retry.get("maximum_interval"), timedelta(minutes=1)),
-        maximum_attempts=int(retry.get("maximum_attempts", 5)),
+        initial_interval=_duration(retry.initial_interval, timedelta(seconds=1)),
+        backoff_coefficient=float(2.0 if retry.backoff_coefficient is None else retry.backoff_coefficient),
+        maximum_interval=_duration(retry.maximum_interval, timedelta(minutes=1)),
+        maximum_attempts=int(5 if retry.maximum_attempts is None else retry.maximum_attempts),
         non_retryable_error_types=NON_RETRYABLE,
     )
 
 
-def _retry_numbers(retry: dict[str, Any] | None) -> dict[str, float]:
+def _retry_numbers(retry: RetrySpec | None) -> dict[str, float]:
     """The step's retry policy in seconds, for the activity to say what its failure leads to."""
     policy = _retry_policy(retry)
     return {

@@ -15,6 +15,7 @@ from contracts.approvals import (
     APPROVAL_CLOSED,
     NOT_ELIGIBLE,
     SELF_APPROVAL,
+    ApprovalPolicy,
     Approver,
     Decision,
     SlackMessage,
@@ -37,20 +38,18 @@ class ApprovalGate:
     messages: list[SlackMessage] = field(default_factory=list)
 
     @classmethod
-    def open(cls, gate_id: str, run_id: str, policy: dict[str, Any], requester: str) -> ApprovalGate:
+    def open(cls, gate_id: str, run_id: str, policy: ApprovalPolicy, requester: str) -> ApprovalGate:
         return cls(
             gate_id=gate_id,
             request_id=f"{run_id}:{gate_id}",
-            required=int(policy["required_approvals"]),
+            required=policy.required_approvals,
             requester=requester,
-            allow_self_approval=bool(policy.get("allow_self_approval")),
+            allow_self_approval=policy.allow_self_approval,
         )
 
-    def start_phase(self, phase: str, people: list[dict[str, str]], expires_at: str) -> None:
+    def start_phase(self, phase: str, people: list[Approver], expires_at: str) -> None:
         self.phase = phase
-        self.eligible = {
-            p["identifier"]: Approver(p["identifier"], p["email"], p.get("name", "")) for p in people
-        }
+        self.eligible = {p.identifier: p for p in people}
         self.expires_at = expires_at
 
     @property

@@ -12,6 +12,7 @@ Reminders and a failed teardown also go to the timer's owners in Slack
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,7 +32,11 @@ with workflow.unsafe.imports_passed_through():
         Arm,
         ExpiryRun,
         Extension,
+        NextReminder,
+        ReminderSent,
+        TimerExtension,
         TimerInput,
+        TimerNews,
         TimerNotice,
         TimerOwner,
         TimerReport,
@@ -49,7 +54,7 @@ class EntityTimer:
         self._created_at: datetime | None = None
         self._policy: dict[str, Any] = {}
         self._state = "waiting"  # waiting | active | cleared | expired
-        self._extensions: list[dict[str, Any]] = []
+        self._extensions: list[TimerExtension] = []
         self._reminded: set[str] = set()
         self._changed = False
         self._ended_runs: set[str] = set()
@@ -80,13 +85,13 @@ class EntityTimer:
         assert self._deadline is not None
         self._deadline += parse_duration(extension.by)
         self._extensions.append(
-            {
-                "by": extension.by,
-                "user": extension.user,
-                "via": extension.via,
-                "at": format_instant(workflow.now()),
-                "deadline": format_instant(self._deadline),
-            }
+            TimerExtension(
+                by=extension.by,
+                user=extension.user,
+                via=extension.via,
+                at=format_instant(workflow.now()),
+                deadline=format_instant(self._deadline),
+            )
         )
         self._changed = True
         return self.view()
@@ -115,7 +120,7 @@ class EntityTimer:
             "state": self._state,
             "deadline": format_optional(self._deadline),
             "original_deadline": format_optional(self._original),
-            "extensions": self._extensions,
+            "extensions": [dataclasses.asdict(e) for e in self._extensions],
         }
 
     @workflow.run
@@ -143,15 +148,15 @@ class EntityTimer:
                 continue
             await self._report(
                 timer,
-                {
-                    "state": self._state,
-                    "deadline": self._iso(self._deadline),
-                    "extensions": self._extensions,
-                    "next_reminder": self._next_reminder(),
-                },
+                TimerNews(
+                    state=self._state,
+                    deadline=self._iso(self._deadline),
+                    extensions=list(self._extensions),
+                    next_reminder=self._next_reminder(),
+                ),
             )
         if self._state == "cleared":
-            await self._report(timer, {"state": "cleared"})
+            await self._report(timer, TimerNews(state="cleared"))
             return self.view()
         await self._expire(timer)
         return self.view()
@@ -161,7 +166,7 @@ class EntityTimer:
         workflow.set_current_details("**Expired**")
         action = (self._policy.get("on_expiry") or {}).get("action")
         await self._report(
-            timer, {"state": "expired", "expired": True, "teardown": "pending" if action else "none"}
+            timer, TimerNews(state="expired", expired=True, teardown="pending" if action else "none")
         )
         if not action:
             return
@@ -178,10 +183,10 @@ class EntityTimer:
         except ActivityError as exc:
             await self._teardown_failed(timer, None, f"could not start '{action}': {_message(exc)}")
             return
-        await self._report(timer, {"teardown": "running", "on_expiry_run": run_id})
+        await self._report(timer, TimerNews(teardown="running", on_expiry_run=run_id))
         final = await self._wait_for_run(run_id, action)
         if final.get("status") == "SUCCESS":
-            await self._report(timer, {"teardown": "done"})
+            await self._report(timer, TimerNews(teardown="done"))
         else:
             await self._teardown_failed(
                 timer, run_id, f"'{action}' ended {final.get('status')}: {final.get('error')}"
@@ -211,7 +216,7 @@ class EntityTimer:
     async def _teardown_failed(self, timer: TimerInput, run_id: str | None, error: str) -> None:
         text = f"Cleanup of {timer.entity} after its {timer.property} expired needs attention: {error}"
         answer = await self._report(
-            timer, {"teardown": "failed", "error": error, "on_expiry_run": run_id, "notify_owners": text}
+            timer, TimerNews(teardown="failed", error=error, on_expiry_run=run_id, notify_owners=text)
         )
         notice = TimerNotice(
             "teardown_failed",
@@ -224,16 +229,16 @@ class EntityTimer:
         )
         problem = await self._notify(notice)
         if problem:
-            await self._report(timer, {"error": f"{error} ({problem})"})
+            await self._report(timer, TimerNews(error=f"{error} ({problem})"))
 
     async def _remind(self, timer: TimerInput) -> None:
         deadline = self._iso(self._deadline)
         answer = await self._report(
             timer,
-            {
-                "reminder": {"at": format_instant(workflow.now()), "deadline": deadline},
-                "next_reminder": self._next_reminder(),
-            },
+            TimerNews(
+                reminder=ReminderSent(at=format_instant(workflow.now()), deadline=deadline),
+                next_reminder=self._next_reminder(),
+            ),
         )
         notice = TimerNotice(
             "reminder",
@@ -246,7 +251,7 @@ class EntityTimer:
         )
         problem = await self._notify(notice)
         if problem:
-            await self._report(timer, {"error": problem})
+            await self._report(timer, TimerNews(error=problem))
 
     async def _notify(self, notice: TimerNotice) -> str | None:
         """Tell the owners in Slack; what went wrong, if anything (the timer goes on regardless)."""
@@ -265,17 +270,17 @@ class EntityTimer:
             return f"Slack: owners not told of the {notice.kind.replace('_', ' ')}: {_message(exc)}"
         return None
 
-    def _next_reminder(self) -> str | None:
+    def _next_reminder(self) -> NextReminder:
         if self._deadline is None:
-            return None
+            return NextReminder(None)
         upcoming = [
             t
             for t in reminder_times(self._deadline, self._policy.get("remind_before", []), workflow.now())
             if t.isoformat() not in self._reminded
         ]
-        return format_instant(upcoming[0]) if upcoming else None
+        return NextReminder(format_instant(upcoming[0]) if upcoming else None)
 
-    async def _report(self, timer: TimerInput, report: dict[str, Any]) -> dict[str, Any]:
+    async def _report(self, timer: TimerInput, report: TimerNews) -> dict[str, Any]:
         """Tell the catalog; its answer names the timer's ``owners`` when they are to be told.
 
         A local activity: a short call to our own API, run in the worker within the workflow task,
@@ -288,7 +293,7 @@ class EntityTimer:
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(days=1),
             retry_policy=REPORT,
-            summary=next(iter(report), "report"),
+            summary=next(iter(report.to_json()), "report"),
         )
 
     @staticmethod

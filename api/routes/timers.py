@@ -17,10 +17,12 @@ from catalog import events
 from catalog.audit import Actor
 from catalog.base import Strict
 from catalog.entities.service import get_entity
-from catalog.errors import NotFound
+from catalog.errors import FieldError, Invalid, NotFound
 from catalog.identity.service import list_users, missing_users
 from catalog.models import Timer, User
 from catalog.timers import service as timers
+from contracts.timers import TimerNews
+from contracts.wire import WireError
 
 router = APIRouter(tags=["timers"])
 MAX_REPORTS = 500  # timer reports one request may carry
@@ -105,6 +107,7 @@ class TimerReportItem(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     timer_id: str = Field(min_length=1)
+    # Read as contracts.timers.TimerNews (see _read_news): its keys' presence is part of it.
     report: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -121,7 +124,11 @@ def report_timers(session: SessionDep, _: ServiceUser, actor: ActorDep, body: Ti
     reports that arrive while one is in flight together). Applied in order; ``results`` answers
     each in turn: ``{"status": 200, "timer": ..., "owners": [...]}`` or ``{"status": 404, "error": ...}``.
     Owners are named only for reports that go on to tell them (a reminder, a failed cleanup)."""
-    return {"results": _apply_reports(session, [(i.timer_id, i.report) for i in body.reports], actor)}
+    reports = [
+        (item.timer_id, _read_news(item.report, f"/reports/{index}/report"))
+        for index, item in enumerate(body.reports)
+    ]
+    return {"results": _apply_reports(session, reports, actor)}
 
 
 @router.post("/v1/timers/{timer_id:path}/report", response_model=TimerReportAnswer)
@@ -131,14 +138,23 @@ def report_timer(
     """One timer workflow's news (service token only): reminders, re-arms, expiry (which emits
     ``TIMER_EXPIRED`` in the same transaction) and the cleanup's outcome. Answers the owners
     when the report goes on to tell them."""
-    (result,) = _apply_reports(session, [(timer_id, body)], actor)
+    (result,) = _apply_reports(session, [(timer_id, _read_news(body, ""))], actor)
     if result["status"] == 404:
         raise NotFound(result["error"])
     return {"timer": result["timer"], "owners": result["owners"]}
 
 
+def _read_news(raw: dict[str, Any], where: str) -> TimerNews:
+    """A report body as TimerNews: a newer worker's extra keys are ignored, a known key of the
+    wrong shape is a 422 naming it (before any report of the request is applied)."""
+    try:
+        return TimerNews.from_json(raw)
+    except WireError as exc:
+        raise Invalid("invalid timer report", [FieldError(f"{where}/{exc.field}", exc.message)]) from exc
+
+
 def _apply_reports(
-    session: Session, reports: list[tuple[str, dict[str, Any]]], actor: Actor
+    session: Session, reports: list[tuple[str, TimerNews]], actor: Actor
 ) -> list[dict[str, Any]]:
     """Apply reports in order and commit; an answer per report (an unknown timer: a 404 alone)."""
     wanted = list({timer_id for timer_id, _ in reports})
@@ -156,8 +172,8 @@ def _apply_reports(
     return results
 
 
-def _owner_views(session: Session, timer: Timer, report: dict[str, Any]) -> list[dict[str, Any]]:
-    if not timers.wants_owners(report):
+def _owner_views(session: Session, timer: Timer, report: TimerNews) -> list[dict[str, Any]]:
+    if not report.wants_owners:
         return []
     return [{"identifier": u.identifier, "email": u.email, "name": u.name} for u in _owners(session, timer)]
 

@@ -19,6 +19,9 @@ from catalog.errors import FieldError, pointer
 from catalog.identity.permissions import SERVICE
 from catalog.identity.service import SERVICE_USER
 from catalog.models import Team, TeamMembership, User
+from contracts.approvals import ApprovalPolicy as GatePolicy
+from contracts.approvals import Approver
+from contracts.wire import from_wire
 
 
 class Approvers(Strict):
@@ -34,6 +37,9 @@ class Notify(Strict):
 
 
 class ApprovalPolicy(Strict):
+    """A policy as its author writes it, checked when saved; :func:`resolve` turns it into the
+    workflow's :class:`contracts.approvals.ApprovalPolicy` (``GatePolicy`` here)."""
+
     required_approvals: int = Field(1, ge=1, le=50)
     approvers: Approvers
     allow_self_approval: bool = False
@@ -121,21 +127,22 @@ def eligible_approvers(session: Session, approvers: Approvers) -> list[dict[str,
     return [{"identifier": u.identifier, "email": u.email, "name": u.name} for u in users]
 
 
-def resolve(session: Session, raw: dict[str, Any], requester: str | None = None) -> dict[str, Any]:
+def resolve(session: Session, raw: dict[str, Any], requester: str | None = None) -> GatePolicy:
     """A saved policy with its eligible people, as the workflow receives it. Unless the policy
     allows self-approval, the run's ``requester`` is not among them: eligible means able to decide."""
     policy = ApprovalPolicy.model_validate(raw)
 
-    def able(people: list[dict[str, str]]) -> list[dict[str, str]]:
-        if policy.allow_self_approval:
-            return people
-        return [p for p in people if p["identifier"] != requester]
+    def able(people: list[dict[str, str]]) -> list[Approver]:
+        return [
+            Approver(p["identifier"], p["email"], p["name"] or "")
+            for p in people
+            if policy.allow_self_approval or p["identifier"] != requester
+        ]
 
     escalation = (
         eligible_approvers(session, policy.escalation_approvers) if policy.escalation_approvers else []
     )
-    return {
-        **policy.model_dump(mode="json"),
-        "eligible": able(eligible_approvers(session, policy.approvers)),
-        "escalation_eligible": able(escalation),
-    }
+    resolved = from_wire(GatePolicy, policy.model_dump(mode="json"))
+    resolved.eligible = able(eligible_approvers(session, policy.approvers))
+    resolved.escalation_eligible = able(escalation)
+    return resolved

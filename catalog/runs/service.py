@@ -33,7 +33,9 @@ from catalog.runs import approvals, secrets
 from catalog.runs.actions import may_execute, may_see, moderates, see_policy
 from catalog.scorecards import service as scorecards
 from catalog.timefmt import canonical_times, format_instant, format_optional
-from contracts.runs import Requester, RunInfo, RunInput, initial_steps
+from contracts.actions import ActionSpec
+from contracts.approvals import ApprovalPolicy
+from contracts.runs import Requester, RunInfo, RunInput, StepState, initial_steps
 
 TERMINAL = frozenset({"SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"})
 STATUSES = frozenset({"WAITING_FOR_APPROVAL", "IN_PROGRESS"}) | TERMINAL
@@ -69,7 +71,8 @@ class RunReport(WorkerMessage):
 
     status: str | None = None
     status_label: str | None = None
-    steps: list[dict[str, Any]] | None = None
+    # Read as StepState: unknown keys of a newer worker are dropped, id and uses are required.
+    steps: list[StepState] | None = None
     approval: dict[str, Any] | None = None
     links: list[dict[str, Any]] | None = None
     affected_entities: list[dict[str, Any]] | None = None
@@ -361,13 +364,11 @@ def _record_launch(session: Session, run: Run, workflow_input: RunInput) -> None
     )
 
 
-def add_approvers(session: Session, run: Run, gates: dict[str, Any]) -> None:
+def add_approvers(session: Session, run: Run, gates: dict[str, ApprovalPolicy]) -> None:
     """Record who may decide the run's approval ``gates`` (those not recorded yet: a retry
     re-resolves)."""
     approvers = {
-        person["identifier"]
-        for gate in gates.values()
-        for person in gate["eligible"] + gate["escalation_eligible"]
+        person.identifier for gate in gates.values() for person in gate.eligible + gate.escalation_eligible
     }
     known = set(session.scalars(select(RunApprover.user).where(RunApprover.run_id == run.id)))
     session.add_all(RunApprover(run_id=run.id, user=user) for user in sorted(approvers - known))
@@ -416,7 +417,7 @@ def build_workflow_input(
     }
     return RunInput(
         run_id=run.id,
-        action=definition,
+        action=ActionSpec.from_json(definition),
         entity=entity_view(entity) if entity else None,
         inputs={k: (secrets.placeholder(k) if k in secret_names else v) for k, v in run.inputs.items()},
         user=Requester(
@@ -437,7 +438,9 @@ def build_workflow_input(
     )
 
 
-def _approval_gates(session: Session, definition: dict[str, Any], requester: str) -> dict[str, Any]:
+def _approval_gates(
+    session: Session, definition: dict[str, Any], requester: str
+) -> dict[str, ApprovalPolicy]:
     """The action's approval policies with their eligible people, by gate."""
     gates = (
         {"action": approvals.resolve(session, definition["approval"], requester)}
@@ -623,10 +626,12 @@ def apply_report(session: Session, run: Run, report: RunReport, actor: Actor) ->
         raise Invalid("invalid report", [FieldError("/status", f"unknown run status '{report.status}'")])
     finished = run.status in TERMINAL
     if not finished:
-        for name in ("status_label", "steps", "approval", "links", "affected_entities", "error"):
+        for name in ("status_label", "approval", "links", "affected_entities", "error"):
             value = getattr(report, name)
             if value is not None:
                 setattr(run, name, value)
+        if report.steps is not None:
+            run.steps = [step.to_json() for step in report.steps]
         if report.status is not None and report.status != run.status:
             before = run.status
             run.status = report.status
@@ -872,8 +877,7 @@ def _reset_for_retry(run: Run, resume_at: str, earlier: dict[str, Any], *, waits
         run.status, run.status_label = "IN_PROGRESS", f"Retrying from step {resume_at}"
     run.error, run.ended_at, run.updated_at = None, None, utcnow()
     run.steps = [
-        s if s["id"] in earlier else {**s, "status": "PENDING", "error": None, "outputs": {}}
-        for s in run.steps
+        s if s["id"] in earlier else {**s, **StepState.from_json(s).again().to_json()} for s in run.steps
     ]
 
 

@@ -6,6 +6,7 @@ policy, and on expiry triggers the cleanup. This module keeps the catalog's reco
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from catalog.models import Blueprint, Entity, Timer
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
 from catalog.timefmt import canonical_times, format_instant, format_optional
 from catalog.timers.rules import reminder_times
+from contracts.timers import TimerNews
 
 
 class OnExpiry(Strict):
@@ -208,24 +210,25 @@ def next_reminder(bp: Blueprint, prop: str, deadline: datetime, now: datetime) -
     return upcoming[0] if upcoming else None
 
 
-def record_report(session: Session, timer: Timer, report: dict[str, Any], actor: Actor) -> None:
+def record_report(session: Session, timer: Timer, report: TimerNews, actor: Actor) -> None:
     """Apply a timer workflow's news to its record: a re-arm's deadline and extensions, a
     reminder (with its ``REMINDER`` log line), a clear, the expiry (which emits ``TIMER_EXPIRED``
     in the same transaction, once) and the cleanup's progress."""
     now = utcnow()
-    if report.get("deadline"):
-        timer.deadline = parse_time(report["deadline"]) or timer.deadline
-    if "extensions" in report:
-        timer.extensions = report["extensions"]
-    if "next_reminder" in report:
-        timer.next_reminder = parse_time(report["next_reminder"]) if report["next_reminder"] else None
-    if report.get("reminder"):
-        reminder = report["reminder"]
-        line = f"REMINDER: {timer.entity}'s {timer.property} expires at {reminder.get('deadline')}"
+    if report.deadline:
+        timer.deadline = parse_time(report.deadline) or timer.deadline
+    if report.extensions is not None:
+        timer.extensions = [dataclasses.asdict(e) for e in report.extensions]
+    if report.next_reminder is not None:
+        at = report.next_reminder.at
+        timer.next_reminder = parse_time(at) if at else None
+    if report.reminder is not None:
+        reminder = dataclasses.asdict(report.reminder)
+        line = f"REMINDER: {timer.entity}'s {timer.property} expires at {reminder['deadline']}"
         timer.reminders = [*timer.reminders, {**reminder, "log": line}]
-    if report.get("state") == "cleared" and timer.state == "active":
+    if report.state == "cleared" and timer.state == "active":
         timer.state, timer.next_reminder = "cleared", None
-    if report.get("expired") and timer.state != "expired":
+    if report.expired and timer.state != "expired":
         timer.state, timer.expired_at, timer.next_reminder = "expired", now, None
         deadline = format_optional(timer.deadline)
         events.emit(
@@ -242,14 +245,10 @@ def record_report(session: Session, timer: Timer, report: dict[str, Any], actor:
             ],
         )
     for name in ("teardown", "on_expiry_run", "error"):
-        if name in report:
-            setattr(timer, name, report[name])
+        value = getattr(report, name)
+        if value is not None:
+            setattr(timer, name, value)
     timer.updated_at = now
-
-
-def wants_owners(report: dict[str, Any]) -> bool:
-    """Reports that go on to tell the owners (a reminder, a failed cleanup) are answered with them."""
-    return bool(report.get("reminder") or report.get("notify_owners"))
 
 
 def get_timer(session: Session, blueprint: str, entity: str, prop: str) -> Timer:

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from contracts.approvals import ALREADY_DECIDED, APPROVAL_CLOSED, NOT_ELIGIBLE, SELF_APPROVAL, Decision
+from contracts.approvals import (
+    ALREADY_DECIDED,
+    APPROVAL_CLOSED,
+    NOT_ELIGIBLE,
+    SELF_APPROVAL,
+    ApprovalPolicy,
+    Approver,
+    ApproverSelection,
+    Decision,
+)
 from workflows.approval_gate import ApprovalGate
 
 AT = "2030-01-01T00:00:00.000Z"
 PEOPLE = [
-    {"identifier": "alice", "email": "alice@example.com", "name": "Alice"},
-    {"identifier": "bob", "email": "bob@example.com"},
-    {"identifier": "carol", "email": "carol@example.com"},
+    Approver("alice", "alice@example.com", "Alice"),
+    Approver("bob", "bob@example.com"),
+    Approver("carol", "carol@example.com"),
 ]
 
 
@@ -85,8 +94,29 @@ def test_a_decision_for_another_request_is_refused() -> None:
 
 def test_a_later_phase_replaces_who_is_eligible() -> None:
     opened = gate(requester="x")
-    opened.start_phase("escalation", [{"identifier": "dave", "email": "dave@example.com"}], AT)
+    opened.start_phase("escalation", [Approver("dave", "dave@example.com")], AT)
     assert opened.phase == "escalation" and opened.expires_at == AT
     assert opened.view()["eligible"] == ["dave"]
     refusal = opened.refusal(approve("alice"))
     assert refusal is not None and refusal[0] == NOT_ELIGIBLE
+
+
+def test_a_gate_opens_from_a_typed_policy() -> None:
+    policy = ApprovalPolicy(
+        ApproverSelection(users=["bob", "carol"]), required_approvals=2, allow_self_approval=True
+    )
+    opened = ApprovalGate.open("action", "run-9", policy, "alice")
+    assert (opened.request_id, opened.required, opened.allow_self_approval) == ("run-9:action", 2, True)
+
+
+def test_an_escalating_policy_waits_through_two_phases() -> None:
+    policy = ApprovalPolicy(
+        ApproverSelection(users=["bob"]),
+        timeout="PT1H",
+        on_timeout="ESCALATE",
+        escalation_approvers=ApproverSelection(roles=["admin"]),
+        eligible=PEOPLE[1:2],
+        escalation_eligible=PEOPLE[2:],
+    )
+    assert policy.phases() == [("initial", PEOPLE[1:2], "PT1H"), ("escalated", PEOPLE[2:], "PT1H")]
+    assert ApprovalPolicy(ApproverSelection()).phases() == [("initial", [], "PT24H")]
