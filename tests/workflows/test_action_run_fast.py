@@ -225,8 +225,8 @@ async def test_steps_run_in_order_with_rendered_parameters(harness: Harness) -> 
     assert notify.idempotency_key == f"{inp.run_id}:notify"
     final = harness.recorder.last
     assert final.status == RunStatus.SUCCESS
-    assert [s["status"] for s in final.steps] == ["SUCCESS", "SUCCESS"]
-    assert final.steps[0]["outputs"] == {"done": "recorded"}
+    assert [s.status for s in final.steps] == ["SUCCESS", "SUCCESS"]
+    assert final.steps[0].outputs == {"done": "recorded"}
     seqs = [line.seq for report in harness.recorder.reports for line in report.logs]
     assert seqs == list(range(len(seqs))), "log lines are numbered once each, in order"
 
@@ -238,7 +238,7 @@ async def test_a_false_condition_skips_the_step(harness: Harness) -> None:
     ]
     await (await harness.start(run_input(steps))).result()
     assert harness.recorder.called() == ["always"]
-    assert [s["status"] for s in harness.recorder.last.steps] == ["SKIPPED", "SUCCESS"]
+    assert [s.status for s in harness.recorder.last.steps] == ["SKIPPED", "SUCCESS"]
     assert "Step only-prod skipped: its condition is false" in harness.recorder.log()
 
 
@@ -273,14 +273,14 @@ async def test_a_failed_step_compensates_completed_steps_in_reverse_and_fails_th
     assert harness.recorder.called() == ["first", "second", "third", "second-compensate", "first-compensate"]
     final = harness.recorder.last
     assert final.status == RunStatus.FAILURE
-    assert [s["status"] for s in final.steps] == [
+    assert [s.status for s in final.steps] == [
         "COMPENSATED",
         "SKIPPED",
         "COMPENSATED",
         "FAILURE",
         "PENDING",
     ]
-    assert "environment is frozen" in final.steps[3]["error"]
+    assert "environment is frozen" in (final.steps[3].error or "")
 
 
 async def test_a_failed_compensation_is_logged_and_the_others_still_run(harness: Harness) -> None:
@@ -292,7 +292,7 @@ async def test_a_failed_compensation_is_logged_and_the_others_still_run(harness:
     harness.recorder.answers.update({"third": frozen(), "second-compensate": frozen()})
     await failed_outcome(await harness.start(run_input(steps)))
     assert harness.recorder.called()[-2:] == ["second-compensate", "first-compensate"]
-    assert [s["status"] for s in harness.recorder.last.steps] == ["COMPENSATED", "SUCCESS", "FAILURE"]
+    assert [s.status for s in harness.recorder.last.steps] == ["COMPENSATED", "SUCCESS", "FAILURE"]
     assert any(m.startswith("Compensation of step second failed") for m in harness.recorder.log())
 
 
@@ -325,7 +325,7 @@ async def test_cancel_stops_the_running_step_and_compensates(own_harness: Harnes
     assert own_harness.recorder.called() == ["record", "build", "record-compensate"]
     final = own_harness.recorder.last
     assert final.status == RunStatus.CANCELLED
-    assert [s["status"] for s in final.steps] == ["COMPENSATED", "CANCELLED", "PENDING"]
+    assert [s.status for s in final.steps] == ["COMPENSATED", "CANCELLED", "PENDING"]
 
 
 async def waiting_for_approval(harness: Harness) -> RunReport:
@@ -408,7 +408,7 @@ async def test_a_retry_resumes_at_the_failed_step_with_earlier_outputs(harness: 
     first = harness.recorder.reports[0].logs[0]
     assert first.seq == 40
     assert "resuming at step deploy" in first.message
-    assert [s["status"] for s in harness.recorder.last.steps] == ["SUCCESS", "SUCCESS"]
+    assert [s.status for s in harness.recorder.last.steps] == ["SUCCESS", "SUCCESS"]
 
 
 async def test_a_template_error_fails_the_step_without_calling_it(harness: Harness) -> None:
@@ -416,4 +416,4 @@ async def test_a_template_error_fails_the_step_without_calling_it(harness: Harne
     outcome = await failed_outcome(await harness.start(run_input(steps)))
     assert outcome["label"] == "Failed at step broken"
     assert harness.recorder.called() == ["first"]
-    assert harness.recorder.last.steps[1]["status"] == "FAILURE"
+    assert harness.recorder.last.steps[1].status == "FAILURE"
