@@ -100,9 +100,10 @@ class AwsSource:
         listed = await self._call("ecs", region, "list_services", **kwargs)
         arns = listed.get("serviceArns") or []
         items: list[Any] = []
-        if arns:
-            described = await self._call("ecs", region, "describe_services", cluster=cluster, services=arns)
-            items = [_item(raw, region) for raw in described.get("services") or []]
+        for start in range(0, len(arns), ECS_DESCRIBE):
+            chunk = arns[start : start + ECS_DESCRIBE]
+            described = await self._call("ecs", region, "describe_services", cluster=cluster, services=chunk)
+            items += [_item(raw, region) for raw in described.get("services") or []]
         return Page(items, listed.get("nextToken") or None)
 
 
