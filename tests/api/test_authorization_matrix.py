@@ -104,6 +104,12 @@ def definitions(status: int, *, hidden_from: tuple[str, ...] = ()) -> Row:
     return row(403, **{"admin": status, "moderator": status, "service": status, **extra})
 
 
+def sources(status: int, **overrides: int) -> Row:
+    """A data source writing the `service` blueprint: its moderators, admins and the worker
+    (reading) see it; anyone else gets a 404."""
+    return row(404, **{"moderator": status, "admin": status, "service": status, **overrides})
+
+
 def worker(status: int) -> Row:
     """Worker routes: the service principal only."""
     return row(403, service=status)
@@ -199,6 +205,25 @@ EXPECTED: dict[str, Row] = {
     "DELETE /v1/automations/{identifier}": admins(204),
     # Slack signs its requests: a bearer token of any kind is no substitute (unsigned: 401)
     "POST /v1/slack/interactions": row(401),
+    # data sources: admins and the moderators of every blueprint a source writes (mo, of
+    # `service`) define and sync them; the worker reads them and reports its syncs; others do
+    # not learn a source exists (404); a source's list shows only what the caller administers
+    "GET /v1/data-sources": row(200),
+    "POST /v1/data-sources": row(403, moderator=201, admin=201),
+    "GET /v1/data-sources/{data_source}": sources(200),
+    "PUT /v1/data-sources/{data_source}": sources(200, service=403),
+    "DELETE /v1/data-sources/{data_source}": sources(204, service=403),
+    "POST /v1/data-sources/{data_source}/preview": sources(200),
+    "GET /v1/data-sources/{data_source}/syncs": sources(200),
+    # a sync needs its workflow: Temporal is down (503); the worker's syncs start from schedules
+    "POST /v1/data-sources/{data_source}/syncs": sources(503, service=403),
+    "GET /v1/data-sources/{data_source}/syncs/{sync_id}": sources(200),
+    "PUT /v1/data-sources/{data_source}/syncs/{sync_id}": worker(200),
+    "POST /v1/data-sources/{data_source}/syncs/{sync_id}/items": worker(200),
+    "POST /v1/data-sources/{data_source}/syncs/{sync_id}/complete": worker(200),
+    "GET /v1/data-sources/{data_source}/deliveries": sources(200),
+    # webhook deliveries are signed with the source's secret: a bearer token is no substitute
+    "POST /v1/webhooks/{data_source}": row(401),
 }
 
 
@@ -249,6 +274,9 @@ def _seed(world: World) -> None:
     world.admin("POST", "/v1/actions", DEPLOY)
     world.admin("POST", "/v1/blueprints/service/scorecards", READINESS)
     world.admin("POST", "/v1/automations", _automation("welcome"))
+    world.admin("POST", "/v1/data-sources", _data_source("repos"))
+    world.admin("POST", "/v1/data-sources", HOOKS)
+    _service(world, "PUT", "/v1/data-sources/repos/syncs/seeded", {"trigger": "SCHEDULE"})
     _seed_runs(world.client.app)
 
 
@@ -410,6 +438,44 @@ def _new_automation(world: World, _principal: str) -> Call:
     return "/v1/automations", _automation(world.fresh("made").replace("-", "_"))
 
 
+def _data_source(identifier: str) -> dict[str, Any]:
+    mappings = {"identifier": ".name", "blueprint": '"service"', "properties": {"language": ".language"}}
+    return {
+        "identifier": identifier,
+        "kind": "github",
+        "resources": [{"kind": "repository", "port": {"entity": {"mappings": mappings}}}],
+    }
+
+
+HOOKS: dict[str, Any] = {
+    **_data_source("hooks"),
+    "kind": "webhook",
+    "security": {"secret_env": "GANTRY_WEBHOOK_MATRIX_UNSET"},
+}
+
+
+def _service(world: World, method: str, url: str, body: Any) -> Any:
+    response = world.client.request(method, url, json=body, headers=_bearer(SERVICE_TOKEN))
+    assert response.status_code < 300, (method, url, response.text)
+    return response.json()
+
+
+def _fresh_source(world: World, _principal: str) -> Call:
+    identifier = world.fresh("src").replace("-", "_")
+    world.admin("POST", "/v1/data-sources", _data_source(identifier))
+    return f"/v1/data-sources/{identifier}", None
+
+
+def _new_source(world: World, _principal: str) -> Call:
+    return "/v1/data-sources", _data_source(world.fresh("made").replace("-", "_"))
+
+
+def _fresh_sync(world: World, _principal: str) -> Call:
+    sync_id = world.fresh("sync")
+    _service(world, "PUT", f"/v1/data-sources/repos/syncs/{sync_id}", {"trigger": "SCHEDULE"})
+    return f"/v1/data-sources/repos/syncs/{sync_id}/complete", {"status": "FAILURE"}
+
+
 ENTITY = "/v1/blueprints/service/entities/payments"
 SERVICE_PUT = {
     **SERVICE_BLUEPRINT,
@@ -500,6 +566,26 @@ CALLS: dict[str, Maker] = {
     "PUT /v1/automations/{identifier}": _fixed("/v1/automations/welcome", _automation("welcome")),
     "DELETE /v1/automations/{identifier}": _fresh_automation,
     "POST /v1/slack/interactions": _fixed("/v1/slack/interactions"),
+    "GET /v1/data-sources": _fixed("/v1/data-sources"),
+    "POST /v1/data-sources": _new_source,
+    "GET /v1/data-sources/{data_source}": _fixed("/v1/data-sources/repos"),
+    "PUT /v1/data-sources/{data_source}": _fixed("/v1/data-sources/repos", _data_source("repos")),
+    "DELETE /v1/data-sources/{data_source}": _fresh_source,
+    "POST /v1/data-sources/{data_source}/preview": _fixed(
+        "/v1/data-sources/repos/preview", {"items": [{"name": "api", "language": "go"}]}
+    ),
+    "GET /v1/data-sources/{data_source}/syncs": _fixed("/v1/data-sources/repos/syncs"),
+    "POST /v1/data-sources/{data_source}/syncs": _fixed("/v1/data-sources/repos/syncs"),
+    "GET /v1/data-sources/{data_source}/syncs/{sync_id}": _fixed("/v1/data-sources/repos/syncs/seeded"),
+    "PUT /v1/data-sources/{data_source}/syncs/{sync_id}": _fixed(
+        "/v1/data-sources/repos/syncs/seeded", {"trigger": "SCHEDULE"}
+    ),
+    "POST /v1/data-sources/{data_source}/syncs/{sync_id}/items": _fixed(
+        "/v1/data-sources/repos/syncs/seeded/items", {"resource": 0, "page": "", "items": []}
+    ),
+    "POST /v1/data-sources/{data_source}/syncs/{sync_id}/complete": _fresh_sync,
+    "GET /v1/data-sources/{data_source}/deliveries": _fixed("/v1/data-sources/hooks/deliveries"),
+    "POST /v1/webhooks/{data_source}": _fixed("/v1/webhooks/hooks", {"action": "opened"}),
 }
 
 
