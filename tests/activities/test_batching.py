@@ -79,7 +79,9 @@ async def test_a_cancelled_caller_is_left_out() -> None:
     await sender.sent.wait()  # the first request is in flight
     gone = asyncio.create_task(batcher.submit(2))
     kept = asyncio.create_task(batcher.submit(3))
-    await asyncio.sleep(0)  # one turn of the loop: both have queued their items
+    # One turn of the loop, not a timed wait (tasks start in creation order): both have queued
+    # their items behind the one in flight.
+    await asyncio.sleep(0)
     gone.cancel()
     sender.release.set()
 

@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.ci import GitHubActions, parse_github_repo
 from contracts.steps import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput
+from devtools.testing import eventually_async
 from tests.activities.conftest import POLL, Env, step
 from tests.fakes.github import FakeGitHub, RunScript, Workflow
 
@@ -163,8 +164,10 @@ async def test_cancelling_the_step_cancels_the_run(
 ) -> None:
     github.scripts.append(RunScript(polls=10_000))
     task = asyncio.ensure_future(env.run(actions.workflow_dispatch, dispatch(wait_for_completion=True)))
-    while len([h for h in env.heartbeats if isinstance(h, dict) and h.get("status")]) < 2:
-        await asyncio.sleep(0.01)
+    await eventually_async(
+        lambda: len([h for h in env.heartbeats if isinstance(h, dict) and h.get("status")]) >= 2,
+        what="two heartbeats with the build's status",
+    )
     env.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -111,7 +111,7 @@ async def test_a_runaway_condition_fails_its_match_and_never_freezes_the_relay(e
 
     async def tick() -> None:
         nonlocal ticks
-        while True:
+        while True:  # the ticks measure the loop's responsiveness: the sleep is the clock
             await asyncio.sleep(0.01)
             ticks += 1
 

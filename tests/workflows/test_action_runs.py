@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from catalog.timefmt import INSTANT
+from devtools.testing import eventually_async
 from tests.fakes.github import RunScript
 from tests.workflows.conftest import SERVICE_TOKEN, Stack
 
@@ -27,6 +28,16 @@ DEPLOYMENT = {
     "schema": {"properties": {"version": {"type": "string"}}},
     "relations": {"service": {"target": "service", "required": True}},
 }
+
+
+async def step_in_progress(stack: Stack, run_id: str, index: int) -> dict[str, Any]:
+    """The run once its ``index``-th step is under way."""
+
+    async def under_way() -> dict[str, Any] | None:
+        run = dict((await stack.api.get(f"/v1/runs/{run_id}")).json())
+        return run if run["steps"][index]["status"] == "IN_PROGRESS" else None
+
+    return await eventually_async(under_way, what=f"step {index} of run {run_id} to start")
 
 
 async def seed(stack: Stack) -> None:
@@ -233,13 +244,7 @@ async def test_cancel_stops_the_running_step_and_compensates(stack: Stack) -> No
     assert (await stack.api.post("/v1/actions", json=action)).status_code == 201, action
     stack.github.scripts.append(RunScript(conclusion="success", polls=10_000))
     run = await stack.launch("deploy_service", entity="payments", inputs={"version": "v3"})
-    for _ in range(100):
-        current = (await stack.api.get(f"/v1/runs/{run['id']}")).json()
-        if current["steps"][3]["status"] == "IN_PROGRESS":
-            break
-        import asyncio
-
-        await asyncio.sleep(0.1)
+    await step_in_progress(stack, run["id"], 3)
     cancelled = await stack.api.post(f"/v1/runs/{run['id']}/cancel")
     assert cancelled.status_code == 202
     done = await stack.wait_for(run["id"], {"CANCELLED", "SUCCESS", "FAILURE"})
@@ -254,12 +259,7 @@ async def test_terminated_workflow_converges(stack: Stack) -> None:
     await stack.api.post("/v1/actions", json=action)
     run = await stack.launch("deploy_service", entity="payments", inputs={"version": "v5"})
     handle = stack.client.get_workflow_handle(run["workflow_id"])
-    for _ in range(100):
-        if (await stack.api.get(f"/v1/runs/{run['id']}")).json()["steps"][3]["status"] == "IN_PROGRESS":
-            break
-        import asyncio
-
-        await asyncio.sleep(0.1)
+    await step_in_progress(stack, run["id"], 3)
     await handle.terminate("operator pressed terminate in Temporal UI")
     converged = (await stack.api.post("/v1/runs/reconcile", headers=WORKER)).json()["converged"]
     assert converged == [run["id"]]

@@ -3,13 +3,13 @@ bad decisions before they reach history, and every decision is recorded and audi
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
+from devtools.testing import eventually_async
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
 from tests.fakes.webhook import FakeWebhookReceiver
@@ -65,12 +65,20 @@ async def waiting(stack: Stack, client: httpx.AsyncClient, flag: str = "dark-mod
     launched = await client.post("/v1/actions/toggle_flag/runs", json={"inputs": {"flag": flag}})
     assert launched.status_code == 202, launched.text
     assert launched.json()["status"] == "WAITING_FOR_APPROVAL"
-    for _ in range(100):
-        run = (await stack.api.get(f"/v1/runs/{launched.json()['id']}")).json()
-        if run["approval"] and run["approval"]["status"] == "PENDING":
-            return dict(run)
-        await asyncio.sleep(0.05)
-    raise AssertionError("the approval never opened")
+    run_id = launched.json()["id"]
+
+    async def pending() -> dict[str, Any] | None:
+        run = (await stack.api.get(f"/v1/runs/{run_id}")).json()
+        return dict(run) if run["approval"] and run["approval"]["status"] == "PENDING" else None
+
+    return await eventually_async(pending, what=f"run {run_id}'s approval to open")
+
+
+async def _decided(client: httpx.AsyncClient, run_id: str, decision: str) -> httpx.Response:
+    """The decision's answer, once it is applied (a 4xx while the gate is not open to it)."""
+    response = await client.post(f"/v1/runs/{run_id}/approval", json={"decision": decision})
+    assert response.status_code == 200, response.text
+    return response
 
 
 async def test_two_approvals_continue_the_run(stack: Stack) -> None:
@@ -156,11 +164,12 @@ async def test_timeout_escalates_then_declines(stack: Stack) -> None:
     }
     await stack.api.post("/v1/actions", json=action(stack, policy))
     run = await waiting(stack, users["alice"])
-    for _ in range(100):
+
+    async def escalated() -> dict[str, Any] | None:
         approval = (await stack.api.get(f"/v1/runs/{run['id']}")).json()["approval"]
-        if approval["phase"] == "escalated":
-            break
-        await asyncio.sleep(0.1)
+        return dict(approval) if approval["phase"] == "escalated" else None
+
+    approval = await eventually_async(escalated, what="the approval to escalate")
     assert approval["eligible"] == ["dave"]
     assert (
         await users["bob"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
@@ -181,11 +190,10 @@ async def test_escalated_approver_approves(stack: Stack) -> None:
     }
     await stack.api.post("/v1/actions", json=action(stack, policy))
     run = await waiting(stack, users["alice"])
-    for _ in range(100):
-        decided = await users["dave"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
-        if decided.status_code == 200:
-            break
-        await asyncio.sleep(0.1)
+    # dave is eligible once the first timeout escalates: until then his approval is refused
+    decided = await eventually_async(
+        lambda: _decided(users["dave"], run["id"], "APPROVE"), what="dave's approval to apply"
+    )
     assert decided.json()["status"] == "APPROVED" and decided.json()["phase"] == "escalated"
     assert (await stack.wait_for(run["id"], {"SUCCESS", "FAILURE", "DECLINED"}))["status"] == "SUCCESS"
 
@@ -211,11 +219,12 @@ async def test_approval_as_a_middle_step_and_self_approval_allowed(stack: Stack)
         await users["alice"].post("/v1/actions/toggle_flag/runs", json={"inputs": {"flag": "x"}})
     ).json()
     assert launched["status"] == "IN_PROGRESS"
-    for _ in range(100):
+
+    async def gate_open() -> dict[str, Any] | None:
         run = (await stack.api.get(f"/v1/runs/{launched['id']}")).json()
-        if run["status"] == "WAITING_FOR_APPROVAL" and run["approval"]:
-            break
-        await asyncio.sleep(0.05)
+        return dict(run) if run["status"] == "WAITING_FOR_APPROVAL" and run["approval"] else None
+
+    run = await eventually_async(gate_open, what="the middle approval step to open")
     assert run["steps"][0]["status"] == "SUCCESS" and run["steps"][1]["status"] == "IN_PROGRESS"
     approved = await users["alice"].post(f"/v1/runs/{run['id']}/approval", json={"decision": "APPROVE"})
     assert approved.status_code == 200, approved.text
@@ -226,11 +235,8 @@ async def test_approval_as_a_middle_step_and_self_approval_allowed(stack: Stack)
     second = (
         await users["alice"].post("/v1/actions/toggle_flag/runs", json={"inputs": {"flag": "y"}})
     ).json()
-    for _ in range(100):
-        declined = await stack.api.post(f"/v1/runs/{second['id']}/approval", json={"decision": "DECLINE"})
-        if declined.status_code == 200:
-            break
-        await asyncio.sleep(0.05)
+    # refused until the run reaches its approval step, after ``prepare``
+    await eventually_async(lambda: _decided(stack.api, second["id"], "DECLINE"), what="the decline to apply")
     done = await stack.wait_for(second["id"], {"SUCCESS", "FAILURE", "DECLINED"})
     assert done["status"] == "DECLINED"
     assert [s["status"] for s in done["steps"]] == ["COMPENSATED", "DECLINED", "PENDING"]

@@ -3,7 +3,6 @@ Temporal, matched by type and jq condition, and invokes an action as an AUTOMATI
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,8 +10,10 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from devtools.testing import eventually_async
 from tests.fakes.jira import FakeJira
 from tests.fakes.server import serve
 from tests.fakes.slack import FakeSlack
@@ -97,17 +98,6 @@ async def slack_stack(
             yield stack, slack
 
 
-async def until(check: Any, timeout: float = 30) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition never held")
-        await asyncio.sleep(0.1)
-
-
 async def seed(stack: Stack) -> None:
     await stack.api.post("/v1/teams", json={"identifier": "payments-team", "title": "Payments"})
     assert (await stack.api.post("/v1/blueprints", json=SERVICE)).status_code == 201
@@ -167,7 +157,7 @@ async def test_a_readiness_drop_opens_a_ticket(slack_stack: tuple[Stack, FakeSla
     )
     assert raised.json()["scorecards"]["production_readiness"]["level"] == "Bronze"
 
-    (run,) = await until(lambda: runs_of(stack, "open_readiness_ticket"))
+    (run,) = await eventually_async(lambda: runs_of(stack, "open_readiness_ticket"))
     done = await stack.wait_for(run["id"], {"SUCCESS", "FAILURE"})
     assert done["status"] == "SUCCESS", done["error"]
     assert done["source"] == "AUTOMATION" and done["entity"] == "payments"
@@ -225,11 +215,24 @@ async def test_run_failures_and_creations_trigger_and_disabled_ones_do_not(stack
         texts = sorted(str(c.json["text"]) for c in stack.webhook.calls("POST", "/alert"))
         return texts if len(texts) >= 2 else None
 
-    texts = await until(alerts)
+    texts = await eventually_async(alerts)
     assert texts[0].startswith(f"deploy {run['id']} failed: ") and "frozen" in texts[0]
     assert texts[1] == "new service ledger"
-    await asyncio.sleep(1)
+    # The relay starts every matching automation of an event before it marks the event
+    # delivered: once ledger's creation is delivered, the disabled one would have started.
+    (created,) = await eventually_async(
+        lambda: _delivered(stack, "ledger", "ENTITY_CREATED"), what="ledger's creation to be delivered"
+    )
+    with pytest.raises(RPCError) as never:
+        await stack.client.get_workflow_handle(f"automation:never:{created['id']}").describe()
+    assert never.value.status == RPCStatusCode.NOT_FOUND
     assert len(stack.webhook.calls("POST", "/alert")) == 2  # the disabled automation never fired
+
+
+async def _delivered(stack: Stack, entity: str, kind: str) -> list[dict[str, Any]] | None:
+    """The entity's events of ``kind``, once every one of them is delivered."""
+    found = (await stack.api.get(f"/v1/events?entity={entity}&type={kind}")).json()["items"]
+    return found if found and all(e["delivered"] for e in found) else None
 
 
 async def test_an_automation_that_retriggers_itself_is_cut_off(stack: Stack) -> None:
@@ -267,7 +270,7 @@ async def test_an_automation_that_retriggers_itself_is_cut_off(stack: Stack) -> 
         notes = [e for e in updated if e["last_error"] and "cut off" in e["last_error"]]
         return notes or None
 
-    (note,) = await until(cut_off)
+    (note,) = await eventually_async(cut_off)
     assert "GANTRY_AUTOMATION_MAX_DEPTH=3" in note["last_error"]
     runs = await runs_of(stack, "touch")
     assert sorted(r["trigger"]["depth"] for r in runs) == [1, 2, 3]
@@ -324,7 +327,7 @@ async def test_a_timer_expiry_fires_its_automation_on_a_dev_server(stack: Stack)
     async def told() -> bool:
         return bool(stack.webhook.calls("POST", "/expired"))
 
-    await until(told)
+    await eventually_async(told)
     (call,) = stack.webhook.calls("POST", "/expired")
     assert call.json == {"text": "pr-7 expired"}
 
@@ -348,7 +351,7 @@ async def test_a_teardown_run_that_ends_tells_its_timer_at_once(stack: Stack) ->
         items = (await stack.api.get("/v1/timers", params={"blueprint": "environment"})).json()["items"]
         return items[0] if items and items[0]["teardown"] in ("done", "failed") else None
 
-    timer = await until(torn_down, timeout=60)
+    timer = await eventually_async(torn_down, timeout=60)
     assert timer["teardown"] == "done", timer
     run = (await stack.api.get(f"/v1/runs/{timer['on_expiry_run']}")).json()
     assert run["trigger"] == {"timer": "timer:environment:pr-8:expires_at"}

@@ -16,7 +16,6 @@ What a crash costs, by step kind:
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -29,6 +28,7 @@ import pytest
 
 from config import Settings
 from devtools.processes import WorkerProcess, gantry_env
+from devtools.testing import eventually_async
 from tests.fakes.github import FakeGitHub, RunScript
 from tests.fakes.server import serve
 from tests.fakes.webhook import FakeWebhookReceiver
@@ -55,6 +55,8 @@ class SlowWebhookReceiver(FakeWebhookReceiver):
                 headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
                 self.arrivals.append({"path": scope["path"], **headers})
                 if self.delays:
+                    # The delay is the behaviour under test: a receiver still answering when
+                    # the worker calling it dies.
                     await asyncio.sleep(self.delays.pop(0))
             await self.app(scope, receive, send)
 
@@ -89,11 +91,8 @@ class ProcessStack:
         return dict((await self.api.get(f"/v1/runs/{run_id}")).json())
 
     async def until(self, what: str, check: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while not await check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}{self.worker.tail()}")
-            await asyncio.sleep(0.05)
+        """Wait for ``check``; on timeout the worker's last log lines say why it never held."""
+        await eventually_async(check, timeout=timeout, what=what, context=self.worker.tail)
 
     async def ended(self, run_id: str, timeout: float = 40) -> dict[str, Any]:
         terminal = {"SUCCESS", "FAILURE", "CANCELLED", "TIMED_OUT", "DECLINED"}
@@ -278,12 +277,15 @@ async def approver_client(stack: ProcessStack) -> httpx.AsyncClient:
 async def approve(client: httpx.AsyncClient, run_id: str) -> httpx.Response:
     """Approve, retrying while no worker answers (503); the Update waits 20 s for a worker, longer
     than a failover, so the first answer normally is the decision."""
-    deadline = time.monotonic() + 90
-    while True:
+
+    async def decided() -> httpx.Response:
         response = await client.post(f"/v1/runs/{run_id}/approval", json={"decision": "APPROVE"})
-        if response.status_code != 503 or time.monotonic() > deadline:
-            return response
-        await asyncio.sleep(1)
+        assert response.status_code != 503, response.text
+        return response
+
+    return await eventually_async(
+        decided, timeout=90, interval=1, what=f"a worker to take run {run_id}'s decision"
+    )
 
 
 async def waiting_run(stack: ProcessStack, webhook: SlowWebhookReceiver) -> dict[str, Any]:

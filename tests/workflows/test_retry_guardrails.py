@@ -3,16 +3,17 @@ record whose workflow never started is failed by the reconciler once its start g
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
+from temporalio.api.enums.v1 import EventType
 
 from catalog.db import utcnow
 from catalog.models import Run
+from devtools.testing import eventually_async
 from tests.workflows.conftest import SERVICE_TOKEN, Stack
 from tests.workflows.test_approvals import action, people, waiting
 
@@ -21,13 +22,33 @@ POLICY = {"required_approvals": 1, "approvers": {"teams": ["platform"]}, "timeou
 
 async def reopened(stack: Stack, run_id: str, before: str) -> dict[str, Any]:
     """The run once a new approval request (not ``before``) is pending."""
-    for _ in range(200):
+
+    async def asked_again() -> dict[str, Any] | None:
         run = (await stack.api.get(f"/v1/runs/{run_id}")).json()
         approval = run["approval"] or {}
-        if approval.get("status") == "PENDING" and approval.get("request_id") != before:
-            return dict(run)
-        await asyncio.sleep(0.05)
-    raise AssertionError("the approval was not asked again")
+        pending = approval.get("status") == "PENDING" and approval.get("request_id") != before
+        return dict(run) if pending else None
+
+    return await eventually_async(asked_again, what="the approval to be asked again")
+
+
+async def blocked_at_the_gate(stack: Stack, workflow_id: str) -> list[str]:
+    """The activities the workflow scheduled, once it has nothing left to do but wait: no
+    workflow task and no activity pending. A step that wrongly skipped the gate would have been
+    scheduled by then (the workflow's own history says so), so this is the positive signal that
+    the workflow got past the point where it would have called it."""
+    handle = stack.client.get_workflow_handle(workflow_id)
+
+    async def idle() -> bool:
+        raw = (await handle.describe()).raw_description
+        return not raw.HasField("pending_workflow_task") and not raw.pending_activities
+
+    await eventually_async(idle, what=f"workflow {workflow_id} to wait with nothing pending")
+    return [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        async for event in handle.fetch_history_events()
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
 
 
 async def test_retry_after_cancel_while_waiting_asks_approval_again(stack: Stack) -> None:
@@ -43,7 +64,7 @@ async def test_retry_after_cancel_while_waiting_asks_approval_again(stack: Stack
     assert retried.json()["status"] == "WAITING_FOR_APPROVAL"
     again = await reopened(stack, run["id"], first_request)
     assert again["status"] == "WAITING_FOR_APPROVAL" and again["steps"][0]["status"] == "PENDING"
-    await asyncio.sleep(0.5)  # time enough for a step that wrongly skipped the gate to be called
+    assert "http.request" not in await blocked_at_the_gate(stack, run["workflow_id"])
     assert not stack.webhook.calls("POST", "/flags")
 
     assert again["approval"]["request_id"] != first_request  # old buttons cannot decide it

@@ -5,7 +5,6 @@ and a hint — one line in the worker log, no traceback."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState, T
 from temporalio.testing import WorkflowEnvironment
 
 from api.temporal import TemporalGateway
+from devtools.testing import eventually_async
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
 from tests.fakes.webhook import FakeWebhookReceiver
@@ -51,13 +51,14 @@ async def launch(stack: Stack, action: dict[str, Any]) -> dict[str, Any]:
 
 
 async def workflow_status(stack: Stack, workflow_id: str) -> WorkflowExecutionStatus | None:
+    """The workflow's status once it closed (the final report lands a moment before that)."""
     handle = stack.client.get_workflow_handle(workflow_id)
-    for _ in range(100):  # the final report lands a moment before the workflow closes
+
+    async def closed() -> WorkflowExecutionStatus | None:
         status = (await handle.describe()).status
-        if status != WorkflowExecutionStatus.RUNNING:
-            return status
-        await asyncio.sleep(0.05)
-    return WorkflowExecutionStatus.RUNNING
+        return status if status != WorkflowExecutionStatus.RUNNING else None
+
+    return await eventually_async(closed, what=f"workflow {workflow_id} to close")
 
 
 async def test_a_successful_run_completes_its_workflow(stack: Stack) -> None:
@@ -117,12 +118,13 @@ async def test_a_declined_run_fails_its_workflow_with_declined(stack: Stack) -> 
     async with httpx.AsyncClient(
         base_url=stack.api.base_url, headers={"Authorization": f"Bearer {token}"}
     ) as bob:
-        for _ in range(100):
+
+        async def declined() -> httpx.Response:
             decided = await bob.post(f"/v1/runs/{run['id']}/approval", json={"decision": "DECLINE"})
-            if decided.status_code == 200:
-                break
-            await asyncio.sleep(0.05)  # the gate is not open yet
-        assert decided.status_code == 200, decided.text
+            assert decided.status_code == 200, decided.text  # refused while the gate is not open yet
+            return decided
+
+        await eventually_async(declined, what="bob's decline to apply")
     done = await stack.wait_for(run["id"], TERMINAL)
     assert done["status"] == "DECLINED" and not stack.webhook.calls("POST", "/flags")
     assert await workflow_status(stack, run["workflow_id"]) == WorkflowExecutionStatus.FAILED
