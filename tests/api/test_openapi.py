@@ -69,7 +69,7 @@ def _errors(document: dict[str, Any], method: str, path: str) -> set[int]:
     [
         ("get", "/v1/blueprints", {401, 422, 503}),
         ("post", "/v1/blueprints", {401, 403, 409, 413, 422, 429, 503}),
-        ("get", "/v1/blueprints/{blueprint}", {401, 404, 503}),
+        ("get", "/v1/blueprints/{blueprint}", {401, 404, 422, 503}),  # 422: a bad ?format
         ("post", "/v1/actions/{action}/runs", {401, 403, 404, 409, 413, 422, 429, 503}),
         ("post", "/v1/runs/{run_id}/approval", {401, 403, 404, 409, 413, 422, 429, 503}),
         ("get", "/v1/runs/{run_id}/logs", {401, 403, 404, 422, 503}),
