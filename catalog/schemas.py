@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from catalog.base import Strict
+from catalog.errors import Invalid
 from catalog.identity.permissions import BlueprintPermissions, Moderators
+from catalog.sources import port
 
 SLUG = r"^[a-z][a-z0-9_-]{0,99}$"
 # Port's identifier rule for blueprints, properties and relations (Ocean's blueprints are camelCase
@@ -87,6 +89,19 @@ class BlueprintIn(Strict):
     # Who administers the blueprint's entities, and who may read and write them (Port's shape).
     moderators: Moderators = Field(default_factory=Moderators)
     permissions: BlueprintPermissions = Field(default_factory=BlueprintPermissions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_port(cls, data: Any) -> Any:
+        """Port's blueprint JSON (``mirrorProperties``, ``aggregationProperties``…) is accepted as
+        is; what Gantry cannot express is a 422 naming it (``Invalid`` passes through pydantic to
+        the API's handler with its pointers), never dropped."""
+        if not port.is_port_blueprint(data):
+            return data
+        converted = port.blueprint_from_port(data)
+        if converted.unsupported:
+            raise Invalid("the Port blueprint uses what Gantry cannot express", converted.unsupported)
+        return converted.body
 
 
 class BlueprintPatch(Strict):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
+from pydantic import Field, RootModel
 
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
 from api.openapi import errors
-from api.schemas import BlueprintView, Cursor, Limit, Page
+from api.schemas import BlueprintView, Cursor, Limit, Page, View
 from catalog.blueprints import service
 from catalog.pagination import page_after
 from catalog.schemas import BlueprintIn, BlueprintPatch
+from catalog.sources.port import blueprint_as_port
 
 router = APIRouter(prefix="/v1/blueprints", tags=["blueprints"])
 
@@ -31,9 +33,35 @@ def create_blueprint(session: SessionDep, _: AdminUser, actor: ActorDep, body: B
     return service.blueprint_to_dict(bp)
 
 
-@router.get("/{blueprint}", response_model=BlueprintView)
-def get_blueprint(blueprint: str, session: SessionDep, _: CurrentUser) -> Any:
-    return service.blueprint_to_dict(service.get_blueprint(session, blueprint))
+class PortBlueprintView(View):
+    """A blueprint in Port's JSON form (``?format=port``): what ``POST /v1/blueprints`` accepts."""
+
+    identifier: str
+    title: str
+    icon: str | None = None
+    description: str = ""
+    schema_: dict[str, Any] = Field(alias="schema", serialization_alias="schema")
+    relations: dict[str, Any]
+    mirrorProperties: dict[str, Any]
+    calculationProperties: dict[str, Any]
+    aggregationProperties: dict[str, Any]
+
+
+class BlueprintAnswer(RootModel[BlueprintView | PortBlueprintView]):
+    """A blueprint in Gantry's form, or in Port's with ``?format=port``."""
+
+
+@router.get("/{blueprint}", response_model=BlueprintAnswer)
+def get_blueprint(
+    blueprint: str,
+    session: SessionDep,
+    _: CurrentUser,
+    format: Literal["gantry", "port"] = Query("gantry", description="port: Port's blueprint JSON"),
+) -> Any:
+    """A blueprint; ``?format=port`` answers it in Port's JSON (``mirrorProperties``,
+    ``aggregationProperties``), so a blueprint given in Port's form comes back in it."""
+    view = service.blueprint_to_dict(service.get_blueprint(session, blueprint))
+    return blueprint_as_port(view) if format == "port" else view
 
 
 @router.put("/{blueprint}", response_model=BlueprintView, responses=errors(409))
