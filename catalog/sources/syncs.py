@@ -378,20 +378,16 @@ def complete(
 
 def _delete_stale(session: Session, definition: DataSourceIn, sync: DataSourceSync) -> None:
     """Delete the source's entities this sync did not see; none if they are too many."""
-    owned = set(
-        session.execute(
-            select(Entity.blueprint, Entity.identifier).where(
-                Entity.source_data_source == definition.identifier
-            )
-        ).tuples()
+    owned_rows = session.execute(
+        select(Entity.blueprint, Entity.identifier).where(Entity.source_data_source == definition.identifier)
     )
-    seen = set(
-        session.execute(
-            select(DataSourceSeen.blueprint, DataSourceSeen.identifier).where(
-                DataSourceSeen.data_source == definition.identifier, DataSourceSeen.sync_id == sync.id
-            )
-        ).tuples()
+    seen_rows = session.execute(
+        select(DataSourceSeen.blueprint, DataSourceSeen.identifier).where(
+            DataSourceSeen.data_source == definition.identifier, DataSourceSeen.sync_id == sync.id
+        )
     )
+    owned = {(bp, identifier) for bp, identifier in owned_rows}
+    seen = {(bp, identifier) for bp, identifier in seen_rows}
     stale = sorted(owned - seen)
     if not stale:
         return
