@@ -73,6 +73,7 @@ class DeliveryProcessor:
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
+        self.running = False
 
     def wake(self) -> None:
         """Process soon (thread-safe)."""
@@ -84,6 +85,13 @@ class DeliveryProcessor:
         self.wake()
 
     async def run(self) -> None:
+        self.running = True
+        try:
+            await self._loop_until_stopped()
+        finally:
+            self.running = False
+
+    async def _loop_until_stopped(self) -> None:
         self._loop, self._wakeup = asyncio.get_running_loop(), asyncio.Event()
         while not self._stopped:
             self._wakeup.clear()

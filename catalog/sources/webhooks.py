@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping as MappingType
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -103,12 +103,28 @@ def store(session: Session, data_source: str, delivery_id: str, content: dict[st
 
 
 def _claim(session: Session) -> WebhookDelivery | None:
+    """The oldest pending delivery, now this transaction's. The conditional update is what
+    claims it (PostgreSQL also skips rows another processor has locked): on SQLite, whose reads
+    lock nothing, a delivery another processor took in between is simply not found pending."""
     stmt = (
-        select(WebhookDelivery).where(WebhookDelivery.status == PENDING).order_by(WebhookDelivery.id).limit(1)
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.status == PENDING)
+        .order_by(WebhookDelivery.id)
+        .limit(1)
     )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    return session.scalar(stmt)
+    candidate = session.scalar(stmt)
+    if candidate is None:
+        return None
+    taken = session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == candidate, WebhookDelivery.status == PENDING)
+        .values(attempts=WebhookDelivery.attempts + 1)
+    )
+    if getattr(taken, "rowcount", 0) != 1:
+        return None
+    return session.get(WebhookDelivery, candidate, populate_existing=True)
 
 
 def process_one(factory: sessionmaker[Session]) -> bool:
@@ -172,7 +188,6 @@ def _apply(session: Session, delivery: WebhookDelivery) -> None:
     else:
         delivery.status = APPLIED if matched else IGNORED
     delivery.outcome, delivery.processed_at = outcome, utcnow()
-    delivery.attempts += 1
 
 
 def _filtered(
