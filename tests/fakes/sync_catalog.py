@@ -31,7 +31,12 @@ class FakeSyncCatalog(FakeVendor):
 
     def add_source(self, identifier: str, kind: str, config: dict[str, Any], *resource_kinds: str) -> None:
         resources = [{"kind": k, "selector": {"query": "true"}, "port": {}} for k in resource_kinds]
-        self.sources[identifier] = {"identifier": identifier, "kind": kind, "config": config, "resources": resources}
+        self.sources[identifier] = {
+            "identifier": identifier,
+            "kind": kind,
+            "config": config,
+            "resources": resources,
+        }
 
     def items(self, source: str, sync: str, resource: int | None = None) -> list[Any]:
         return [
@@ -72,7 +77,13 @@ class FakeSyncCatalog(FakeVendor):
             key = (int(body["resource"]), str(body["page"]))
             if key in pages:
                 return pages[key]
-            answer = {"seen": len(body["items"]), "created": len(body["items"]), "updated": 0, "unchanged": 0, "failed": 0}
+            answer = {
+                "seen": len(body["items"]),
+                "created": len(body["items"]),
+                "updated": 0,
+                "unchanged": 0,
+                "failed": 0,
+            }
             pages[key] = answer
             self.applied.setdefault((source, sync), []).append((key[0], key[1], body["items"]))
             counts = self.syncs[source, sync]["counts"]

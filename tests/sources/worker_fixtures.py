@@ -45,7 +45,7 @@ class Env(ActivityEnvironment):
 
 def settings_for(catalog: FakeSyncCatalog, **values: Any) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         api_url=catalog.url,
         service_token=FakeSyncCatalog.token,
         sources_max_rate_limit_wait=5.0,
