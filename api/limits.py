@@ -23,7 +23,8 @@ from api.errors import error_body
 from catalog.errors import pointer
 from config import Settings
 
-BULK_PATH = re.compile(r"^/v1/blueprints/[^/]+/entities/bulk/?$")
+# Bulk bodies: entity bulk writes, and the pages of raw vendor items a data-source sync sends.
+BULK_PATH = re.compile(r"^/v1/(blueprints/[^/]+/entities/bulk|data-sources/[^/]+/syncs/[^/]+/items)/?$")
 SLACK_PREFIX = "/v1/slack/"
 INT64 = 2**63
 # Cheap tests that say a body may hold a number the careful pass must look at: a run of 19+
