@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ import httpx
 import pytest
 
 from devtools.processes import ApiProcess, WorkerProcess, gantry_env
+from devtools.testing import eventually_async
 from tests.fakes.server import serve
 from tests.temporal_env import DevServerProcess, free_port
 from tests.workflows.conftest import ADMIN_TOKEN, SERVICE_TOKEN, WEBHOOK_SECRET, serve_api
@@ -164,19 +164,6 @@ async def undelivered(api: httpx.AsyncClient, entity: str) -> list[dict[str, Any
     return items
 
 
-async def until(
-    what: str, check: Callable[[], Awaitable[Any]], timeout: float = 40, tail: Callable[[], str] = str
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}{tail()}")
-        await asyncio.sleep(0.1)
-
-
 @dataclass
 class TimerStack:
     api: httpx.AsyncClient
@@ -195,7 +182,9 @@ class TimerStack:
             record = await timer_record(self.api, entity)
             return record if record["state"] == "active" else None
 
-        return dict(await until(f"{entity}'s timer to arm", check, tail=self.tail))
+        return dict(
+            await eventually_async(check, timeout=40, what=f"{entity}'s timer to arm", context=self.tail)
+        )
 
     async def torn_down(self, entity: str, timeout: float = 60) -> dict[str, Any]:
         """The entity's timer once its teardown is done; checks it fired once, after its deadline."""
@@ -204,7 +193,9 @@ class TimerStack:
             record = await timer_record(self.api, entity)
             return record if record["teardown"] in ("done", "failed") else None
 
-        record = dict(await until(f"{entity}'s teardown", check, timeout, tail=self.tail))
+        record = dict(
+            await eventually_async(check, timeout=timeout, what=f"{entity}'s teardown", context=self.tail)
+        )
         assert record["state"] == "expired" and record["teardown"] == "done", (record, self.tail())
         assert datetime.fromisoformat(record["expired_at"]) >= datetime.fromisoformat(record["deadline"])
         assert (await self.api.get(f"/v1/blueprints/{BLUEPRINT}/entities/{entity}")).status_code == 404
@@ -326,7 +317,8 @@ async def test_timer_fires_once_across_a_temporal_restart(tmp_path: Path, receiv
             await create_environment(stack.api, "env-restart", deadline)
             await stack.armed("env-restart")
             server.kill()  # a crash: nothing flushed on the way out
-            # Down across the deadline: the timer is due while no server runs.
+            # Down across the deadline: the timer is due while no server runs. The wait is the
+            # scenario (wall-clock time passing a deadline with no server), not synchronisation.
             await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 1)
             assert (await timer_record(stack.api, "env-restart"))["state"] == "active"
             await asyncio.to_thread(server.start)
@@ -360,7 +352,9 @@ async def test_an_api_crash_between_commit_and_relay_loses_nothing(
                 return events if events and events[0]["attempts"] >= 1 else None
 
             # Committed, and the relay has already failed to deliver it at least once.
-            (event,) = await until("a failed delivery", tried, tail=api_process.tail)
+            (event,) = await eventually_async(
+                tried, timeout=40, what="a failed delivery", context=api_process.tail
+            )
             assert event["type"] == "ENTITY_CREATED" and event["last_error"]
             assert (await timer_record(api, "env-outbox"))["state"] == "active"
             api_process.kill()

@@ -3,7 +3,6 @@ few seconds of wall time on the time-skipping test server."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -25,6 +24,7 @@ from activities import build_activities
 from activities.slack_approvals import ApprovalAction
 from catalog.timefmt import INSTANT, parse_instant
 from config import Settings
+from devtools.testing import eventually_async
 from tests.fakes.server import serve
 from tests.fakes.slack import FakeSlack
 from tests.fakes.webhook import FakeWebhookReceiver
@@ -147,17 +147,6 @@ async def timer(stack: Stack, entity: str) -> dict[str, Any]:
     return next(t for t in items if t["entity"] == entity)
 
 
-async def until(check: Any, timeout: float = 20) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition never held")
-        await asyncio.sleep(0.1)
-
-
 async def armed(stack: Stack, entity: str) -> None:
     async def started() -> bool:
         events = (await stack.api.get(f"/v1/events?entity={entity}&delivered=false")).json()["items"]
@@ -169,7 +158,7 @@ async def armed(stack: Stack, entity: str) -> None:
             return False
         return True
 
-    await until(started)
+    await eventually_async(started, what=f"{entity}'s timer workflow to start")
 
 
 def iso(moment: datetime) -> str:
@@ -193,7 +182,7 @@ async def test_five_day_environment_reminded_extended_and_torn_down(
         current = await timer(stack, "env-1")
         return current if current["reminders"] else None
 
-    reminded_record = await until(reminded)
+    reminded_record = await eventually_async(reminded)
     assert reminded_record["reminders"][0]["log"].startswith("REMINDER: env-1's expires_at expires at")
 
     extended = await stack.api.post(
@@ -222,9 +211,9 @@ async def test_five_day_environment_reminded_extended_and_torn_down(
     async def gone() -> bool:
         return (await stack.api.get("/v1/blueprints/environment/entities/env-1")).status_code == 404
 
-    await until(gone)
+    await eventually_async(gone)
     assert len(stack.webhook.calls("POST", "/destroy")) == 1
-    final = await until(lambda: _teardown_done(stack, "env-1"))
+    final = await eventually_async(lambda: _teardown_done(stack, "env-1"))
     assert final["state"] == "expired" and final["on_expiry_run"]
     run = (await stack.api.get(f"/v1/runs/{final['on_expiry_run']}")).json()
     assert run["source"] == "AUTOMATION" and run["status"] == "SUCCESS"
@@ -270,7 +259,9 @@ async def test_changing_the_deadline_rearms_and_a_past_deadline_expires_at_once(
     )
     await armed(stack, "env-3")
     handle = stack.client.get_workflow_handle("timer:environment:env-3:expires_at")
-    await until(lambda: _deadline_is(handle, "2"))  # re-armed: the running workflow holds the new deadline
+    await eventually_async(
+        lambda: _deadline_is(handle, "2")
+    )  # re-armed: the running workflow holds the new deadline
     await skipping.sleep(timedelta(days=2))
     assert (await stack.api.get("/v1/blueprints/environment/entities/env-3")).status_code == 200
 
@@ -280,7 +271,7 @@ async def test_changing_the_deadline_rearms_and_a_past_deadline_expires_at_once(
     async def gone() -> bool:
         return (await stack.api.get("/v1/blueprints/environment/entities/env-4")).status_code == 404
 
-    await until(gone)
+    await eventually_async(gone)
 
     beyond = {"identifier": "env-5", "properties": {"expires_at": iso(now + timedelta(days=30))}}
     refused = await stack.api.post("/v1/blueprints/environment/entities", json=beyond)
@@ -352,7 +343,7 @@ async def test_the_reminder_dm_extends_the_timer_from_slack_within_policy(
     async def reminder_dm() -> list[dict[str, Any]]:
         return [m for (channel, _), m in list(fake_slack.messages.items()) if channel == "D0BOB"]
 
-    [message] = await until(reminder_dm)
+    [message] = await eventually_async(reminder_dm)
     deadline = datetime.fromisoformat((await timer(stack, "env-s"))["deadline"])
     assert message["text"] == f"⏰ env-s's expires_at expires at {deadline:%Y-%m-%d %H:%M} UTC"
     blocks = json.loads(message["blocks"]) if isinstance(message["blocks"], str) else message["blocks"]
@@ -372,7 +363,7 @@ async def test_the_reminder_dm_extends_the_timer_from_slack_within_policy(
     async def told() -> list[str]:
         return [str(e["text"]) for e in list(fake_slack.ephemeral) if e["user"] == "U0BOB"]
 
-    [extended] = await until(told)
+    [extended] = await eventually_async(told)
     new_deadline = deadline + timedelta(days=1)
     assert extended == f"Extended to {new_deadline:%Y-%m-%d %H:%M} UTC: env-s's expires_at, by P1D."
     # The workflow, the entity's property, the timer record and the audit log agree.
@@ -391,7 +382,7 @@ async def test_the_reminder_dm_extends_the_timer_from_slack_within_policy(
 
     # 1 day + 3 days is past max_extension (P3D): refused, privately, and nothing changes.
     await _click(stack, buttons[1])
-    refused = (await until(lambda: _more_than(told, 1)))[1]
+    refused = (await eventually_async(lambda: _more_than(told, 1)))[1]
     assert (
         refused == "env-s's expires_at was not extended: extensions may add at most P3D to the first deadline"
     )
@@ -412,7 +403,7 @@ async def test_without_slack_the_reminder_notice_only_logs(
 
     await skipping.sleep(timedelta(hours=12, minutes=30))
     handle = stack.client.get_workflow_handle("timer:environment:env-q:expires_at")
-    results = await until(lambda: _notify_results(handle))
+    results = await eventually_async(lambda: _notify_results(handle))
     assert results == [["Slack is not configured: env-q's owners were not messaged"]]
     assert (await timer(stack, "env-q"))["error"] is None
 
@@ -447,12 +438,12 @@ async def test_a_failed_teardown_is_sent_to_the_owners_without_buttons(
         current = await timer(stack, "env-f")
         return current if current["teardown"] == "failed" else None
 
-    record = await until(failed)
+    record = await eventually_async(failed)
 
     async def dms() -> list[dict[str, Any]]:
         return [m for (channel, _), m in list(fake_slack.messages.items()) if channel == "D0BOB"]
 
-    [message] = await until(dms)
+    [message] = await eventually_async(dms)
     assert message["text"].startswith("Cleanup of env-f after its expires_at expired needs attention: ")
     assert record["error"] in message["text"]
     blocks = json.loads(message["blocks"]) if isinstance(message["blocks"], str) else message["blocks"]
@@ -494,7 +485,7 @@ async def test_timer_expired_triggers_an_automation(timer_stack: Stack) -> None:
     async def told() -> bool:
         return bool(stack.webhook.calls("POST", "/expired"))
 
-    await until(told)
+    await eventually_async(told)
     (call,) = stack.webhook.calls("POST", "/expired")
     assert call.json == {"text": "env-9 expired (expires_at)"}
     runs = (await stack.api.get("/v1/runs?action=notify")).json()["items"]
