@@ -1,0 +1,1 @@
+"""The portal's configuration as YAML documents in git: load, plan, apply, export, revisions."""
