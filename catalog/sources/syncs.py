@@ -13,6 +13,7 @@ not see, unless they are more than ``deletion_threshold`` of the source's entiti
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class SyncCompletionIn(Message):
     errors: list[SyncErrorIn] = Field(default_factory=list, max_length=MAX_ERRORS)
 
 
+# What a sync id may be: ours (``20261202T070000-1a2b3c4d``) and a schedule's (``scheduled-<time>``).
+SYNC_ID = re.compile(r"^[A-Za-z0-9._:+-]{1,200}$")
 COUNTS = ("seen", "created", "updated", "unchanged", "deleted", "failed")
 
 
@@ -215,6 +218,8 @@ def open_sync(
     """The record of ``sync_id``, created RUNNING if absent (the worker's retries find it)."""
     if trigger not in TRIGGERS:
         raise Invalid("invalid trigger", [FieldError("/trigger", f"must be one of {', '.join(TRIGGERS)}")])
+    if not SYNC_ID.match(sync_id):
+        raise Invalid("invalid sync id", [FieldError("/sync_id", f"must match {SYNC_ID.pattern}")])
     sync = session.get(DataSourceSync, (source.identifier, sync_id))
     if sync is not None:
         return sync
