@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from devtools.processes import ApiProcess, WorkerProcess
+from devtools.testing import eventually_async
 from tests.fakes.server import serve
 from tests.temporal_env import free_port
 from tests.workflows.test_timer_durability import (
@@ -100,17 +101,23 @@ async def test_a_thousand_timers_due_at_once_each_tear_down_exactly_once(
             assert len(armed) == TIMERS
 
             started = time.monotonic()
-            pending: list[dict[str, Any]] = []
-            while time.monotonic() - started < LEAD_SECONDS + TEARDOWN_BUDGET:
-                await asyncio.sleep(2)
+
+            async def all_torn_down() -> list[dict[str, Any]] | None:
                 try:
                     records = await all_timers(api)
                 except httpx.TimeoutException:
-                    continue  # the API is busy with the teardowns themselves: look again
+                    return None  # the API is busy with the teardowns themselves: look again
                 pending = [t for t in records if t["teardown"] not in ("done", "failed")]
-                if not pending:
-                    break
-            assert not pending, f"{len(pending)} teardowns not done, e.g. {pending[:2]}{worker.tail()}"
+                assert not pending, f"{len(pending)} teardowns not done, e.g. {pending[:2]}"
+                return records
+
+            records = await eventually_async(
+                all_torn_down,
+                timeout=LEAD_SECONDS + TEARDOWN_BUDGET,
+                interval=2,  # listing every timer is heavy: look every 2 s, not every 50 ms
+                what="every teardown",
+                context=worker.tail,
+            )
             print(
                 f"\n{TIMERS} teardowns done {time.monotonic() - started - LEAD_SECONDS:.1f}s after the deadline"
             )
