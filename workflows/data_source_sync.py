@@ -4,7 +4,7 @@ Opens the sync record, loads the source, pulls each resource in order (an activi
 through the vendor and sends every page to the catalog, resuming from its heartbeat after a
 crash), then tells the catalog how it ended: SUCCESS when every resource was pulled completely,
 PARTIAL when some were not (a page that kept failing, a resource kind the vendor does not
-know), FAILURE when none was or the source could not be loaded. Only SUCCESS lets the catalog
+know), FAILURE when the source could not be loaded or no resource could start. Only SUCCESS lets the catalog
 delete stale entities, so an incomplete pull never deletes what it did not get to see.
 """
 
@@ -53,6 +53,8 @@ PULL_RETRY = RetryPolicy(
     ],
 )
 PULL_HEARTBEAT = timedelta(seconds=15)
+# A pull that failed with one of these fetched nothing: it failed before its first page.
+NOTHING_PULLED = frozenset({UNKNOWN_RESOURCE_KIND, SOURCE_NOT_CONFIGURED, STEP_FAILED})
 PULL_TIMEOUT = timedelta(hours=6)
 CALL_TIMEOUT = timedelta(minutes=1)
 
@@ -97,6 +99,7 @@ class DataSourceSync:
 
     async def _pull_all(self, source: SourceDefinition, sync_id: str) -> SyncCompletion:
         errors: list[SyncError] = []
+        pulled_nothing = 0  # resources that failed before any page could be fetched
         for index, resource in enumerate(source.resources):
             kind = str(resource.get("kind") or "")
             workflow.set_current_details(f"**{source.identifier}**: resource {index} ({kind})")
@@ -121,9 +124,12 @@ class DataSourceSync:
                 )
             except ActivityError as exc:
                 errors.append(SyncError(f"resource {index} ({kind}): {_reason(exc)}", index))
+                pulled_nothing += _cause_type(exc) in NOTHING_PULLED
         if not errors:
             return SyncCompletion(SyncStatus.SUCCESS)
-        status = SyncStatus.FAILURE if len(errors) == len(source.resources) else SyncStatus.PARTIAL
+        # FAILURE when no resource could even start (the vendor is not configured, no kind is
+        # known, the config is unusable); PARTIAL when some pages may have landed.
+        status = SyncStatus.FAILURE if pulled_nothing == len(source.resources) else SyncStatus.PARTIAL
         return SyncCompletion(status, errors)
 
 
@@ -134,6 +140,13 @@ def _sync_id_of(data_source: str, workflow_id: str) -> str:
         return sync_id_of(data_source, workflow_id)
     except ValueError:
         return workflow_id
+
+
+def _cause_type(exc: ActivityError) -> str | None:
+    cause: BaseException | None = exc.cause
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__
+    return cause.type if isinstance(cause, ApplicationError) else None
 
 
 def _reason(exc: ActivityError) -> str:
