@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api import docs, errors, openapi
+from api import docs, errors, etag, openapi
 from api.limits import BodyLimits, RequestLimits
 from api.relay import EventRelay
 from api.routes import (
@@ -129,6 +129,7 @@ def create_app(
     app.state.settings = settings
     app.state.temporal = temporal or TemporalGateway(settings)
     errors.install(app)
+    etag.install(app)
     # Outermost: bodies are measured and JSON checked before any route or parser reads them.
     app.add_middleware(RequestLimits, limits=BodyLimits.of(settings))
     docs.install(app)
