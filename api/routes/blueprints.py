@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import Field, RootModel
 
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
+from api.etag import STALE_WRITE, DryRun, IfMatch, check_if_match, settle, tagged
 from api.openapi import errors
 from api.schemas import BlueprintView, Cursor, Limit, Page, View
 from catalog.blueprints import service
@@ -26,11 +27,12 @@ def list_blueprints(session: SessionDep, _: CurrentUser, limit: Limit = 100, cur
 
 
 @router.post("", status_code=201, response_model=BlueprintView, responses=errors(409))
-def create_blueprint(session: SessionDep, _: AdminUser, actor: ActorDep, body: BlueprintIn = Body()) -> Any:
+def create_blueprint(
+    session: SessionDep, _: AdminUser, actor: ActorDep, dry_run: DryRun = False, body: BlueprintIn = Body()
+) -> Any:
     """Create a blueprint. A bad property schema is a 422 naming the bad keyword."""
     bp = service.create_blueprint(session, body, actor)
-    session.commit()
-    return service.blueprint_to_dict(bp)
+    return settle(session, dry_run, lambda: service.blueprint_to_dict(bp))
 
 
 class PortBlueprintView(View):
@@ -56,22 +58,29 @@ def get_blueprint(
     blueprint: str,
     session: SessionDep,
     _: CurrentUser,
+    response: Response,
     format: Literal["gantry", "port"] = Query("gantry", description="port: Port's blueprint JSON"),
 ) -> Any:
     """A blueprint; ``?format=port`` answers it in Port's JSON (``mirrorProperties``,
     ``aggregationProperties``), so a blueprint given in Port's form comes back in it."""
-    view = service.blueprint_to_dict(service.get_blueprint(session, blueprint))
+    view = tagged(response, service.blueprint_to_dict(service.get_blueprint(session, blueprint)))
     return blueprint_as_port(view) if format == "port" else view
 
 
-@router.put("/{blueprint}", response_model=BlueprintView, responses=errors(409))
+@router.put("/{blueprint}", response_model=BlueprintView, responses={**errors(409), **STALE_WRITE})
 def replace_blueprint(
-    blueprint: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: BlueprintIn = Body()
+    blueprint: str,
+    session: SessionDep,
+    _: AdminUser,
+    actor: ActorDep,
+    if_match: IfMatch = None,
+    dry_run: DryRun = False,
+    body: BlueprintIn = Body(),
 ) -> Any:
     """Replace a blueprint. Changing a property's type while entities exist is a 409."""
+    check_if_match(if_match, lambda: service.blueprint_to_dict(service.get_blueprint(session, blueprint)))
     bp = service.replace_blueprint(session, blueprint, body, actor)
-    session.commit()
-    return service.blueprint_to_dict(bp)
+    return settle(session, dry_run, lambda: service.blueprint_to_dict(bp))
 
 
 @router.patch("/{blueprint}", response_model=BlueprintView, responses=errors(409))
