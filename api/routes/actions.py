@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Body, Header
+from fastapi import APIRouter, Body, Header, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import ActorDep, CurrentUser, PrincipalDep, SessionDep, SettingsDep
+from api.etag import STALE_WRITE, DryRun, IfMatch, check_if_match, settle, tagged
 from api.openapi import errors
 from api.routes.runs import present
 from api.schemas import ActionView, Cursor, Limit, Page, RunView, SavedAction
@@ -80,6 +81,7 @@ def create_action(
     who: PrincipalDep,
     actor: ActorDep,
     settings: SettingsDep,
+    dry_run: DryRun = False,
     body: ActionIn = Body(),
 ) -> dict[str, Any]:
     """Create an action (admins, and the moderators of its blueprint); everything that can be
@@ -87,19 +89,18 @@ def create_action(
     configured: the action is saved, but those steps fail until it is."""
     service.check_may_write(session, who, body.blueprint)
     action, _created = service.save_action(session, body, actor, create_only=True)
-    session.commit()
-    return _saved(action, body, settings)
+    return settle(session, dry_run, lambda: _saved(action, body, settings))
 
 
 @router.get("/v1/actions/{action}", response_model=ActionView, response_model_exclude_unset=True)
-def get_action(action: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
-    return service.action_to_dict(_visible(session, action, who))
+def get_action(action: str, session: SessionDep, who: PrincipalDep, response: Response) -> dict[str, Any]:
+    return tagged(response, service.action_to_dict(_visible(session, action, who)))
 
 
 @router.put(
     "/v1/actions/{action}",
     response_model=SavedAction,
-    responses={201: {"model": SavedAction, "description": "Created"}, **errors(403)},
+    responses={201: {"model": SavedAction, "description": "Created"}, **errors(403), **STALE_WRITE},
 )
 def put_action(
     action: str,
@@ -107,6 +108,8 @@ def put_action(
     who: PrincipalDep,
     actor: ActorDep,
     settings: SettingsDep,
+    if_match: IfMatch = None,
+    dry_run: DryRun = False,
     body: ActionIn = Body(),
 ) -> JSONResponse:
     """Create or replace an action. Running runs keep the definition they started with.
@@ -116,10 +119,11 @@ def put_action(
     existing = session.get(Action, action)
     if existing is not None:
         _visible(session, action, who)
+    check_if_match(if_match, lambda: service.action_to_dict(service.get_action(session, action)))
     service.check_may_write(session, who, body.blueprint, *([existing.blueprint] if existing else []))
     saved, created = service.save_action(session, body, actor)
-    session.commit()
-    return JSONResponse(_saved(saved, body, settings), status_code=201 if created else 200)
+    answer = settle(session, dry_run, lambda: _saved(saved, body, settings))
+    return JSONResponse(answer, status_code=201 if created else 200)
 
 
 @router.delete("/v1/actions/{action}", status_code=204, responses=errors(403))
