@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from api.deps import ActorDep, CurrentUser, PrincipalDep, ServiceUser, SessionDep
+from api.etag import STALE_WRITE, DryRun, IfMatch, check_if_match, settle, tagged
 from api.openapi import errors
 from api.schemas import Cursor, LevelChange, Limit, Page, Regraded, ScorecardResults, ScorecardView
 from catalog.blueprints.service import get_blueprint, list_blueprints
@@ -55,13 +56,17 @@ def list_scorecards(
     responses=errors(409),
 )
 def create_scorecard(
-    blueprint: str, session: SessionDep, who: PrincipalDep, actor: ActorDep, body: ScorecardIn = Body()
+    blueprint: str,
+    session: SessionDep,
+    who: PrincipalDep,
+    actor: ActorDep,
+    dry_run: DryRun = False,
+    body: ScorecardIn = Body(),
 ) -> dict[str, Any]:
     """Create a scorecard (admins, the blueprint's moderators); every entity is graded at once."""
     bp = _moderated(session, blueprint, who)
     sc, _created = scorecards.save(session, bp, body, actor, create_only=True)
-    session.commit()
-    return scorecards.scorecard_view(sc)
+    return settle(session, dry_run, lambda: scorecards.scorecard_view(sc))
 
 
 @router.get(
@@ -69,14 +74,18 @@ def create_scorecard(
     response_model=ScorecardView,
     response_model_exclude_unset=True,
 )
-def get_scorecard(blueprint: str, scorecard: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
-    return scorecards.scorecard_view(scorecards.get_scorecard(session, blueprint, scorecard))
+def get_scorecard(
+    blueprint: str, scorecard: str, session: SessionDep, _: CurrentUser, response: Response
+) -> dict[str, Any]:
+    return tagged(
+        response, scorecards.scorecard_view(scorecards.get_scorecard(session, blueprint, scorecard))
+    )
 
 
 @router.put(
     "/v1/blueprints/{blueprint}/scorecards/{scorecard}",
     response_model=ScorecardView,
-    responses={201: {"model": ScorecardView, "description": "Created"}},
+    responses={201: {"model": ScorecardView, "description": "Created"}, **STALE_WRITE},
 )
 def put_scorecard(
     blueprint: str,
@@ -84,6 +93,8 @@ def put_scorecard(
     session: SessionDep,
     who: PrincipalDep,
     actor: ActorDep,
+    if_match: IfMatch = None,
+    dry_run: DryRun = False,
     body: ScorecardIn = Body(),
 ) -> JSONResponse:
     """Create or replace a scorecard (admins, the blueprint's moderators); a changed rule
@@ -93,9 +104,12 @@ def put_scorecard(
         raise Invalid(
             "identifier mismatch", [FieldError("/identifier", "must equal the scorecard in the path")]
         )
+    check_if_match(
+        if_match, lambda: scorecards.scorecard_view(scorecards.get_scorecard(session, blueprint, scorecard))
+    )
     sc, created = scorecards.save(session, bp, body, actor)
-    session.commit()
-    return JSONResponse(scorecards.scorecard_view(sc), status_code=201 if created else 200)
+    answer = settle(session, dry_run, lambda: scorecards.scorecard_view(sc))
+    return JSONResponse(answer, status_code=201 if created else 200)
 
 
 @router.delete("/v1/blueprints/{blueprint}/scorecards/{scorecard}", status_code=204)
