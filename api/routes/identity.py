@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Response
 
 from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
+from api.etag import STALE_WRITE, DryRun, IfMatch, check_if_match, settle, tagged
 from api.openapi import errors
 from api.schemas import Cursor, Limit, NewToken, Page, TeamView, TokenView, UserView
 from catalog.identity import service
@@ -33,24 +34,31 @@ def list_users(
 
 
 @router.post("/v1/users", status_code=201, response_model=UserView, responses=errors(409))
-def create_user(session: SessionDep, _: AdminUser, actor: ActorDep, body: UserIn = Body()) -> dict[str, Any]:
+def create_user(
+    session: SessionDep, _: AdminUser, actor: ActorDep, dry_run: DryRun = False, body: UserIn = Body()
+) -> dict[str, Any]:
     user = service.create_user(session, body, actor)
-    session.commit()
-    return service.user_to_dict(session, user)
+    return settle(session, dry_run, lambda: service.user_to_dict(session, user))
 
 
 @router.get("/v1/users/{identifier}", response_model=UserView)
-def get_user(identifier: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
-    return service.user_to_dict(session, service.get_user(session, identifier))
+def get_user(identifier: str, session: SessionDep, _: CurrentUser, response: Response) -> dict[str, Any]:
+    return tagged(response, service.user_to_dict(session, service.get_user(session, identifier)))
 
 
-@router.patch("/v1/users/{identifier}", response_model=UserView, responses=errors(409))
+@router.patch("/v1/users/{identifier}", response_model=UserView, responses={**errors(409), **STALE_WRITE})
 def patch_user(
-    identifier: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: UserPatch = Body()
+    identifier: str,
+    session: SessionDep,
+    _: AdminUser,
+    actor: ActorDep,
+    if_match: IfMatch = None,
+    dry_run: DryRun = False,
+    body: UserPatch = Body(),
 ) -> dict[str, Any]:
+    check_if_match(if_match, lambda: service.user_to_dict(session, service.get_user(session, identifier)))
     user = service.update_user(session, identifier, body, actor)
-    session.commit()
-    return service.user_to_dict(session, user)
+    return settle(session, dry_run, lambda: service.user_to_dict(session, user))
 
 
 @router.delete("/v1/users/{identifier}", status_code=204, responses=errors(409))
@@ -68,24 +76,31 @@ def list_teams(
 
 
 @router.post("/v1/teams", status_code=201, response_model=TeamView, responses=errors(409))
-def create_team(session: SessionDep, _: AdminUser, actor: ActorDep, body: TeamIn = Body()) -> dict[str, Any]:
+def create_team(
+    session: SessionDep, _: AdminUser, actor: ActorDep, dry_run: DryRun = False, body: TeamIn = Body()
+) -> dict[str, Any]:
     team = service.create_team(session, body, actor)
-    session.commit()
-    return service.team_to_dict(team)
+    return settle(session, dry_run, lambda: service.team_to_dict(team))
 
 
 @router.get("/v1/teams/{identifier}", response_model=TeamView)
-def get_team(identifier: str, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
-    return service.team_to_dict(service.get_team(session, identifier))
+def get_team(identifier: str, session: SessionDep, _: CurrentUser, response: Response) -> dict[str, Any]:
+    return tagged(response, service.team_to_dict(service.get_team(session, identifier)))
 
 
-@router.patch("/v1/teams/{identifier}", response_model=TeamView)
+@router.patch("/v1/teams/{identifier}", response_model=TeamView, responses=STALE_WRITE)
 def patch_team(
-    identifier: str, session: SessionDep, _: AdminUser, actor: ActorDep, body: TeamPatch = Body()
+    identifier: str,
+    session: SessionDep,
+    _: AdminUser,
+    actor: ActorDep,
+    if_match: IfMatch = None,
+    dry_run: DryRun = False,
+    body: TeamPatch = Body(),
 ) -> dict[str, Any]:
+    check_if_match(if_match, lambda: service.team_to_dict(service.get_team(session, identifier)))
     team = service.update_team(session, identifier, body, actor)
-    session.commit()
-    return service.team_to_dict(team)
+    return settle(session, dry_run, lambda: service.team_to_dict(team))
 
 
 @router.delete("/v1/teams/{identifier}", status_code=204)
