@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import ActorDep, PrincipalDep, ServiceUser, SessionDep
+from api.etag import STALE_WRITE, DryRun, IfMatch, check_if_match, settle, tagged
 from api.openapi import errors
 from api.schemas import Cursor, DataSourceView, DeliveryView, Limit, Page, PageApplied, PreviewView, SyncView
 from api.services.data_sources import DataSourceServiceDep
@@ -38,29 +39,42 @@ def list_data_sources(
 
 @router.post(BASE, status_code=201, response_model=DataSourceView, responses=errors(409, 503))
 def create_data_source(
-    service: DataSourceServiceDep, who: PrincipalDep, actor: ActorDep, body: DataSourceIn = Body()
+    service: DataSourceServiceDep,
+    session: SessionDep,
+    who: PrincipalDep,
+    actor: ActorDep,
+    dry_run: DryRun = False,
+    body: DataSourceIn = Body(),
 ) -> dict[str, Any]:
     """Create a source. Every jq program is compiled now (a bad one is a 422 at its pointer);
     a pull source with a ``schedule`` gets its Temporal Schedule (Temporal down: 503)."""
+    if dry_run:  # the definition's checks only: no schedule is touched
+        checked, _ = definitions.save(session, body, actor, who, create_only=True)
+        return settle(session, True, lambda: definitions.view(checked))
     source, _created = service.save(body, actor, who, create_only=True)
     return definitions.view(source)
 
 
 @router.get(BASE + "/{data_source}", response_model=DataSourceView)
-def get_data_source(data_source: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
-    return definitions.view(definitions.get_readable(session, data_source, who))
+def get_data_source(
+    data_source: str, session: SessionDep, who: PrincipalDep, response: Response
+) -> dict[str, Any]:
+    return tagged(response, definitions.view(definitions.get_readable(session, data_source, who)))
 
 
 @router.put(
     BASE + "/{data_source}",
     response_model=DataSourceView,
-    responses={201: {"model": DataSourceView, "description": "Created"}, **errors(503)},
+    responses={201: {"model": DataSourceView, "description": "Created"}, **errors(503), **STALE_WRITE},
 )
 def put_data_source(
     data_source: str,
     service: DataSourceServiceDep,
+    session: SessionDep,
     who: PrincipalDep,
     actor: ActorDep,
+    if_match: IfMatch = None,
+    dry_run: DryRun = False,
     body: DataSourceIn = Body(),
 ) -> JSONResponse:
     """Create or replace a source (and its schedule)."""
@@ -68,6 +82,11 @@ def put_data_source(
         raise Invalid(
             "identifier mismatch", [FieldError("/identifier", "must equal the data source in the path")]
         )
+    check_if_match(if_match, lambda: definitions.view(definitions.get_readable(session, data_source, who)))
+    if dry_run:  # the definition's checks only: no schedule is touched
+        checked, previous = definitions.save(session, body, actor, who)
+        answer = settle(session, True, lambda: definitions.view(checked))
+        return JSONResponse(answer, status_code=200 if previous else 201)
     source, created = service.save(body, actor, who)
     return JSONResponse(definitions.view(source), status_code=201 if created else 200)
 
