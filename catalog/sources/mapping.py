@@ -30,6 +30,8 @@ from catalog.sandbox.jq import JqError, run_jq_batch
 from catalog.sources.definitions import Resource
 from catalog.sources.descriptors import DescriptorError, descriptor_to_entity
 
+# The fields of a mapped entity, in the order the API shows an entity's.
+ENTITY_ORDER = ("identifier", "title", "team", "properties", "relations")
 # A search relation matches at most this many entities (a many relation keeps them all).
 MAX_SEARCH_MATCHES = 1000
 
@@ -208,7 +210,8 @@ def _assemble(
         assert resource.port is not None
         relations = resource.port.entity.mappings.relations
         queries = {name: _substitute(relations[name], leaves, "") for name, leaves in searches.items()}
-        result.entities.append(MappedEntity(index, blueprint, entity, queries))
+        ordered = {k: entity[k] for k in ENTITY_ORDER if k in entity}
+        result.entities.append(MappedEntity(index, blueprint, ordered, queries))
 
 
 def _place(entity: dict[str, Any], searches: dict[str, Any], name: str, value: Any) -> str | None:
