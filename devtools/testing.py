@@ -14,7 +14,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -36,7 +36,7 @@ def _timed_out(
 
 
 def eventually(
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     *,
     timeout: float = DEFAULT_TIMEOUT,
     interval: float = DEFAULT_INTERVAL,
@@ -63,15 +63,39 @@ def eventually(
         time.sleep(interval)
 
 
+@overload
 async def eventually_async(
-    check: Callable[[], Awaitable[T] | T],
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    what: str | None = ...,
+    context: Callable[[], str] | None = ...,
+) -> T: ...
+
+
+@overload
+async def eventually_async(
+    check: Callable[[], T | None],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    what: str | None = ...,
+    context: Callable[[], str] | None = ...,
+) -> T: ...
+
+
+async def eventually_async(
+    check: Callable[[], Any],
     *,
     timeout: float = DEFAULT_TIMEOUT,
     interval: float = DEFAULT_INTERVAL,
     what: str | None = None,
     context: Callable[[], str] | None = None,
-) -> T:
-    """:func:`eventually` for an event loop: ``check`` may be a coroutine function or a plain one."""
+) -> Any:
+    """:func:`eventually` for an event loop: ``check`` may be a coroutine function or a plain one.
+
+    Typed as answering the check's value without ``None``: only a truthy value is returned."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     name = what or str(getattr(check, "__name__", "the condition"))
