@@ -5,6 +5,8 @@
     gantry search '{"combinator": "and", "rules": [...]}'
     gantry run deploy_service --entity payments -i version=v1.44.0 -i environment=staging --wait
     gantry token create --user bob
+    gantry import backstage DIR|FILE... [--prefix bs_] | port EXPORT.json | csv FILE --blueprint B
+    gantry sources list | preview ID ITEMS.json [--resource N] | sync ID [--wait] | syncs ID
 
 Waiting: ``gantry run … --wait-for WAITING_FOR_APPROVAL`` launches, waits until the run reaches
 that status (or ends) and prints its id; ``gantry get run ID --wait-for SUCCESS`` and
@@ -27,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import yaml
@@ -249,6 +252,55 @@ def _upsert_entities(api: Gantry, blueprint: str, entities: list[dict[str, Any]]
             ]
         raise ApiError(422, f"{len(errors)} {blueprint} entities were not applied", details)
     return len(entities)
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+SYNC_ENDED = frozenset({"SUCCESS", "PARTIAL", "FAILURE"})
+
+
+def _source_path(source: str, *rest: str) -> str:
+    return "/".join(["/v1/data-sources", *(quote(part, safe="") for part in (source, *rest))])
+
+
+def cmd_sources(api: Gantry, args: argparse.Namespace) -> int:
+    """Thin calls to the data-source routes; exit 1 when a preview has errors or a waited sync
+    did not succeed."""
+    if args.action == "list":
+        _print_rows(api.pages("GET", "/v1/data-sources"), "identifier", "kind", "schedule")
+        return 0
+    if args.action == "preview":
+        items = json.loads(Path(args.items).read_text())
+        resource: int | str = int(args.resource) if args.resource.isdigit() else args.resource
+        body = {"resource": resource, "items": items if isinstance(items, list) else [items]}
+        answer = api.request("POST", _source_path(args.id, "preview"), json=body)
+        _print_json(answer)
+        return 1 if answer.get("errors") else 0
+    if args.action == "syncs":
+        rows = ({**s, **s["counts"]} for s in api.pages("GET", _source_path(args.id, "syncs")))
+        _print_rows(
+            rows, "id", "status", "trigger", "started_at", "seen", "created", "updated", "deleted", "failed"
+        )
+        return 0
+    sync = api.request("POST", _source_path(args.id, "syncs"))
+    if args.wait:
+        sync = _wait_for_sync(api, args.id, sync["id"], args.timeout)
+    if args.json or args.wait:
+        _print_json(sync)
+    else:
+        print(sync["id"])
+    return 0 if sync["status"] in ("RUNNING", "SUCCESS") else 1
+
+
+def _wait_for_sync(api: Gantry, source: str, sync_id: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        sync: dict[str, Any] = api.request("GET", _source_path(source, "syncs", sync_id))
+        if sync["status"] in SYNC_ENDED:
+            return sync
+        if time.monotonic() >= deadline:
+            raise WaitError(f"sync {sync_id} of {source} is still {sync['status']} after {timeout:g}s")
+        time.sleep(max(0.0, min(POLL_INTERVAL, deadline - time.monotonic())))
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -474,6 +526,27 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--description", default="")
     create.add_argument("--expires-at", default=None, help="ISO date-time; default: never")
     create.set_defaults(run=cmd_token_create)
+
+    from importers import add_import_commands  # importers builds on this module's client
+
+    add_import_commands(commands)
+    sources = commands.add_parser(
+        "sources", help="data sources: list | preview | sync | syncs"
+    ).add_subparsers(dest="action", required=True)
+    sources.add_parser("list", help="every data source").set_defaults(run=cmd_sources)
+    preview = sources.add_parser("preview", help="what raw items would become, writing nothing")
+    preview.add_argument("id")
+    preview.add_argument("items", metavar="FILE.json", help="a JSON list of raw items (or one item)")
+    preview.add_argument("--resource", default="0", help="the resource's index or kind (default 0)")
+    sync = sources.add_parser("sync", help="start a sync now; prints its id")
+    sync.add_argument("id")
+    sync.add_argument("--wait", action="store_true", help="wait until it ends and print its record")
+    sync.add_argument("--json", action="store_true", help="print the record, not only its id")
+    sync.add_argument("--timeout", type=float, default=DEFAULT_WAIT_TIMEOUT, metavar="SECONDS")
+    syncs = sources.add_parser("syncs", help="a source's syncs, newest first")
+    syncs.add_argument("id")
+    for command in (preview, sync, syncs):
+        command.set_defaults(run=cmd_sources)
     return root
 
 
@@ -502,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     api = Gantry.connect(args.api_url, args.token)
     try:
-        args.run(api, args)
+        code = args.run(api, args)
     except ApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if exc.status == 401:
@@ -516,8 +589,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         api.http.close()
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import cli  # one module object: importers.py raises the ApiError that main catches
+
+    sys.exit(cli.main())
