@@ -34,7 +34,7 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-KINDS = ("Team", "User", "Blueprint", "Entity", "Action", "Scorecard", "Automation")
+KINDS = ("Team", "User", "Blueprint", "Entity", "Action", "Scorecard", "Automation", "DataSource")
 BULK_LIMIT = 1000
 
 
@@ -181,6 +181,9 @@ def apply_documents(api: Gantry, documents: Iterable[dict[str, Any]], echo: bool
         done("action", action["identifier"], _put_or_post(api, "/v1/actions", action))
     for automation in by_kind["Automation"]:
         done("automation", automation["identifier"], _put_or_post(api, "/v1/automations", automation))
+    # Data sources last: their mappings name blueprints, and a sync may start once one is saved.
+    for source in by_kind["DataSource"]:
+        done("data source", source["identifier"], _put_or_post(api, "/v1/data-sources", source))
 
 
 def _patch_or_post(api: Gantry, collection: str, spec: dict[str, Any]) -> str:
