@@ -253,7 +253,9 @@ def blueprints_named(definition: dict[str, Any]) -> list[str] | None:
 
 
 def may_administer(session: Session, definition: dict[str, Any], who: Principal) -> bool:
-    """Admins, and moderators of every blueprint the source writes (literal blueprints only)."""
+    """Admins, and moderators of every blueprint the source writes (literal blueprints only;
+    with ``create_missing_related_entities``, also of the blueprints its relations point to,
+    where it creates bare entities)."""
     if who.role == "admin":
         return True
     if who.is_service or not who.may_write:
@@ -261,11 +263,29 @@ def may_administer(session: Session, definition: dict[str, Any], who: Principal)
     named = blueprints_named(definition)
     if not named:
         return False
-    for identifier in named:
-        bp = session.get(Blueprint, identifier)
-        if bp is None or not is_moderator(bp, who):
-            return False
-    return True
+    blueprints = [session.get(Blueprint, identifier) for identifier in named]
+    if definition.get("create_missing_related_entities"):
+        targets = {
+            bp.relations[name]["target"]
+            for bp, name in _relations_named(definition, blueprints)
+            if name in bp.relations
+        }
+        blueprints += [session.get(Blueprint, t) for t in sorted(targets - set(named))]
+    return all(bp is not None and is_moderator(bp, who) for bp in blueprints)
+
+
+def _relations_named(
+    definition: dict[str, Any], blueprints: list[Blueprint | None]
+) -> list[tuple[Blueprint, str]]:
+    """(blueprint, relation name) for every relation a resource's mappings set."""
+    by_id = {bp.identifier: bp for bp in blueprints if bp is not None}
+    found = []
+    for resource in definition.get("resources", []):
+        mappings = ((resource.get("port") or {}).get("entity") or {}).get("mappings") or {}
+        bp = by_id.get(literal_string(mappings.get("blueprint", "")) or "")
+        if bp is not None:
+            found += [(bp, name) for name in mappings.get("relations", {})]
+    return found
 
 
 def may_read(session: Session, source: DataSource, who: Principal) -> bool:

@@ -107,7 +107,8 @@ def test_moderators_define_sources_of_their_blueprints_only(api: TestClient) -> 
         api.patch("/v1/blueprints/service", json={"moderators": {"teams": ["platform"]}}).status_code == 200
     )
     mo = _member(api, "mo", ["platform"])
-    assert api.post("/v1/data-sources", json=github_source(), headers=mo).status_code == 201
+    mine = github_source(create_missing_related_entities=False)
+    assert api.post("/v1/data-sources", json=mine, headers=mo).status_code == 201
     computed = github_source("dynamic")
     computed["resources"][0]["port"]["entity"]["mappings"] = {**MAPPINGS, "blueprint": ".kind"}
     refused = api.post("/v1/data-sources", json=computed, headers=mo)
@@ -120,3 +121,18 @@ def test_moderators_define_sources_of_their_blueprints_only(api: TestClient) -> 
     listed = api.get("/v1/data-sources", headers=mo).json()["items"]
     assert [s["identifier"] for s in listed] == ["github_acme"]
     assert api.get("/v1/data-sources/systems", headers=mo).status_code == 404
+
+
+def test_moderators_may_not_create_missing_entities_in_blueprints_they_do_not_moderate(
+    api: TestClient,
+) -> None:
+    assert api.post("/v1/teams", json={"identifier": "platform", "title": "Platform"}).status_code == 201
+    assert (
+        api.patch("/v1/blueprints/service", json={"moderators": {"teams": ["platform"]}}).status_code == 200
+    )
+    mo = _member(api, "mo", ["platform"])
+    # the mapping's `system` relation points to `system`, which mo does not moderate
+    refused = api.post("/v1/data-sources", json=github_source(), headers=mo)
+    assert refused.status_code == 403
+    allowed = github_source(create_missing_related_entities=False)
+    assert api.post("/v1/data-sources", json=allowed, headers=mo).status_code == 201
