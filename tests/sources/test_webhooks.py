@@ -17,8 +17,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from config import Settings
 from devtools.testing import eventually
-from tests.api.conftest import ADMIN_TOKEN
+from tests.api.conftest import ADMIN_TOKEN, SERVICE_BLUEPRINT, SYSTEM_BLUEPRINT
 from tests.sources.catalog_fixtures import api, settings
+from tests.temporal_env import free_port
 
 __all__ = ["api", "settings"]
 
@@ -169,8 +170,6 @@ def test_a_delivery_stored_while_the_processor_is_stopped_is_applied_after_a_res
 
 
 def _seed(client: TestClient) -> None:
-    from tests.api.conftest import SERVICE_BLUEPRINT, SYSTEM_BLUEPRINT
-
     assert (
         client.post("/v1/teams", json={"identifier": "payments-team", "title": "Payments"}).status_code == 201
     )
@@ -210,3 +209,15 @@ def test_two_api_processes_apply_each_delivery_once(two_apis: tuple[TestClient, 
     )
     identifiers = [a["identifier"] for a in created.json()["items"] if a["operation"] == "CREATE"]
     assert sorted(identifiers) == sorted(f"svc-{n}" for n in range(count))
+
+
+def test_deliveries_are_applied_with_temporal_down(settings: Settings) -> None:
+    """Webhook ingestion needs only the database: a Temporal outage loses no delivery."""
+    down = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    with TestClient(create_app(down), raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+        _seed(client)
+        assert _deliver(client, _event("api"), "d-1").status_code == 202
+        (delivery,) = _settled(client, 1)
+        assert delivery["status"] == "APPLIED"
+        assert client.get("/v1/blueprints/service/entities/api").status_code == 200
