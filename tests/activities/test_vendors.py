@@ -26,6 +26,11 @@ CATALOG = {
     "slack.request_approval",
     "slack.update_approval",
     "slack.notify_timer_owners",
+    # A data-source sync's activities: each vendor's client is built only when a sync needs it.
+    "sources.open_sync",
+    "sources.load_source",
+    "sources.pull",
+    "sources.complete_sync",
 }
 ALL = CATALOG | {
     "http.request",
