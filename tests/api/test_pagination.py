@@ -4,6 +4,8 @@ document, so a list route this test does not know how to reach fails it."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +40,9 @@ LIST_ROUTES: dict[str, dict[str, str]] = {
         "scorecard": "gold",
     },
     "/v1/automations": {},
+    "/v1/data-sources": {},
+    "/v1/data-sources/{data_source}/syncs": {"data_source": "repos"},
+    "/v1/data-sources/{data_source}/deliveries": {"data_source": "hooks"},
 }
 SEARCH = "/v1/entities/search"  # a POST: limit and cursor travel in the body
 
@@ -62,8 +67,9 @@ class Gateway:
 
 
 @pytest.fixture
-def full(settings: Settings) -> Iterator[tuple[TestClient, str]]:
+def full(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, str]]:
     """A catalog with at least two items in every list, and the id of a run with two log lines."""
+    monkeypatch.setenv(HOOK_SECRET_ENV, HOOK_SECRET)
     app = create_app(settings, temporal=Gateway())  # type: ignore[arg-type]
     with TestClient(app, raise_server_exceptions=False) as client:
         client.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
@@ -103,11 +109,39 @@ def _fill(client: TestClient) -> str:
             "invoke": {"action": "deploy_service", "entity": "{{ event.entity }}"},
         }
         _ok(client.post("/v1/automations", json=automation))
+    _fill_sources(client)
     launch = {"entity": "svc-1", "inputs": {"version": "v1"}}
     runs = [_ok(client.post("/v1/actions/deploy_service/runs", json=launch), 202) for _ in range(2)]
     report = {"logs": [{"message": "one"}, {"message": "two"}]}
     _ok(client.post(f"/v1/runs/{runs[0]['id']}/report", json=report, headers=SERVICE))
     return str(runs[0]["id"])
+
+
+HOOK_SECRET_ENV, HOOK_SECRET = "GANTRY_WEBHOOK_PAGINATION", "pagination-secret"
+
+
+def _fill_sources(client: TestClient) -> None:
+    """Two data sources, two syncs of one, two deliveries to the other."""
+    mappings = {"identifier": ".name", "blueprint": '"service"', "properties": {"language": ".language"}}
+    resource = {"kind": "repository", "port": {"entity": {"mappings": mappings}}}
+    _ok(
+        client.post(
+            "/v1/data-sources", json={"identifier": "repos", "kind": "github", "resources": [resource]}
+        )
+    )
+    hooks = {"kind": "webhook", "security": {"secret_env": HOOK_SECRET_ENV}, "resources": [resource]}
+    _ok(client.post("/v1/data-sources", json={"identifier": "hooks", **hooks}))
+    for sync_id in ("first", "second"):
+        _ok(
+            client.put(
+                f"/v1/data-sources/repos/syncs/{sync_id}", json={"trigger": "SCHEDULE"}, headers=SERVICE
+            )
+        )
+    for n in range(2):
+        body = json.dumps({"name": f"hooked-{n}", "language": "go"}).encode()
+        signature = "sha256=" + hmac.new(HOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"X-Hub-Signature-256": signature, "X-Delivery-Id": f"d-{n}", "Authorization": ""}
+        _ok(client.post("/v1/webhooks/hooks", content=body, headers=headers), 202)
 
 
 def _tier_one() -> dict[str, Any]:
