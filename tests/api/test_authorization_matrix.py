@@ -161,6 +161,9 @@ EXPECTED: dict[str, Row] = {
     "DELETE /v1/tokens/{token_id}": row(404, member_owner=204, admin=204),
     "GET /v1/audit-log": admins(200),
     "GET /v1/events": admins(200),
+    # configuration revisions: admins; moderators read those of their blueprints (service's here)
+    "GET /v1/config/revisions": row(403, moderator=200, admin=200, service=200),
+    "GET /v1/config/revisions/{revision}": row(403, moderator=200, admin=200, service=200),
     # actions: deploy_service is seen by members and viewers, executed by payments' owners
     "GET /v1/actions": row(200),
     "POST /v1/actions": definitions(201),
@@ -402,6 +405,11 @@ def _olive_token(world: World, _principal: str) -> Call:
     return f"/v1/tokens/{token['id']}", None
 
 
+def _service_revision(world: World, _principal: str) -> Call:
+    page = world.admin("GET", "/v1/config/revisions?kind=Blueprint&identifier=service&limit=1")
+    return f"/v1/config/revisions/{page['items'][0]['id']}", None
+
+
 def _action(identifier: str) -> dict[str, Any]:
     fresh = {k: v for k, v in DEPLOY.items() if k != "permissions"}
     return {**fresh, "identifier": identifier}
@@ -516,6 +524,8 @@ CALLS: dict[str, Maker] = {
     "GET /v1/tokens": _fixed("/v1/tokens"),
     "DELETE /v1/tokens/{token_id}": _olive_token,
     "GET /v1/audit-log": _fixed("/v1/audit-log"),
+    "GET /v1/config/revisions": _fixed("/v1/config/revisions"),
+    "GET /v1/config/revisions/{revision}": _service_revision,
     "GET /v1/events": _fixed("/v1/events"),
     "GET /v1/actions": _fixed("/v1/actions"),
     "POST /v1/actions": _new_action,
