@@ -38,7 +38,7 @@ from catalog.query.compiler import team_overlaps, validate_query
 from catalog.runs.approvals import check_policy
 from catalog.runs.step_kinds import STEP_KINDS, Vendor, param_problems, vendor_of
 from catalog.sandbox.templates import CONTEXT_NAMES, TemplateFailure, references
-from catalog.schemas import SLUG
+from catalog.schemas import BLUEPRINT_ID, SLUG
 from catalog.timefmt import format_instant
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,63}$"
@@ -92,7 +92,7 @@ class ActionIn(Strict):
     title: str = Field(min_length=1, max_length=256)
     description: str = ""
     icon: str | None = None
-    blueprint: str | None = Field(None, pattern=SLUG)
+    blueprint: str | None = Field(None, pattern=BLUEPRINT_ID)
     trigger: Trigger
     user_inputs: UserInputs = Field(default_factory=UserInputs)
     preconditions: Preconditions | None = None
