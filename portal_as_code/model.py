@@ -142,8 +142,9 @@ def _data_source_needs(spec: Spec) -> set[tuple[str, str]]:
         entity = ((resource or {}).get("port") or {}).get("entity") or {}
         mappings = entity.get("mappings") or {}
         for mapping in mappings if isinstance(mappings, list) else [mappings]:
-            blueprint = (mapping or {}).get("blueprint")
-            if isinstance(blueprint, str) and blueprint.isidentifier():
+            # A jq program; a constant one ('"service"') names the blueprint it writes.
+            blueprint = str((mapping or {}).get("blueprint") or "").strip().strip('"')
+            if blueprint.replace("-", "_").isidentifier():
                 blueprints.add(("Blueprint", blueprint))
     return blueprints
 
