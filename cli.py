@@ -1,6 +1,8 @@
 """``gantry``: the command line client of the catalog API.
 
-    gantry apply portal/                       # teams, users, blueprints, entities, actions …
+    gantry plan portal/ [--prune] [--json]      # what apply would change; exit 0 none, 2 some, 1 error
+    gantry apply portal/ [--prune] [--yes]     # teams, users, blueprints, entities, actions …
+    gantry export DIR [--entities] | history KIND ID | revert REVISION
     gantry get blueprints | entities BP | entity BP ID | runs | run ID
     gantry search '{"combinator": "and", "rules": [...]}'
     gantry run deploy_service --entity payments -i version=v1.44.0 -i environment=staging --wait
@@ -15,7 +17,7 @@ Each gives up after ``--timeout`` seconds (default 120); a run that ends in a st
 waiting for is an error (exit 1).
 
 ``--api-url`` (``GANTRY_API_URL``) and ``--token`` (``GANTRY_TOKEN``) say where and who.
-``apply`` is idempotent: it creates what is missing and replaces what exists.
+``apply`` shows the plan and asks (``--yes`` when not on a terminal); a second apply changes nothing.
 """
 
 from __future__ import annotations
@@ -318,10 +320,6 @@ def _print_rows(items: Iterable[dict[str, Any]], *columns: str) -> None:
         print("\t".join(str(item.get(column) if item.get(column) is not None else "") for column in columns))
 
 
-def cmd_apply(api: Gantry, args: argparse.Namespace) -> None:
-    apply_documents(api, load_documents(Path(args.path)))
-
-
 def cmd_get(api: Gantry, args: argparse.Namespace) -> None:
     what, rest = args.what, args.ids
     if args.wait_for and not (what == "run" and len(rest) == 1) and what != "runs":
@@ -494,10 +492,6 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--token", default=os.environ.get("GANTRY_TOKEN"), help="default: $GANTRY_TOKEN")
     commands = root.add_subparsers(dest="command", required=True)
 
-    apply = commands.add_parser("apply", help="apply a YAML file or a directory of them")
-    apply.add_argument("path")
-    apply.set_defaults(run=cmd_apply)
-
     get = commands.add_parser("get", help="blueprints | entities BP | entity BP ID | runs | run ID")
     get.add_argument("what", choices=["blueprints", "entities", "entity", "runs", "run"])
     get.add_argument("ids", nargs="*")
@@ -533,6 +527,9 @@ def parser() -> argparse.ArgumentParser:
     from importers import add_import_commands  # importers builds on this module's client
 
     add_import_commands(commands)
+    from portal_as_code.commands import add_portal_commands  # builds on this module's client
+
+    add_portal_commands(commands)
     sources = commands.add_parser(
         "sources", help="data sources: list | preview | sync | syncs"
     ).add_subparsers(dest="action", required=True)
