@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.openapi import errors
 from api.schemas import DeliveryAccepted
-from catalog.errors import Unauthenticated
+from catalog.errors import NotFound, Unauthenticated
 from catalog.sources import webhooks
 
 log = logging.getLogger("gantry.webhooks")
@@ -35,7 +35,7 @@ BACKOFF = 5.0
     "/v1/webhooks/{data_source}",
     status_code=202,
     response_model=DeliveryAccepted,
-    responses=errors(401, 404),
+    responses=errors(401),
     openapi_extra={"security": []},
 )
 async def receive_webhook(data_source: str, request: Request) -> JSONResponse:
@@ -52,7 +52,12 @@ async def receive_webhook(data_source: str, request: Request) -> JSONResponse:
 
     def store() -> tuple[str, bool]:
         with factory() as session, session.begin():
-            _source, definition = webhooks.webhook_source(session, data_source)
+            # An unknown source answers as a bad signature does: the route tells an unsigned
+            # caller nothing, not even which webhook sources exist.
+            try:
+                _source, definition = webhooks.webhook_source(session, data_source)
+            except NotFound:
+                raise Unauthenticated(f"the request is not signed for data source '{data_source}'") from None
             assert definition.security is not None  # a webhook source is saved with one
             if not webhooks.signature_valid(definition.security, headers, raw):
                 raise Unauthenticated(f"the request is not signed for data source '{data_source}'")

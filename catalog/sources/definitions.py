@@ -37,7 +37,6 @@ CREDENTIAL_WORDS = ("token", "password", "passwd", "secret", "credential", "apik
 MIN_SCHEDULE_SECONDS = 60
 # A webhook secret may not be one of Gantry's own settings (a signature check would then make
 # the admin token or the encryption key an HMAC key anybody can probe).
-OWN_SETTINGS = "GANTRY_"
 WEBHOOK_SECRETS = "GANTRY_WEBHOOK_"
 _STRING_LITERAL = re.compile(r'^\s*("(?:[^"\\]|\\.)*")\s*$')
 
@@ -156,13 +155,10 @@ def _security_problems(body: DataSourceIn) -> list[FieldError]:
     if body.security is None:
         return [FieldError("/security", "a webhook source needs a signature check (secret_env, header...)")]
     name = body.security.secret_env
-    if name.startswith(OWN_SETTINGS) and not name.startswith(WEBHOOK_SECRETS):
-        return [
-            FieldError(
-                "/security/secret_env",
-                f"may not name one of Gantry's own settings; use a {WEBHOOK_SECRETS}* variable",
-            )
-        ]
+    # Only variables the platform team set aside for webhooks: a definition must not be able to
+    # point the signature check at any other secret of the API's environment.
+    if not name.startswith(WEBHOOK_SECRETS) or name == WEBHOOK_SECRETS:
+        return [FieldError("/security/secret_env", f"must name a {WEBHOOK_SECRETS}* environment variable")]
     return []
 
 

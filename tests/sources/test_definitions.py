@@ -63,7 +63,7 @@ def test_other_save_time_checks(api: TestClient) -> None:
         (github_source(schedule="PT5S"), "/schedule"),
         (github_source(kind="webhook"), "/security"),
         (
-            github_source(kind="webhook", security={"secret_env": "GANTRY_ADMIN_TOKEN"}),
+            github_source(kind="webhook", security={"secret_env": "AWS_SECRET_ACCESS_KEY"}),
             "/security/secret_env",
         ),
         (unknown, "/resources/0/port/entity/mappings/blueprint"),

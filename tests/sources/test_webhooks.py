@@ -136,6 +136,15 @@ def test_a_bad_or_missing_signature_is_a_401_and_stores_nothing(hooks: TestClien
     assert len(_deliveries(hooks)) == 1
 
 
+def test_an_unknown_source_answers_as_a_bad_signature_does(hooks: TestClient) -> None:
+    # An unsigned caller cannot tell a webhook source that exists from one that does not,
+    # nor a pull source from nothing.
+    unknown = hooks.post("/v1/webhooks/nothing_here", content=_event("api"))
+    bad = hooks.post("/v1/webhooks/github_hooks", content=_event("api"))
+    assert unknown.status_code == bad.status_code == 401
+    assert unknown.json()["error"]["code"] == bad.json()["error"]["code"]
+
+
 def test_an_unset_secret_accepts_nothing(hooks: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SECRET_ENV)
     assert _deliver(hooks, _event("api"), "d-1", secret="").status_code == 401
