@@ -129,7 +129,7 @@ def add_portal_commands(commands: Any) -> None:
     """Register plan, apply, export, history and revert on the ``gantry`` parser."""
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        return commands.add_parser(  # type: ignore[no-any-return]
+        return commands.add_parser(
             name,
             help=help,
             description=f"{help}\n\nexample: {EXAMPLES[name]}",
