@@ -4,8 +4,12 @@ Steps: load or generate dev secrets in the data dir, migrate the catalog, start 
 Temporal dev server, start moto as local AWS (unless AWS is configured), the demo deploy
 receiver and stand-ins for Jira and Slack (each unless its ``GANTRY_*`` settings are set), start
 the API and wait for ``/readyz``, start the worker, apply the example portal on the first start
-only, print where everything is, then watch the children. Ctrl-C or SIGTERM stops everything
-this started; a child that dies on its own stops the rest with a non-zero exit.
+only (and sync its pull data sources once), print where everything is, then watch the children.
+Local AWS starts with one CloudFormation stack made "outside Gantry" (``payouts-production``) for
+the portal's ``aws_stacks`` source to find; the ``github_deployments`` webhook source checks
+signatures with the generated ``GANTRY_WEBHOOK_GITHUB_SECRET``, printed with the admin token.
+Ctrl-C or SIGTERM stops everything this started; a child that dies on its own stops the rest
+with a non-zero exit.
 Every ``GANTRY_*`` variable already set in the environment wins over the generated defaults;
 ``GANTRY_DEMO_MOTO_PORT``, ``GANTRY_DEMO_RECEIVER_PORT``, ``GANTRY_DEMO_JIRA_PORT`` and
 ``GANTRY_DEMO_SLACK_PORT`` pin the demo's ports (default: 5000, 8099, 8100 and 8101, or the
@@ -14,6 +18,7 @@ next free ones).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -25,17 +30,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlsplit
 
 import botocore.session
 import httpx
 import yaml
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from devtools.processes import ChildProcess, port_answers, url_answers
 from devtools.testing import eventually
 from worker import SEARCH_ATTRIBUTES
+
+if TYPE_CHECKING:
+    from cli import Gantry
 
 ROOT = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -44,11 +52,26 @@ GENERATED_SECRETS = (
     "GANTRY_SERVICE_TOKEN",
     "GANTRY_SECRET_KEY",
     "GANTRY_WEBHOOK_SECRET",
+    # The example portal's webhook source (portal/data-sources/github_deployments.yaml) checks
+    # GitHub-style signatures with this one.
+    "GANTRY_WEBHOOK_GITHUB_SECRET",
 )
+WEBHOOK_SOURCE, WEBHOOK_SECRET = "github_deployments", "GANTRY_WEBHOOK_GITHUB_SECRET"
 # The portal's actions call the receiver here; apply_portal rewrites it when the port moves.
 RECEIVER_URL = "http://127.0.0.1:8099"
 MOTO_PORT = 5000
 LOCAL_AWS = {"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# Local AWS starts empty: this stack stands for infrastructure made outside Gantry, which the
+# portal's aws_stacks source turns into an `environment` entity (its tags say which).
+DEMO_STACK = "payouts-production"
+DEMO_STACK_TAGS = {"environment-type": "production", "service": "payouts", "team": "payments-team"}
+DEMO_STACK_TEMPLATE = {
+    "AWSTemplateFormatVersion": "2010-09-09",
+    "Description": "Payouts in production, deployed outside Gantry (a make run demo stack)",
+    "Resources": {
+        "Events": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "payouts-production-events"}}
+    },
+}
 # The Jira and Slack stand-ins (devtools/standins) and the credentials they accept.
 JIRA_PORT, SLACK_PORT = 8100, 8101
 JIRA_STANDIN = {"GANTRY_JIRA_USER": "bot@example.com", "GANTRY_JIRA_TOKEN": "jira-token"}
@@ -212,9 +235,39 @@ def start_local_aws(stack: Stack, env: dict[str, str]) -> str | None:
     wait_until(stack, "moto", lambda: answers(f"127.0.0.1:{port}"))
     endpoint = f"http://127.0.0.1:{port}"
     env["AWS_ENDPOINT_URL"] = endpoint
+    env.setdefault("GANTRY_AWS_ENDPOINT_URL", endpoint)  # what the worker's aws data sources read
     for key, value in LOCAL_AWS.items():
         env.setdefault(key, value)
+    create_demo_stack(stack, endpoint, env)
     return endpoint
+
+
+def create_demo_stack(stack: Stack, endpoint: str, env: dict[str, str]) -> None:
+    """Create DEMO_STACK in the local AWS this run started (never in an AWS the user configured)
+    and wait until it is complete, so the first sync of aws_stacks finds it. A failure is said
+    and skipped: the stack is still useful without the demo's data."""
+    client = botocore.session.Session().create_client(
+        "cloudformation",
+        endpoint_url=endpoint,
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+    def complete() -> bool:
+        status = client.describe_stacks(StackName=DEMO_STACK)["Stacks"][0]["StackStatus"]
+        return bool(status == "CREATE_COMPLETE")
+
+    try:
+        with contextlib.suppress(client.exceptions.AlreadyExistsException):
+            client.create_stack(
+                StackName=DEMO_STACK,
+                TemplateBody=json.dumps(DEMO_STACK_TEMPLATE),
+                Tags=[{"Key": k, "Value": v} for k, v in DEMO_STACK_TAGS.items()],
+            )
+        wait_until(stack, "moto", complete)
+    except (BotoCoreError, ClientError) as exc:
+        print(f"devstack: could not create the demo stack {DEMO_STACK} in local AWS: {exc}", flush=True)
 
 
 def start_receiver(stack: Stack, env: dict[str, str], preferred: int | None = None) -> str:
@@ -336,6 +389,7 @@ def apply_portal(api_url: str, token: str, receiver_url: str) -> bool:
             documents = [_replace_in_strings(doc, RECEIVER_URL, receiver_url) for doc in documents]
         apply_documents(api, documents, echo=False)
         print("devstack: applied the example portal (portal/)", flush=True)
+        sync_pull_sources(api, documents)
         return True
     except (ApiError, ValueError, OSError, httpx.HTTPError, yaml.YAMLError) as exc:
         # The stack is still useful with a half-applied portal: say what failed and keep running.
@@ -343,6 +397,23 @@ def apply_portal(api_url: str, token: str, receiver_url: str) -> bool:
         return False
     finally:
         api.http.close()
+
+
+def sync_pull_sources(api: Gantry, documents: list[dict[str, Any]]) -> None:
+    """Start one sync of each scheduled data source just applied, so its entities are there
+    before its schedule first fires (which may be up to a whole interval later)."""
+    from cli import ApiError
+
+    for doc in documents:
+        spec = doc["spec"]
+        if doc["kind"] != "DataSource" or not spec.get("schedule"):
+            continue
+        try:
+            api.request("POST", f"/v1/data-sources/{spec['identifier']}/syncs")
+        except (ApiError, httpx.HTTPError) as exc:
+            print(f"devstack: could not start a sync of {spec['identifier']}: {exc}", flush=True)
+            continue
+        print(f"devstack: syncing {spec['identifier']} now (then every {spec['schedule']})", flush=True)
 
 
 def _replace_in_strings(value: Any, old: str, new: str) -> Any:
@@ -368,6 +439,7 @@ def print_banner(
     logs = f"{stack.logs}/{{{','.join(stack.children)}}}.log"
     jira = env.get("GANTRY_JIRA_URL") or "not configured"
     slack = env.get("GANTRY_SLACK_API_URL") or "https://slack.com/api/"
+    webhook = f"{api_url}/v1/webhooks/{WEBHOOK_SOURCE}"
     print(
         f"""
 Gantry is running.
@@ -378,10 +450,12 @@ Gantry is running.
   AWS          {aws}
   Jira         {_standin(standins.jira, jira, "/issues", stack.log("jira"))}
   Slack        {_standin(standins.slack, slack, "/messages", stack.log("slack"))}
+  webhooks     {webhook} (GitHub deployment events, signed with ${WEBHOOK_SECRET})
   logs         {logs}
 
   export GANTRY_API_URL={api_url}
   export GANTRY_TOKEN={token}
+  export {WEBHOOK_SECRET}={env.get(WEBHOOK_SECRET, "")}
 
 Try it:
   # deploy payments to staging (an action run; the answer holds its id)
@@ -393,6 +467,8 @@ Try it:
   curl -s {receiver_url}/deliveries
   # Gantry's deploy runs in Temporal UI
   {runs_in_ui}
+  # the latest sync of CloudFormation stacks (local AWS) into environments, with its counts
+  curl -s "$GANTRY_API_URL/v1/data-sources/aws_stacks/syncs?limit=1" {auth}
 
 Press Ctrl-C to stop.
 """,

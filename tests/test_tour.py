@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack import WEBHOOK_SECRET, load_dev_secrets
 from tests.temporal_env import free_port
 from tests.test_devstack import Devstack, _clean_env, _up
 
@@ -36,6 +37,8 @@ DEMO_URLS = {  # make run's stand-ins: the URL the tour shows, the variable that
     "http://127.0.0.1:8101": "GANTRY_DEMO_SLACK_PORT",
 }
 TOKEN_PLACEHOLDER = "GANTRY_TOKEN=…"
+# The example webhook source's secret, which make run also prints as an export line.
+SECRET_PLACEHOLDER = f"{WEBHOOK_SECRET}=…"
 MARKER = "@@gantry-tour-command"
 TOUR_TIMEOUT = 300.0
 
@@ -218,8 +221,11 @@ def _tour_env(stack_env: dict[str, str]) -> dict[str, str]:
 
 
 def _localise(command: Command, api_url: str, token: str, stack_env: dict[str, str]) -> str:
-    """The tour's text with the test stack's ports and token in place of make run's defaults."""
+    """The tour's text with the test stack's ports, token and secret in place of make run's."""
     text = command.text.replace(DEFAULT_API_URL, api_url).replace(TOKEN_PLACEHOLDER, f"GANTRY_TOKEN={token}")
+    if SECRET_PLACEHOLDER in text:
+        secret = load_dev_secrets(Path(stack_env["GANTRY_DATA_DIR"]))[WEBHOOK_SECRET]
+        text = text.replace(SECRET_PLACEHOLDER, f"{WEBHOOK_SECRET}={secret}")
     for url, port_variable in DEMO_URLS.items():
         text = text.replace(url, f"http://127.0.0.1:{stack_env[port_variable]}")
     return text
