@@ -434,3 +434,29 @@ class WebhookDelivery(Base):
     outcome: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Initiative(Timestamped, Base):
+    """Scorecard targets to reach by a deadline (README: Initiatives); its durable workflow is
+    ``initiative:{identifier}``. ``definition`` is the saved body; ``report`` the progress the
+    workflow stored at the deadline; ``reminders`` the reminders sent (one entry each)."""
+
+    __tablename__ = "initiatives"
+
+    identifier: Mapped[str] = mapped_column(String(100), primary_key=True)
+    title: Mapped[str] = mapped_column(String(256))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    reminders: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+# Trends and initiative burn-downs read a scorecard's level history by time.
+Index(
+    "ix_scorecard_level_changes_trend",
+    ScorecardLevelChange.blueprint,
+    ScorecardLevelChange.scorecard,
+    ScorecardLevelChange.at,
+)
