@@ -29,6 +29,8 @@ EVENT_TYPES = (
     "SCORECARD_LEVEL_CHANGED",
     "RUN_CREATED",
     "RUN_UPDATED",
+    "INITIATIVE_REMINDER",
+    "INITIATIVE_DEADLINE_PASSED",
 )
 EVENTS = cast(Table, Event.__table__)
 # Set in a session's info when it added events: after its commit the relay is woken.
