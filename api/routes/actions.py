@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Header, Response
 from fastapi.responses import JSONResponse
@@ -12,15 +12,16 @@ from api.deps import ActorDep, CurrentUser, PrincipalDep, SessionDep, SettingsDe
 from api.etag import STALE_WRITE, DryRun, IfMatch, check_if_match, settle, tagged
 from api.openapi import errors
 from api.routes.runs import present
-from api.schemas import ActionView, Cursor, Limit, Page, RunView, SavedAction
+from api.schemas import ActionView, Cursor, Limit, Page, RunView, SavedAction, View
 from api.services.runs import RunServiceDep
-from catalog.errors import FieldError, Invalid, NotFound
+from catalog.base import Strict
+from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from catalog.identity.permissions import Principal
 from catalog.models import Action
 from catalog.pagination import page_after
 from catalog.runs import actions as service
 from catalog.runs.actions import ActionIn
-from catalog.runs.service import RunRequest
+from catalog.runs.service import RunRequest, check_target
 from catalog.runs.step_kinds import Vendor
 from config import Settings
 
@@ -160,3 +161,69 @@ def launch_run(
     Temporal down: 503 and the run is recorded as not started (FAILURE)."""
     launched = service.launch(action, body, user, who, source_header=x_gantry_source)
     return JSONResponse(present(settings, launched.run), status_code=202 if launched.created else 200)
+
+
+# ---- may I run it now? -----------------------------------------------------------------------
+
+
+class RunCheckRequest(Strict):
+    entity: str | None = None
+
+
+class CheckProblem(View):
+    """Why the caller may not run the action now; ``pointer`` names the place in the action's
+    definition (``/permissions/execute``, ``/trigger/condition/rules/0``,
+    ``/preconditions/scorecards/readiness``)."""
+
+    check: Literal["permission", "condition", "preconditions"]
+    pointer: str
+    message: str
+
+
+class RunCheck(View):
+    action: str
+    entity: str | None = None
+    allowed: bool
+    needs_approval: bool
+    problems: list[CheckProblem]
+
+
+@router.post(
+    "/v1/actions/{action}/check",
+    response_model=RunCheck,
+    operation_id="check_run",
+    responses=errors(404),
+)
+def check_run(
+    action: str, session: SessionDep, who: PrincipalDep, body: RunCheckRequest = Body()
+) -> dict[str, Any]:
+    """Whether the caller may launch the action on the entity now, without launching it (a CI
+    gate): the launch's own checks in the launch's order (execute permission, then the trigger
+    condition, then the scorecard preconditions), answering the first that fails as
+    ``problems`` instead of a 403 or 409. Nothing is written. An action or entity the caller may
+    not see is a 404 and a malformed target (an entity for a CREATE action, none for a DAY-2 one)
+    a 422, as at launch. Inputs are not checked: the launch checks them."""
+    found = _visible(session, action, who)
+    problems: list[dict[str, str]] = []
+    try:
+        check_target(session, found, body.entity, who)
+    except Forbidden as denied:
+        problems.append({"check": "permission", "pointer": "/permissions/execute", "message": denied.message})
+    except Conflict as unmet:
+        problems += [
+            {"check": _check_of(d.pointer), "pointer": d.pointer, "message": d.message}
+            for d in unmet.details or [FieldError("/trigger/condition", unmet.message)]
+        ]
+    definition = found.definition
+    gated = bool(definition.get("approval")) or any(s["uses"] == "approval" for s in definition["steps"])
+    return {
+        "action": found.identifier,
+        "entity": body.entity,
+        "allowed": not problems,
+        "needs_approval": gated,
+        "problems": problems,
+    }
+
+
+def _check_of(pointer: str) -> str:
+    return "preconditions" if pointer.startswith("/preconditions") else "condition"

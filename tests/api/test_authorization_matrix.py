@@ -173,6 +173,9 @@ EXPECTED: dict[str, Row] = {
     "DELETE /v1/actions/{action}": definitions(204, hidden_from=("viewer", "member_other")),
     # launch: allowed callers reach Temporal (down: 503); those who see but may not execute: 403
     "POST /v1/actions/{action}/runs": owners(503),
+    # may I launch it now? a verdict for everyone who sees the action (those who may not execute
+    # it get `allowed: false`, not a 403); nothing is written
+    "POST /v1/actions/{action}/check": row(200),
     # runs: olive's active run of deploy_service on payments
     "GET /v1/runs": row(200),
     "GET /v1/runs/{run_id}": row(200),  # the summary for viewer and member_other
@@ -535,6 +538,7 @@ CALLS: dict[str, Maker] = {
     "POST /v1/actions/{action}/runs": _fixed(
         "/v1/actions/deploy_service/runs", {"entity": "payments", "inputs": {"version": "v2"}}
     ),
+    "POST /v1/actions/{action}/check": _fixed("/v1/actions/deploy_service/check", {"entity": "payments"}),
     "GET /v1/runs": _fixed("/v1/runs"),
     "GET /v1/runs/{run_id}": _fixed(f"/v1/runs/{ACTIVE_RUN}"),
     "GET /v1/runs/{run_id}/logs": _fixed(f"/v1/runs/{ACTIVE_RUN}/logs"),
