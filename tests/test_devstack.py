@@ -5,6 +5,8 @@ and Slack stand-ins, reuses its data without re-applying the portal, stops clean
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import queue
@@ -428,6 +430,74 @@ def _notify_and_the_readiness_ticket(api_url: str, token: str, env: dict[str, st
     assert "POST /rest/api/2/issue" in jira_log
 
 
+def _sync_to_end(api: httpx.Client, source: str, sync_id: str, timeout: float = 60.0) -> Any:
+    def ended() -> Any:
+        sync = api.get(f"/v1/data-sources/{source}/syncs/{sync_id}").json()
+        assert sync["status"] != "RUNNING", sync
+        return sync
+
+    return eventually(ended, timeout=timeout, interval=0.5, what=f"sync {sync_id} of {source} ends")
+
+
+def _data_sources_sync_and_receive(api_url: str, token: str, env: dict[str, str], worker_pid: int) -> None:
+    """The portal's two data sources: the first sync devstack started made the demo stack an
+    environment, a sync by hand changes nothing, and GitHub-style deliveries signed with the
+    generated secret become a deployment (a wrong signature stores nothing)."""
+    api = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    worker_env = Path(f"/proc/{worker_pid}/environ").read_bytes().split(b"\0")
+    moto = f"http://127.0.0.1:{env['GANTRY_DEMO_MOTO_PORT']}"
+    assert f"GANTRY_AWS_ENDPOINT_URL={moto}".encode() in worker_env
+
+    syncs = api.get("/v1/data-sources/aws_stacks/syncs").json()["items"]  # newest first
+    first = _sync_to_end(api, "aws_stacks", [s for s in syncs if s["trigger"] == "API"][-1]["id"])
+    assert first["status"] == "SUCCESS", first
+    assert (first["counts"]["seen"], first["counts"]["failed"]) == (1, 0), first
+    environment = api.get(f"/v1/blueprints/environment/entities/{devstack.DEMO_STACK}").json()
+    assert environment["source"] == {"data_source": "aws_stacks", "resource": 0}, environment
+    assert environment["properties"]["type"] == "production" and environment["team"] == ["payments-team"]
+    assert environment["relations"]["service"] == "payouts"
+    started = api.post("/v1/data-sources/aws_stacks/syncs")
+    assert started.status_code == 202, started.text
+    again = _sync_to_end(api, "aws_stacks", started.json()["id"])
+    assert again["status"] == "SUCCESS" and again["counts"]["unchanged"] == 1, again
+    assert again["counts"]["created"] == again["counts"]["updated"] == again["counts"]["deleted"] == 0
+
+    secret = devstack.load_dev_secrets(Path(env["GANTRY_DATA_DIR"]))[devstack.WEBHOOK_SECRET]
+    hook = f"{api_url}/v1/webhooks/{devstack.WEBHOOK_SOURCE}"
+    deployment = {"id": 9001, "ref": "v2.0.0", "sha": "abc1234", "environment": "staging"}
+    deployment["created_at"] = "2026-06-10T12:00:00Z"
+    events = [
+        ("deployment", {"action": "created", "deployment": deployment}),
+        (
+            "deployment_status",
+            {"action": "created", "deployment": deployment, "deployment_status": {"state": "failure"}},
+        ),
+    ]
+    for n, (event, payload) in enumerate(events):
+        body = json.dumps({**payload, "repository": {"name": "checkout"}}).encode()
+        signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": f"d-{n}", "Content-Type": "application/json"}
+        forged = httpx.post(hook, content=body, headers={**headers, "X-Hub-Signature-256": "sha256=00"})
+        assert forged.status_code == 401, forged.text
+        answer = httpx.post(hook, content=body, headers={**headers, "X-Hub-Signature-256": signature})
+        assert answer.status_code == 202 and answer.json() == {"delivery_id": f"d-{n}", "accepted": True}
+
+        def applied(delivery_id: str = f"d-{n}") -> Any:
+            items = api.get(f"/v1/data-sources/{devstack.WEBHOOK_SOURCE}/deliveries").json()["items"]
+            [found] = [d for d in items if d["delivery_id"] == delivery_id]
+            assert found["status"] != "PENDING", found
+            return found
+
+        delivery = eventually(applied, timeout=20, interval=0.3, what=f"delivery d-{n} is applied")
+        assert delivery["status"] == "APPLIED" and delivery["outcome"]["failed"] == 0, delivery
+    deliveries = api.get(f"/v1/data-sources/{devstack.WEBHOOK_SOURCE}/deliveries").json()["items"]
+    assert len(deliveries) == 2, "the forged deliveries were not stored"
+    recorded = api.get("/v1/blueprints/deployment/entities/github-9001").json()
+    assert recorded["properties"]["status"] == "FAILED" and recorded["properties"]["stage"] == "staging"
+    assert recorded["relations"]["service"] == "checkout" and recorded["title"] == "checkout v2.0.0 (staging)"
+    assert recorded["source"] == {"data_source": devstack.WEBHOOK_SOURCE, "resource": 0}
+
+
 _DEPLOY_INPUTS = {"version": "v1.43.0", "environment": "staging"}
 _LOCAL_AWS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -445,6 +515,8 @@ def test_make_run_serves_the_portal_runs_its_actions_and_ctrl_c_stops_everything
 
     assert "applied the example portal" in output
     assert f"127.0.0.1:{stack_env['GANTRY_DEMO_JIRA_PORT']}/issues (a local stand-in" in output
+    assert "syncing aws_stacks now (then every PT5M)" in output
+    assert f"export {devstack.WEBHOOK_SECRET}=" in output
 
     children = stack.children()
     commands = " | ".join(children.values())
@@ -460,6 +532,8 @@ def test_make_run_serves_the_portal_runs_its_actions_and_ctrl_c_stops_everything
     payments = httpx.get(f"{api_url}/v1/blueprints/service/entities/payments", headers=auth)
     assert payments.status_code == 200, payments.text
     assert set(SEARCH_ATTRIBUTES) <= asyncio.run(_search_attributes(stack_env["GANTRY_TEMPORAL_ADDRESS"]))
+    worker = next(pid for pid, cmd in children.items() if "worker.py" in cmd)
+    _data_sources_sync_and_receive(api_url, token, stack_env, worker)
     _actions_run_end_to_end(api_url, token, stack_env)
     _production_deploy_waits_for_alice(api_url, token, stack_env)
     _notify_and_the_readiness_ticket(api_url, token, stack_env)
@@ -508,7 +582,7 @@ def test_later_runs_reuse_data_keep_user_changes_and_a_dying_child_stops_the_res
         "The example portal was applied on " in output
         and "to apply portal/ again: gantry apply portal/" in output
     )
-    assert "applied the example portal" not in output
+    assert "applied the example portal" not in output and "syncing aws_stacks" not in output
     assert httpx.get(ledger, headers=auth).json()["title"] == "Ledger (renamed by a user)"
     entities = httpx.get(f"{api_url}/v1/blueprints/service/entities", headers=auth)
     assert len(entities.json()["items"]) == 7
