@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +48,11 @@ def _serving(server: uvicorn.Server, thread: threading.Thread) -> bool:
     return bool(server.started)
 
 
-@pytest.fixture
-def portal(database_url: str, tmp_path: Path) -> Iterator[Portal]:
+@contextmanager
+def serving(settings: Settings) -> Iterator[Portal]:
+    """The API app under uvicorn in a thread, on a free port."""
     from api.app import create_app
 
-    settings = Settings.model_validate(
-        {"data_dir": tmp_path / "data", "database_url": database_url, "admin_token": ADMIN_TOKEN}
-    )
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
@@ -66,6 +65,16 @@ def portal(database_url: str, tmp_path: Path) -> Iterator[Portal]:
     live.http.close()
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture
+def portal(database_url: str, tmp_path: Path) -> Iterator[Portal]:
+    """The API on an empty catalog; Temporal is not running (nothing here needs it)."""
+    settings = Settings.model_validate(
+        {"data_dir": tmp_path / "data", "database_url": database_url, "admin_token": ADMIN_TOKEN}
+    )
+    with serving(settings) as live:
+        yield live
 
 
 @pytest.fixture

@@ -5,50 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from tests.portal_as_code.conftest import Portal
-
-
-def write_docs(directory: Path, name: str, *docs: tuple[str, dict[str, Any]]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / name
-    path.write_text(
-        yaml.safe_dump_all([{"kind": kind, "spec": spec} for kind, spec in docs], sort_keys=False)
-    )
-    return path
-
-
-def team(identifier: str, title: str | None = None) -> tuple[str, dict[str, Any]]:
-    return "Team", {"identifier": identifier, "title": title or identifier.title()}
-
-
-def blueprint(identifier: str, **extra: Any) -> tuple[str, dict[str, Any]]:
-    schema = {"properties": {"tier": {"type": "string", "enum": ["a", "b"]}}}
-    return "Blueprint", {"identifier": identifier, "title": identifier.title(), "schema": schema, **extra}
-
-
-def action(identifier: str, on: str, uses: str = "catalog.upsert_entity") -> tuple[str, dict[str, Any]]:
-    return "Action", {
-        "identifier": identifier,
-        "title": identifier,
-        "blueprint": on,
-        "trigger": {"operation": "DAY-2"},
-        "steps": [
-            {
-                "id": "touch",
-                "uses": uses,
-                "with": {
-                    "blueprint": on,
-                    "identifier": "{{ entity.identifier }}",
-                    "properties": {"tier": "a"},
-                },
-            }
-        ],
-    }
+from tests.portal_as_code.documents import action, blueprint, team, write_docs
 
 
 def test_plan_exit_codes_and_field_level_diff(

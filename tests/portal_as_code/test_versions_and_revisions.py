@@ -10,7 +10,7 @@ from cli import Gantry
 from portal_as_code.apply import ApplyError, apply_plan
 from portal_as_code.plan import make_plan
 from tests.portal_as_code.conftest import ADMIN_TOKEN, Portal
-from tests.portal_as_code.test_plan_apply import action, blueprint, team, write_docs
+from tests.portal_as_code.documents import action, blueprint, team, write_docs
 
 
 def test_a_stale_if_match_is_a_412_and_changes_nothing(portal: Portal) -> None:
