@@ -22,6 +22,7 @@ from activities.urls import path
 from catalog.runs import secrets
 from config import Settings
 from contracts.automations import AutomationLaunch
+from contracts.exemptions import ExemptionExpiry
 from contracts.runs import ReportInput
 from contracts.steps import VENDOR_CLIENT_ERROR, VENDOR_SERVER_ERROR, StepInput, StepResult
 from contracts.timers import ExpiryRun, TimerReport
@@ -220,6 +221,21 @@ class CatalogActivities:
     async def regrade_scorecards(self) -> dict[str, int]:
         body: dict[str, int] = await self._api.call("POST", "/v1/scorecards/regrade", timeout=600)
         return body
+
+    @activity.defn(name="gantry.expire_exemption")
+    async def expire_exemption(self, expiry: ExemptionExpiry) -> dict[str, Any]:
+        """An exemption's date has come: the catalog expires it and regrades its entity. One
+        that is gone (its entity or scorecard deleted) has nothing left to expire."""
+        route = path(
+            "v1", "blueprints", expiry.blueprint, "scorecards", expiry.scorecard, "exemptions",
+            expiry.exemption_id, "expire",
+        )  # fmt: skip
+        response = await self._api.request("POST", route)
+        if response.status_code == 404:
+            return {"status": "GONE"}
+        if not response.is_success:
+            raise vendor_error("Gantry API", response)
+        return {"status": response.json()["status"]}
 
     @activity.defn(name="gantry.reconcile_runs")
     async def reconcile_runs(self) -> list[str]:
