@@ -15,8 +15,17 @@ def __getattr__(name: str) -> Any:
         from workflows.action_run import ActionRun
         from workflows.automation import AutomationRun
         from workflows.data_source_sync import DataSourceSync
+        from workflows.exemption import ExemptionExpiryTimer
         from workflows.reconcile import ReconcileRuns, RegradeScorecards
         from workflows.timer import EntityTimer
 
-        return [ActionRun, ReconcileRuns, RegradeScorecards, EntityTimer, AutomationRun, DataSourceSync]
+        return [
+            ActionRun,
+            ReconcileRuns,
+            RegradeScorecards,
+            EntityTimer,
+            AutomationRun,
+            DataSourceSync,
+            ExemptionExpiryTimer,
+        ]
     raise AttributeError(f"module 'workflows' has no attribute {name!r}")
