@@ -271,6 +271,8 @@ def _document(item: Any, file: Path, index: int) -> Document:
     if unknown:
         raise ConfigError(f"{where}: unknown field {unknown[0]!r} (a document has kind and spec)")
     kind = item.get("kind")
+    if kind is None:
+        raise ConfigError(f"{where}: kind: each document needs kind ({'|'.join(DOCUMENT_KINDS)}) and spec")
     if kind not in DOCUMENT_KINDS:
         raise ConfigError(f"{where}: kind: unknown kind {kind!r}; use one of {', '.join(DOCUMENT_KINDS)}")
     spec = item.get("spec")
