@@ -16,6 +16,7 @@ def __getattr__(name: str) -> Any:
         from workflows.automation import AutomationRun
         from workflows.data_source_sync import DataSourceSync
         from workflows.exemption import ExemptionExpiryTimer
+        from workflows.initiative import InitiativeWorkflow
         from workflows.reconcile import ReconcileRuns, RegradeScorecards
         from workflows.timer import EntityTimer
 
@@ -27,5 +28,6 @@ def __getattr__(name: str) -> Any:
             AutomationRun,
             DataSourceSync,
             ExemptionExpiryTimer,
+            InitiativeWorkflow,
         ]
     raise AttributeError(f"module 'workflows' has no attribute {name!r}")

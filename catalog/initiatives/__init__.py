@@ -1,0 +1,1 @@
+"""Initiatives: scorecard targets by a deadline, their progress and final report."""
