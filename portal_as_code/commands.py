@@ -105,7 +105,7 @@ def cmd_revert(api: Gantry, args: argparse.Namespace) -> int:
     current, etag = fetch(api, kind.path_of(target))
     if revision["before"] is None:
         if current is not None:
-            api.request("DELETE", kind.path_of(target), headers={"If-Match": etag} if etag else {})
+            api.request("DELETE", kind.path_of(target))
         print(f"{kind.name} {kind.key(target)}: deleted (revision {args.revision} created it)")
         return 0
     spec = kind.normalize({**revision["before"], **scope})
