@@ -198,10 +198,11 @@ def save(
     """Check and store the definition (not committed); returns it and the definition it
     replaced (None: created)."""
     now = utcnow()
+    # Who may, first: a caller who may not define it learns nothing from the checks.
+    check_may_define(session, who, body.model_dump(mode="json"))
     start, deadline = check(session, body, now)
     definition = body.model_dump(mode="json")
     definition["starts_at"], definition["deadline"] = format_instant(start), format_instant(deadline)
-    check_may_define(session, who, definition)
     initiative = session.get(Initiative, body.identifier)
     if initiative is not None and create_only:
         raise Conflict(f"initiative '{body.identifier}' already exists")

@@ -26,7 +26,11 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from catalog.audit import Actor
 from catalog.db import utcnow
+from catalog.identity.permissions import Principal
+from catalog.initiatives import service as initiatives
+from catalog.initiatives.service import InitiativeIn
 from catalog.models import Run, RunApprover
 from config import Settings
 from tests.api.conftest import ADMIN_TOKEN, SERVICE_BLUEPRINT, SERVICE_TOKEN, SYSTEM_BLUEPRINT
@@ -209,6 +213,18 @@ EXPECTED: dict[str, Row] = {
     "GET /v1/automations/{identifier}": row(200),
     "PUT /v1/automations/{identifier}": admins(200),
     "DELETE /v1/automations/{identifier}": admins(204),
+    # initiatives: everyone reads (progress over what they may read); admins and the moderators of
+    # every targeted blueprint define them; starting, re-arming or ending the workflow needs
+    # Temporal (down here: 503, nothing saved); the worker records reminders and the report
+    "GET /v1/initiatives": row(200),
+    "POST /v1/initiatives": definitions(503),
+    "GET /v1/initiatives/{identifier}": row(200),
+    "PUT /v1/initiatives/{identifier}": definitions(200),
+    "DELETE /v1/initiatives/{identifier}": definitions(503),
+    "GET /v1/initiatives/{identifier}/progress": row(200),
+    "POST /v1/initiatives/{identifier}/reminders": worker(200),
+    "POST /v1/initiatives/{identifier}/deadline": worker(200),
+    "GET /v1/blueprints/{blueprint}/scorecards/{scorecard}/trend": row(200),
     # Slack signs its requests: a bearer token of any kind is no substitute (unsigned: 401)
     "POST /v1/slack/interactions": row(401),
     # data sources: admins and the moderators of every blueprint a source writes (mo, of
@@ -284,6 +300,7 @@ def _seed(world: World) -> None:
     world.admin("POST", "/v1/data-sources", HOOKS)
     _service(world, "PUT", "/v1/data-sources/repos/syncs/seeded", {"trigger": "SCHEDULE"})
     _seed_runs(world.client.app)
+    _seed_initiative(world.client.app)
 
 
 def _payments() -> dict[str, Any]:
@@ -303,6 +320,24 @@ def _automation(identifier: str) -> dict[str, Any]:
         "trigger": {"event": "ENTITY_CREATED", "blueprint": "service"},
         "invoke": {"action": "deploy_service", "entity": "{{ event.entity }}", "inputs": {"version": "v1"}},
     }
+
+
+INITIATIVE: dict[str, Any] = {
+    "identifier": "ready",
+    "title": "Everything ready",
+    "owner": {"teams": ["platform"]},
+    "targets": [{"blueprint": "service", "scorecard": "readiness", "level": "Gold"}],
+    "starts_at": "2030-01-01T00:00:00.000Z",
+    "deadline": "2030-02-01T00:00:00.000Z",
+    "remind_before": ["P7D"],
+}
+
+
+def _seed_initiative(app: Any) -> None:
+    """The initiative ``ready``, saved as a create would (no Temporal: its workflow is not needed)."""
+    with app.state.sessionmaker() as session:
+        initiatives.save(session, InitiativeIn(**INITIATIVE), Actor("admin"), Principal("admin", "admin"))
+        session.commit()
 
 
 def _seed_runs(app: Any) -> None:
@@ -579,6 +614,21 @@ CALLS: dict[str, Maker] = {
     "GET /v1/automations/{identifier}": _fixed("/v1/automations/welcome"),
     "PUT /v1/automations/{identifier}": _fixed("/v1/automations/welcome", _automation("welcome")),
     "DELETE /v1/automations/{identifier}": _fresh_automation,
+    "GET /v1/initiatives": _fixed("/v1/initiatives"),
+    "POST /v1/initiatives": _fixed("/v1/initiatives", {**INITIATIVE, "identifier": "made-initiative"}),
+    "GET /v1/initiatives/{identifier}": _fixed("/v1/initiatives/ready"),
+    "PUT /v1/initiatives/{identifier}": _fixed("/v1/initiatives/ready", INITIATIVE),
+    "DELETE /v1/initiatives/{identifier}": _fixed("/v1/initiatives/ready"),
+    "GET /v1/initiatives/{identifier}/progress": _fixed("/v1/initiatives/ready/progress"),
+    "POST /v1/initiatives/{identifier}/reminders": _fixed(
+        "/v1/initiatives/ready/reminders", {"key": "matrix", "remind_before": "P1D"}
+    ),
+    "POST /v1/initiatives/{identifier}/deadline": _fixed(
+        "/v1/initiatives/ready/deadline", {"deadline": INITIATIVE["deadline"]}
+    ),
+    "GET /v1/blueprints/{blueprint}/scorecards/{scorecard}/trend": _fixed(
+        "/v1/blueprints/service/scorecards/readiness/trend?interval=week"
+    ),
     "POST /v1/slack/interactions": _fixed("/v1/slack/interactions"),
     "GET /v1/data-sources": _fixed("/v1/data-sources"),
     "POST /v1/data-sources": _new_source,
