@@ -14,6 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from catalog.audit import Actor
+from catalog.identity.permissions import Principal
+from catalog.initiatives import service as initiatives
+from catalog.initiatives.service import InitiativeIn
 from config import Settings
 from tests.api.conftest import ADMIN_TOKEN, SERVICE_BLUEPRINT, SERVICE_TOKEN, SYSTEM_BLUEPRINT
 from tests.api.test_actions import ACTION
@@ -43,7 +47,11 @@ LIST_ROUTES: dict[str, dict[str, str]] = {
     "/v1/data-sources": {},
     "/v1/data-sources/{data_source}/syncs": {"data_source": "repos"},
     "/v1/data-sources/{data_source}/deliveries": {"data_source": "hooks"},
+    "/v1/initiatives": {},
+    "/v1/initiatives/{identifier}/progress": {"identifier": "typed"},
 }
+# Pages whose items are under another key (the rest of the answer counts every item).
+ITEMS = {"/v1/initiatives/{identifier}/progress": "failing"}
 SEARCH = "/v1/entities/search"  # a POST: limit and cursor travel in the body
 
 
@@ -110,11 +118,26 @@ def _fill(client: TestClient) -> str:
         }
         _ok(client.post("/v1/automations", json=automation))
     _fill_sources(client)
+    _fill_initiatives(client)
     launch = {"entity": "svc-1", "inputs": {"version": "v1"}}
     runs = [_ok(client.post("/v1/actions/deploy_service/runs", json=launch), 202) for _ in range(2)]
     report = {"logs": [{"message": "one"}, {"message": "two"}]}
     _ok(client.post(f"/v1/runs/{runs[0]['id']}/report", json=report, headers=SERVICE))
     return str(runs[0]["id"])
+
+
+def _fill_initiatives(client: TestClient) -> None:
+    """Two initiatives (saved as a create would: this Temporal takes no signals), and two more
+    services failing the ``gold`` target (svc-0 has tier 2 already)."""
+    for name in ("untyped-0", "untyped-1"):
+        _ok(client.post("/v1/blueprints/service/entities", json={"identifier": name, "properties": {"language": "go"}}))
+    target = {"blueprint": "service", "scorecard": "gold", "level": "Gold"}
+    app: Any = client.app
+    with app.state.sessionmaker() as session:
+        for name in ("typed", "typed-too"):
+            body = InitiativeIn(identifier=name, title=name, targets=[target], deadline="2031-01-01T00:00:00Z")
+            initiatives.save(session, body, Actor("admin"), Principal("admin", "admin"))
+        session.commit()
 
 
 HOOK_SECRET_ENV, HOOK_SECRET = "GANTRY_WEBHOOK_PAGINATION", "pagination-secret"
@@ -156,15 +179,15 @@ def _identity(item: dict[str, Any]) -> str:
     return json.dumps(item, sort_keys=True)
 
 
-def _walk(client: TestClient, path: str, params: dict[str, str]) -> list[str]:
+def _walk(client: TestClient, path: str, params: dict[str, str], key: str = "items") -> list[str]:
     seen: list[str] = []
     cursor: str | None = None
     for _ in range(1000):
         page = _ok(
             client.get(path, params={**params, "limit": "1", **({"cursor": cursor} if cursor else {})})
         )
-        assert len(page["items"]) <= 1
-        seen += [_identity(item) for item in page["items"]]
+        assert len(page[key]) <= 1
+        seen += [_identity(item) for item in page[key]]
         cursor = page["next_cursor"]
         if cursor is None:
             return seen
@@ -194,11 +217,10 @@ def test_every_list_route_walks_one_item_at_a_time(full: tuple[TestClient, str])
         path = route
         for name in [n for n in params if "{" + n + "}" in route]:
             path = path.replace("{" + name + "}", params.pop(name).replace("<run>", run_id))
-        everything = [
-            _identity(i) for i in _ok(client.get(path, params={**params, "limit": "1000"}))["items"]
-        ]
+        key = ITEMS.get(route, "items")
+        everything = [_identity(i) for i in _ok(client.get(path, params={**params, "limit": "1000"}))[key]]
         assert len(everything) >= 2, f"{route}: fewer than two items to page through"
-        walked = _walk(client, path, params)
+        walked = _walk(client, path, params, key)
         assert len(walked) == len(set(walked)), f"{route}: an item seen twice"
         assert set(walked) >= set(everything), f"{route}: items missed"
 
