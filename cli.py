@@ -3,9 +3,15 @@
     gantry plan portal/ [--prune] [--json]      # what apply would change; exit 0 none, 2 some, 1 error
     gantry apply portal/ [--prune] [--yes]     # teams, users, blueprints, entities, actions …
     gantry export DIR [--entities] | history KIND ID | revert REVISION
-    gantry get blueprints | entities BP | entity BP ID | runs | run ID
-    gantry search '{"combinator": "and", "rules": [...]}'
+    gantry get blueprints | entities BP | entity BP ID | runs | run ID   [-o table|json|yaml]
+    gantry search '{"combinator": "and", "rules": [...]}' | -f BODY.json | -f -
     gantry run deploy_service --entity payments -i version=v1.44.0 -i environment=staging --wait
+    gantry approve RUN [--decline] [-m COMMENT] | cancel RUN | retry RUN | logs RUN [--follow]
+    gantry extend environment checkout-pr-482 expires_at P2D
+    gantry check scorecard service payments --level Silver   # exit 0 at or above, 1 below, 2 error
+    gantry check action deploy_service --entity payments      # may I run it now? (runs nothing)
+    gantry report deployment payments-v1.44.0 --set status=SUCCEEDED --relation service=payments
+    gantry completion bash|zsh
     gantry token create --user bob
     gantry import backstage DIR|FILE... [--prefix bs_] | port EXPORT.json | csv FILE --blueprint B
     gantry sources list | preview ID ITEMS.json [--resource N] | sync ID [--wait] | syncs ID
@@ -18,6 +24,7 @@ waiting for is an error (exit 1).
 
 ``--api-url`` (``GANTRY_API_URL``) and ``--token`` (``GANTRY_TOKEN``) say where and who.
 ``apply`` shows the plan and asks (``--yes`` when not on a terminal); a second apply changes nothing.
+The commands beyond apply and run live in ``cli_commands/``; this module builds the parser.
 """
 
 from __future__ import annotations
@@ -271,8 +278,10 @@ def _source_path(source: str, *rest: str) -> str:
 def cmd_sources(api: Gantry, args: argparse.Namespace) -> int:
     """Thin calls to the data-source routes; exit 1 when a preview has errors or a waited sync
     did not succeed."""
+    from cli_commands.output import print_items
+
     if args.action == "list":
-        _print_rows(api.pages("GET", "/v1/data-sources"), "identifier", "kind", "schedule")
+        print_items(api.pages("GET", "/v1/data-sources"), args.output, "identifier", "kind", "schedule")
         return 0
     if args.action == "preview":
         items = json.loads(Path(args.items).read_text())
@@ -282,9 +291,21 @@ def cmd_sources(api: Gantry, args: argparse.Namespace) -> int:
         _print_json(answer)
         return 1 if answer.get("errors") else 0
     if args.action == "syncs":
-        rows = ({**s, **s["counts"]} for s in api.pages("GET", _source_path(args.id, "syncs")))
-        _print_rows(
-            rows, "id", "status", "trigger", "started_at", "seen", "created", "updated", "deleted", "failed"
+        records = api.pages("GET", _source_path(args.id, "syncs"))
+        # a row flattens the counts; JSON and YAML give the records as the API answers them
+        rows = ({**s, **s["counts"]} for s in records) if args.output == "table" else records
+        print_items(
+            rows,
+            args.output,
+            "id",
+            "status",
+            "trigger",
+            "started_at",
+            "seen",
+            "created",
+            "updated",
+            "deleted",
+            "failed",
         )
         return 0
     sync = api.request("POST", _source_path(args.id, "syncs"))
@@ -318,40 +339,6 @@ def _print_json(value: Any) -> None:
 def _print_rows(items: Iterable[dict[str, Any]], *columns: str) -> None:
     for item in items:
         print("\t".join(str(item.get(column) if item.get(column) is not None else "") for column in columns))
-
-
-def cmd_get(api: Gantry, args: argparse.Namespace) -> None:
-    what, rest = args.what, args.ids
-    if args.wait_for and not (what == "run" and len(rest) == 1) and what != "runs":
-        raise SystemExit("usage: --wait-for goes with `gantry get run ID` or `gantry get runs`")
-    if what == "blueprints":
-        _print_rows(api.pages("GET", "/v1/blueprints"), "identifier", "title")
-    elif what == "entities" and len(rest) == 1:
-        _print_rows(api.pages("GET", f"/v1/blueprints/{rest[0]}/entities"), "identifier", "title")
-    elif what == "entity" and len(rest) == 2:
-        _print_json(api.request("GET", f"/v1/blueprints/{rest[0]}/entities/{rest[1]}"))
-    elif what == "runs" and not rest:
-        filters = {k: v for k in RUN_FILTERS if (v := getattr(args, k))}
-        if args.wait_for:
-            newest = _newest_run(api, filters)
-            wait_for_run(
-                newest, args.wait_for, args.timeout, f"the newest run ({_describe_filters(filters)})"
-            )
-        _print_rows(api.pages("GET", "/v1/runs", params=filters), *RUN_COLUMNS)
-    elif what == "run" and len(rest) == 1:
-        fetch = _run_fetcher(api, rest[0])
-        _print_json(wait_for_run(fetch, args.wait_for, args.timeout) if args.wait_for else fetch())
-    else:
-        raise SystemExit("usage: gantry get blueprints | entities BP | entity BP ID | runs | run ID")
-
-
-def cmd_search(api: Gantry, args: argparse.Namespace) -> None:
-    try:
-        query = json.loads(args.query)
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"error: the query is not JSON: {exc}") from exc
-    items = api.pages("POST", "/v1/entities/search", {"query": query})
-    _print_rows(items, "blueprint", "identifier", "title")
 
 
 def cmd_token_create(api: Gantry, args: argparse.Namespace) -> None:
@@ -491,21 +478,19 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--api-url", default=os.environ.get("GANTRY_API_URL", "http://127.0.0.1:8000"))
     root.add_argument("--token", default=os.environ.get("GANTRY_TOKEN"), help="default: $GANTRY_TOKEN")
     commands = root.add_subparsers(dest="command", required=True)
+    from cli_commands.gates import add_gate_commands  # the commands build on this module's client
+    from cli_commands.help import add_missing_examples, command
+    from cli_commands.output import add_output
+    from cli_commands.reads import add_read_commands
+    from cli_commands.runs import add_run_commands
 
-    get = commands.add_parser("get", help="blueprints | entities BP | entity BP ID | runs | run ID")
-    get.add_argument("what", choices=["blueprints", "entities", "entity", "runs", "run"])
-    get.add_argument("ids", nargs="*")
-    for name in RUN_FILTERS:
-        get.add_argument(f"--{name}", default=None, help=f"runs: only those of this {name}")
-    _add_wait_for(get, "run ID: wait until the run is in one of these statuses; runs: its newest run")
-    get.set_defaults(run=cmd_get)
+    add_read_commands(commands)
 
-    search = commands.add_parser("search", help="search entities with a JSON query")
-    search.add_argument("query")
-    search.set_defaults(run=cmd_search)
-
-    run = commands.add_parser(
-        "run", help="launch an action: gantry run ACTION [--entity ID] [-i key=value ...]"
+    run = command(
+        commands,
+        "run",
+        "launch an action: gantry run ACTION [--entity ID] [-i key=value ...]",
+        "gantry run deploy_service --entity payments -i version=v1.44.0 -i environment=staging --wait",
     )
     run.add_argument("action")
     run.add_argument("--entity", default=None, help="the entity a DAY-2 or DELETE action acts on")
@@ -514,6 +499,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--wait", action="store_true", help="follow the run's log until it ends")
     _add_wait_for(run, "wait until the run is in one of these statuses, then print its id")
     run.set_defaults(run=cmd_run)
+    add_run_commands(commands)
+    add_gate_commands(commands)
 
     token = commands.add_parser("token", help="manage API tokens").add_subparsers(
         dest="action", required=True
@@ -533,7 +520,7 @@ def parser() -> argparse.ArgumentParser:
     sources = commands.add_parser(
         "sources", help="data sources: list | preview | sync | syncs"
     ).add_subparsers(dest="action", required=True)
-    sources.add_parser("list", help="every data source").set_defaults(run=cmd_sources)
+    listed = sources.add_parser("list", help="every data source")
     preview = sources.add_parser("preview", help="what raw items would become, writing nothing")
     preview.add_argument("id")
     preview.add_argument("items", metavar="FILE.json", help="a JSON list of raw items (or one item)")
@@ -545,8 +532,14 @@ def parser() -> argparse.ArgumentParser:
     sync.add_argument("--timeout", type=float, default=DEFAULT_WAIT_TIMEOUT, metavar="SECONDS")
     syncs = sources.add_parser("syncs", help="a source's syncs, newest first")
     syncs.add_argument("id")
-    for command in (preview, sync, syncs):
-        command.set_defaults(run=cmd_sources)
+    for subcommand in (listed, preview, sync, syncs):
+        subcommand.set_defaults(run=cmd_sources)
+    for subcommand in (listed, syncs):
+        add_output(subcommand)
+    from cli_commands.completion import add_completion_command
+
+    add_completion_command(commands)
+    add_missing_examples(root)
     return root
 
 
