@@ -320,8 +320,11 @@ class ScorecardResult(Base):
     scorecard: Mapped[str] = mapped_column(String(100), primary_key=True)
     level: Mapped[str] = mapped_column(String(100))
     level_index: Mapped[int] = mapped_column(Integer)
-    # rule identifier -> passed
+    # rule identifier -> passed (an exempted rule counts as passed)
     rules: Mapped[dict[str, bool]] = mapped_column(JSONType, default=dict)
+    # rule identifier -> {"id", "reason", "expires_at"}: the failing rules an approved exemption
+    # excuses (None: none)
+    exempt: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -338,6 +341,8 @@ class ScorecardLevelChange(Base):
     from_level: Mapped[str | None] = mapped_column(String(100))
     to_level: Mapped[str] = mapped_column(String(100))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The rules exempted when the level changed (None: none), as in ``ScorecardResult.exempt``.
+    exempt: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class Automation(Timestamped, Base):
@@ -460,3 +465,34 @@ Index(
     ScorecardLevelChange.scorecard,
     ScorecardLevelChange.at,
 )
+
+
+class ScorecardExemption(Base):
+    """One entity excused from one scorecard rule until ``expires_at`` (README: Exemptions).
+
+    PENDING while its approval run (``run_id``) waits; APPROVED, the rule counts as passed while
+    ``expires_at`` is ahead; DECLINED, REVOKED and EXPIRED are final."""
+
+    __tablename__ = "scorecard_exemptions"
+    __table_args__ = (
+        Index("ix_scorecard_exemptions_grading", "blueprint", "scorecard", "status", "entity_id"),
+        Index("ix_scorecard_exemptions_created", "blueprint", "scorecard", "created_at", "id"),
+        UniqueConstraint("run_id", name="uq_scorecard_exemptions_run"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    blueprint: Mapped[str] = mapped_column(String(100))
+    scorecard: Mapped[str] = mapped_column(String(100))
+    entity_id: Mapped[int] = mapped_column(ForeignKey("entities.id", ondelete="CASCADE"), index=True)
+    entity: Mapped[str] = mapped_column(String(256))
+    rule: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[str] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Who approved or declined (the approval run's decision), or revoked it.
+    decided_by: Mapped[str | None] = mapped_column(String(256))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

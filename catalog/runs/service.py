@@ -24,6 +24,7 @@ from catalog.blueprints.properties import FORMAT_CHECKER
 from catalog.db import utcnow
 from catalog.entities.service import entity_view
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
+from catalog.exemptions import decisions as exemptions
 from catalog.identity.permissions import Principal, is_moderator, may, passes, readable_clause
 from catalog.identity.service import get_user, missing_teams, missing_users, user_teams
 from catalog.models import Action, Blueprint, Entity, Run, RunApprover, RunLog, User
@@ -301,7 +302,7 @@ def prepare_run(session: Session, request: LaunchRequest) -> Launch:
         api_url=request.api_url,
         ui_url=request.ui_url(run.workflow_id),
     )
-    _record_launch(session, run, workflow_input)
+    record_launch(session, run, workflow_input)
     return Launch(run, workflow_input, created=True)
 
 
@@ -336,7 +337,7 @@ def _new_run(
     )
 
 
-def _record_launch(session: Session, run: Run, workflow_input: RunInput) -> None:
+def record_launch(session: Session, run: Run, workflow_input: RunInput) -> None:
     """Add the run with its approvers, audit entry and RUN_CREATED event. All of it is committed
     before the workflow starts (the caller's job): a workflow never runs without its record."""
     actor = Actor(run.created_by, run.id)
@@ -660,6 +661,8 @@ def apply_report(session: Session, run: Run, report: RunReport, actor: Actor) ->
                     before={"status": before},
                     after={"status": run.status, "error": run.error},
                 )
+                # An exemption's approval run decides its exemption as it ends.
+                exemptions.settle(session, run, actor)
         run.updated_at = now
     append_logs(session, run.id, report.logs)
     return run

@@ -6,12 +6,16 @@ query compiler, so grading is SQL: one statement per scorecard selects, for ever
 entity, whether each rule holds. Results are stored; a level change is recorded in the level
 history and emitted as ``SCORECARD_LEVEL_CHANGED`` in the same transaction as the write that
 caused it.
+
+An approved exemption (:mod:`catalog.scorecards.exempt`) excuses one failing rule of one
+entity: the rule counts as passed, and the result, the entity's scorecard and the level history
+name it as ``EXEMPT`` with its reason and expiry.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -25,10 +29,18 @@ from catalog.audit import Actor
 from catalog.base import Strict
 from catalog.db import CHUNK, utcnow
 from catalog.errors import Conflict, FieldError, Invalid, NotFound
-from catalog.models import Blueprint, Entity, Scorecard, ScorecardLevelChange, ScorecardResult
+from catalog.models import (
+    Blueprint,
+    Entity,
+    Scorecard,
+    ScorecardExemption,
+    ScorecardLevelChange,
+    ScorecardResult,
+)
 from catalog.pagination import check_limit, decode_cursor, encode_cursor
 from catalog.query.compiler import Context, RuleKind, compile_query, register_rule_kind, validate_query
 from catalog.schemas import SLUG
+from catalog.scorecards import exempt as exemptions
 from catalog.timefmt import format_instant
 
 RESULTS = cast(Table, ScorecardResult.__table__)
@@ -180,6 +192,12 @@ def delete_scorecard(session: Session, blueprint: str, identifier: str, actor: A
             ScorecardResult.blueprint == blueprint, ScorecardResult.scorecard == identifier
         )
     )
+    # Its exemptions go with it: a scorecard made again under the name starts without any.
+    session.execute(
+        delete(ScorecardExemption).where(
+            ScorecardExemption.blueprint == blueprint, ScorecardExemption.scorecard == identifier
+        )
+    )
     audit.record(
         session, actor, "DELETE", "scorecard", identifier, blueprint=blueprint, before=dict(sc.definition)
     )
@@ -212,11 +230,13 @@ def grade(
 
 @dataclass(frozen=True, slots=True)
 class _Grade:
-    """An entity's standing on one scorecard: its level (title and position) and each rule."""
+    """An entity's standing on one scorecard: its level (title and position), each rule (an
+    exempted one as passed) and the exemptions that excuse its failing rules."""
 
     level: str
     index: int
     rules: dict[str, bool]
+    exempt: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,21 +290,34 @@ def _grades(
     names = [r["identifier"] for r in rules]
     # For each level above the floor, the positions of its rules in ``names``.
     needs = [[i for i, r in enumerate(rules) if r["level"] == title] for title in levels[1:]]
+    position = {name: i for i, name in enumerate(names)}
+    excused = exemptions.active(connection, bp.identifier, sc.identifier, ids, now)
     grades: dict[int, tuple[str, _Grade]] = {}
     for row in connection.execute(stmt).all():
         passed = [bool(value) for value in row[2:]]
+        exempt: dict[str, dict[str, Any]] = {}
+        if row[0] in excused:
+            exempt = {n: e for n, e in excused[row[0]].items() if n in position and not passed[position[n]]}
+            passed = [p or n in exempt for p, n in zip(passed, names, strict=True)]
         index = _level_index(needs, passed)
-        grades[row[0]] = (row[1], _Grade(levels[index], index, dict(zip(names, passed, strict=True))))
+        grades[row[0]] = (
+            row[1],
+            _Grade(levels[index], index, dict(zip(names, passed, strict=True)), exempt),
+        )
     return grades
 
 
 def _stored_grades(connection: Any, bp: Blueprint, sc: Scorecard, ids: list[int] | None) -> dict[int, _Grade]:
     stmt = select(
-        ScorecardResult.entity_id, ScorecardResult.level, ScorecardResult.level_index, ScorecardResult.rules
+        ScorecardResult.entity_id,
+        ScorecardResult.level,
+        ScorecardResult.level_index,
+        ScorecardResult.rules,
+        ScorecardResult.exempt,
     ).where(ScorecardResult.blueprint == bp.identifier, ScorecardResult.scorecard == sc.identifier)
     if ids is not None:
         stmt = stmt.where(ScorecardResult.entity_id.in_(ids))
-    return {row[0]: _Grade(row[1], row[2], row[3]) for row in connection.execute(stmt).all()}
+    return {row[0]: _Grade(row[1], row[2], row[3], row[4] or {}) for row in connection.execute(stmt).all()}
 
 
 def _level_index(needs: list[list[int]], passed: list[bool]) -> int:
@@ -346,6 +379,7 @@ _UPDATE_RESULT = (
         level=sa.bindparam("level"),
         level_index=sa.bindparam("level_index"),
         rules=sa.bindparam("rules"),
+        exempt=sa.bindparam("exempt"),
         updated_at=sa.bindparam("updated_at"),
     )
 )
@@ -359,6 +393,7 @@ def _result_row(bp: Blueprint, sc: Scorecard, graded: _Graded, now: datetime) ->
         "level": graded.grade.level,
         "level_index": graded.grade.index,
         "rules": graded.grade.rules,
+        "exempt": graded.grade.exempt or None,
         "updated_at": now,
     }
 
@@ -378,6 +413,7 @@ def _history_row(bp: Blueprint, sc: Scorecard, graded: _Graded, now: datetime) -
         "from_level": graded.stored.level if graded.stored else None,
         "to_level": graded.grade.level,
         "at": now,
+        "exempt": graded.grade.exempt or None,
     }
 
 
@@ -386,20 +422,25 @@ def _level_event(
 ) -> dict[str, Any]:
     assert graded.stored is not None  # only a stored level can rise or drop
     direction = "RAISED" if graded.grade.index > graded.stored.index else "DROPPED"
+    change: dict[str, Any] = {
+        "identifier": sc.identifier,
+        "from": graded.stored.level,
+        "to": graded.grade.level,
+        "direction": direction,
+    }
+    # Named only when exemptions are involved: the rules excused now, and those whose exemption
+    # ended with this change (expired, revoked, or no longer needed).
+    if graded.grade.exempt:
+        change["exempt"] = sorted(graded.grade.exempt)
+    if ended := sorted(set(graded.stored.exempt) - set(graded.grade.exempt)):
+        change["exemptions_ended"] = ended
     return events.event_row(
         "SCORECARD_LEVEL_CHANGED",
         actor,
         blueprint=bp.identifier,
         entity=graded.identifier,
         at=now,
-        payload={
-            "scorecard": {
-                "identifier": sc.identifier,
-                "from": graded.stored.level,
-                "to": graded.grade.level,
-                "direction": direction,
-            }
-        },
+        payload={"scorecard": change},
     )
 
 
@@ -424,18 +465,21 @@ def for_entities(session: Session, entity_ids: list[int]) -> dict[int, dict[str,
     found: dict[int, dict[str, Any]] = {}
     for r in rows:
         definition = definitions.get((r.blueprint, r.scorecard), {})
+        exempt = r.exempt or {}
         found.setdefault(r.entity_id, {})[r.scorecard] = {
             "level": r.level,
-            "rules": [
-                {
-                    "identifier": rule["identifier"],
-                    "level": rule["level"],
-                    "status": "SUCCESS" if r.rules.get(rule["identifier"]) else "FAILURE",
-                }
-                for rule in definition.get("rules", [])
-            ],
+            "rules": [_rule_status(rule, r.rules, exempt) for rule in definition.get("rules", [])],
         }
     return found
+
+
+def _rule_status(rule: dict[str, Any], passed: dict[str, bool], exempt: dict[str, Any]) -> dict[str, Any]:
+    """One rule on an entity's scorecard: SUCCESS, FAILURE, or EXEMPT with its exemption."""
+    name = rule["identifier"]
+    status = {"identifier": name, "level": rule["level"]}
+    if name in exempt:
+        return {**status, "status": "EXEMPT", "exemption": exempt[name]}
+    return {**status, "status": "SUCCESS" if passed.get(name) else "FAILURE"}
 
 
 def results(
@@ -454,9 +498,9 @@ def results(
     The identifier is unique within the blueprint, so it alone is the keyset: a page does not
     shift when entities are graded or deleted between two requests, as an offset would."""
     check_limit(limit)
-    base = select(ScorecardResult.entity_id, ScorecardResult.level, ScorecardResult.rules).where(
-        ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier
-    )
+    base = select(
+        ScorecardResult.entity_id, ScorecardResult.level, ScorecardResult.rules, ScorecardResult.exempt
+    ).where(ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier)
     if readable is not None:
         base = base.join(Entity, Entity.id == ScorecardResult.entity_id).where(readable)
     everything = list(session.execute(base))
@@ -464,8 +508,9 @@ def results(
     rules = sc.definition.get("rules", [])
     total = len(everything)
     passed = {r["identifier"]: sum(1 for row in everything if row[2].get(r["identifier"])) for r in rules}
+    excused = Counter(name for row in everything for name in row[3] or {})
     stmt = (
-        select(Entity.identifier, ScorecardResult.level, ScorecardResult.rules)
+        select(Entity.identifier, ScorecardResult.level, ScorecardResult.rules, ScorecardResult.exempt)
         .join(Entity, Entity.id == ScorecardResult.entity_id)
         .where(ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier)
         .where(readable if readable is not None else sa.true())
@@ -489,11 +534,15 @@ def results(
                 "identifier": r["identifier"],
                 "level": r["level"],
                 "passed": passed[r["identifier"]],
+                "exempt": excused.get(r["identifier"], 0),
                 "pass_rate": round(passed[r["identifier"]] / total, 4) if total else None,
             }
             for r in rules
         ],
-        "items": [{"entity": row[0], "level": row[1], "rules": row[2]} for row in page[:limit]],
+        "items": [
+            {"entity": row[0], "level": row[1], "rules": row[2], "exempt": row[3] or {}}
+            for row in page[:limit]
+        ],
         "next_cursor": encode_cursor([page[limit - 1][0]]) if len(page) > limit else None,
     }
 
@@ -505,7 +554,13 @@ def history(session: Session, blueprint: str, entity: str) -> list[dict[str, Any
         .order_by(ScorecardLevelChange.id)
     )
     return [
-        {"scorecard": c.scorecard, "from": c.from_level, "to": c.to_level, "at": format_instant(c.at)}
+        {
+            "scorecard": c.scorecard,
+            "from": c.from_level,
+            "to": c.to_level,
+            "at": format_instant(c.at),
+            "exempt": c.exempt or {},
+        }
         for c in session.scalars(stmt)
     ]
 

@@ -1,0 +1,1 @@
+"""Scorecard exemptions: an entity excused from one rule until a date, after an approval."""
