@@ -540,6 +540,132 @@ class DeliveryAccepted(View):
     accepted: bool
 
 
+# ---- initiatives ---------------------------------------------------------------------------
+
+
+class InitiativeTarget(View):
+    blueprint: str
+    scorecard: str
+    level: str
+
+
+class TeamProgress(View):
+    """One owning team's entities in scope (``team`` null: entities without a team)."""
+
+    team: str | None
+    total: int
+    passing: int
+
+
+class FailingRule(View):
+    scorecard: str
+    identifier: str
+    title: str
+    level: str
+
+
+class FailingEntity(View):
+    entity: str
+    blueprint: str
+    team: list[str]
+    rules: list[FailingRule]
+
+
+class ProgressPoint(View):
+    at: str
+    total: int
+    passing: int
+
+
+class InitiativeProgress(View):
+    """How many entities in scope meet every target, overall and per owning team; a page of the
+    failing ones (follow ``next_cursor``); the burn-down points."""
+
+    total: int
+    passing: int
+    teams: list[TeamProgress]
+    failing: list[FailingEntity]
+    next_cursor: str | None = None
+    points: list[ProgressPoint]
+
+
+class InitiativeReport(View):
+    """The progress stored at a deadline."""
+
+    deadline: str
+    at: str
+    total: int
+    passing: int
+    teams: list[TeamProgress]
+    failing: list[FailingEntity]
+    failing_truncated: bool
+    points: list[ProgressPoint]
+
+
+class InitiativeView(View):
+    """Initiative as the API returns it: the definition, its workflow, the reminders sent and the
+    final report."""
+
+    identifier: str
+    title: str
+    description: str = ""
+    owner: dict[str, Any] = Field(default_factory=dict)
+    targets: list[InitiativeTarget]
+    filter: dict[str, Any] | None = None
+    starts_at: str | None = None
+    deadline: str
+    remind_before: list[str] = Field(default_factory=list)
+    workflow_id: str
+    reminders: list[dict[str, Any]] = Field(default_factory=list)
+    final_report: InitiativeReport | None = None
+    reported_at: str | None = None
+    created_at: str
+    updated_at: str
+    created_by: str | None = None
+    updated_by: str | None = None
+
+
+class Member(View):
+    identifier: str
+    email: str
+    name: str | None = None
+
+
+class TeamAudience(View):
+    team: str
+    members: list[Member]
+
+
+class ReminderRecorded(View):
+    """A reminder as the worker records it: whether it is new, and who to tell."""
+
+    recorded: bool
+    initiative: dict[str, Any]
+    total: int
+    passing: int
+    failing_teams: list[TeamAudience]
+    owners: list[TeamAudience]
+
+
+class TrendPoint(View):
+    at: str
+    total: int
+    distribution: dict[str, int]
+
+
+class ScorecardTrend(View):
+    """The level distribution at the end of each interval, from the level history."""
+
+    blueprint: str
+    scorecard: str
+    team: str | None = None
+    interval: Literal["day", "week"]
+    from_: str = Field(alias="from", serialization_alias="from")
+    to: str
+    levels: list[str]
+    points: list[TrendPoint]
+
+
 # ---- exemptions ----------------------------------------------------------------------------
 
 ExemptionStatus = Literal["PENDING", "APPROVED", "DECLINED", "REVOKED", "EXPIRED"]
