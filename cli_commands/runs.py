@@ -28,20 +28,20 @@ def _answer(value: dict[str, Any], as_json: bool, line: str) -> None:
 
 def cmd_approve(api: Gantry, args: argparse.Namespace) -> None:
     body = {"decision": "DECLINE" if args.decline else "APPROVE", "comment": args.message}
-    state = api.request("POST", _run_path(args.run, "approval"), json=body)
+    state = api.request("POST", _run_path(args.run_id, "approval"), json=body)
     verb = "declined" if args.decline else "approved"
     counts = f"{len(state.get('approvals') or [])}/{state.get('required') or '?'} approvals"
-    _answer(state, args.json, f"run {args.run}: {verb}; the approval is {state['status']} ({counts})")
+    _answer(state, args.json, f"run {args.run_id}: {verb}; the approval is {state['status']} ({counts})")
 
 
 def cmd_cancel(api: Gantry, args: argparse.Namespace) -> None:
-    run = api.request("POST", _run_path(args.run, "cancel"))
+    run = api.request("POST", _run_path(args.run_id, "cancel"))
     label = run.get("status_label") or run["status"]
     _answer(run, args.json, f"run {run['id']}: cancel requested ({run['status']}: {label})")
 
 
 def cmd_retry(api: Gantry, args: argparse.Namespace) -> None:
-    run = api.request("POST", _run_path(args.run, "retry"))
+    run = api.request("POST", _run_path(args.run_id, "retry"))
     _answer(run, args.json, f"run {run['id']}: retried, {run['status']}  {run.get('temporal_ui_url') or ''}")
 
 
@@ -77,7 +77,7 @@ def cmd_logs(api: Gantry, args: argparse.Namespace) -> int:
     The run's status is read before each batch of lines, so the batch read after it ended holds
     its last line."""
     if not args.follow:
-        lines = log_lines(api, args.run, None)
+        lines = log_lines(api, args.run_id, None)
         if args.output == "table":
             for line in lines:
                 _print_line(line, "table")
@@ -86,8 +86,8 @@ def cmd_logs(api: Gantry, args: argparse.Namespace) -> int:
         return 0
     seen: int | None = None
     while True:
-        run = api.request("GET", _run_path(args.run))
-        for line in log_lines(api, args.run, seen):
+        run = api.request("GET", _run_path(args.run_id))
+        for line in log_lines(api, args.run_id, seen):
             seen = line["id"]
             _print_line(line, args.output)
         if run["status"] in TERMINAL:
@@ -123,7 +123,7 @@ def add_run_commands(commands: Any) -> None:
         "approve (or --decline) a run that waits for your approval",
         "gantry approve r_3f9c2a -m 'checked the change log'\n  gantry approve r_3f9c2a --decline -m 'not during the freeze'",
     )
-    approve.add_argument("run", metavar="RUN")
+    approve.add_argument("run_id", metavar="RUN")
     approve.add_argument("--decline", action="store_true", help="decline instead of approving")
     approve.add_argument(
         "-m", "--message", default="", metavar="COMMENT", help="a comment kept with the decision"
@@ -146,7 +146,7 @@ def add_run_commands(commands: Any) -> None:
     )
     retry.set_defaults(run=cmd_retry)
     for parser in (cancel, retry):
-        parser.add_argument("run", metavar="RUN")
+        parser.add_argument("run_id", metavar="RUN")
     for parser in (approve, cancel, retry):
         parser.add_argument("--json", action="store_true", help="print the API's answer as JSON")
 
@@ -156,7 +156,7 @@ def add_run_commands(commands: Any) -> None:
         "a run's log; --follow prints new lines until the run ends (exit 0 only on SUCCESS)",
         "gantry logs r_3f9c2a --follow",
     )
-    logs.add_argument("run", metavar="RUN")
+    logs.add_argument("run_id", metavar="RUN")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing lines until the run ends")
     add_output(logs)
     logs.set_defaults(run=cmd_logs)
