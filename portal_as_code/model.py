@@ -20,6 +20,7 @@ import yaml
 
 from catalog.automations.service import AutomationIn
 from catalog.identity.service import ADMIN_USER, SERVICE_USER
+from catalog.initiatives.service import InitiativeIn
 from catalog.runs.actions import ActionIn
 from catalog.schemas import BlueprintIn, TeamIn, UserIn
 from catalog.scorecards.service import ScorecardIn
@@ -64,6 +65,21 @@ def _blueprint_spec(live: Spec) -> Spec:
     schema = {k: v for k, v in (spec.get("schema") or {}).items() if not _empty(v)}
     spec.update(permissions=permissions, moderators=moderators, schema=schema)
     return _prune_top(spec)
+
+
+def _initiative_spec(live: Spec) -> Spec:
+    """An initiative without what its run produced: workflow, reminders sent, final report."""
+    produced = ("workflow_id", "reminders", "final_report", "reported_at")
+    return _prune_top({k: v for k, v in live.items() if k not in produced})
+
+
+def _initiative_needs(spec: Spec) -> set[tuple[str, str]]:
+    needs = {("Team", str(t)) for t in (spec.get("owner") or {}).get("teams") or []}
+    for target in spec.get("targets") or []:
+        if isinstance(target, dict) and target.get("blueprint"):
+            needs.add(("Blueprint", str(target["blueprint"])))
+            needs.add(("Scorecard", f"{target['blueprint']}/{target.get('scorecard')}"))
+    return needs
 
 
 def _automation_spec(live: Spec) -> Spec:
@@ -202,6 +218,16 @@ KINDS: dict[str, Kind] = {
             _fields(DataSourceIn),
             7,
             needs=_data_source_needs,
+        ),
+        Kind(
+            "Initiative",
+            "initiatives",
+            "initiative",
+            "/v1/initiatives",
+            _fields(InitiativeIn),
+            8,
+            to_spec=_initiative_spec,
+            needs=_initiative_needs,
         ),
     )
 }

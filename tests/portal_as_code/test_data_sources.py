@@ -1,8 +1,10 @@
 """The whole example portal, data sources included (a scheduled source needs Temporal for its
-schedule), round-trips: apply → plan and export → plan show no changes."""
+schedule), and an initiative (its workflow too) round-trip: apply → plan and export → plan show
+no changes."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
 from tests.portal_as_code.conftest import ADMIN_TOKEN, PORTAL, Portal, serving
+from tests.portal_as_code.documents import write_docs
 from tests.temporal_env import start_dev_server
 
 
@@ -35,17 +38,32 @@ def full_portal(temporal: WorkflowEnvironment, database_url: str, tmp_path: Path
         yield live
 
 
-def test_the_example_portal_with_its_data_sources_round_trips(
+INITIATIVE = {
+    "identifier": "dora_high",
+    "title": "Every service at DORA High",
+    "owner": {"teams": ["platform"]},
+    "targets": [{"blueprint": "service", "scorecard": "dora", "level": "High"}],
+    "deadline": "2030-01-01T00:00:00Z",
+    "remind_before": ["P7D"],
+}
+
+
+def test_the_example_portal_with_data_sources_and_an_initiative_round_trips(
     full_portal: Portal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert full_portal.gantry("apply", str(PORTAL), "--yes") == 0
+    config = tmp_path / "portal"
+    shutil.copytree(PORTAL, config, ignore=shutil.ignore_patterns("*.md"))
+    write_docs(config / "initiatives", "dora_high.yaml", ("Initiative", INITIATIVE))
+    assert full_portal.gantry("apply", str(config), "--yes") == 0, capsys.readouterr().err
     assert {s["identifier"] for s in full_portal.get("/v1/data-sources")["items"]} >= {"aws_stacks"}
+    assert full_portal.get("/v1/initiatives/dora_high")["deadline"].startswith("2030-01-01")
     capsys.readouterr()
-    assert full_portal.gantry("plan", str(PORTAL), "--prune") == 0, capsys.readouterr().out
+    assert full_portal.gantry("plan", str(config), "--prune") == 0, capsys.readouterr().out
 
     exported = tmp_path / "exported"
     assert full_portal.gantry("export", str(exported)) == 0
     assert (exported / "data-sources" / "aws_stacks.yaml").is_file()
+    assert (exported / "initiatives" / "dora_high.yaml").is_file()
     assert not (exported / "users" / "admin.yaml").exists()
     capsys.readouterr()
     assert full_portal.gantry("plan", str(exported), "--prune") == 0, capsys.readouterr().out
