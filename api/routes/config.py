@@ -1,5 +1,5 @@
 """Configuration revisions: every change of a team, user, blueprint, scorecard, action,
-automation or data source, with its before and after, read from the audit log.
+automation, data source or initiative, with its before and after, read from the audit log.
 
 Admins read every revision; a blueprint's moderators read those of their blueprints, of the
 scorecards on them and of the actions on them (the same objects they may change). Entities,
@@ -36,7 +36,9 @@ RESOURCE_TYPES = {
     "Action": "action",
     "Automation": "automation",
     "DataSource": "data_source",
+    "Initiative": "initiative",
 }
+CHANGES = ("CREATE", "UPDATE", "DELETE")
 KIND_OF = {resource: kind for kind, resource in RESOURCE_TYPES.items()}
 BATCH = 200
 
@@ -101,7 +103,7 @@ def list_config_revisions(
     session: SessionDep,
     who: PrincipalDep,
     kind: str | None = Query(
-        None, description="Team, User, Blueprint, Scorecard, Action, Automation, DataSource"
+        None, description="Team, User, Blueprint, Scorecard, Action, Automation, DataSource, Initiative"
     ),
     identifier: str | None = None,
     blueprint: str | None = Query(None, description="a scorecard's blueprint"),
@@ -121,7 +123,8 @@ def list_config_revisions(
         before_id = last
     moderated = _moderated(session, who)
     types = [RESOURCE_TYPES[kind]] if kind else list(RESOURCE_TYPES.values())
-    stmt = select(AuditRecord).where(AuditRecord.resource_type.in_(types))
+    # Changes only: an initiative's REPORT (what its run produced) is not a revision.
+    stmt = select(AuditRecord).where(AuditRecord.resource_type.in_(types), AuditRecord.operation.in_(CHANGES))
     if identifier is not None:
         stmt = stmt.where(AuditRecord.identifier == identifier)
     if blueprint is not None:
@@ -140,6 +143,8 @@ def get_config_revision(revision: int, session: SessionDep, who: PrincipalDep) -
     """One configuration change, with the object's state before and after it."""
     moderated = _moderated(session, who)
     row = session.get(AuditRecord, revision)
-    if row is None or row.resource_type not in KIND_OF or not list(_visible(iter([row]), moderated)):
+    if row is None or row.resource_type not in KIND_OF or row.operation not in CHANGES:
+        raise NotFound(f"revision {revision} not found")
+    if not list(_visible(iter([row]), moderated)):
         raise NotFound(f"revision {revision} not found")
     return _view(row)
