@@ -31,7 +31,7 @@ from catalog.db import utcnow
 from catalog.identity.permissions import Principal
 from catalog.initiatives import service as initiatives
 from catalog.initiatives.service import InitiativeIn
-from catalog.models import Run, RunApprover
+from catalog.models import Entity, Run, RunApprover, ScorecardExemption
 from config import Settings
 from tests.api.conftest import ADMIN_TOKEN, SERVICE_BLUEPRINT, SERVICE_TOKEN, SYSTEM_BLUEPRINT
 from tests.temporal_env import free_port
@@ -125,6 +125,7 @@ def owners(status: int, **overrides: int) -> Row:
     return row(status, **{"viewer": 403, "member_other": 403, **overrides})
 
 
+EXEMPTIONS = "/v1/blueprints/{blueprint}/scorecards/{scorecard}/exemptions"
 EXPECTED: dict[str, Row] = {
     "GET /healthz": row(200, anonymous=200),
     "GET /readyz": row(200, anonymous=200),
@@ -207,6 +208,14 @@ EXPECTED: dict[str, Row] = {
     "GET /v1/blueprints/{blueprint}/scorecards/{scorecard}/results": row(200),
     "GET /v1/blueprints/{blueprint}/scorecard-history": row(200),
     "POST /v1/scorecards/regrade": worker(200),
+    # exemptions: the entity's owners, the moderators and admins ask (the approval run needs
+    # Temporal: 503); everyone who reads the entity sees them; the requester (olive), moderators
+    # and admins revoke (without Temporal); the worker's timer expires them
+    f"POST {EXEMPTIONS}": row(403, member_owner=503, moderator=503, admin=503),
+    f"GET {EXEMPTIONS}": row(200),
+    f"GET {EXEMPTIONS}/{{exemption_id}}": row(200),
+    f"DELETE {EXEMPTIONS}/{{exemption_id}}": row(403, member_owner=200, moderator=200, admin=200),
+    f"POST {EXEMPTIONS}/{{exemption_id}}/expire": worker(200),
     # automations run actions as the system: admins define them; everyone may read them
     "GET /v1/automations": row(200),
     "POST /v1/automations": admins(201),
@@ -523,6 +532,41 @@ def _fresh_sync(world: World, _principal: str) -> Call:
 
 
 ENTITY = "/v1/blueprints/service/entities/payments"
+READINESS_EXEMPTIONS = "/v1/blueprints/service/scorecards/readiness/exemptions"
+
+
+def _exemption_request() -> dict[str, Any]:
+    expires = (utcnow() + timedelta(days=30)).replace(microsecond=0).isoformat()
+    return {"entity": "payments", "rule": "has_owner", "reason": "matrix", "expires_at": expires}
+
+
+def _fresh_exemption(world: World, _principal: str) -> Call:
+    """An approved exemption of payments that olive asked for, written as its run's end would."""
+    identifier = world.fresh("ex")
+    now = utcnow()
+    with world.client.app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        entity_id = session.query(Entity.id).filter_by(blueprint="service", identifier="payments").scalar()
+        session.add(
+            ScorecardExemption(
+                id=identifier,
+                blueprint="service",
+                scorecard="readiness",
+                entity_id=entity_id,
+                entity="payments",
+                rule="has_owner",
+                reason="matrix",
+                expires_at=now + timedelta(days=30),
+                status="APPROVED",
+                run_id=f"r_{identifier}",
+                requested_by="olive",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        session.commit()
+    return f"{READINESS_EXEMPTIONS}/{identifier}", None
+
+
 SERVICE_PUT = {
     **SERVICE_BLUEPRINT,
     "moderators": {"users": [], "teams": ["platform"]},
@@ -609,6 +653,11 @@ CALLS: dict[str, Maker] = {
         "/v1/blueprints/service/scorecard-history?entity=payments"
     ),
     "POST /v1/scorecards/regrade": _fixed("/v1/scorecards/regrade"),
+    f"POST {EXEMPTIONS}": lambda _w, _p: (READINESS_EXEMPTIONS, _exemption_request()),
+    f"GET {EXEMPTIONS}": _fixed(READINESS_EXEMPTIONS),
+    f"GET {EXEMPTIONS}/{{exemption_id}}": _fresh_exemption,
+    f"DELETE {EXEMPTIONS}/{{exemption_id}}": _fresh_exemption,
+    f"POST {EXEMPTIONS}/{{exemption_id}}/expire": lambda w, p: (f"{_fresh_exemption(w, p)[0]}/expire", None),
     "GET /v1/automations": _fixed("/v1/automations"),
     "POST /v1/automations": _new_automation,
     "GET /v1/automations/{identifier}": _fixed("/v1/automations/welcome"),

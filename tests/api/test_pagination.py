@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from catalog.audit import Actor
+from catalog.db import utcnow
 from catalog.identity.permissions import Principal
 from catalog.initiatives import service as initiatives
 from catalog.initiatives.service import InitiativeIn
@@ -40,6 +42,10 @@ LIST_ROUTES: dict[str, dict[str, str]] = {
     "/v1/blueprints/{blueprint}/scorecards": {"blueprint": "service"},
     "/v1/blueprints/{blueprint}/scorecard-history": {"blueprint": "service", "entity": "svc-0"},
     "/v1/blueprints/{blueprint}/scorecards/{scorecard}/results": {
+        "blueprint": "service",
+        "scorecard": "gold",
+    },
+    "/v1/blueprints/{blueprint}/scorecards/{scorecard}/exemptions": {
         "blueprint": "service",
         "scorecard": "gold",
     },
@@ -118,6 +124,7 @@ def _fill(client: TestClient) -> str:
         }
         _ok(client.post("/v1/automations", json=automation))
     _fill_sources(client)
+    _fill_exemptions(client)
     _fill_initiatives(client)
     launch = {"entity": "svc-1", "inputs": {"version": "v1"}}
     runs = [_ok(client.post("/v1/actions/deploy_service/runs", json=launch), 202) for _ in range(2)]
@@ -130,12 +137,18 @@ def _fill_initiatives(client: TestClient) -> None:
     """Two initiatives (saved as a create would: this Temporal takes no signals), and two more
     services failing the ``gold`` target (svc-0 has tier 2 already)."""
     for name in ("untyped-0", "untyped-1"):
-        _ok(client.post("/v1/blueprints/service/entities", json={"identifier": name, "properties": {"language": "go"}}))
+        _ok(
+            client.post(
+                "/v1/blueprints/service/entities", json={"identifier": name, "properties": {"language": "go"}}
+            )
+        )
     target = {"blueprint": "service", "scorecard": "gold", "level": "Gold"}
     app: Any = client.app
     with app.state.sessionmaker() as session:
         for name in ("typed", "typed-too"):
-            body = InitiativeIn(identifier=name, title=name, targets=[target], deadline="2031-01-01T00:00:00Z")
+            body = InitiativeIn(
+                identifier=name, title=name, targets=[target], deadline="2031-01-01T00:00:00Z"
+            )
             initiatives.save(session, body, Actor("admin"), Principal("admin", "admin"))
         session.commit()
 
@@ -165,6 +178,15 @@ def _fill_sources(client: TestClient) -> None:
         signature = "sha256=" + hmac.new(HOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
         headers = {"X-Hub-Signature-256": signature, "X-Delivery-Id": f"d-{n}", "Authorization": ""}
         _ok(client.post("/v1/webhooks/hooks", content=body, headers=headers), 202)
+
+
+def _fill_exemptions(client: TestClient) -> None:
+    """Two exemption requests by the admin (carol, another admin, may approve them)."""
+    _ok(client.patch("/v1/users/carol", json={"role": "admin"}))
+    expires = (utcnow() + timedelta(days=30)).isoformat()
+    for entity in ("svc-0", "svc-1"):
+        body = {"entity": entity, "rule": "typed", "reason": "paging", "expires_at": expires}
+        _ok(client.post("/v1/blueprints/service/scorecards/gold/exemptions", json=body))
 
 
 def _tier_one() -> dict[str, Any]:
