@@ -19,6 +19,8 @@ from devtools.processes import ApiProcess, WorkerProcess, gantry_env
 from devtools.testing import eventually
 from tests.temporal_env import DevServerProcess
 
+pytestmark = pytest.mark.temporal
+
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "cli-test-admin-token"
 
@@ -41,22 +43,28 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from api.app import create_app
 
     data_dir = tmp_path_factory.mktemp("cli-api")
-    settings = Settings.model_validate({"data_dir": data_dir, "admin_token": ADMIN_TOKEN})
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    eventually(lambda: _started(server, thread), timeout=30, what="the API to start")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    # The example portal schedules a data source and arms an initiative: saving them needs Temporal.
+    with DevServerProcess(data_dir / "temporal.db") as temporal:
+        settings = Settings.model_validate(
+            {"data_dir": data_dir, "admin_token": ADMIN_TOKEN, "temporal_address": temporal.address}
+        )
+        port = _free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        eventually(lambda: _started(server, thread), timeout=30, what="the API to start")
+        yield f"http://127.0.0.1:{port}"
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture(scope="module")
 def applied(api_url: str) -> str:
-    assert cli.main(["--api-url", api_url, "--token", ADMIN_TOKEN, "apply", str(ROOT / "portal")]) == 0
+    assert (
+        cli.main(["--api-url", api_url, "--token", ADMIN_TOKEN, "apply", str(ROOT / "portal"), "--yes"]) == 0
+    )
     return api_url
 
 
@@ -93,12 +101,10 @@ def test_apply_twice_changes_nothing(applied: str, capsys: pytest.CaptureFixture
         }
 
     before = snapshot()
-    assert gantry(applied, "apply", str(ROOT / "portal")) == 0
+    assert gantry(applied, "apply", str(ROOT / "portal"), "--yes") == 0
     assert snapshot() == before
     assert sum(len(ids) for ids in before.values()) >= 12
-    out = capsys.readouterr().out
-    assert "team platform: updated" in out
-    assert "blueprint service: 7 entities upserted" in out
+    assert "No changes." in capsys.readouterr().out
 
 
 def test_apply_a_single_file_holding_a_list(applied: str, tmp_path: Path) -> None:
@@ -117,7 +123,7 @@ def test_apply_a_single_file_holding_a_list(applied: str, tmp_path: Path) -> Non
     ]
     file = tmp_path / "more.yaml"
     file.write_text(json.dumps(doc))  # JSON is YAML
-    assert gantry(applied, "apply", str(file)) == 0
+    assert gantry(applied, "apply", str(file), "--yes") == 0
     assert _get(applied, "/v1/blueprints/cluster/entities/prod-us-east-1").json()["team"] == ["sre"]
 
 
@@ -129,7 +135,7 @@ def test_invalid_entity_prints_the_failing_field(
         "kind: Entity\n"
         "spec: {blueprint: service, identifier: broken, properties: {language: python, tier: 7}}\n"
     )
-    assert gantry(applied, "apply", str(file)) == 1
+    assert gantry(applied, "apply", str(file), "--yes") == 1
     err = capsys.readouterr().err
     assert "broken" in err and "/properties/tier" in err
     assert _get(applied, "/v1/blueprints/service/entities/broken").status_code == 404
@@ -140,7 +146,7 @@ def test_a_document_without_kind_is_refused(
 ) -> None:
     file = tmp_path / "odd.yaml"
     file.write_text("spec: {identifier: x}\n")
-    assert gantry(applied, "apply", str(file)) == 1
+    assert gantry(applied, "apply", str(file), "--yes") == 1
     assert "each document needs kind" in capsys.readouterr().err
 
 

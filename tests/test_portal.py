@@ -19,6 +19,9 @@ from catalog.automations.service import matches
 from catalog.sandbox.templates import render_value
 from config import Settings
 from devtools.testing import eventually
+from tests.temporal_env import DevServerProcess
+
+pytestmark = pytest.mark.temporal
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "portal-test-admin-token"
@@ -47,24 +50,30 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """The real API app on uvicorn, with ``portal/`` applied through ``gantry apply``."""
     from api.app import create_app
 
-    settings = Settings.model_validate(
-        {"data_dir": tmp_path_factory.mktemp("portal-api"), "admin_token": ADMIN_TOKEN}
-    )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    eventually(lambda: _started(server, thread), timeout=30, what="the API to start")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert cli.main(["--api-url", url, "--token", ADMIN_TOKEN, "apply", str(ROOT / "portal")]) == 0
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    data_dir = tmp_path_factory.mktemp("portal-api")
+    # The example portal schedules a data source and arms an initiative: saving them needs Temporal.
+    with DevServerProcess(data_dir / "temporal.db") as temporal:
+        settings = Settings.model_validate(
+            {"data_dir": data_dir, "admin_token": ADMIN_TOKEN, "temporal_address": temporal.address}
+        )
+        port = _free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        eventually(lambda: _started(server, thread), timeout=30, what="the API to start")
+        url = f"http://127.0.0.1:{port}"
+        try:
+            assert (
+                cli.main(["--api-url", url, "--token", ADMIN_TOKEN, "apply", str(ROOT / "portal"), "--yes"])
+                == 0
+            )
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+                yield client
+        finally:
+            server.should_exit = True
+            thread.join(10)
 
 
 def _ok(response: httpx.Response) -> Any:
