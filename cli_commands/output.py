@@ -33,10 +33,22 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (a runbook, release notes) as ``|`` blocks, readable as written."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def dump(value: Any, fmt: Format) -> str:
     """``value`` as JSON (indented) or YAML (keys in the API's order)."""
     if fmt == "yaml":
-        return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False).rstrip()
+        text = yaml.dump(value, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
+        return text.rstrip()
     return json.dumps(value, indent=2, default=str)
 
 

@@ -727,3 +727,15 @@ def test_extend_a_timer(day: Live) -> None:
     assert code == 1 and "409" in err
     code, _, err = day.gantry("extend", "environment", "pr-1234", "expires_at", "soon")
     assert code == 1 and "422" in err and "/by" in err
+
+
+def test_yaml_output_writes_multiline_text_as_blocks() -> None:
+    from cli_commands.output import dump
+
+    entity = {
+        "runbook": "## Card declines spike\n1. Check the PSP status page.\n",
+        "odd": "trailing  \nspace",
+    }
+    text = dump(entity, "yaml")
+    assert "runbook: |\n  ## Card declines spike\n  1. Check the PSP status page.\n" in text
+    assert yaml.safe_load(text) == entity
