@@ -131,7 +131,7 @@ def cmd_check_action(api: Gantry, args: argparse.Namespace) -> int:
         return _unanswered(exc, args)
     target = f" on {args.entity}" if args.entity else ""
     if verdict["allowed"]:
-        then = " (it will wait for approval)" if verdict["needs_approval"] else ""
+        then = " (it has an approval gate: the run may wait for one)" if verdict["needs_approval"] else ""
         lines = [f"yes: you may run {args.action}{target} now{then}"]
     else:
         lines = [f"no: you may not run {args.action}{target} now:"]

@@ -644,6 +644,8 @@ def _status(day: Live, run_id: str) -> str:
 
 @pytest.mark.slow
 def test_approve_then_follow_the_log_to_its_end(day: Live) -> None:
+    code, answer = day.json("check", "action", "gated", "--json")
+    assert code == 0 and answer["allowed"] is True and answer["needs_approval"] is True
     run_id = _launch(day, "gated", "WAITING_FOR_APPROVAL")
     code, _, err = day.gantry("approve", run_id)  # the admin is no approver of it
     assert code == 1 and "403" in err

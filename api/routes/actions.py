@@ -202,7 +202,8 @@ def check_run(
     condition, then the scorecard preconditions), answering the first that fails as
     ``problems`` instead of a 403 or 409. Nothing is written. An action or entity the caller may
     not see is a 404 and a malformed target (an entity for a CREATE action, none for a DAY-2 one)
-    a 422, as at launch. Inputs are not checked: the launch checks them."""
+    a 422, as at launch. Inputs are not checked: the launch checks them. ``needs_approval``: the
+    action has an approval gate (its own, or a step's that the step's ``if`` may skip)."""
     found = _visible(session, action, who)
     problems: list[dict[str, str]] = []
     try:
