@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
@@ -77,7 +78,10 @@ class ExemptionService:
             self._await(
                 partial(
                     self.temporal.start_action_run,
-                    requested.workflow_input,
+                    # A server without Gantry's search attributes (the test server) refuses upserts.
+                    replace(
+                        requested.workflow_input, search_attributes=self.settings.temporal_search_attributes
+                    ),
                     workflow_id=run.workflow_id,
                     action=run.action,
                     blueprint=run.blueprint,
