@@ -26,7 +26,7 @@ from workflows import ALL_WORKFLOWS
 
 pytestmark = pytest.mark.temporal
 
-SOURCE = {
+SOURCE: dict[str, Any] = {
     "identifier": "github_acme",
     "kind": "github",
     "config": {"org": "acme"},

@@ -36,10 +36,13 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from devtools.testing import eventually_async
+from tests.api.conftest import SERVICE_BLUEPRINT, SYSTEM_BLUEPRINT
 from tests.fakes.github import FakeGitHub, RunScript
+from tests.fakes.github_org import FakeGitHubOrg
 from tests.fakes.jira import FakeJira
 from tests.fakes.server import serve
 from tests.fakes.webhook import FakeWebhookReceiver
+from tests.sources.test_worker_end_to_end import SOURCE as GITHUB_SOURCE
 from tests.temporal_env import start_dev_server, start_time_skipping
 from tests.workflows.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, Stack, serve_api, stack_settings
 from tests.workflows.test_action_runs import deploy_action, seed
@@ -53,6 +56,10 @@ from workflows.reconcile import ReconcileRuns, RegradeScorecards
 HISTORIES = Path(__file__).parent / "histories"
 # Scenarios that sleep for long in workflow time, recorded on the time-skipping test server.
 TIME_SKIPPING = {"reconcile_runs_continued"}
+# The organisation data-source scenarios read (the stack's FakeGitHub serves actions only).
+GITHUB_ORG = FakeGitHubOrg()
+# Scenarios whose worker talks to GITHUB_ORG as its GitHub.
+GITHUB_ORG_SCENARIOS = {"data_source_sync"}
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELLED", "TIMED_OUT", "DECLINED"}
 
 # A scenario drives the stack and returns the workflow id (and run id, for one execution of
@@ -268,6 +275,33 @@ async def approval_approved(stack: Stack) -> tuple[str, str | None]:
             await client.aclose()
 
 
+async def data_source_sync(stack: Stack) -> tuple[str, str | None]:
+    """A GitHub source synced through the API: its repositories pulled over two pages, then a
+    resource kind GitHub does not have, so the sync ends PARTIAL (both ways a pull ends)."""
+    GITHUB_ORG.add_repos(120)
+    repositories: dict[str, Any] = GITHUB_SOURCE["resources"][0]
+    source = {**GITHUB_SOURCE, "resources": [repositories, {**repositories, "kind": "gist"}]}
+    for path, body in (
+        ("/v1/teams", {"identifier": "payments-team", "title": "Payments"}),
+        ("/v1/blueprints", SYSTEM_BLUEPRINT),
+        ("/v1/blueprints", SERVICE_BLUEPRINT),
+        ("/v1/data-sources", source),
+    ):
+        created = await stack.api.post(path, json=body)
+        assert created.status_code == 201, created.text
+    started = await stack.api.post("/v1/data-sources/github_acme/syncs")
+    assert started.status_code == 202, started.text
+    sync_id = started.json()["id"]
+
+    async def ended() -> dict[str, Any] | None:
+        record = (await stack.api.get(f"/v1/data-sources/github_acme/syncs/{sync_id}")).json()
+        return record if record["status"] != "RUNNING" else None
+
+    record = await eventually_async(ended, timeout=60, what=f"sync {sync_id}")
+    assert record["status"] == "PARTIAL" and record["counts"]["created"] == 120, record
+    return f"sync:github_acme:{sync_id}", None
+
+
 SCENARIOS: dict[str, Scenario] = {
     "action_run_success_several_kinds": success_several_kinds,
     "action_run_failure_compensated": failure_compensated,
@@ -282,6 +316,7 @@ SCENARIOS: dict[str, Scenario] = {
     "entity_timer": entity_timer,
     "entity_timer_run_ended": entity_timer_run_ended,
     "action_run_approval_approved": approval_approved,
+    "data_source_sync": data_source_sync,
 }
 
 
@@ -293,15 +328,16 @@ async def record(
     tmp = root / name
     tmp.mkdir()
     client = temporal.client
-    settings = stack_settings(
-        tmp,
-        temporal,
-        github_token=FakeGitHub.token,
-        github_api_url=fakes["github"].url,
-        jira_url=fakes["jira"].url,
-        jira_user="bot@example.com",
-        jira_token="jira-token",
-    )
+    vendors: dict[str, Any] = {
+        "github_token": FakeGitHub.token,
+        "github_api_url": fakes["github"].url,
+        "jira_url": fakes["jira"].url,
+        "jira_user": "bot@example.com",
+        "jira_token": "jira-token",
+    }
+    if name in GITHUB_ORG_SCENARIOS:
+        vendors.update(github_token=FakeGitHubOrg.token, github_api_url=fakes["github_org"].url)
+    settings = stack_settings(tmp, temporal, **vendors)
     with serve_api(settings) as api_url:
         settings = settings.model_copy(update={"api_url": api_url})
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -331,13 +367,16 @@ async def main(only: list[str]) -> None:
         "webhook": FakeWebhookReceiver(WEBHOOK_SECRET),
         "github": FakeGitHub(),
         "jira": FakeJira(),
+        "github_org": GITHUB_ORG,
     }
     with (
         tempfile.TemporaryDirectory() as root,
         serve(fakes["webhook"].app) as webhook_url,
         serve(fakes["github"].app) as github_url,
         serve(fakes["jira"].app) as jira_url,
+        serve(GITHUB_ORG.app) as github_org_url,
     ):
+        GITHUB_ORG.url = github_org_url
         fakes["webhook"].url, fakes["github"].url, fakes["jira"].url = webhook_url, github_url, jira_url
         chosen = {name: s for name, s in SCENARIOS.items() if not only or name in only}
         for skipping in (False, True):

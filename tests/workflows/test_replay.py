@@ -36,6 +36,7 @@ EXPECTED = {
     "automation_run": "AutomationRun",
     "entity_timer": "EntityTimer",
     "entity_timer_run_ended": "EntityTimer",
+    "data_source_sync": "DataSourceSync",
 }
 
 
@@ -107,6 +108,11 @@ def test_histories_cover_the_run_paths() -> None:
     gate = event_types("action_run_approval_approved")
     for kind in ("UPDATE_ACCEPTED", "UPDATE_COMPLETED", "TIMER_CANCELED", "EXECUTION_COMPLETED"):
         assert kind in gate
+    # A sync: open, load, one pull that completed and one that failed, then complete (PARTIAL).
+    sync = event_types("data_source_sync")
+    assert sync.count("ACTIVITY_TASK_COMPLETED") == 4 and "ACTIVITY_TASK_FAILED" in sync
+    ended = load("data_source_sync").events[-1].workflow_execution_completed_event_attributes
+    assert json.loads(ended.result.payloads[0].data)["status"] == "PARTIAL"
     approval = load("action_run_approval_approved").events[0].workflow_execution_started_event_attributes
     assert '"approvals":{"action"' in approval.input.payloads[0].data.decode()
 
