@@ -264,12 +264,17 @@ def _substitute(template: Any, values: dict[str, Any], where: str) -> Any:
 
 
 def _map_descriptors(kept: list[tuple[int, Any]], resource_index: int, result: Mapping) -> None:
-    """Kind ``files``: each item is ``{repository, path, url, document}``."""
+    """Kind ``files``: each item is ``{repository, path, url, document}``. A file the worker could
+    not read as YAML (too big, not UTF-8, not YAML) arrives with ``document: null`` and the
+    worker's ``error``, which is what the sync records, keyed by the file (repository/path)."""
     for index, item in kept:
         if not isinstance(item, dict) or "document" not in item:
             result.fail(
                 ItemError(resource_index, index, "/document", "a catalog file item needs a document"), index
             )
+            continue
+        if item["document"] is None and isinstance(item.get("error"), str) and item["error"]:
+            result.fail(ItemError(resource_index, file_key(item, index), "/document", item["error"]), index)
             continue
         location = str(item.get("url") or f"{item.get('repository')}/{item.get('path')}")
         converted = descriptor_to_entity(item["document"], location=location)
@@ -277,6 +282,14 @@ def _map_descriptors(kept: list[tuple[int, Any]], resource_index: int, result: M
             result.fail(ItemError(resource_index, index, converted.field or "/", converted.message), index)
             continue
         result.entities.append(MappedEntity(index, converted.blueprint, dict(converted.entity)))
+
+
+def file_key(item: dict[str, Any], index: int) -> str | int:
+    """A catalog file's name in errors: ``owner/repo/path`` (the item's index without them)."""
+    repository, path = item.get("repository"), item.get("path")
+    if isinstance(repository, str) and repository and isinstance(path, str) and path:
+        return f"{repository}/{path}"
+    return index
 
 
 # ---- relations given as search queries --------------------------------------------------------

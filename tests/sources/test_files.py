@@ -67,3 +67,38 @@ def test_only_admins_define_sources_without_literal_blueprints(api: TestClient) 
     token = api.post("/v1/tokens", json={"user": "mo"}).json()["token"]
     refused = api.post("/v1/data-sources", json=FILES, headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code == 403
+
+
+def test_a_file_the_worker_could_not_read_is_recorded_with_its_own_error(api: TestClient) -> None:
+    """The worker sends ``document: null`` and why (not YAML, too big, not UTF-8): the sync
+    records that reason keyed by repository and path, and the other files still land."""
+    for blueprint in builtin_blueprints():
+        url = f"/v1/blueprints/{blueprint['identifier']}"
+        if api.get(url).status_code == 404:
+            assert api.post("/v1/blueprints", json=blueprint).status_code == 201
+    assert api.post("/v1/data-sources", json=FILES).status_code == 201
+    worker = Worker(api, "catalog_files")
+    worker.open("s1")
+    unreadable = {
+        **_file("broken", None),
+        "error": "catalog-info.yaml is not valid YAML: while parsing a flow sequence",
+    }
+    oversized = {**_file("huge", None), "error": "catalog-info.yaml is over 1048576 bytes"}
+    answer = worker.page("s1", [unreadable, _file("shop", _component("shop")), oversized])
+    assert answer == {"seen": 3, "created": 1, "updated": 0, "unchanged": 0, "failed": 2}
+    errors = worker.complete("s1")["errors"]
+    assert errors == [
+        {
+            "resource": 0,
+            "key": "acme/broken/catalog-info.yaml",
+            "pointer": "/document",
+            "message": "catalog-info.yaml is not valid YAML: while parsing a flow sequence",
+        },
+        {
+            "resource": 0,
+            "key": "acme/huge/catalog-info.yaml",
+            "pointer": "/document",
+            "message": "catalog-info.yaml is over 1048576 bytes",
+        },
+    ]
+    assert api.get("/v1/blueprints/component/entities/shop").status_code == 200
