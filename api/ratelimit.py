@@ -41,6 +41,7 @@ UNCOUNTED_ROUTES = frozenset(
         "/v1/runs/reconcile",
         "/v1/scorecards/regrade",
         "/v1/entities/search",
+        "/v1/actions/{action}/check",  # a verdict, nothing written
     }
 )
 SETTINGS: dict[Kind, str] = {"writes": "GANTRY_RATE_LIMIT_WRITES", "launches": "GANTRY_RATE_LIMIT_LAUNCHES"}
