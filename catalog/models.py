@@ -66,10 +66,12 @@ class Entity(Timestamped, Base):
     properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     relations: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # The data source that wrote the entity (None: made by hand), the index of its resource,
-    # and the properties it set (users may not change those: catalog/entities/permissions.py).
+    # and the properties and relations it set (users may not change those:
+    # catalog/entities/permissions.py).
     source_data_source: Mapped[str | None] = mapped_column(String(100), index=True)
     source_resource: Mapped[int | None] = mapped_column(Integer)
     source_properties: Mapped[list[str] | None] = mapped_column(JSONType)
+    source_relations: Mapped[list[str] | None] = mapped_column(JSONType)
 
 
 class EntityRelation(Base):
@@ -392,6 +394,9 @@ class DataSourceSync(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_by: Mapped[str | None] = mapped_column(String(256))
+    # A push webhook's sync reads only these repositories (``owner/name``) of a files source,
+    # and deletes only stale entities located in them. None: the whole source.
+    repositories: Mapped[list[str] | None] = mapped_column(JSONType)
 
 
 class DataSourceSyncPage(Base):

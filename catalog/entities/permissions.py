@@ -9,7 +9,7 @@ pass every check; viewers pass none.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from catalog.errors import CatalogError, FieldError, Forbidden, NotFound, pointer
 from catalog.identity.permissions import (
@@ -136,17 +136,22 @@ def field_denial(
     return forbidden(f"you may not change these fields of entity '{identifier}'", details)
 
 
-def source_owned_denial(identifier: str, source: str, properties: list[str], base: str) -> Forbidden:
-    """Properties a data source set: the source names them, and its next sync would undo a
-    change anyway; the blueprint's ``update_properties`` policy may allow them explicitly."""
+def source_owned_denial(
+    identifier: str, source: str, properties: list[str], base: str, relations: Sequence[str] = ()
+) -> Forbidden:
+    """Properties and relations a data source set: the source names them, and its next sync
+    would undo a change anyway; the blueprint's ``update_properties``/``update_relations``
+    policy may allow them explicitly."""
     details = [
         FieldError(
-            f"{base}/properties" + pointer(name),
-            f"is set by data source '{source}'; the blueprint's update_properties does not allow you to change it",
+            f"{base}/{kind}" + pointer(name),
+            f"is set by data source '{source}'; the blueprint's update_{kind} does not allow you to change it",
         )
-        for name in properties
+        for kind, names in (("properties", properties), ("relations", relations))
+        for name in names
     ]
-    return forbidden(f"entity '{identifier}' has properties set by data source '{source}'", details)
+    what = " and ".join(k for k, names in (("properties", properties), ("relations", relations)) if names)
+    return forbidden(f"entity '{identifier}' has {what} set by data source '{source}'", details)
 
 
 def delete_denial(bp: Blueprint, who: Principal, identifier: str, team: list[str]) -> CatalogError | None:

@@ -74,7 +74,7 @@ ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
 ENTITY_FIELDS = {"identifier", "title", "team", "properties", "relations", "blueprint"}
 # The columns an update rewrites (and, for a data source's write, the source's tag).
 UPDATED_COLUMNS = ("id", "title", "team", "properties", "relations", "updated_at", "updated_by")
-SOURCE_COLUMNS = ("source_data_source", "source_resource", "source_properties")
+SOURCE_COLUMNS = ("source_data_source", "source_resource", "source_properties", "source_relations")
 RELATIONS = cast(Table, EntityRelation.__table__)
 
 
@@ -88,16 +88,18 @@ class Mode(enum.Enum):
 @dataclass(frozen=True)
 class SourceTag:
     """A data source writing (resource ``resource`` of its definition): its entities carry the
-    tag, and the properties it sets become the source's (users may not change them)."""
+    tag, and the properties and relations it sets become the source's (users may not change
+    them)."""
 
     data_source: str
     resource: int
 
-    def columns(self, properties: list[str]) -> dict[str, Any]:
+    def columns(self, properties: list[str], relations: list[str]) -> dict[str, Any]:
         return {
             "source_data_source": self.data_source,
             "source_resource": self.resource,
             "source_properties": sorted(properties),
+            "source_relations": sorted(relations),
         }
 
 
@@ -124,8 +126,9 @@ class _Item:
     # The relation targets the item names, per relation (set once its relations are checked).
     targets: dict[str, list[str]] = field(default_factory=dict)
     errors: list[FieldError] = field(default_factory=list)
-    # The properties the item itself names (before a merge brings in the stored ones).
+    # The properties and relations the item itself names (before a merge brings in the stored ones).
     given: list[str] = field(default_factory=list)
+    given_relations: list[str] = field(default_factory=list)
     # A 403 or 404 for this item: reported instead of a 422 (``errors`` then holds its details).
     denial: CatalogError | None = None
     # What the write did: created, updated or unchanged, and the row as it now stands.
@@ -229,7 +232,7 @@ def _parse(index: int, raw: Any, bp: Blueprint, base: str) -> _Item:
         properties,
         dict(relations),
     )
-    item.given = list(properties)
+    item.given, item.given_relations = list(properties), list(relations)
     return item
 
 
@@ -395,21 +398,41 @@ def _check_field_permissions(session: Session, bp: Blueprint, who: Principal, it
 
 def _check_source_owned(bp: Blueprint, who: Principal, item: _Item) -> None:
     """People (admins included) do not change what a data source set: the next sync would undo
-    it. The blueprint's ``update_properties`` policy for a property may allow it explicitly."""
+    it. The blueprint's ``update_properties`` (``update_relations``) policy for a property (a
+    relation) may allow it explicitly."""
     old = item.existing or {}
     owner = old.get("source_data_source")
     if not owner:
         return
-    policies = blueprint_permissions(bp).update_properties
-    owned = set(old.get("source_properties") or [])
+    permissions = blueprint_permissions(bp)
     teams = list(old.get("team") or [])
-    denied = [
+    properties = _not_allowed(
+        _changed(old.get("properties") or {}, item.properties),
+        set(old.get("source_properties") or []),
+        permissions.update_properties,
+        who,
+        teams,
+    )
+    relations = _not_allowed(
+        _changed(old.get("relations") or {}, item.relations),
+        set(old.get("source_relations") or []),
+        permissions.update_relations,
+        who,
+        teams,
+    )
+    if properties or relations:
+        item.deny(source_owned_denial(item.identifier, owner, properties, item.base, relations))
+
+
+def _not_allowed(
+    changed: list[str], owned: set[str], policies: dict[str, Any], who: Principal, teams: list[str]
+) -> list[str]:
+    """The changed fields the source owns that no explicit policy lets ``who`` change."""
+    return [
         name
-        for name in _changed(old.get("properties") or {}, item.properties)
+        for name in changed
         if name in owned and not (name in policies and passes(policies[name], who, teams))
     ]
-    if denied:
-        item.deny(source_owned_denial(item.identifier, owner, denied, item.base))
 
 
 def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -611,7 +634,7 @@ def _insert(
     rows = [_new_row(bp.identifier, item.fields(), actor, now) for item in items]
     if source is not None:
         for row, item in zip(rows, items, strict=True):
-            row.update(source.columns(item.given))
+            row.update(source.columns(item.given, item.given_relations))
     if any(any(item.targets.values()) for item in items):
         stmt = ENTITIES.insert().returning(COLUMNS.id, sort_by_parameter_order=True)
         ids: list[int | None] = list(session.scalars(stmt, rows))
@@ -645,7 +668,7 @@ def _update(
         item.status = "updated"
         item.row = {**old, **item.fields(), "updated_at": now, "updated_by": actor.user}
         if source is not None:
-            item.row.update(source.columns(item.given))
+            item.row.update(source.columns(item.given, item.given_relations))
         changes.append(
             EntityChange(bp.identifier, item.identifier, state(old), state(item.row), actor, now, old["id"])
         )
@@ -669,7 +692,9 @@ def _same(item: _Item, source: SourceTag | None = None) -> bool:
     """An upsert that changes nothing writes nothing (no new updated_at, no audit row); for a
     data source, nor does one whose tag is already the source's."""
     old = item.existing or {}
-    if source is not None and {k: old.get(k) for k in SOURCE_COLUMNS} != source.columns(item.given):
+    # Rows tagged before relations were owned have no ``source_relations``: none is no relation.
+    stored = {k: old.get(k) for k in SOURCE_COLUMNS} | {"source_relations": old.get("source_relations") or []}
+    if source is not None and stored != source.columns(item.given, item.given_relations):
         return False
     return (
         old.get("title"),

@@ -378,7 +378,9 @@ def delete(session: Session, source: DataSource, actor: Actor) -> None:
     session.execute(
         update(Entity)
         .where(Entity.source_data_source == source.identifier)
-        .values(source_data_source=None, source_resource=None, source_properties=None)
+        .values(
+            source_data_source=None, source_resource=None, source_properties=None, source_relations=None
+        )
     )
     session.delete(source)
     session.flush()

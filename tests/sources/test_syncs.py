@@ -1,6 +1,6 @@
 """Syncs through HTTP with the service token: counts, pages applied once, stale deletion and its
 threshold, partial syncs delete nothing, hand-made and other sources' entities untouched, and
-source-owned properties."""
+source-owned properties and relations."""
 
 from __future__ import annotations
 
@@ -162,6 +162,44 @@ def test_source_owned_properties_answer_403_naming_the_source(api: TestClient) -
         "language": "python",
         "tier": 2,
     }
+
+
+def test_source_owned_relations_answer_403_naming_the_source(api: TestClient) -> None:
+    worker = _source(api)
+    worker.sync("s1", [repo("api"), repo("web")])
+    assert api.post("/v1/blueprints/system/entities", json={"identifier": "retail"}).status_code == 201
+    url = "/v1/blueprints/service/entities/api"
+    refused = api.patch(url, json={"relations": {"system": "retail"}})  # the admin, too
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert "github_acme" in error["message"] and "relations" in error["message"]
+    assert [d["pointer"] for d in error["details"]] == ["/relations/system"]
+    assert "update_relations" in error["details"][0]["message"]
+    # A property and a relation at once: both named, nothing changed.
+    both = api.patch(url, json={"properties": {"language": "go"}, "relations": {"system": "retail"}})
+    assert [d["pointer"] for d in both.json()["error"]["details"]] == [
+        "/properties/language",
+        "/relations/system",
+    ]
+    # The same through a bulk upsert: that item is refused, by pointer.
+    bulk = api.post(
+        "/v1/blueprints/service/entities/bulk",
+        params={"merge": "true"},
+        json={"entities": [{"identifier": "web", "relations": {"system": "retail"}}]},
+    )
+    (result,) = bulk.json()["results"]
+    assert result["http_status"] == 403 and "/entities/0/relations/system" in bulk.text, bulk.text
+    assert api.get("/v1/blueprints/service/entities/web").json()["relations"]["system"] == "billing"
+    assert api.get(url).json()["relations"]["system"] == "billing"
+    # A relation the source does not set is the people's.
+    assert api.patch(url, json={"relations": {"depends_on": ["web"]}}).status_code == 200
+    # The blueprint may allow the relation explicitly.
+    policy = {"update_relations": {"system": {"roles": ["admin"]}}}
+    assert api.patch("/v1/blueprints/service", json={"permissions": policy}).status_code == 200
+    assert api.patch(url, json={"relations": {"system": "retail"}}).status_code == 200
+    # The next sync sets it back and keeps the relation people set beside it.
+    worker.sync("s2", [repo("api"), repo("web")])
+    assert api.get(url).json()["relations"] == {"system": "billing", "depends_on": ["web"]}
 
 
 def test_a_property_the_mapping_stops_setting_is_removed(api: TestClient) -> None:
