@@ -54,6 +54,7 @@ LIST_ROUTES: dict[str, dict[str, str]] = {
     "/v1/data-sources/{data_source}/syncs": {"data_source": "repos"},
     "/v1/data-sources/{data_source}/deliveries": {"data_source": "hooks"},
     "/v1/initiatives": {},
+    "/v1/config/revisions": {},
     "/v1/initiatives/{identifier}/progress": {"identifier": "typed"},
 }
 # Pages whose items are under another key (the rest of the answer counts every item).
