@@ -512,6 +512,8 @@ class SyncView(View):
     started_at: str
     ended_at: str | None = None
     created_by: str | None = None
+    # A push webhook's sync of a files source: the repositories it read (None: the whole source).
+    repositories: list[str] | None = None
 
 
 class PageApplied(View):
