@@ -12,6 +12,7 @@ deadline ``initiatives.report_deadline`` stores the final report and emits
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -133,11 +134,15 @@ class InitiativeWorkflow:
         except ActivityError as exc:
             # Gone, or its deadline moved: a new schedule re-arms the loop; none ends it.
             self._log.append(f"deadline {deadline} not reported: {exc.cause or exc}")
-            self._changed = False
-            await workflow.wait_condition(lambda: self._changed, timeout=timedelta(minutes=1))
-            if self._changed and self._state == "active" and format_instant(self._deadline) != deadline:
-                return
-            self._state = "ended" if self._state == "active" else self._state
+            # The API signals before it commits: a moved deadline's signal is here or on its way.
+            if self._state == "active" and format_instant(self._deadline) == deadline:
+                self._changed = False
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(lambda: self._changed, timeout=timedelta(minutes=1))
+            if self._state == "active" and format_instant(self._deadline) != deadline:
+                return  # re-armed: the loop waits for the new deadline
+            if self._state == "active":
+                self._state = "ended"
             return
         self._log.append(f"deadline {deadline} reported")
         self._state = "reported"

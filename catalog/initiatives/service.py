@@ -138,7 +138,9 @@ def _instant(value: str, pointer: str, errors: list[FieldError]) -> datetime | N
     moment = parse_instant(value)
     if moment is None:
         errors.append(FieldError(pointer, "must be an RFC 3339 date-time with an offset"))
-    return moment
+        return None
+    # Milliseconds, as every instant Gantry writes: the workflow's deadline is the stored one.
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def level_titles(sc: Scorecard) -> list[str]:
