@@ -30,11 +30,13 @@ from api.routes import (
     scorecards,
     slack,
     timers,
+    ui,
     webhooks,
 )
 from api.routes.webhooks import DeliveryProcessor
 from api.schemas import Health, Ready
 from api.temporal import TemporalGateway
+from api.web import install as install_web
 from catalog.db import make_engine, make_sessionmaker, transaction
 from catalog.identity.permissions import ADMIN, SERVICE
 from catalog.identity.service import (
@@ -153,6 +155,7 @@ def create_app(
         data_sources,
         webhooks,
         slack,
+        ui,
     ):
         app.include_router(module.router)
 
@@ -175,4 +178,5 @@ def create_app(
             )
         return JSONResponse({"status": "ready"})
 
+    install_web(app)  # the portal's pages, after every API route
     return app

@@ -692,3 +692,11 @@ class ExemptionView(View):
     created_at: str
     updated_at: str
     ended_at: str | None = None
+
+
+class SignInCode(View):
+    """A one-time sign-in link for the web portal: single use, valid until ``expires_at``."""
+
+    code: str
+    expires_at: str
+    url: str

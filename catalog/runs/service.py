@@ -770,7 +770,7 @@ def list_runs(
     if who is not None:
         stmt = stmt.where(visible_runs_clause(session, who))
     if approver is not None:
-        stmt = stmt.where(Run.id.in_(select(RunApprover.run_id).where(RunApprover.user == approver)))
+        stmt = stmt.where(decidable_by(session, approver))
     for column, value in (
         (Run.action, action),
         (Run.entity, entity),
@@ -798,6 +798,26 @@ def list_runs(
         else None
     )
     return Page(rows[:limit], next_cursor)
+
+
+def decidable_by(session: Session, approver: str) -> ColumnElement[bool]:
+    """The runs ``approver`` may decide an approval of: they are among its approvers, and a run
+    they requested only when its action lets a requester approve their own run (the decision
+    would be refused otherwise, so an inbox must not offer it)."""
+    self_approvable = [
+        a.identifier for a in session.scalars(select(Action)) if _allows_self_approval(a.definition)
+    ]
+    return and_(
+        Run.id.in_(select(RunApprover.run_id).where(RunApprover.user == approver)),
+        or_(Run.created_by != approver, Run.action.in_(self_approvable)),
+    )
+
+
+def _allows_self_approval(definition: dict[str, Any]) -> bool:
+    policies = [definition.get("approval") or {}] + [
+        step.get("with") or {} for step in definition.get("steps", []) if step.get("uses") == "approval"
+    ]
+    return any(bool(policy.get("allow_self_approval")) for policy in policies)
 
 
 def active_runs(session: Session, *, older_than: datetime, limit: int = 500) -> list[Run]:

@@ -255,6 +255,7 @@ EXPECTED: dict[str, Row] = {
     "GET /v1/data-sources/{data_source}/deliveries": sources(200),
     # webhook deliveries are signed with the source's secret: a bearer token is no substitute
     "POST /v1/webhooks/{data_source}": row(401),
+    "POST /v1/ui/sign-in-codes": admins(201),  # a one-time web sign-in for the calling admin
 }
 
 
@@ -699,6 +700,7 @@ CALLS: dict[str, Maker] = {
     "POST /v1/data-sources/{data_source}/syncs/{sync_id}/complete": _fresh_sync,
     "GET /v1/data-sources/{data_source}/deliveries": _fixed("/v1/data-sources/hooks/deliveries"),
     "POST /v1/webhooks/{data_source}": _fixed("/v1/webhooks/hooks", {"action": "opened"}),
+    "POST /v1/ui/sign-in-codes": _fixed("/v1/ui/sign-in-codes"),
 }
 
 

@@ -1,0 +1,72 @@
+"""An action's generated form and its launch (source ``UI``)."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from api.services.runs import RunService
+from api.web.core import Page, page, see_other
+from api.web.forms import fields_of, inputs_from
+from catalog.errors import Forbidden, Invalid, NotFound
+from catalog.models import Action
+from catalog.runs import actions as action_defs
+from catalog.runs.service import RunRequest, check_target
+
+
+def _action(ctx: Page) -> Action:
+    action = action_defs.get_action(ctx.db, ctx.request.path_params["action"])
+    if not action_defs.may_see(ctx.db, action, ctx.who):
+        raise NotFound(f"action '{action.identifier}' not found")
+    return action
+
+
+@page("/actions/{action}/launch")
+def launch_form(ctx: Page) -> Response:
+    action = _action(ctx)
+    entity = ctx.param("entity") or None
+    if not ctx.who.may_write:
+        raise Forbidden("viewers can read but not launch actions")
+    check_target(ctx.db, action, entity, ctx.who)
+    schema = action.definition.get("user_inputs") or {}
+    return _render(ctx, action, entity, fields_of(ctx.db, schema, ctx.who), None, 200)
+
+
+@page("/actions/{action}/launch", ("POST",))
+def launch(ctx: Page) -> Response:
+    action = _action(ctx)
+    entity = ctx.field("entity") or None
+    schema = action.definition.get("user_inputs") or {}
+    inputs = inputs_from(schema, ctx.form)
+    service = RunService(ctx.db, ctx.request.app.state.temporal, ctx.settings)
+    body = RunRequest(entity=entity, inputs=inputs, source="UI")
+    try:
+        launched = service.launch(action.identifier, body, ctx.web.user, ctx.who, source_header="UI")  # type: ignore[union-attr]
+    except Invalid as exc:
+        ctx.db.rollback()
+        shown = {k: v for k, v in inputs.items() if not schema.get("properties", {}).get(k, {}).get("secret")}
+        fields = fields_of(ctx.db, schema, ctx.who, shown)
+        by_name = {f.name: f for f in fields}
+        general = []
+        for detail in exc.details:
+            name = detail.pointer.removeprefix("/inputs/").split("/")[0]
+            if detail.pointer.startswith("/inputs/") and name in by_name:
+                by_name[name].error = detail.message
+            else:
+                general.append(f"{detail.pointer}: {detail.message}")
+        return _render(ctx, action, entity, fields, "; ".join(general) or None, 422)
+    return see_other(f"/runs/{launched.run.id}")
+
+
+def _render(ctx: Page, action: Action, entity: str | None, fields: list, error: str | None, status: int) -> Response:  # type: ignore[type-arg]
+    return ctx.render(
+        "launch.html",
+        status=status,
+        title=action.definition.get("title") or action.identifier,
+        action=action,
+        entity=entity,
+        fields=fields,
+        error=error,
+    )
+
+
+ROUTES = [launch_form, launch]

@@ -1,0 +1,60 @@
+"""Charts as SVG drawn on the server: no script, no library, readable by screen readers
+(a title and a description name the numbers)."""
+
+from __future__ import annotations
+
+from markupsafe import Markup, escape
+
+COLOURS = ("#b42318", "#d97706", "#2563eb", "#15803d", "#7c3aed", "#0e7490")
+
+
+def bars(counts: dict[str, int], *, label: str) -> Markup:
+    """A horizontal bar per level (in level order), its count at the end."""
+    width, row, left = 480, 28, 120
+    height = row * max(len(counts), 1) + 8
+    top = max(counts.values(), default=0) or 1
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="chart-title chart-desc" class="chart" data-testid="scorecard-chart">',
+        f'<title id="chart-title">{escape(label)}</title>',
+        '<desc id="chart-desc">' + escape(", ".join(f"{k}: {v}" for k, v in counts.items())) + "</desc>",
+    ]
+    for i, (name, count) in enumerate(counts.items()):
+        y = 4 + i * row
+        length = round((width - left - 60) * count / top)
+        colour = COLOURS[i % len(COLOURS)]
+        parts += [
+            f'<text x="{left - 8}" y="{y + 18}" text-anchor="end">{escape(name)}</text>',
+            f'<rect x="{left}" y="{y + 4}" width="{length}" height="{row - 8}" fill="{colour}" rx="3"/>',
+            f'<text x="{left + length + 6}" y="{y + 18}">{count}</text>',
+        ]
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def stacked_trend(points: list[dict[str, object]], levels: list[str], *, label: str) -> Markup:
+    """The level distribution over time: one stacked column per point."""
+    width, height, bottom = 480, 160, 20
+    if not points:
+        return Markup("")
+    step = width / len(points)
+    top = max((int(p["total"]) for p in points), default=0) or 1  # type: ignore[call-overload]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="trend-title" class="chart" data-testid="scorecard-trend">',
+        f'<title id="trend-title">{escape(label)}</title>',
+    ]
+    for i, point in enumerate(points):
+        y = height - bottom
+        dist = point["distribution"]
+        assert isinstance(dist, dict)
+        for j, level in enumerate(levels):
+            h = (height - bottom - 4) * int(dist.get(level, 0)) / top
+            y -= h
+            parts.append(
+                f'<rect x="{i * step + 1:.1f}" y="{y:.1f}" width="{max(step - 2, 1):.1f}" height="{h:.1f}" '
+                f'fill="{COLOURS[j % len(COLOURS)]}"><title>{escape(str(point["at"]))[:10]} {escape(level)}: '
+                f"{int(dist.get(level, 0))}</title></rect>"
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))
