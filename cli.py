@@ -190,6 +190,9 @@ def apply_documents(api: Gantry, documents: Iterable[dict[str, Any]], echo: bool
         done("action", action["identifier"], _put_or_post(api, "/v1/actions", action))
     for automation in by_kind["Automation"]:
         done("automation", automation["identifier"], _put_or_post(api, "/v1/automations", automation))
+    # Initiatives after the scorecards they target (each starts its workflow when created).
+    for initiative in by_kind["Initiative"]:
+        done("initiative", initiative["identifier"], _put_or_post(api, "/v1/initiatives", initiative))
     # Data sources last: their mappings name blueprints, and a sync may start once one is saved.
     for source in by_kind["DataSource"]:
         done("data source", source["identifier"], _put_or_post(api, "/v1/data-sources", source))
