@@ -43,7 +43,7 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-KINDS = ("Team", "User", "Blueprint", "Entity", "Action", "Scorecard", "Automation", "DataSource")
+KINDS = ("Team", "User", "Blueprint", "Entity", "Action", "Scorecard", "Automation", "DataSource", "Initiative")
 BULK_LIMIT = 1000
 
 
