@@ -45,7 +45,7 @@ def catalog_home(ctx: Page) -> Response:
     readable = readable_condition(ctx.db, ctx.who, ctx.db.get_bind().dialect.name)
     if readable is not None:
         stmt = stmt.where(readable)
-    counts = dict(ctx.db.execute(stmt).tuples().all())
+    counts = {bp: count for bp, count in ctx.db.execute(stmt).all()}
     return ctx.render("catalog.html", blueprints=blueprints, counts=counts, title="Catalog")
 
 

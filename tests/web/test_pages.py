@@ -1,0 +1,376 @@
+"""The portal's pages over HTTP with the TestClient, on SQLite and PostgreSQL: every page for an
+admin, a member, a viewer and a signed-out visitor; sessions, CSRF and one-time codes; escaping;
+generated forms and the launch; approvals; the ``?approver=`` filter. Temporal is a stub that
+accepts every start (the browser tests run the real stack)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.temporal import DecisionRefused
+from api.web.forms import fields_of, inputs_from
+from api.web.sessions import web_sessions
+from catalog.db import make_engine, utcnow
+from catalog.identity.permissions import Principal
+from catalog.models import Run, RunApprover
+from config import Settings
+from tests.api.conftest import ADMIN_TOKEN, SERVICE_BLUEPRINT, SERVICE_TOKEN, SYSTEM_BLUEPRINT
+
+PORTAL_ACTIONS = Path(__file__).parents[2] / "portal" / "actions"
+DEPLOY: dict[str, Any] = {
+    "identifier": "deploy",
+    "title": "Deploy",
+    "blueprint": "service",
+    "trigger": {"operation": "DAY-2"},
+    "user_inputs": {
+        "properties": {
+            "version": {"type": "string", "title": "Version", "pattern": "^v[0-9]+$"},
+            "environment": {"type": "string", "enum": ["staging", "production"], "default": "staging"},
+            "replicas": {"type": "integer", "minimum": 1, "maximum": 5, "default": 2},
+            "dry": {"type": "boolean"},
+            "password": {"type": "string", "secret": True},
+        },
+        "required": ["version"],
+    },
+    "approval": {"approvers": {"roles": ["admin"]}, "allow_self_approval": False},
+    "steps": [{"id": "record", "uses": "catalog.upsert_entity", "with": {"blueprint": "service", "identifier": "x"}}],
+}
+PAGES = [
+    "/catalog",
+    "/catalog/service",
+    "/catalog/service/payments",
+    "/runs",
+    "/approvals",
+    "/scorecards",
+    "/scorecards/service/readiness",
+    "/timers",
+    "/data-sources",
+]
+
+
+class Gateway:
+    """Temporal that accepts every start and knows no workflow: runs stay as recorded. Its
+    approval gate refuses a requester's own decision, as the workflow's does."""
+
+    def __init__(self) -> None:
+        self.requesters: dict[str, str] = {}
+
+    async def start_action_run(self, *_: Any, **__: Any) -> None:
+        return None
+
+    async def arm_timer(self, *_: Any, **__: Any) -> None:
+        return None
+
+    async def start_automation(self, *_: Any, **__: Any) -> bool:
+        return True
+
+    async def ended(self, *_: Any, **__: Any) -> None:
+        return None
+
+    async def decide(self, workflow_id: str, decision: Any) -> dict[str, Any]:
+        if self.requesters.get(workflow_id) == decision.user:
+            raise DecisionRefused(403, "SELF_APPROVAL", "you requested this run")
+        return {"status": "APPROVED", "required": 1, "approvals": [{"user": decision.user}], "declines": []}
+
+
+@pytest.fixture
+def portal(database_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        admin_token=ADMIN_TOKEN,
+        service_token=SERVICE_TOKEN,
+        secret_key="web-test-secret-key-0123456789abcdef",
+    )
+    gateway = Gateway()
+    with TestClient(create_app(settings, temporal=gateway), raise_server_exceptions=False) as api:  # type: ignore[arg-type]
+        api.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+        _ok(api.post("/v1/teams", json={"identifier": "payments-team", "title": "Payments"}))
+        for name, role, teams in (("mia", "member", ["payments-team"]), ("oscar", "member", []), ("vera", "viewer", [])):
+            _ok(api.post("/v1/users", json={"identifier": name, "email": f"{name}@x.io", "role": role, "teams": teams}))
+        tokens = {"admin": ADMIN_TOKEN}
+        for name in ("mia", "oscar", "vera"):
+            tokens[name] = _ok(api.post("/v1/tokens", json={"user": name}))["token"]
+        blueprint = {**SERVICE_BLUEPRINT}
+        blueprint["schema"] = {
+            "properties": {**SERVICE_BLUEPRINT["schema"]["properties"], "notes": {"type": "string", "format": "markdown"}},
+            "required": ["language"],
+        }
+        _ok(api.post("/v1/blueprints", json=SYSTEM_BLUEPRINT))
+        _ok(api.post("/v1/blueprints", json=blueprint))
+        _ok(api.post("/v1/blueprints/system/entities", json={"identifier": "billing"}))
+        payments = {
+            "identifier": "payments",
+            "title": "<script>alert('t')</script>",
+            "team": ["payments-team"],
+            "properties": {"language": "python", "notes": "**bold** <img src=x onerror=alert(1)>", "repo": "https://git.example/p"},
+            "relations": {"system": "billing"},
+        }
+        _ok(api.post("/v1/blueprints/service/entities", json=payments))
+        _ok(api.post("/v1/blueprints/service/entities", json={"identifier": "search", "properties": {"language": "go"}}))
+        readiness = {
+            "identifier": "readiness",
+            "title": "Readiness",
+            "levels": [{"title": "Basic"}, {"title": "Gold"}],
+            "rules": [{"identifier": "has_repo", "level": "Gold", "query": {"combinator": "and", "rules": [{"property": "repo", "operator": "isNotEmpty"}]}}],
+        }
+        _ok(api.post("/v1/blueprints/service/scorecards", json=readiness))
+        _ok(api.post("/v1/actions", json=DEPLOY))
+        yield {"api": api, "tokens": tokens, "url": database_url, "gateway": gateway}
+
+
+def _ok(response: Any) -> Any:
+    assert response.status_code in (200, 201, 202, 207), response.text
+    return response.json()
+
+
+def _browser(portal: dict[str, Any], user: str) -> TestClient:
+    """A second client on the same app with no bearer token: only the session cookie."""
+    api: TestClient = portal["api"]
+    browser = TestClient(api.app, raise_server_exceptions=False)
+    response = browser.post("/login", data={"token": portal["tokens"][user]}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "gantry_session=" in cookie
+    return browser
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+def test_signed_out_pages_lead_to_sign_in(portal: dict[str, Any]) -> None:
+    visitor = TestClient(portal["api"].app, raise_server_exceptions=False)
+    assert visitor.get("/", follow_redirects=False).headers["location"] == "/login"
+    for path in PAGES:
+        response = visitor.get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith("/login?next="), path
+    page = visitor.get("/login")
+    assert 'data-testid="signin-form"' in page.text and '<label for="token">' in page.text
+    assert visitor.post("/runs/x/cancel", data={}).status_code == 403
+    assert visitor.post("/login", data={"token": "wrong"}).status_code == 401
+    assert visitor.post("/login", data={"token": SERVICE_TOKEN}).status_code == 401  # never the worker
+
+
+@pytest.mark.parametrize("user", ["admin", "mia", "vera"])
+def test_every_page_for_each_role(portal: dict[str, Any], user: str) -> None:
+    browser = _browser(portal, user)
+    assert browser.get("/", follow_redirects=False).headers["location"] == "/catalog"
+    for path in PAGES:
+        response = browser.get(path)
+        assert response.status_code == 200, (path, response.text[:300])
+        assert "Content-Security-Policy" in response.headers
+        assert 'name="csrf_token"' in response.text  # the sign-out form at least
+    entity = browser.get("/catalog/service/payments").text
+    assert ("Audit" in entity) is (user == "admin")  # audit entries for admins only
+    assert ("/actions/deploy/launch" in entity) is (user != "vera")  # owners execute DAY-2 actions; viewers never
+    assert browser.get("/static/gantry.css").status_code == 200
+
+
+def test_html_is_escaped_and_markdown_is_safe(portal: dict[str, Any]) -> None:
+    browser = _browser(portal, "admin")
+    for path in ("/catalog/service", "/catalog/service/payments"):
+        html = browser.get(path).text
+        assert "<script>alert" not in html and "&lt;script&gt;alert" in html, path
+    entity = browser.get("/catalog/service/payments").text
+    assert "<strong>bold</strong>" in entity and "<img" not in entity and "&lt;img" in entity
+    assert '<a href="https://git.example/p" rel="noopener noreferrer">' in entity
+    assert 'href="/catalog/system/billing"' in entity  # relation, outgoing
+    billing = browser.get("/catalog/system/billing").text
+    assert 'href="/catalog/service/payments"' in billing  # and incoming
+
+
+def test_entity_table_search_filters_sort_and_paging(portal: dict[str, Any]) -> None:
+    browser = _browser(portal, "admin")
+    html = browser.get("/catalog/service", params={"q": "pay"}).text
+    assert html.count('data-testid="entity-row"') == 1 and "payments" in html
+    html = browser.get("/catalog/service", params={"f": "language|in|go,rust"}).text
+    assert html.count('data-testid="entity-row"') == 1 and ">search<" in html
+    html = browser.get("/catalog/service", params={"fs": "repo", "fo": "isEmpty"}).text
+    assert ">search<" in html and ">payments<" not in html
+    html = browser.get("/catalog/service", params={"f": "@system|=|billing"}).text
+    assert ">payments<" in html and ">search<" not in html
+    html = browser.get("/catalog/service", params={"f": "#readiness|=|Gold"}).text
+    assert ">payments<" in html and ">search<" not in html
+    html = browser.get("/catalog/service", params={"sort": "-$identifier"}).text
+    assert html.index(">search<") < html.index(">payments<")
+    bad = browser.get("/catalog/service", params={"f": "language|nope|x"})
+    assert bad.status_code == 200 and "unknown operator" in bad.text
+    api: TestClient = portal["api"]
+    many = [{"identifier": f"svc-{i:03}", "properties": {"language": "go"}} for i in range(60)]
+    _ok(api.post("/v1/blueprints/service/entities/bulk", json={"entities": many}))
+    first = browser.get("/catalog/service", params={"cols": "language,tier"}).text
+    assert first.count('data-testid="entity-row"') == 50 and ">Tier<" in first or ">tier<" in first
+    next_url = re.search(r'href="([^"]+)" rel="next"', first)
+    assert next_url is not None
+    second = browser.get(next_url.group(1).replace("&amp;", "&")).text
+    assert second.count('data-testid="entity-row"') == 12
+
+
+def test_csrf_is_required_and_sessions_end(portal: dict[str, Any]) -> None:
+    browser = _browser(portal, "admin")
+    assert browser.post("/logout", data={}).status_code == 403
+    assert browser.post("/logout", data={"csrf_token": "forged"}).status_code == 403
+    assert browser.get("/catalog").status_code == 200  # still signed in
+    token = _csrf(browser.get("/catalog").text)
+    assert browser.post("/logout", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    assert browser.get("/catalog", follow_redirects=False).status_code == 303  # revoked
+    # Expiry: a session past its time is no session.
+    browser = _browser(portal, "mia")
+    engine = make_engine(portal["url"])
+    with engine.begin() as conn:
+        conn.execute(web_sessions.update().values(expires_at=utcnow() - timedelta(seconds=1)))
+    engine.dispose()
+    assert browser.get("/catalog", follow_redirects=False).status_code == 303
+    # Deleting the token ends the sessions opened with it.
+    browser = _browser(portal, "oscar")
+    api: TestClient = portal["api"]
+    oscar = [t for t in _ok(api.get("/v1/tokens", params={"user": "oscar"}))["items"] if t["user"] == "oscar"]
+    assert api.delete(f"/v1/tokens/{oscar[0]['id']}").status_code == 204
+    assert browser.get("/catalog", follow_redirects=False).status_code == 303
+
+
+def test_one_time_code_signs_in_once(portal: dict[str, Any]) -> None:
+    api: TestClient = portal["api"]
+    answer = _ok(api.post("/v1/ui/sign-in-codes"))
+    assert answer["url"].endswith(f"/login?code={answer['code']}")
+    member = TestClient(api.app)
+    assert member.post("/v1/ui/sign-in-codes", headers={"Authorization": f"Bearer {portal['tokens']['mia']}"}).status_code == 403
+    browser = TestClient(api.app, raise_server_exceptions=False)
+    first = browser.get(f"/login?code={answer['code']}", follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"] == "/catalog"
+    assert browser.get("/catalog").status_code == 200
+    again = TestClient(api.app, raise_server_exceptions=False).get(f"/login?code={answer['code']}", follow_redirects=False)
+    assert again.status_code == 400 and "gantry_session" not in again.headers.get("set-cookie", "")
+
+
+@pytest.mark.parametrize("path", sorted(PORTAL_ACTIONS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_forms_for_the_example_portal_actions(path: Path) -> None:
+    """Every input of the example portal's actions gets a labelled field of the right kind."""
+    action = yaml.safe_load(path.read_text())
+    schema = action.get("user_inputs") or {}
+
+    class NoEntities:
+        def get_bind(self) -> Any:
+            return sa.create_engine("sqlite://")
+
+        def scalars(self, _stmt: Any) -> list[str]:
+            return ["payments"]
+
+    fields = fields_of(NoEntities(), schema, Principal("admin", "admin"))  # type: ignore[arg-type]
+    for field in fields:
+        spec = schema["properties"][field.name]
+        expected = (
+            "select" if "enum" in spec
+            else "entity" if spec.get("format") == "entity"
+            else "number" if spec.get("type") in ("integer", "number")
+            else "checkbox" if spec.get("type") == "boolean"
+            else "text"
+        )
+        assert field.widget == expected, (field.name, field.widget)
+        assert field.label and field.required is (field.name in schema.get("required", []))
+        if "pattern" in spec:
+            assert field.attrs["pattern"] == spec["pattern"]
+        if "default" in spec:
+            assert field.value == spec["default"]
+
+
+def test_launch_form_generation_422_and_launch(portal: dict[str, Any]) -> None:
+    browser = _browser(portal, "admin")
+    form = browser.get("/actions/deploy/launch", params={"entity": "payments"})
+    assert form.status_code == 200 and 'data-testid="action-form"' in form.text
+    html = form.text
+    assert 'name="version"' in html and 'pattern="^v[0-9]+$"' in html and "required" in html
+    assert '<select id="in-environment" name="environment"' in html and "<option selected>staging</option>" in html
+    assert 'type="number"' in html and 'min' in html and 'value="2"' in html
+    assert 'type="checkbox" id="in-dry" name="dry"' in html and 'type="password"' in html
+    assert all(f'<label for="in-{n}">' in html for n in ("version", "environment", "replicas", "password"))
+    token = _csrf(html)
+    bad = browser.post(
+        "/actions/deploy/launch",
+        data={"csrf_token": token, "entity": "payments", "version": "1.0", "password": "hunter2"},
+    )
+    assert bad.status_code == 422 and 'id="error-version"' in bad.text
+    assert "hunter2" not in bad.text  # secrets are never echoed back
+    assert _ok(portal["api"].get("/v1/runs"))["items"] == []  # nothing launched
+    good = browser.post(
+        "/actions/deploy/launch",
+        data={"csrf_token": token, "entity": "payments", "version": "v2", "replicas": "3", "dry": "on"},
+        follow_redirects=False,
+    )
+    assert good.status_code == 303 and good.headers["location"].startswith("/runs/")
+    run = _ok(portal["api"].get(good.headers["location"].replace("/runs/", "/v1/runs/")))
+    assert run["source"] == "UI" and run["inputs"]["replicas"] == 3 and run["inputs"]["dry"] is True
+    page = browser.get(good.headers["location"])
+    assert 'data-testid="run-status"' in page.text and 'id="run-log"' in page.text
+    log = browser.get(good.headers["location"] + "/log", params={"after": 0})
+    assert log.status_code == 200 and log.json()["status"] == run["status"]
+
+
+def test_member_sees_no_buttons_it_may_not_use_and_forged_posts_fail(portal: dict[str, Any]) -> None:
+    admin = _browser(portal, "admin")
+    token = _csrf(admin.get("/actions/deploy/launch?entity=payments").text)
+    launched = admin.post(
+        "/actions/deploy/launch", data={"csrf_token": token, "entity": "payments", "version": "v1"}, follow_redirects=False
+    )
+    run_url = launched.headers["location"]
+    oscar = _browser(portal, "oscar")  # a member of no team: may not execute deploy on payments
+    assert "/actions/deploy/launch" not in oscar.get("/catalog/service/payments").text
+    forged = oscar.post(
+        "/actions/deploy/launch",
+        data={"csrf_token": _csrf(oscar.get("/catalog").text), "entity": "payments", "version": "v9"},
+    )
+    assert forged.status_code in (403, 404)
+    run_page = oscar.get(run_url)
+    assert run_page.status_code == 404 or 'data-testid="cancel-button"' not in run_page.text
+    vera = _browser(portal, "vera")
+    assert vera.get("/actions/deploy/launch?entity=payments").status_code in (403, 404)
+    assert len(_ok(portal["api"].get("/v1/runs"))["items"]) == 1
+
+
+def test_approvals_inbox_and_the_approver_filter(portal: dict[str, Any]) -> None:
+    """The admin's own run is not in their inbox (self-approval refused) even when a stale
+    approver row says otherwise; another admin's run is, and the decision goes through."""
+    api: TestClient = portal["api"]
+    _ok(api.post("/v1/users", json={"identifier": "ada", "email": "ada@x.io", "role": "admin"}))
+    ada_token = _ok(api.post("/v1/tokens", json={"user": "ada"}))["token"]
+    ada = {"Authorization": f"Bearer {ada_token}"}
+    mine = _ok(api.post("/v1/actions/deploy/runs", json={"entity": "payments", "inputs": {"version": "v1"}}))
+    theirs = _ok(api.post("/v1/actions/deploy/runs", json={"entity": "payments", "inputs": {"version": "v2"}}, headers=ada))
+    portal["gateway"].requesters[mine["workflow_id"]] = "admin"
+    engine = make_engine(portal["url"])
+    with engine.begin() as conn:  # a record from before requesters were left out of approvers
+        conn.execute(sa.insert(RunApprover).values(run_id=mine["id"], user="admin"))
+        conn.execute(
+            sa.update(Run)
+            .where(Run.id == theirs["id"])
+            .values(approval={"status": "PENDING", "eligible": ["admin", "mia"], "approvals": [], "declines": []})
+        )
+    engine.dispose()
+    listed = {r["id"] for r in _ok(api.get("/v1/runs", params={"approver": "me"}))["items"]}
+    assert theirs["id"] in listed and mine["id"] not in listed
+    browser = _browser(portal, "admin")
+    inbox = browser.get("/approvals").text
+    assert theirs["id"] in inbox and mine["id"] not in inbox and 'data-testid="approve-button"' in inbox
+    decided = browser.post(
+        f"/runs/{theirs['id']}/approval",
+        data={"csrf_token": _csrf(inbox), "decision": "APPROVE", "comment": "ok", "back": "inbox"},
+        follow_redirects=False,
+    )
+    assert decided.status_code == 303 and decided.headers["location"] == "/approvals"
+    refused = browser.post(
+        f"/runs/{mine['id']}/approval", data={"csrf_token": _csrf(inbox), "decision": "APPROVE", "comment": ""}
+    )
+    assert refused.status_code == 403 and "Decision refused" in refused.text
