@@ -508,6 +508,7 @@ def main() -> int:
         stack.start("worker", [sys.executable, "worker.py"])
         apply_portal_once(env["GANTRY_API_URL"], env["GANTRY_ADMIN_TOKEN"], receiver_url, data_dir)
         print_banner(env, stack, receiver_url, aws_endpoint, standins)
+        print_sign_in_link(env["GANTRY_API_URL"], env["GANTRY_ADMIN_TOKEN"])
         while True:
             stack.check_alive()
             time.sleep(0.5)
@@ -523,6 +524,20 @@ def main() -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop_all()
         print("devstack: stopped", flush=True)
+
+
+def print_sign_in_link(api_url: str, token: str) -> None:
+    """The web portal's one-click sign-in for the dev admin: a one-time code valid five minutes,
+    never the token in a URL (a new link: ``POST /v1/ui/sign-in-codes``)."""
+    try:
+        answer = httpx.post(
+            f"{api_url}/v1/ui/sign-in-codes", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"  web portal   {api_url}/login (no sign-in link: {exc})", flush=True)
+        return
+    print(f"  web portal   {answer.json()['url']} (one click, single use, 5 minutes)", flush=True)
 
 
 if __name__ == "__main__":
