@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) -m bench.approvals
 	$(PY) -m bench.timers
 	$(PY) -m bench.scorecards
+	$(PY) -m bench.ingest
 
 clean:
 	rm -rf .gantry
