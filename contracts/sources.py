@@ -49,6 +49,8 @@ class SyncInput:
     data_source: str
     sync_id: str = ""
     trigger: str = "SCHEDULE"  # SCHEDULE | API | WEBHOOK
+    # A push webhook's sync of a files source: only these repositories (``owner/name``) are read.
+    repositories: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -99,6 +101,8 @@ class PullResource:
     resource_kind: str
     config: dict[str, Any] = field(default_factory=dict)
     selector: dict[str, Any] = field(default_factory=dict)
+    # Files sources: read only these repositories (``owner/name``; empty: every repository).
+    repositories: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -6,6 +6,10 @@ crash), then tells the catalog how it ended: SUCCESS when every resource was pul
 PARTIAL when some were not (a page that kept failing, a resource kind the vendor does not
 know), FAILURE when the source could not be loaded or no resource could start. Only SUCCESS lets the catalog
 delete stale entities, so an incomplete pull never deletes what it did not get to see.
+
+A push webhook's sync of a files source carries ``repositories``: each pull reads only those,
+and the catalog (which recorded the scope when it opened the sync) deletes only stale entities
+located in them.
 """
 
 from __future__ import annotations
@@ -67,7 +71,12 @@ class DataSourceSync:
         sync_id = sync.sync_id or _sync_id_of(sync.data_source, info.workflow_id)
         if info.typed_search_attributes.get(GANTRY_DATA_SOURCE) is None:
             workflow.upsert_search_attributes([GANTRY_DATA_SOURCE.value_set(sync.data_source)])
-        opened = SyncInput(data_source=sync.data_source, sync_id=sync_id, trigger=sync.trigger)
+        opened = SyncInput(
+            data_source=sync.data_source,
+            sync_id=sync_id,
+            trigger=sync.trigger,
+            repositories=list(sync.repositories),
+        )
         await workflow.execute_activity(
             "sources.open_sync",
             opened,
@@ -87,7 +96,7 @@ class DataSourceSync:
         except ActivityError as exc:
             completion = SyncCompletion(SyncStatus.FAILURE, [SyncError(_reason(exc))])
         else:
-            completion = await self._pull_all(source, sync_id)
+            completion = await self._pull_all(source, sync_id, sync.repositories)
         await workflow.execute_activity(
             "sources.complete_sync",
             args=[sync.data_source, sync_id, completion],
@@ -97,7 +106,9 @@ class DataSourceSync:
         )
         return completion
 
-    async def _pull_all(self, source: SourceDefinition, sync_id: str) -> SyncCompletion:
+    async def _pull_all(
+        self, source: SourceDefinition, sync_id: str, repositories: list[str]
+    ) -> SyncCompletion:
         errors: list[SyncError] = []
         pulled_nothing = 0  # resources that failed before any page could be fetched
         for index, resource in enumerate(source.resources):
@@ -111,6 +122,7 @@ class DataSourceSync:
                 resource_kind=kind,
                 config=source.config,
                 selector=dict(resource.get("selector") or {}),
+                repositories=list(repositories),
             )
             try:
                 await workflow.execute_activity(

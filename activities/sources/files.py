@@ -7,6 +7,10 @@ the catalog turns it into an entity with the descriptor converter. A file that i
 YAML is one item with ``document: null`` and ``error`` saying why, so the catalog records it as
 that item's error and the sync goes on. YAML aliases are refused (a few lines of aliases can
 expand to gigabytes), as are files over ``MAX_FILE_BYTES``.
+
+A push webhook's sync reads only the repositories it names (:meth:`FilesSource.repository_page`,
+one repository per page), and never a repository outside ``config.org``: the worker's token
+reads what the source is about, whatever a delivery names.
 """
 
 from __future__ import annotations
@@ -39,6 +43,13 @@ def documents(text: str) -> list[Any]:
     return [doc for doc in yaml.load_all(text, Loader=_NoAliasLoader) if doc is not None]
 
 
+def _paths(config: Json) -> list[str]:
+    paths = config.get("paths") or DEFAULT_PATHS
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+        return DEFAULT_PATHS
+    return paths
+
+
 class FilesSource:
     vendor = "files"
     # Every resource of a files source reads the same files, whatever its kind is called;
@@ -50,9 +61,7 @@ class FilesSource:
 
     async def page(self, kind: str, config: Json, selector: Json, cursor: str, memo: Json) -> Page:
         org = required(config, "org", self.vendor)
-        paths = config.get("paths") or DEFAULT_PATHS
-        if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
-            paths = DEFAULT_PATHS
+        paths = _paths(config)
         url = cursor or f"{path('orgs', org)}/repos"
         repositories = await self.github.linked(url, None, {"type": "all", "sort": "full_name"})
         items: list[Any] = []
@@ -62,6 +71,19 @@ class FilesSource:
             for file_path in paths:
                 items += await self._file_items(repository, file_path)
         return Page(items, repositories.next)
+
+    async def repository_page(self, config: Json, repositories: list[str], cursor: str) -> Page:
+        """The catalog files of one of ``repositories`` (``owner/name``; the cursor is its index).
+        A repository of another organisation than ``config.org`` is not read."""
+        org = required(config, "org", self.vendor)
+        index = int(cursor or 0)
+        name = repositories[index] if index < len(repositories) else ""
+        owner, _, repo = name.partition("/")
+        items: list[Any] = []
+        if owner.lower() == org.lower() and repo.strip(".") and "/" not in repo:
+            for file_path in _paths(config):
+                items += await self._file_items({"full_name": name}, file_path)
+        return Page(items, str(index + 1) if index + 1 < len(repositories) else None)
 
     async def _file_items(self, repository: Json, file_path: str) -> list[Json]:
         name = str(repository["full_name"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from temporalio import activity
@@ -19,7 +19,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.catalog import GantryApi
 from activities.errors import BENIGN
-from activities.sources.paging import SourceClient, batches, unknown_kind
+from activities.sources.files import FilesSource
+from activities.sources.paging import Page, SourceClient, batches, unknown_kind
 from contracts.sources import (
     SOURCE_NOT_CONFIGURED,
     PullResource,
@@ -28,6 +29,7 @@ from contracts.sources import (
     SyncCompletion,
     SyncInput,
 )
+from contracts.steps import VENDOR_CLIENT_ERROR
 
 Json = dict[str, Any]
 COUNTS = ("seen", "created", "updated", "unchanged", "failed")
@@ -88,6 +90,21 @@ def resumed() -> Json:
     }
 
 
+def _fetcher(client: SourceClient, pull: PullResource) -> Callable[[str, Json], Awaitable[Page]]:
+    """How the pull fetches the page at a cursor: the whole listing, or (a push webhook's sync of
+    a files source) only the repositories it names."""
+    if not pull.repositories:
+        return lambda cursor, memo: client.page(pull.resource_kind, pull.config, pull.selector, cursor, memo)
+    if not isinstance(client, FilesSource):
+        raise ApplicationError(
+            f"a {pull.kind} source does not read single repositories",
+            type=VENDOR_CLIENT_ERROR,
+            non_retryable=True,
+        )
+    files = client
+    return lambda cursor, memo: files.repository_page(pull.config, pull.repositories, cursor)
+
+
 class SourceActivities:
     def __init__(self, api: GantryApi, clients: dict[str, SourceClient]) -> None:
         self._api = api
@@ -118,6 +135,7 @@ class SourceActivities:
             raise not_configured(pull.kind)
         if pull.kind != "files" and pull.resource_kind not in client.kinds:
             raise unknown_kind(client, pull.resource_kind)
+        fetch = _fetcher(client, pull)
         progress = resumed()
         if progress["done"]:  # every page was sent before the last attempt died
             return PullResult(pages=progress["pages"], items=progress["items"], counts=progress["counts"])
@@ -125,7 +143,7 @@ class SourceActivities:
         async with heartbeating(lambda: progress):
             while True:
                 cursor = progress["cursor"]
-                page = await client.page(pull.resource_kind, pull.config, pull.selector, cursor, memo)
+                page = await fetch(cursor, memo)
                 counts = dict(progress["counts"])
                 fetched_with = cursor if page.fetched_with is None else page.fetched_with
                 for name, chunk in batches(fetched_with, page.items):

@@ -1,5 +1,6 @@
 """Data-source operations that span the catalog and Temporal: saving a source sets its
-schedule, deleting one removes it, and ``POST .../syncs`` starts a sync.
+schedule, deleting one removes it, ``POST .../syncs`` starts a sync, and a signed GitHub push to
+a files source starts a sync of the pushed repository.
 
 A pull source with a ``schedule`` has the Temporal Schedule ``datasource:{id}``, which starts
 ``DataSourceSync`` every ``schedule`` (workflow ``sync:{id}:scheduled-<time>``). The definition is
@@ -17,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import anyio.from_thread
 from fastapi import Depends
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from temporalio.client import (
     Client,
@@ -102,16 +104,43 @@ class DataSourceService:
         source = definitions.get_administrable(self.session, identifier, who)
         sync = syncs.open_sync(self.session, source, syncs.new_sync_id(), "API", actor)
         self.session.commit()
+        self._launch(SyncInput(data_source=identifier, sync_id=sync.id, trigger="API"))
+        return sync
+
+    def start_push_sync(
+        self, source: DataSource, repository: str, delivery_id: str
+    ) -> tuple[DataSourceSync, bool]:
+        """A signed push to a files source: a sync of just ``repository`` (trigger WEBHOOK), named
+        after the delivery; a delivery seen before starts nothing (False)."""
+        identifier = source.identifier
+        sync_id = syncs.push_sync_id(delivery_id)
+        existing = self.session.get(DataSourceSync, (identifier, sync_id))
+        if existing is not None:
+            return existing, False
+        actor = syncs.source_actor(identifier)
         try:
-            self._await(partial(self._start, identifier, sync.id))
+            sync = syncs.open_sync(self.session, source, sync_id, "WEBHOOK", actor, [repository])
+            self.session.commit()
+        except IntegrityError:  # the same delivery, at the same time, in another request
+            self.session.rollback()
+            return syncs.get_sync(self.session, identifier, sync_id), False
+        pushed = SyncInput(
+            data_source=identifier, sync_id=sync_id, trigger="WEBHOOK", repositories=[repository]
+        )
+        self._launch(pushed)
+        return sync, True
+
+    def _launch(self, start: SyncInput) -> None:
+        """Start a committed record's workflow; Temporal down ends the record as FAILURE."""
+        try:
+            self._await(partial(self._start, start))
         except ServiceUnavailable as exc:
             self.session.rollback()
-            sync = syncs.get_sync(self.session, identifier, sync.id)
+            sync = syncs.get_sync(self.session, start.data_source, start.sync_id)
             sync.status, sync.ended_at = SyncStatus.FAILURE.value, utcnow()
             sync.errors = [{"message": f"not started: {exc.message}", "resource": None}]
             self.session.commit()
             raise
-        return sync
 
     # ---- on the event loop ------------------------------------------------------------------
 
@@ -120,15 +149,15 @@ class DataSourceService:
             return None
         return TypedSearchAttributes([SearchAttributePair(GANTRY_DATA_SOURCE, identifier)])
 
-    async def _start(self, identifier: str, sync_id: str) -> None:
+    async def _start(self, start: SyncInput) -> None:
         client = await self.temporal.client()
         try:
             await client.start_workflow(
                 SYNC_WORKFLOW,
-                SyncInput(data_source=identifier, sync_id=sync_id, trigger="API"),
-                id=sync_workflow_id(identifier, sync_id),
+                start,
+                id=sync_workflow_id(start.data_source, start.sync_id),
                 task_queue=self.settings.task_queue,
-                search_attributes=self._attributes(identifier),
+                search_attributes=self._attributes(start.data_source),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 rpc_timeout=RPC_TIMEOUT,
             )

@@ -148,11 +148,15 @@ def _schedule_problems(body: DataSourceIn) -> list[FieldError]:
 
 
 def _security_problems(body: DataSourceIn) -> list[FieldError]:
-    if body.kind != "webhook":
+    """Webhook sources need a signature check; files sources may have one (GitHub push events
+    then re-read the pushed repository at once); no other kind receives deliveries."""
+    if body.kind not in ("webhook", "files"):
         if body.security is not None:
-            return [FieldError("/security", "only webhook sources check signatures")]
+            return [FieldError("/security", "only webhook and files sources check signatures")]
         return []
     if body.security is None:
+        if body.kind == "files":
+            return []
         return [FieldError("/security", "a webhook source needs a signature check (secret_env, header...)")]
     name = body.security.secret_env
     # Only variables the platform team set aside for webhooks: a definition must not be able to
@@ -378,9 +382,7 @@ def delete(session: Session, source: DataSource, actor: Actor) -> None:
     session.execute(
         update(Entity)
         .where(Entity.source_data_source == source.identifier)
-        .values(
-            source_data_source=None, source_resource=None, source_properties=None, source_relations=None
-        )
+        .values(source_data_source=None, source_resource=None, source_properties=None, source_relations=None)
     )
     session.delete(source)
     session.flush()

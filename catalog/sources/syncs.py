@@ -8,6 +8,12 @@ saw, and adds to the record's counts. A page is applied once: sent again (a work
 after a crash), it answers what it answered the first time. :func:`complete` ends the record
 and, only after a SUCCESS and with ``delete_stale``, deletes the source's entities the sync did
 not see, unless they are more than ``deletion_threshold`` of the source's entities.
+
+A push webhook's sync of a files source is scoped to the pushed repositories (``repositories``
+on its record, set when the catalog opened it): its stale deletion considers only the source's
+entities whose ``location`` property names a file of those repositories (the descriptor
+converter records it), so it never deletes what came from another repository; an entity
+without a location is left to the next full sync.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
@@ -212,10 +219,25 @@ def new_sync_id() -> str:
     return utcnow().strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
 
 
+def push_sync_id(delivery_id: str) -> str:
+    """A push delivery's sync, named after its delivery id (a redelivery finds it, and starts
+    nothing twice); an id that cannot be part of a sync id is hashed."""
+    candidate = f"push-{delivery_id}"
+    return (
+        candidate if SYNC_ID.match(candidate) else "push-" + hashlib.sha256(delivery_id.encode()).hexdigest()
+    )
+
+
 def open_sync(
-    session: Session, source: DataSource, sync_id: str, trigger: str, actor: Actor
+    session: Session,
+    source: DataSource,
+    sync_id: str,
+    trigger: str,
+    actor: Actor,
+    repositories: list[str] | None = None,
 ) -> DataSourceSync:
-    """The record of ``sync_id``, created RUNNING if absent (the worker's retries find it)."""
+    """The record of ``sync_id``, created RUNNING if absent (the worker's retries find it);
+    ``repositories`` scopes a files source's sync to those repositories."""
     if trigger not in TRIGGERS:
         raise Invalid("invalid trigger", [FieldError("/trigger", f"must be one of {', '.join(TRIGGERS)}")])
     if not SYNC_ID.match(sync_id):
@@ -232,6 +254,7 @@ def open_sync(
         warnings=[],
         started_at=utcnow(),
         created_by=actor.user,
+        repositories=repositories,
         **dict.fromkeys(COUNTS, 0),
     )
     session.add(sync)
@@ -284,6 +307,7 @@ def sync_view(sync: DataSourceSync) -> dict[str, Any]:
         "started_at": format_instant(sync.started_at),
         "ended_at": format_optional(sync.ended_at),
         "created_by": sync.created_by,
+        "repositories": sync.repositories,
     }
 
 
@@ -382,24 +406,33 @@ def complete(
 
 
 def _delete_stale(session: Session, definition: DataSourceIn, sync: DataSourceSync) -> None:
-    """Delete the source's entities this sync did not see; none if they are too many."""
+    """Delete the source's entities this sync did not see (of a scoped sync: only those located
+    in its repositories); none if they are too many."""
     owned_rows = session.execute(
-        select(Entity.blueprint, Entity.identifier).where(Entity.source_data_source == definition.identifier)
+        select(Entity.blueprint, Entity.identifier, Entity.properties).where(
+            Entity.source_data_source == definition.identifier
+        )
     )
     seen_rows = session.execute(
         select(DataSourceSeen.blueprint, DataSourceSeen.identifier).where(
             DataSourceSeen.data_source == definition.identifier, DataSourceSeen.sync_id == sync.id
         )
     )
-    owned = {(bp, identifier) for bp, identifier in owned_rows}
+    scope = {r.lower() for r in sync.repositories} if sync.repositories is not None else None
+    owned = {
+        (bp, identifier)
+        for bp, identifier, properties in owned_rows
+        if scope is None or repository_of((properties or {}).get("location")) in scope
+    }
     seen = {(bp, identifier) for bp, identifier in seen_rows}
     stale = sorted(owned - seen)
     if not stale:
         return
     if len(stale) / len(owned) > definition.deletion_threshold:
+        whose = "the source's" if scope is None else "the source's in the pushed repositories"
         sync.warnings = [
             *(sync.warnings or []),
-            f"stale deletion skipped: {len(stale)} of the source's {len(owned)} entities were not seen, "
+            f"stale deletion skipped: {len(stale)} of {whose} {len(owned)} entities were not seen, "
             f"more than its deletion_threshold {definition.deletion_threshold:g}",
         ]
         return
@@ -414,3 +447,13 @@ def _delete_stale(session: Session, definition: DataSourceIn, sync: DataSourceSy
             continue
         deleted += 1
     _add(sync, {"deleted": deleted}, problems)
+
+
+def repository_of(location: Any) -> str | None:
+    """The repository (``owner/name``, lower-cased) a catalog file's location names: its URL
+    (``https://github.com/acme/payments/blob/main/catalog-info.yaml``) or ``acme/payments/<path>``."""
+    if not isinstance(location, str) or not location:
+        return None
+    path = urlsplit(location).path if "://" in location else location
+    parts = path.strip("/").split("/")
+    return f"{parts[0]}/{parts[1]}".lower() if len(parts) >= 2 and parts[0] and parts[1] else None

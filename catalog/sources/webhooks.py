@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from collections.abc import Mapping as MappingType
 from typing import Any
 
@@ -39,6 +40,8 @@ DELIVERY_HEADERS = ("x-delivery-id", "x-github-delivery")
 # Never kept in an envelope: the mappings have no business with credentials.
 DROPPED_HEADERS = ("authorization", "cookie", "proxy-authorization")
 MAX_DELIVERY_ID = 200
+# GitHub's owner/name: what a push may name for a files source to re-read.
+REPOSITORY = re.compile(r"^[A-Za-z0-9-]{1,39}/(?!\.{1,2}$)[A-Za-z0-9._-]{1,100}$")
 # A delivery whose processing raised this many times is marked FAILED (not retried forever).
 MAX_ATTEMPTS = 3
 
@@ -48,6 +51,39 @@ def webhook_source(session: Session, identifier: str) -> tuple[DataSource, DataS
     if source is None or source.kind != "webhook":
         raise NotFound(f"webhook source '{identifier}' not found")
     return source, parsed(source)
+
+
+def signed_source(session: Session, identifier: str) -> tuple[DataSource, DataSourceIn]:
+    """A source that takes deliveries: a webhook source, or a files source with ``security``
+    (GitHub push events re-read the pushed repository)."""
+    source = session.get(DataSource, identifier)
+    if source is None or source.kind not in ("webhook", "files"):
+        raise NotFound(f"webhook source '{identifier}' not found")
+    definition = parsed(source)
+    if definition.security is None:
+        raise NotFound(f"webhook source '{identifier}' not found")
+    return source, definition
+
+
+def pushed_repository(definition: DataSourceIn, headers: MappingType[str, str], body: Any) -> str | None:
+    """The repository (``owner/name``) a GitHub ``push`` to its default branch names, when it is
+    of the files source's ``config.org``; None for any other delivery (nothing to re-read: the
+    worker reads the default branch's files)."""
+    if headers.get("x-github-event") != "push" or not isinstance(body, dict):
+        return None
+    repository = body.get("repository")
+    org = definition.config.get("org")
+    if not isinstance(repository, dict) or not isinstance(org, str):
+        return None
+    name = repository.get("full_name")
+    if not isinstance(name, str) or not REPOSITORY.match(name):
+        return None
+    if name.split("/", 1)[0].lower() != org.lower():
+        return None
+    branch = repository.get("default_branch")
+    if isinstance(branch, str) and body.get("ref") != f"refs/heads/{branch}":
+        return None
+    return name
 
 
 def signature_valid(security: Security, headers: MappingType[str, str], body: bytes) -> bool:
