@@ -12,8 +12,8 @@ from api.deps import AdminUser, SessionDep, SettingsDep, bearer
 from api.openapi import errors
 from api.schemas import SignInCode
 from api.web.sessions import CODE_TTL, issue_code, live_token
-from catalog.audit import Actor
 from catalog import audit
+from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Unauthenticated
 from catalog.timefmt import format_instant
@@ -42,7 +42,9 @@ def create_sign_in_code(
     if token is None:
         raise Unauthenticated("the token is unknown, revoked or expired")
     code = issue_code(session, token, now, CODE_TTL)
-    audit.record(session, Actor(user.identifier), "CREATE", "sign_in_code", token.id, after={"token": token.id})
+    audit.record(
+        session, Actor(user.identifier), "CREATE", "sign_in_code", token.id, after={"token": token.id}
+    )
     session.commit()
     return {
         "code": code,

@@ -6,7 +6,7 @@ from starlette.responses import Response
 
 from api.services.runs import RunService
 from api.web.core import Page, page, see_other
-from api.web.forms import fields_of, inputs_from
+from api.web.forms import Field, fields_of, inputs_from
 from catalog.errors import Forbidden, Invalid, NotFound
 from catalog.models import Action
 from catalog.runs import actions as action_defs
@@ -40,7 +40,7 @@ def launch(ctx: Page) -> Response:
     service = RunService(ctx.db, ctx.request.app.state.temporal, ctx.settings)
     body = RunRequest(entity=entity, inputs=inputs, source="UI")
     try:
-        launched = service.launch(action.identifier, body, ctx.web.user, ctx.who, source_header="UI")  # type: ignore[union-attr]
+        launched = service.launch(action.identifier, body, ctx.user, ctx.who, source_header="UI")
     except Invalid as exc:
         ctx.db.rollback()
         shown = {k: v for k, v in inputs.items() if not schema.get("properties", {}).get(k, {}).get("secret")}
@@ -57,7 +57,9 @@ def launch(ctx: Page) -> Response:
     return see_other(f"/runs/{launched.run.id}")
 
 
-def _render(ctx: Page, action: Action, entity: str | None, fields: list, error: str | None, status: int) -> Response:  # type: ignore[type-arg]
+def _render(
+    ctx: Page, action: Action, entity: str | None, fields: list[Field], error: str | None, status: int
+) -> Response:
     return ctx.render(
         "launch.html",
         status=status,

@@ -5,11 +5,9 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from api.web.core import Page, local_path, page, see_other
-from api.web.sessions import COOKIE, SESSION_TTL, open_session, redeem_code, revoke_session
+from api.web.sessions import COOKIE, SESSION_TTL, live_token, open_session, redeem_code, revoke_session
 from catalog.db import utcnow
 from catalog.models import ApiToken
-
-from api.web.sessions import live_token
 
 
 @page("/", signed_in=False)
@@ -53,7 +51,9 @@ def logout(ctx: Page) -> Response:
 
 def _form(ctx: Page, error: str | None, status: int) -> Response:
     ctx.web = None
-    return ctx.render("login.html", status=status, error=error, next=local_path(ctx.param("next") or "/catalog"))
+    return ctx.render(
+        "login.html", status=status, error=error, next=local_path(ctx.param("next") or "/catalog")
+    )
 
 
 def _signed_in(ctx: Page, token: ApiToken, target: str) -> Response:

@@ -17,7 +17,7 @@ from catalog.entities.search import readable_condition, search_entities
 from catalog.entities.service import get_entity
 from catalog.errors import CatalogError, FieldError, Forbidden, Invalid
 from catalog.identity.permissions import Principal, may
-from catalog.models import Blueprint, Entity, EntityRelation, Timer, User, Team
+from catalog.models import Blueprint, Entity, EntityRelation, Team, Timer, User
 from catalog.runs import actions as action_defs
 from catalog.runs import service as runs
 from catalog.scorecards import service as scorecards
@@ -205,7 +205,7 @@ def display(value: Any, schema: dict[str, Any], names: dict[str, str]) -> dict[s
 def extend(ctx: Page) -> Response:
     bp, identifier, prop = (ctx.request.path_params[k] for k in ("bp", "identifier", "prop"))
     by = ctx.field("by", "P1D")
-    extend_timer(ctx.request.app.state.temporal, ctx.db, bp, identifier, prop, by, ctx.web.user, via="ui")  # type: ignore[union-attr]
+    extend_timer(ctx.request.app.state.temporal, ctx.db, bp, identifier, prop, by, ctx.user, via="ui")
     return see_other(f"/catalog/{bp}/{identifier}#timers")
 
 
@@ -219,7 +219,9 @@ def entity_page(ctx: Page) -> Response:
     for card in cards.values():
         card["rules"].sort(key=lambda r: (r["status"] != "FAILURE", r["identifier"]))
     timers = list(
-        ctx.db.scalars(sa.select(Timer).where(Timer.blueprint == bp.identifier, Timer.entity == entity.identifier))
+        ctx.db.scalars(
+            sa.select(Timer).where(Timer.blueprint == bp.identifier, Timer.entity == entity.identifier)
+        )
     )
     recent = runs.list_runs(ctx.db, entity=entity.identifier, who=ctx.who, limit=10).items
     recent = [r for r in recent if r.blueprint == bp.identifier]
@@ -229,7 +231,9 @@ def entity_page(ctx: Page) -> Response:
         if a.definition["trigger"]["operation"] != "CREATE" and _may_execute(ctx, a, entity.identifier)
     ]
     audit_rows = (
-        audit.list_records(ctx.db, blueprint=bp.identifier, identifier=entity.identifier, limit=20).items if ctx.who.is_admin else []
+        audit.list_records(ctx.db, blueprint=bp.identifier, identifier=entity.identifier, limit=20).items
+        if ctx.who.is_admin
+        else []
     )
     return ctx.render(
         "entity.html",

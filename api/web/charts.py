@@ -45,7 +45,7 @@ def stacked_trend(points: list[dict[str, object]], levels: list[str], *, label: 
         f'<title id="trend-title">{escape(label)}</title>',
     ]
     for i, point in enumerate(points):
-        y = height - bottom
+        y: float = height - bottom
         dist = point["distribution"]
         assert isinstance(dist, dict)
         for j, level in enumerate(levels):

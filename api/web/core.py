@@ -26,6 +26,7 @@ from api.web.sessions import COOKIE, WebSession, csrf_matches, find_session
 from catalog.db import utcnow
 from catalog.errors import CatalogError, Conflict, Forbidden, Invalid, NotFound
 from catalog.identity.permissions import Principal, principal_of
+from catalog.models import User
 from config import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -58,6 +59,12 @@ class Page:
         if self._who is None:
             self._who = principal_of(self.db, self.web.user)
         return self._who
+
+    @property
+    def user(self) -> User:
+        """The signed-in person (pages that run only signed in)."""
+        assert self.web is not None
+        return self.web.user
 
     def param(self, name: str, default: str = "") -> str:
         return self.request.query_params.get(name, default)
@@ -94,7 +101,9 @@ def url_with(base: str, **params: Any) -> str:
     return f"{base}?{urlencode(kept, doseq=True)}" if kept else base
 
 
-def page(path: str, methods: tuple[str, ...] = ("GET",), *, signed_in: bool = True) -> Callable[[Handler], Route]:
+def page(
+    path: str, methods: tuple[str, ...] = ("GET",), *, signed_in: bool = True
+) -> Callable[[Handler], Route]:
     """A page route. Signed-out visitors of a signed-in page go to ``/login``; every POST must
     carry the session's CSRF token (403 and nothing done otherwise)."""
 
@@ -137,7 +146,12 @@ def _run(handler: Handler, request: Request, form: dict[str, list[str]], signed_
             return error_page(ctx, exc, status=429, title="Too many requests")
 
 
-STATUS = {NotFound: (404, "Not found"), Forbidden: (403, "Not allowed"), Conflict: (409, "Conflict"), Invalid: (422, "Invalid")}
+STATUS = {
+    NotFound: (404, "Not found"),
+    Forbidden: (403, "Not allowed"),
+    Conflict: (409, "Conflict"),
+    Invalid: (422, "Invalid"),
+}
 
 
 def error_page(ctx: Page, exc: Exception, *, status: int | None = None, title: str = "Error") -> Response:

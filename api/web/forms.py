@@ -79,7 +79,11 @@ def fields_of(
         if kind == "string":
             f.attrs |= {
                 attr: spec[key]
-                for key, attr in (("pattern", "pattern"), ("maxLength", "maxlength"), ("minLength", "minlength"))
+                for key, attr in (
+                    ("pattern", "pattern"),
+                    ("maxLength", "maxlength"),
+                    ("minLength", "minlength"),
+                )
                 if key in spec and f.widget not in ("select",)
             }
         found.append(f)

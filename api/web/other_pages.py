@@ -38,7 +38,9 @@ def scorecard_page(ctx: Page) -> Response:
     readable = readable_condition(ctx.db, ctx.who, ctx.db.get_bind().dialect.name)
     result = scorecards.results(ctx.db, sc, limit=1000, readable=readable)
     rule = ctx.param("rule")
-    failing = [i["entity"] for i in result["items"] if rule and not i["rules"].get(rule) and rule not in i["exempt"]]
+    failing = [
+        i["entity"] for i in result["items"] if rule and not i["rules"].get(rule) and rule not in i["exempt"]
+    ]
     grid = trends.trend_grid(None, None, "day", utcnow().date())
     trend = trends.trend(ctx.db, sc, grid, readable=readable)
     title = sc.definition.get("title") or sc.identifier
@@ -49,7 +51,9 @@ def scorecard_page(ctx: Page) -> Response:
         sc=sc,
         result=result,
         chart=charts.bars(result["distribution"], label=f"{title}: entities per level"),
-        trend_chart=charts.stacked_trend(trend["points"], trend["levels"], label=f"{title}: levels over 30 days"),
+        trend_chart=charts.stacked_trend(
+            trend["points"], trend["levels"], label=f"{title}: levels over 30 days"
+        ),
         levels=trend["levels"],
         rule=rule,
         failing=failing,

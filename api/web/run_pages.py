@@ -37,7 +37,12 @@ def run_list(ctx: Page) -> Response:
         limit=50,
         cursor=ctx.param("cursor") or None,
     )
-    state = {"action": ctx.param("action"), "entity": ctx.param("entity"), "status": status, "mine": "1" if mine else ""}
+    state = {
+        "action": ctx.param("action"),
+        "entity": ctx.param("entity"),
+        "status": status,
+        "mine": "1" if mine else "",
+    }
     return ctx.render(
         "runs.html",
         title="Runs",
@@ -107,7 +112,9 @@ def run_log(ctx: Page) -> Response:
 
 @page("/runs/{run_id}/cancel", ("POST",))
 def cancel(ctx: Page) -> Response:
-    run = _service(ctx).cancel(ctx.request.path_params["run_id"], ctx.web.user, ctx.who, Actor(ctx.who.identifier))  # type: ignore[union-attr]
+    run = _service(ctx).cancel(
+        ctx.request.path_params["run_id"], ctx.user, ctx.who, Actor(ctx.who.identifier)
+    )
     return see_other(f"/runs/{run.id}")
 
 
@@ -115,7 +122,7 @@ def cancel(ctx: Page) -> Response:
 def retry(ctx: Page) -> Response:
     if not ctx.who.may_write:
         raise Forbidden("viewers can read but not retry runs")
-    run = _service(ctx).retry(ctx.request.path_params["run_id"], ctx.web.user, ctx.who, Actor(ctx.who.identifier))  # type: ignore[union-attr]
+    run = _service(ctx).retry(ctx.request.path_params["run_id"], ctx.user, ctx.who, Actor(ctx.who.identifier))
     return see_other(f"/runs/{run.id}")
 
 
@@ -125,7 +132,15 @@ def decide(ctx: Page) -> Response:
     _service(ctx).find(run_id, ctx.who)  # 404 for a run the person may not see
     temporal = ctx.request.app.state.temporal
     try:
-        apply_decision(temporal, ctx.db, run_id, ctx.web.user, ctx.field("decision"), ctx.field("comment")[:2000], via="ui")  # type: ignore[union-attr]
+        apply_decision(
+            temporal,
+            ctx.db,
+            run_id,
+            ctx.user,
+            ctx.field("decision"),
+            ctx.field("comment")[:2000],
+            via="ui",
+        )
     except (Forbidden, Conflict) as refused:
         ctx.db.rollback()
         status = 403 if isinstance(refused, Forbidden) else 409

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.temporal import DecisionRefused
-from api.web.forms import fields_of, inputs_from
+from api.web.forms import fields_of
 from api.web.sessions import web_sessions
 from catalog.db import make_engine, utcnow
 from catalog.identity.permissions import Principal
@@ -43,7 +43,9 @@ DEPLOY: dict[str, Any] = {
         "required": ["version"],
     },
     "approval": {"approvers": {"roles": ["admin"]}, "allow_self_approval": False},
-    "steps": [{"id": "record", "uses": "catalog.upsert_entity", "with": {"blueprint": "service", "identifier": "x"}}],
+    "steps": [
+        {"id": "record", "uses": "catalog.upsert_entity", "with": {"blueprint": "service", "identifier": "x"}}
+    ],
 }
 PAGES = [
     "/catalog",
@@ -96,14 +98,26 @@ def portal(database_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     with TestClient(create_app(settings, temporal=gateway), raise_server_exceptions=False) as api:  # type: ignore[arg-type]
         api.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
         _ok(api.post("/v1/teams", json={"identifier": "payments-team", "title": "Payments"}))
-        for name, role, teams in (("mia", "member", ["payments-team"]), ("oscar", "member", []), ("vera", "viewer", [])):
-            _ok(api.post("/v1/users", json={"identifier": name, "email": f"{name}@x.io", "role": role, "teams": teams}))
+        for name, role, teams in (
+            ("mia", "member", ["payments-team"]),
+            ("oscar", "member", []),
+            ("vera", "viewer", []),
+        ):
+            _ok(
+                api.post(
+                    "/v1/users",
+                    json={"identifier": name, "email": f"{name}@x.io", "role": role, "teams": teams},
+                )
+            )
         tokens = {"admin": ADMIN_TOKEN}
         for name in ("mia", "oscar", "vera"):
             tokens[name] = _ok(api.post("/v1/tokens", json={"user": name}))["token"]
         blueprint = {**SERVICE_BLUEPRINT}
         blueprint["schema"] = {
-            "properties": {**SERVICE_BLUEPRINT["schema"]["properties"], "notes": {"type": "string", "format": "markdown"}},
+            "properties": {
+                **SERVICE_BLUEPRINT["schema"]["properties"],
+                "notes": {"type": "string", "format": "markdown"},
+            },
             "required": ["language"],
         }
         _ok(api.post("/v1/blueprints", json=SYSTEM_BLUEPRINT))
@@ -113,16 +127,31 @@ def portal(database_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
             "identifier": "payments",
             "title": "<script>alert('t')</script>",
             "team": ["payments-team"],
-            "properties": {"language": "python", "notes": "**bold** <img src=x onerror=alert(1)>", "repo": "https://git.example/p"},
+            "properties": {
+                "language": "python",
+                "notes": "**bold** <img src=x onerror=alert(1)>",
+                "repo": "https://git.example/p",
+            },
             "relations": {"system": "billing"},
         }
         _ok(api.post("/v1/blueprints/service/entities", json=payments))
-        _ok(api.post("/v1/blueprints/service/entities", json={"identifier": "search", "properties": {"language": "go"}}))
+        _ok(
+            api.post(
+                "/v1/blueprints/service/entities",
+                json={"identifier": "search", "properties": {"language": "go"}},
+            )
+        )
         readiness = {
             "identifier": "readiness",
             "title": "Readiness",
             "levels": [{"title": "Basic"}, {"title": "Gold"}],
-            "rules": [{"identifier": "has_repo", "level": "Gold", "query": {"combinator": "and", "rules": [{"property": "repo", "operator": "isNotEmpty"}]}}],
+            "rules": [
+                {
+                    "identifier": "has_repo",
+                    "level": "Gold",
+                    "query": {"combinator": "and", "rules": [{"property": "repo", "operator": "isNotEmpty"}]},
+                }
+            ],
         }
         _ok(api.post("/v1/blueprints/service/scorecards", json=readiness))
         _ok(api.post("/v1/actions", json=DEPLOY))
@@ -175,7 +204,9 @@ def test_every_page_for_each_role(portal: dict[str, Any], user: str) -> None:
         assert 'name="csrf_token"' in response.text  # the sign-out form at least
     entity = browser.get("/catalog/service/payments").text
     assert ("Audit" in entity) is (user == "admin")  # audit entries for admins only
-    assert ("/actions/deploy/launch" in entity) is (user != "vera")  # owners execute DAY-2 actions; viewers never
+    assert ("/actions/deploy/launch" in entity) is (
+        user != "vera"
+    )  # owners execute DAY-2 actions; viewers never
     assert browser.get("/static/gantry.css").status_code == 200
 
 
@@ -212,7 +243,7 @@ def test_entity_table_search_filters_sort_and_paging(portal: dict[str, Any]) -> 
     many = [{"identifier": f"svc-{i:03}", "properties": {"language": "go"}} for i in range(60)]
     _ok(api.post("/v1/blueprints/service/entities/bulk", json={"entities": many}))
     first = browser.get("/catalog/service", params={"cols": "language,tier"}).text
-    assert first.count('data-testid="entity-row"') == 50 and ">Tier<" in first or ">tier<" in first
+    assert (first.count('data-testid="entity-row"') == 50 and ">Tier<" in first) or ">tier<" in first
     next_url = re.search(r'href="([^"]+)" rel="next"', first)
     assert next_url is not None
     second = browser.get(next_url.group(1).replace("&amp;", "&")).text
@@ -247,12 +278,19 @@ def test_one_time_code_signs_in_once(portal: dict[str, Any]) -> None:
     answer = _ok(api.post("/v1/ui/sign-in-codes"))
     assert answer["url"].endswith(f"/login?code={answer['code']}")
     member = TestClient(api.app)
-    assert member.post("/v1/ui/sign-in-codes", headers={"Authorization": f"Bearer {portal['tokens']['mia']}"}).status_code == 403
+    assert (
+        member.post(
+            "/v1/ui/sign-in-codes", headers={"Authorization": f"Bearer {portal['tokens']['mia']}"}
+        ).status_code
+        == 403
+    )
     browser = TestClient(api.app, raise_server_exceptions=False)
     first = browser.get(f"/login?code={answer['code']}", follow_redirects=False)
     assert first.status_code == 303 and first.headers["location"] == "/catalog"
     assert browser.get("/catalog").status_code == 200
-    again = TestClient(api.app, raise_server_exceptions=False).get(f"/login?code={answer['code']}", follow_redirects=False)
+    again = TestClient(api.app, raise_server_exceptions=False).get(
+        f"/login?code={answer['code']}", follow_redirects=False
+    )
     assert again.status_code == 400 and "gantry_session" not in again.headers.get("set-cookie", "")
 
 
@@ -273,10 +311,14 @@ def test_forms_for_the_example_portal_actions(path: Path) -> None:
     for field in fields:
         spec = schema["properties"][field.name]
         expected = (
-            "select" if "enum" in spec
-            else "entity" if spec.get("format") == "entity"
-            else "number" if spec.get("type") in ("integer", "number")
-            else "checkbox" if spec.get("type") == "boolean"
+            "select"
+            if "enum" in spec
+            else "entity"
+            if spec.get("format") == "entity"
+            else "number"
+            if spec.get("type") in ("integer", "number")
+            else "checkbox"
+            if spec.get("type") == "boolean"
             else "text"
         )
         assert field.widget == expected, (field.name, field.widget)
@@ -293,8 +335,11 @@ def test_launch_form_generation_422_and_launch(portal: dict[str, Any]) -> None:
     assert form.status_code == 200 and 'data-testid="action-form"' in form.text
     html = form.text
     assert 'name="version"' in html and 'pattern="^v[0-9]+$"' in html and "required" in html
-    assert '<select id="in-environment" name="environment"' in html and "<option selected>staging</option>" in html
-    assert 'type="number"' in html and 'min' in html and 'value="2"' in html
+    assert (
+        '<select id="in-environment" name="environment"' in html
+        and "<option selected>staging</option>" in html
+    )
+    assert 'type="number"' in html and "min" in html and 'value="2"' in html
     assert 'type="checkbox" id="in-dry" name="dry"' in html and 'type="password"' in html
     assert all(f'<label for="in-{n}">' in html for n in ("version", "environment", "replicas", "password"))
     token = _csrf(html)
@@ -323,7 +368,9 @@ def test_member_sees_no_buttons_it_may_not_use_and_forged_posts_fail(portal: dic
     admin = _browser(portal, "admin")
     token = _csrf(admin.get("/actions/deploy/launch?entity=payments").text)
     launched = admin.post(
-        "/actions/deploy/launch", data={"csrf_token": token, "entity": "payments", "version": "v1"}, follow_redirects=False
+        "/actions/deploy/launch",
+        data={"csrf_token": token, "entity": "payments", "version": "v1"},
+        follow_redirects=False,
     )
     run_url = launched.headers["location"]
     oscar = _browser(portal, "oscar")  # a member of no team: may not execute deploy on payments
@@ -348,7 +395,11 @@ def test_approvals_inbox_and_the_approver_filter(portal: dict[str, Any]) -> None
     ada_token = _ok(api.post("/v1/tokens", json={"user": "ada"}))["token"]
     ada = {"Authorization": f"Bearer {ada_token}"}
     mine = _ok(api.post("/v1/actions/deploy/runs", json={"entity": "payments", "inputs": {"version": "v1"}}))
-    theirs = _ok(api.post("/v1/actions/deploy/runs", json={"entity": "payments", "inputs": {"version": "v2"}}, headers=ada))
+    theirs = _ok(
+        api.post(
+            "/v1/actions/deploy/runs", json={"entity": "payments", "inputs": {"version": "v2"}}, headers=ada
+        )
+    )
     portal["gateway"].requesters[mine["workflow_id"]] = "admin"
     engine = make_engine(portal["url"])
     with engine.begin() as conn:  # a record from before requesters were left out of approvers
@@ -356,7 +407,9 @@ def test_approvals_inbox_and_the_approver_filter(portal: dict[str, Any]) -> None
         conn.execute(
             sa.update(Run)
             .where(Run.id == theirs["id"])
-            .values(approval={"status": "PENDING", "eligible": ["admin", "mia"], "approvals": [], "declines": []})
+            .values(
+                approval={"status": "PENDING", "eligible": ["admin", "mia"], "approvals": [], "declines": []}
+            )
         )
     engine.dispose()
     listed = {r["id"] for r in _ok(api.get("/v1/runs", params={"approver": "me"}))["items"]}
@@ -371,6 +424,7 @@ def test_approvals_inbox_and_the_approver_filter(portal: dict[str, Any]) -> None
     )
     assert decided.status_code == 303 and decided.headers["location"] == "/approvals"
     refused = browser.post(
-        f"/runs/{mine['id']}/approval", data={"csrf_token": _csrf(inbox), "decision": "APPROVE", "comment": ""}
+        f"/runs/{mine['id']}/approval",
+        data={"csrf_token": _csrf(inbox), "decision": "APPROVE", "comment": ""},
     )
     assert refused.status_code == 403 and "Decision refused" in refused.text

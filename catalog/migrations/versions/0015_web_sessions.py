@@ -29,7 +29,9 @@ def upgrade() -> None:
     op.create_table(
         "web_sessions",
         sa.Column("id_hash", sa.String(64), primary_key=True),
-        sa.Column("token_id", sa.String(40), sa.ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "token_id", sa.String(40), sa.ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("user", sa.String(256), nullable=False),
         sa.Column("csrf_token", sa.String(64), nullable=False),
         _at("created_at"),
@@ -40,7 +42,9 @@ def upgrade() -> None:
     op.create_table(
         "web_sign_in_codes",
         sa.Column("code_hash", sa.String(64), primary_key=True),
-        sa.Column("token_id", sa.String(40), sa.ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "token_id", sa.String(40), sa.ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("user", sa.String(256), nullable=False),
         _at("created_at"),
         _at("expires_at"),

@@ -1,0 +1,122 @@
+"""Web portal benchmark: the entity table of a 10,000-entity blueprint against a bare HTML route.
+
+``python -m bench.web [--entities 10000] [--requests 200]``
+
+The portal (on a temporary SQLite catalog) and a bare FastAPI route returning a constant HTML
+page are both called in-process through Starlette's TestClient, so the client and the network
+weigh the same on both sides. The portal's figure is the whole page: session lookup, the read
+filter, the keyset query for the first 50 rows of the table, display names and the template.
+Target: p95 at most 100 ms. Writes ``bench/results/web.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from bench.common import percentile, write_results
+from config import Settings
+
+ADMIN = "bench-admin-token-0123456789abcdef0123"
+
+
+def timed(call: Callable[[], object], n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entities", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="gantry-bench-web-"))
+    settings = Settings(database_url=f"sqlite:///{data / 'catalog.db'}", data_dir=data, admin_token=ADMIN)
+    with TestClient(create_app(settings)) as api:
+        auth = {"Authorization": f"Bearer {ADMIN}"}
+        blueprint = {
+            "identifier": "service",
+            "title": "Service",
+            "schema": {
+                "properties": {
+                    "language": {"type": "string", "enum": ["python", "go", "java"]},
+                    "tier": {"type": "integer"},
+                    "repo": {"type": "string", "format": "url"},
+                    "on_call": {"type": "string"},
+                    "notes": {"type": "string"},
+                }
+            },
+        }
+        api.post("/v1/blueprints", json=blueprint, headers=auth).raise_for_status()
+        for start in range(0, args.entities, 1000):
+            batch = [
+                {
+                    "identifier": f"svc-{i:06}",
+                    "title": f"Service {i}",
+                    "properties": {
+                        "language": ("python", "go", "java")[i % 3],
+                        "tier": i % 4,
+                        "repo": f"https://git.example/svc-{i}",
+                        "on_call": f"user{i % 50}",
+                        "notes": "x" * 40,
+                    },
+                }
+                for i in range(start, min(start + 1000, args.entities))
+            ]
+            api.post("/v1/blueprints/service/entities/bulk", json={"entities": batch}, headers=auth)
+        signed = api.post("/login", data={"token": ADMIN}, follow_redirects=False)
+        assert signed.status_code == 303
+        for _ in range(5):
+            api.get("/catalog/service")
+        table = timed(lambda: api.get("/catalog/service").raise_for_status(), args.requests)
+        filtered = timed(
+            lambda: api.get(
+                "/catalog/service", params={"f": "language|=|go", "sort": "-tier"}
+            ).raise_for_status(),
+            args.requests,
+        )
+    bare = FastAPI()
+    page = "<!doctype html><html><body><table>" + "<tr><td>x</td></tr>" * 50 + "</table></body></html>"
+
+    @bare.get("/page", response_class=HTMLResponse)
+    def bare_page() -> str:
+        return page
+
+    with TestClient(bare) as client:
+        for _ in range(5):
+            client.get("/page")
+        baseline = timed(lambda: client.get("/page").raise_for_status(), args.requests)
+    rows = [
+        ("entity table, first page", table),
+        ("entity table, filter + sort", filtered),
+        ("bare FastAPI HTML route", baseline),
+    ]
+    base95 = percentile(baseline, 95)
+    lines = ["| case | p50 ms | p95 ms | p95 vs bare |", "|---|---|---|---|"]
+    for name, samples in rows:
+        p95 = percentile(samples, 95)
+        lines.append(f"| {name} | {percentile(samples, 50):.1f} | {p95:.1f} | {p95 / base95:.1f}x |")
+    table_md = "\n".join(lines)
+    print(table_md)
+    write_results(
+        Path(__file__).parent / "results" / "web.md",
+        f"# Web portal: {args.entities} entities, {args.requests} requests per case (SQLite, in-process)",
+        table_md,
+        "Target: the entity table's p95 at most 100 ms.",
+    )
+
+
+if __name__ == "__main__":
+    main()
