@@ -84,7 +84,7 @@ class InitiativeActivities:
         found: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            params = {"limit": "1000", **({"cursor": cursor} if cursor else {})}
+            params = {"limit": "1000", "points": "false", **({"cursor": cursor} if cursor else {})}
             page = await self._api.call("GET", path("v1", "initiatives", identifier, "progress"), params=params)
             found += page["failing"]
             cursor = page.get("next_cursor")

@@ -12,6 +12,9 @@ For each database (a temporary SQLite file; a fresh PostgreSQL database, dropped
 - a full regrade, ``scorecards.grade(session, bp, None, actor)`` in its own transaction, on an
   empty results table and again with nothing changed, against one hand-written SELECT that
   computes the same 5 rules and the level with CASE over the same table (rows fetched);
+- an initiative's progress (``catalog.initiatives.progress``: counts, per-team counts, the
+  first page of failing entities with their rules, a 30-day burn-down from the level history)
+  on the graded entities, against one hand-written query computing the same counts;
 - the event relay (``api.relay.EventRelay.relay_batch``) against a real Temporal dev server
   (the pip-installed binary): ``--events`` entity updates are written to the outbox first, then
   drained with no automation (delivery bookkeeping only) and with one matching automation (each
@@ -32,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,10 @@ from catalog.automations.service import save as save_automation
 from catalog.blueprints.service import get_blueprint
 from catalog.db import make_engine, make_sessionmaker, transaction, utcnow
 from catalog.entities.service import Mode, write_entities
+from catalog.identity.permissions import Principal
+from catalog.initiatives import progress
+from catalog.initiatives import service as initiatives
+from catalog.initiatives.service import InitiativeIn
 from catalog.models import Event, ScorecardResult
 from catalog.runs.actions import ActionIn, save_action
 from catalog.scorecards import service as scorecards
@@ -213,6 +221,7 @@ def run_grading(kind: str, count: int, workdir: Path) -> list[Row]:
                 if with_scorecard:
                     analyze_all(engine)
                     regrades, hand = regrade_and_baseline(engine, factory)
+                    progress_rows = initiative_progress(kind, engine, factory)
             finally:
                 engine.dispose()
 
@@ -229,7 +238,7 @@ def run_grading(kind: str, count: int, workdir: Path) -> list[Row]:
         met = ratio < 2 and (seconds < 1 or kind != "postgres")
         target = "< 2x, < 1 s" if kind == "postgres" else "< 2x"
         rows.append(Row(label, kind, f"{seconds:.3f} s", f"{hand:.3f} s", f"{ratio:.2f}x", target, met))
-    return rows
+    return [*rows, *progress_rows]
 
 
 def regrade_and_baseline(engine: Engine, factory: sessionmaker[Session]) -> tuple[dict[str, float], float]:
@@ -280,6 +289,92 @@ def check_same_levels(factory: sessionmaker[Session], by_hand: list[Any]) -> Non
         raise RuntimeError(
             f"the hand-written SQL grades entity {wrong} {hand[wrong]}, the catalog {stored.get(wrong)}"
         )
+
+
+# ---- initiative progress ---------------------------------------------------------------------
+
+INITIATIVE_LEVEL = "Silver"
+# The counts of an initiative's progress (overall, then per owning team) by hand: entities graded
+# on the scorecard, and those at or above the target level.
+PROGRESS_SQL = {
+    "postgresql": "jsonb_array_elements_text(e.team)",
+    "sqlite": "json_each(e.team)",
+}
+PROGRESS_BY_HAND = """
+SELECT NULL AS team, count(*), sum(CASE WHEN r.level_index >= {index} THEN 1 ELSE 0 END)
+FROM entities e JOIN scorecard_results r
+  ON r.entity_id = e.id AND r.blueprint = '{blueprint}' AND r.scorecard = '{scorecard}'
+WHERE e.blueprint = '{blueprint}'
+UNION ALL
+SELECT t.value, count(*), sum(CASE WHEN r.level_index >= {index} THEN 1 ELSE 0 END)
+FROM entities e JOIN scorecard_results r
+  ON r.entity_id = e.id AND r.blueprint = '{blueprint}' AND r.scorecard = '{scorecard}'
+  LEFT JOIN {teams} AS t ON true
+WHERE e.blueprint = '{blueprint}'
+GROUP BY t.value
+"""
+
+
+def initiative_progress(kind: str, engine: Engine, factory: sessionmaker[Session]) -> list[Row]:
+    """An initiative on the graded entities, as an admin sees it. Its progress without the
+    burn-down (counts, per-team counts, the first page of failing entities with their rules)
+    against one hand-written query computing the counts (both must agree); then the 30-day
+    burn-down from the level history, timed alone (median of 3 each)."""
+    now = utcnow()
+    body = InitiativeIn(
+        identifier="bench",
+        title="Bench",
+        targets=[{"blueprint": BLUEPRINT, "scorecard": SCORECARD, "level": INITIATIVE_LEVEL}],
+        starts_at=(now - timedelta(days=30)).isoformat(),
+        deadline=(now + timedelta(days=30)).isoformat(),
+    )
+    with transaction(factory) as session:
+        initiatives.save(session, body, ADMIN, Principal(ADMIN.user, "admin"))
+    answers: list[dict[str, Any]] = []
+
+    def counts() -> None:
+        with factory() as session:
+            initiative = initiatives.get(session, "bench")
+            answers.append(progress.progress(session, initiative, lambda _: None, now=utcnow(), with_points=False))
+
+    def burn_down() -> None:
+        with factory() as session:
+            initiative = initiatives.get(session, "bench")
+            targets = progress.resolve_targets(session, initiative)
+            progress.points(session, initiative, targets, lambda _: None, utcnow())
+
+    sql = PROGRESS_BY_HAND.format(
+        index=LEVELS.index(INITIATIVE_LEVEL),
+        blueprint=BLUEPRINT,
+        scorecard=SCORECARD,
+        teams=PROGRESS_SQL[engine.dialect.name],
+    )
+    by_hand: list[list[Any]] = []
+
+    def hand() -> None:
+        with engine.connect() as conn:
+            by_hand.append(list(conn.exec_driver_sql(sql).all()))
+
+    seconds = statistics.median(timed(counts) for _ in range(3))
+    baseline = statistics.median(timed(hand) for _ in range(3))
+    points = statistics.median(timed(burn_down) for _ in range(3))
+    check_same_progress(answers[-1], by_hand[-1])
+    ratio = seconds / baseline
+    print(f"[{kind}] initiative progress {seconds:.3f} s (by hand {baseline:.3f} s), burn-down {points:.3f} s", file=sys.stderr)
+    return [
+        Row("initiative progress (counts, teams, failing page)", kind, f"{seconds:.3f} s", f"{baseline:.3f} s",
+            f"{ratio:.2f}x", "< 2x, <= 1 s", ratio < 2 and seconds <= 1),
+        Row("initiative burn-down (30 daily points)", kind, f"{points:.3f} s", "", "", "<= 1 s", points <= 1),
+    ]  # fmt: skip
+
+
+def check_same_progress(found: dict[str, Any], rows: list[Any]) -> None:
+    """The baseline must count as the catalog does, or the comparison means nothing."""
+    overall = [(r[1], int(r[2] or 0)) for r in rows if r[0] is None]
+    teams = sorted((r[0], r[1], int(r[2] or 0)) for r in rows if r[0] is not None)
+    ours = sorted((t["team"], t["total"], t["passing"]) for t in found["teams"] if t["team"])
+    if overall[0] != (found["total"], found["passing"]) or teams != ours:
+        raise RuntimeError(f"progress {found['total']}/{found['passing']} {ours} disagrees with {rows}")
 
 
 # ---- (c): the event relay --------------------------------------------------------------------

@@ -463,11 +463,12 @@ class Initiative(Timestamped, Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
 
-# Trends and initiative burn-downs read a scorecard's level history by time.
+# Trends and initiative burn-downs read a scorecard's level history entity by entity, in time order.
 Index(
     "ix_scorecard_level_changes_trend",
     ScorecardLevelChange.blueprint,
     ScorecardLevelChange.scorecard,
+    ScorecardLevelChange.entity,
     ScorecardLevelChange.at,
 )
 

@@ -134,14 +134,25 @@ def delete_initiative(
 
 @router.get("/v1/initiatives/{identifier}/progress", response_model=InitiativeProgress)
 def get_initiative_progress(
-    identifier: str, session: SessionDep, who: PrincipalDep, limit: Limit = 100, cursor: Cursor = None
+    identifier: str,
+    session: SessionDep,
+    who: PrincipalDep,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    points: Annotated[bool, Query(description="include the burn-down (false: an empty list)")] = True,
 ) -> dict[str, Any]:
     """How many entities in scope meet every target, overall and per owning team; the failing
     ones with their failing rules (a page: follow ``next_cursor``); the burn-down. All over the
     entities the caller may read."""
     initiative = service.get(session, identifier)
     return initiative_progress.progress(
-        session, initiative, _readable(session, who), now=utcnow(), limit=limit, cursor=cursor
+        session,
+        initiative,
+        _readable(session, who),
+        now=utcnow(),
+        limit=limit,
+        cursor=cursor,
+        with_points=points,
     )
 
 
@@ -164,7 +175,9 @@ def record_reminder(
     except ValueError as exc:
         raise Invalid("invalid reminder", [FieldError("/remind_before", str(exc))]) from exc
     initiative = service.get(session, identifier)
-    found = initiative_progress.progress(session, initiative, lambda _: None, now=utcnow(), limit=1)
+    found = initiative_progress.progress(
+        session, initiative, lambda _: None, now=utcnow(), limit=1, with_points=False
+    )
     recorded = service.record_reminder(session, initiative, body.key, body.remind_before, found, actor)
     failing_teams = [t["team"] for t in found["teams"] if t["team"] and t["passing"] < t["total"]]
     answer = {

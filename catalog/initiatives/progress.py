@@ -124,9 +124,11 @@ def progress(
     now: datetime,
     limit: int = 100,
     cursor: str | None = None,
+    with_points: bool = True,
 ) -> dict[str, Any]:
     """``{"total", "passing", "teams", "failing", "points", "next_cursor"}``: ``failing`` is one
-    page (entity order: blueprint, identifier) resumed after ``cursor``."""
+    page (entity order: blueprint, identifier) resumed after ``cursor``; ``points`` (the
+    burn-down, the costliest part) only ``with_points``."""
     check_limit(limit)
     after = _cursor(cursor)
     targets = resolve_targets(session, initiative)
@@ -152,7 +154,7 @@ def progress(
         "teams": sorted(teams, key=lambda t: (t["team"] is None, t["team"] or "")),
         "failing": failing,
         "next_cursor": next_cursor,
-        "points": points(session, initiative, targets, readable, now),
+        "points": points(session, initiative, targets, readable, now) if with_points else [],
     }
 
 
@@ -238,7 +240,8 @@ def points(
         )
         parts.append(
             select(
-                Entity.id.label("eid"),
+                history.blueprint.label("bp"),
+                history.entity.label("eid"),
                 history.at,
                 history.id.label("hid"),
                 sa.literal(target.number).label("target"),
@@ -253,10 +256,41 @@ def points(
             )
         )
     rows = sa.union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
-    # 1. per (entity, target): how its standing moved, and whether it was graded for the first time
-    pair = {"partition_by": (rows.c.eid, rows.c.target), "order_by": (rows.c.at, rows.c.hid)}
+    if len({t.blueprint.identifier for t in targets}) == len(targets):
+        summed = _one_target_each(rows, grid, dialect)
+    else:
+        summed = _several_targets(rows, grid, dialect)
+    per_bucket = {bucket: (int(t or 0), int(p or 0)) for bucket, t, p in session.execute(summed)}
+    totals = grid.accumulate(per_bucket, (0, 0), lambda a, b: (a[0] + b[0], a[1] + b[1]))
+    return [
+        {"at": format_instant(at), "total": total, "passing": passing}
+        for at, (total, passing) in zip(grid.moments(), totals, strict=True)
+    ]
+
+
+def _one_target_each(rows: Any, grid: Grid, dialect: str) -> Any:
+    """Per interval, how many entities came into the count and how many more pass, when each
+    entity has one target (its blueprint's): its standing is that target's."""
+    pair = {"partition_by": (rows.c.bp, rows.c.eid), "order_by": (rows.c.at, rows.c.hid)}
     previous = func.lag(rows.c.ok).over(**pair)
     moved = select(
+        grid.bucket(rows.c.at, dialect).label("bucket"),
+        sa.case((previous.is_(None), 1), else_=0).label("d_total"),
+        (rows.c.ok - func.coalesce(previous, 0)).label("d_passing"),
+    ).subquery()
+    return select(moved.c.bucket, func.sum(moved.c.d_total), func.sum(moved.c.d_passing)).group_by(
+        moved.c.bucket
+    )
+
+
+def _several_targets(rows: Any, grid: Grid, dialect: str) -> Any:
+    """The same when an entity may have several targets: it passes when every target it has a
+    level on is met."""
+    # 1. per (entity, target): how its standing moved, and whether it was graded for the first time
+    pair = {"partition_by": (rows.c.bp, rows.c.eid, rows.c.target), "order_by": (rows.c.at, rows.c.hid)}
+    previous = func.lag(rows.c.ok).over(**pair)
+    moved = select(
+        rows.c.bp,
         rows.c.eid,
         rows.c.at,
         rows.c.hid,
@@ -264,8 +298,9 @@ def points(
         sa.case((previous.is_(None), 1), else_=0).label("d_graded"),
     ).subquery()
     # 2. per entity: targets met and targets graded so far
-    entity = {"partition_by": moved.c.eid, "order_by": (moved.c.at, moved.c.hid)}
+    entity = {"partition_by": (moved.c.bp, moved.c.eid), "order_by": (moved.c.at, moved.c.hid)}
     running = select(
+        moved.c.bp,
         moved.c.eid,
         moved.c.at,
         moved.c.hid,
@@ -273,6 +308,7 @@ def points(
         func.sum(moved.c.d_graded).over(**entity).label("graded"),
     ).subquery()
     state = select(
+        running.c.bp,
         running.c.eid,
         running.c.at,
         running.c.hid,
@@ -280,21 +316,15 @@ def points(
         sa.case((sa.and_(running.c.graded > 0, running.c.met == running.c.graded), 1), else_=0).label("ok"),
     ).subquery()
     # 3. per entity: how its being counted and passing moved; summed per interval
-    again = {"partition_by": state.c.eid, "order_by": (state.c.at, state.c.hid)}
+    again = {"partition_by": (state.c.bp, state.c.eid), "order_by": (state.c.at, state.c.hid)}
     deltas = select(
         grid.bucket(state.c.at, dialect).label("bucket"),
         (state.c.counted - func.coalesce(func.lag(state.c.counted).over(**again), 0)).label("d_total"),
         (state.c.ok - func.coalesce(func.lag(state.c.ok).over(**again), 0)).label("d_passing"),
     ).subquery()
-    summed = select(deltas.c.bucket, func.sum(deltas.c.d_total), func.sum(deltas.c.d_passing)).group_by(
+    return select(deltas.c.bucket, func.sum(deltas.c.d_total), func.sum(deltas.c.d_passing)).group_by(
         deltas.c.bucket
     )
-    per_bucket = {bucket: (int(t or 0), int(p or 0)) for bucket, t, p in session.execute(summed)}
-    totals = grid.accumulate(per_bucket, (0, 0), lambda a, b: (a[0] + b[0], a[1] + b[1]))
-    return [
-        {"at": format_instant(at), "total": total, "passing": passing}
-        for at, (total, passing) in zip(grid.moments(), totals, strict=True)
-    ]
 
 
 def report(session: Session, initiative: Initiative, now: datetime, *, max_failing: int = 1000) -> dict[str, Any]:
