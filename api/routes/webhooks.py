@@ -2,8 +2,9 @@
 
 The route does the least it can before answering: check the signature, store the delivery,
 answer 202 (a push to a files source instead starts a sync of the pushed repository). :class:`DeliveryProcessor` runs inside each API process (as the event relay does)
-and applies stored deliveries one transaction each (``catalog.sources.webhooks.process_one``);
-a delivery stored while no processor runs is applied once one starts.
+and applies stored deliveries in batches of one source, one transaction each
+(``catalog.sources.delivery_batches.process_batch``); a delivery stored while no processor runs
+is applied once one starts.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from api.openapi import errors
 from api.schemas import DeliveryAccepted
 from api.services.data_sources import DataSourceService
 from catalog.errors import NotFound, Unauthenticated
-from catalog.sources import webhooks
+from catalog.sources import delivery_batches, webhooks
 
 log = logging.getLogger("gantry.webhooks")
 router = APIRouter(tags=["webhooks"])
@@ -84,7 +85,7 @@ async def receive_webhook(data_source: str, request: Request) -> JSONResponse:
 
 
 class DeliveryProcessor:
-    """Applies stored webhook deliveries, one transaction each, until stopped."""
+    """Applies stored webhook deliveries, a batch per transaction, until stopped."""
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -114,7 +115,7 @@ class DeliveryProcessor:
         while not self._stopped:
             self._wakeup.clear()
             try:
-                busy = await anyio.to_thread.run_sync(webhooks.process_one, self._factory)
+                busy = await anyio.to_thread.run_sync(delivery_batches.process_batch, self._factory) > 0
             except Exception:
                 log.exception("webhook delivery processing failed")
                 busy, pause = False, BACKOFF

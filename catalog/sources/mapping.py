@@ -45,6 +45,9 @@ class ItemError:
     key: str | int
     pointer: str
     message: str
+    # The failing item's index in the page it came in (not shown): a batch of webhook
+    # deliveries, mapped as one page, gives each delivery its own errors back.
+    item: int | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"resource": self.resource, "key": self.key, "pointer": self.pointer, "message": self.message}
@@ -72,6 +75,8 @@ class Mapping:
     failed: set[int] = field(default_factory=set)
 
     def fail(self, error: ItemError, index: int) -> None:
+        if error.item is None:
+            error.item = index
         self.errors.append(error)
         self.failed.add(index)
 

@@ -106,6 +106,14 @@ class Applied:
     errors: list[ItemError] = field(default_factory=list)
     seen: set[tuple[str, str]] = field(default_factory=set)
     entities: list[dict[str, Any]] = field(default_factory=list)
+    # created/updated/unchanged/failed by the index of the item in the page (its errors carry
+    # the same index): what a batch of webhook deliveries reports per delivery.
+    by_item: dict[int, dict[str, int]] = field(default_factory=dict)
+
+    def note(self, item: int, status: str) -> None:
+        self.counts[status] += 1
+        counts = self.by_item.setdefault(item, {})
+        counts[status] = counts.get(status, 0) + 1
 
     def answer(self) -> dict[str, int]:
         return {k: self.counts[k] for k in ("seen", "created", "updated", "unchanged", "failed")}
@@ -117,7 +125,8 @@ def apply_mapping(
     """Write what a page mapped to, per blueprint in bulk; every failure becomes an item error."""
     applied = Applied()
     applied.counts["seen"] = mapping.seen
-    applied.counts["failed"] = len(mapping.failed)
+    for index in sorted(mapping.failed):
+        applied.note(index, "failed")
     applied.errors += mapping.errors
     base = f"/resources/{resource_index}"
     by_blueprint: dict[str, list[MappedEntity]] = defaultdict(list)
@@ -125,8 +134,10 @@ def apply_mapping(
         applied.seen.add((mapped.blueprint, mapped.entity["identifier"]))
         problems = resolve_searches(session, mapped, resource_index, base, now)
         if problems:
+            for problem in problems:
+                problem.item = mapped.index
             applied.errors += problems
-            applied.counts["failed"] += 1
+            applied.note(mapped.index, "failed")
             continue
         by_blueprint[mapped.blueprint].append(mapped)
     tag = SourceTag(definition.identifier, resource_index)
@@ -148,10 +159,9 @@ def _write_blueprint(
         where = f"{base}/port/entity/mappings/blueprint"
         for mapped in entities:
             key = mapped.entity["identifier"]
-            applied.errors.append(
-                ItemError(tag.resource, key, where, f"blueprint '{blueprint}' does not exist")
-            )
-        applied.counts["failed"] += len(entities)
+            message = f"blueprint '{blueprint}' does not exist"
+            applied.errors.append(ItemError(tag.resource, key, where, message, item=mapped.index))
+            applied.note(mapped.index, "failed")
         return
     results = write_entities(
         session,
@@ -165,13 +175,13 @@ def _write_blueprint(
     )
     for n, (mapped, result) in enumerate(zip(entities, results, strict=True)):
         if result.error is None:
-            applied.counts[result.status] += 1
+            applied.note(mapped.index, result.status)
             applied.entities.append({"blueprint": blueprint, **mapped.entity})
             continue
-        applied.counts["failed"] += 1
-        applied.errors += _write_errors(
-            tag.resource, mapped.entity["identifier"], result.error, f"/entities/{n}"
-        )
+        applied.note(mapped.index, "failed")
+        for error in _write_errors(tag.resource, mapped.entity["identifier"], result.error, f"/entities/{n}"):
+            error.item = mapped.index
+            applied.errors.append(error)
 
 
 def _write_errors(resource: int, key: str, error: CatalogError, prefix: str) -> list[ItemError]:

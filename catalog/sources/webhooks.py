@@ -173,7 +173,7 @@ def process_one(factory: sessionmaker[Session]) -> bool:
             if delivery is None:
                 return False
             delivery_id = delivery.id
-            _apply(session, delivery)
+            apply_delivery(session, delivery)
         return True
     except Exception as exc:
         if delivery_id is None:
@@ -193,20 +193,18 @@ def _note_attempt(factory: sessionmaker[Session], delivery_id: int, exc: Excepti
             delivery.outcome = {"errors": [{"pointer": "/", "message": f"{exc.__class__.__name__}: {exc}"}]}
 
 
-def _apply(session: Session, delivery: WebhookDelivery) -> None:
+def new_outcome() -> dict[str, Any]:
+    return {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "failed": 0, "errors": []}
+
+
+def apply_delivery(session: Session, delivery: WebhookDelivery) -> None:
+    """Apply one claimed delivery and mark it (the caller's transaction)."""
     source = session.get(DataSource, delivery.data_source)
     definition = parsed(source) if source is not None else None
-    outcome: dict[str, Any] = {
-        "created": 0,
-        "updated": 0,
-        "unchanged": 0,
-        "deleted": 0,
-        "failed": 0,
-        "errors": [],
-    }
+    outcome = new_outcome()
     matched = False
     if definition is not None:
-        wanted = _filtered(definition, delivery.envelope, outcome)
+        ((wanted, outcome),) = filtered(definition, [delivery.envelope])
         for index, resource in wanted:
             matched = True
             if resource.operation == "delete":
@@ -218,6 +216,11 @@ def _apply(session: Session, delivery: WebhookDelivery) -> None:
                 for key in ("created", "updated", "unchanged", "failed"):
                     outcome[key] += applied.counts[key]
                 outcome["errors"] += [e.as_dict() for e in applied.errors]
+    settle(delivery, outcome, matched)
+
+
+def settle(delivery: WebhookDelivery, outcome: dict[str, Any], matched: bool) -> None:
+    """Mark a delivery with what it did: FAILED when it had errors and wrote nothing."""
     written = sum(outcome[k] for k in ("created", "updated", "unchanged", "deleted"))
     if outcome["errors"] and not written:
         delivery.status = FAILED
@@ -226,29 +229,30 @@ def _apply(session: Session, delivery: WebhookDelivery) -> None:
     delivery.outcome, delivery.processed_at = outcome, utcnow()
 
 
-def _filtered(
-    definition: DataSourceIn, content: dict[str, Any], outcome: dict[str, Any]
-) -> list[tuple[int, Resource]]:
-    """The resources whose ``filter`` (jq over the envelope) is true for this delivery."""
+def filtered(
+    definition: DataSourceIn, contents: list[dict[str, Any]]
+) -> list[tuple[list[tuple[int, Resource]], dict[str, Any]]]:
+    """Per delivery: the resources whose ``filter`` (jq over the envelope) is true for it, and
+    its outcome so far (a filter's jq error is one of its errors). One jq round trip for all."""
     filters = [(i, r) for i, r in enumerate(definition.resources) if r.filter is not None]
-    results = dict(
-        zip(
-            [i for i, _ in filters],
-            run_jq_batch([(r.filter or "", content) for _, r in filters]),
-            strict=True,
+    outcomes = run_jq_batch([(r.filter or "", content) for content in contents for _, r in filters])
+    answers = []
+    for n, _content in enumerate(contents):
+        results = dict(
+            zip([i for i, _ in filters], outcomes[n * len(filters) : (n + 1) * len(filters)], strict=True)
         )
-    )
-    wanted = []
-    for index, resource in enumerate(definition.resources):
-        result = results.get(index)
-        if isinstance(result, JqError):
-            outcome["errors"].append(
-                ItemError(index, 0, f"/resources/{index}/filter", f"jq: {result}").as_dict()
-            )
-            outcome["failed"] += 1
-        elif result is None or (result and result[0] is True):
-            wanted.append((index, resource))
-    return wanted
+        outcome, wanted = new_outcome(), []
+        for index, resource in enumerate(definition.resources):
+            result = results.get(index)
+            if isinstance(result, JqError):
+                outcome["errors"].append(
+                    ItemError(index, 0, f"/resources/{index}/filter", f"jq: {result}").as_dict()
+                )
+                outcome["failed"] += 1
+            elif result is None or (result and result[0] is True):
+                wanted.append((index, resource))
+        answers.append((wanted, outcome))
+    return answers
 
 
 def _delete(
