@@ -1,7 +1,8 @@
 """The event relay: delivers the outbox (``catalog.events``) to Temporal.
 
 Runs inside each API process. It takes the oldest undelivered events (on PostgreSQL, rows other
-replicas hold are skipped), turns each into deliveries — arming TTL timers, telling a timer
+replicas hold are skipped, and so are the later events of an entity whose earlier event another
+replica holds: an entity's events never overtake each other, whichever process relays them), turns each into deliveries — arming TTL timers, telling a timer
 its teardown run ended, starting automations — delivers them (an entity's in order, up to
 ``CONCURRENCY`` entities at once) and marks them delivered. Delivery is at least once and every
 delivery is idempotent (signal-with-start of a timer to the same deadline; automation workflow ids derived
@@ -19,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from sqlalchemy import event as sa_event
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ServiceUnavailable
@@ -127,7 +129,7 @@ class EventRelay:
         self._listening = {}  # automations by event type, looked up once per batch
         session.begin()
         plans: list[tuple[Event, list[Delivery] | Exception]] = []
-        batch = events.undelivered(session, limit=BATCH)
+        batch = _behind_no_other_relay(session, events.undelivered(session, limit=BATCH))
         self._matched = self._match_conditions(session, batch)
         for event in batch:
             try:
@@ -263,6 +265,32 @@ class EventRelay:
                 )
             )
         return deliveries
+
+
+def _behind_no_other_relay(session: Session, batch: list[Event]) -> list[Event]:
+    """The batch without the events of entities whose earlier event another relay holds.
+
+    On PostgreSQL the claim skips rows other API processes have locked, so it can return an
+    entity's later event while another relay still works on its earlier one; delivered now, the
+    later would overtake it (a timer re-armed to an older deadline). Such an entity's events
+    wait for a later batch, after the other relay has settled. SQLite's claim locks nothing and
+    runs in one process: nothing to skip."""
+    if session.get_bind().dialect.name != "postgresql":
+        return batch
+    first: dict[tuple[str | None, str | None], int] = {}
+    for event in batch:
+        if event.blueprint is not None and event.entity is not None:
+            first.setdefault((event.blueprint, event.entity), event.id)
+    if not first:
+        return batch
+    held = select(Event.blueprint, Event.entity, func.min(Event.id)).where(
+        Event.delivered_at.is_(None), tuple_(Event.blueprint, Event.entity).in_(list(first))
+    )
+    earliest = session.execute(held.group_by(Event.blueprint, Event.entity)).all()
+    waiting = {(bp, entity) for bp, entity, oldest in earliest if oldest < first[(bp, entity)]}
+    if waiting:
+        log.debug("%s entities wait for another relay's earlier events", len(waiting))
+    return [event for event in batch if (event.blueprint, event.entity) not in waiting]
 
 
 def _depth(session: Session, event: Event) -> int:
