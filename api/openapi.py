@@ -40,7 +40,7 @@ TAGS = [
     {"name": "runs", "description": "Runs: state, logs, approvals, cancel and retry."},
     {"name": "timers", "description": "TTL timers and the event log."},
     {"name": "scorecards", "description": "Scorecards, their results and level history."},
-    {"name": "initiatives", "description": "Initiatives: scorecard targets by a deadline, their progress and reminders."},
+    {"name": "initiatives", "description": "Scorecard targets by a deadline, progress, reminders."},
     {"name": "automations", "description": "When an event matches, invoke an action."},
     {"name": "data-sources", "description": "Data sources: definitions, mappings, preview, syncs."},
     {"name": "webhooks", "description": "Signed deliveries to webhook data sources."},
