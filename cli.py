@@ -34,7 +34,6 @@ import json
 import os
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,6 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-KINDS = ("Team", "User", "Blueprint", "Entity", "Action", "Scorecard", "Automation", "DataSource", "Initiative")
 BULK_LIMIT = 1000
 
 
@@ -127,148 +125,6 @@ def _api_error(response: httpx.Response) -> ApiError:
         return ApiError(response.status_code, response.text[:500] or response.reason_phrase)
 
 
-# --- apply ------------------------------------------------------------------------------------
-
-
-def load_documents(path: Path) -> list[dict[str, Any]]:
-    """Every ``{kind, spec}`` document in a YAML file, or in the *.yaml/*.yml files of a directory."""
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
-    documents: list[dict[str, Any]] = []
-    for file in files:
-        for doc in yaml.safe_load_all(file.read_text()):
-            for item in doc if isinstance(doc, list) else [doc]:
-                if item is None:
-                    continue
-                if not isinstance(item, dict) or item.get("kind") not in KINDS or "spec" not in item:
-                    raise ValueError(f"{file}: each document needs kind ({'|'.join(KINDS)}) and spec")
-                documents.append(item)
-    return documents
-
-
-def apply_documents(api: Gantry, documents: Iterable[dict[str, Any]], echo: bool = True) -> None:
-    """Apply in dependency order; running it twice changes nothing the second time."""
-    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for doc in documents:
-        by_kind[doc["kind"]].append(doc["spec"])
-
-    def done(kind: str, identifier: str, how: str) -> None:
-        if echo:
-            print(f"{kind} {identifier}: {how}")
-
-    for team in by_kind["Team"]:
-        done("team", team["identifier"], _patch_or_post(api, "/v1/teams", team))
-    for user in by_kind["User"]:
-        done("user", user["identifier"], _patch_or_post(api, "/v1/users", user))
-
-    blueprints = by_kind["Blueprint"]
-    # Pass one creates missing blueprints without relations (nor the computed properties that read
-    # through relations), so relations can then point anywhere.
-    bare: dict[str, Any] = {"relations": {}, "mirror_properties": {}, "aggregation_properties": {}}
-    for bp in blueprints:
-        if not api.exists(f"/v1/blueprints/{bp['identifier']}"):
-            api.request("POST", "/v1/blueprints", json={**bp, **bare})
-    # Blueprints with computed properties last: those read the other blueprints' relations.
-    for bp in sorted(
-        blueprints, key=lambda b: bool(b.get("mirror_properties") or b.get("aggregation_properties"))
-    ):
-        api.request("PUT", f"/v1/blueprints/{bp['identifier']}", json=bp)
-        done("blueprint", bp["identifier"], "applied")
-
-    entities: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for entity in by_kind["Entity"]:
-        entities[entity["blueprint"]].append({k: v for k, v in entity.items() if k != "blueprint"})
-    for blueprint in _targets_first(blueprints, entities):
-        count = _upsert_entities(api, blueprint, entities[blueprint])
-        done("blueprint", blueprint, f"{count} entities upserted")
-
-    # Scorecards before actions (an action's preconditions name scorecards), automations last.
-    for scorecard in by_kind["Scorecard"]:
-        base = f"/v1/blueprints/{scorecard['blueprint']}/scorecards"
-        body = {k: v for k, v in scorecard.items() if k != "blueprint"}
-        done("scorecard", scorecard["identifier"], _put_or_post(api, base, body))
-    for action in by_kind["Action"]:
-        done("action", action["identifier"], _put_or_post(api, "/v1/actions", action))
-    for automation in by_kind["Automation"]:
-        done("automation", automation["identifier"], _put_or_post(api, "/v1/automations", automation))
-    # Initiatives after the scorecards they target (each starts its workflow when created).
-    for initiative in by_kind["Initiative"]:
-        done("initiative", initiative["identifier"], _put_or_post(api, "/v1/initiatives", initiative))
-    # Data sources last: their mappings name blueprints, and a sync may start once one is saved.
-    for source in by_kind["DataSource"]:
-        done("data source", source["identifier"], _put_or_post(api, "/v1/data-sources", source))
-
-
-def _patch_or_post(api: Gantry, collection: str, spec: dict[str, Any]) -> str:
-    identifier = spec["identifier"]
-    if api.exists(f"{collection}/{identifier}"):
-        changes = {k: v for k, v in spec.items() if k != "identifier"}
-        api.request("PATCH", f"{collection}/{identifier}", json=changes)
-        return "updated"
-    api.request("POST", collection, json=spec)
-    return "created"
-
-
-def _put_or_post(api: Gantry, collection: str, spec: dict[str, Any]) -> str:
-    if api.exists(f"{collection}/{spec['identifier']}"):
-        api.request("PUT", f"{collection}/{spec['identifier']}", json=spec)
-        return "updated"
-    api.request("POST", collection, json=spec)
-    return "created"
-
-
-def _targets_first(blueprints: list[dict[str, Any]], entities: dict[str, Any]) -> list[str]:
-    """Blueprints with entities, each after the blueprints its relations point at."""
-    targets = {
-        bp["identifier"]: {r["target"] for r in (bp.get("relations") or {}).values()} for bp in blueprints
-    }
-    ordered: list[str] = []
-
-    def visit(name: str, path: tuple[str, ...]) -> None:
-        if name in ordered or name in path:
-            return
-        for target in sorted(targets.get(name, ())):
-            visit(target, (*path, name))
-        ordered.append(name)
-
-    for name in sorted(entities):
-        visit(name, ())
-    return [name for name in ordered if name in entities]
-
-
-def _upsert_entities(api: Gantry, blueprint: str, entities: list[dict[str, Any]]) -> int:
-    """Bulk upsert; items whose relations point at entities of the same batch are retried
-    after the batch, until a round makes no progress."""
-    pending = entities
-    errors: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    while pending:
-        errors = []
-        for start in range(0, len(pending), BULK_LIMIT):
-            chunk = pending[start : start + BULK_LIMIT]
-            answer = api.request(
-                "POST",
-                f"/v1/blueprints/{blueprint}/entities/bulk",
-                params={"upsert": "true"},
-                json={"entities": chunk},
-            )
-            failed = {r["identifier"]: r for r in answer["results"] if r.get("error")}
-            errors += [(e, failed[e["identifier"]]) for e in chunk if e["identifier"] in failed]
-        if len(errors) == len(pending):
-            break
-        pending = [entity for entity, _ in errors]
-    if errors:
-        details = []
-        for entity, result in errors:
-            error = result["error"] if isinstance(result["error"], dict) else {"message": result["error"]}
-            details.append({"field": entity["identifier"], "message": error.get("message")})
-            details += [
-                {"field": f"{entity['identifier']} {d.get('pointer', '')}", "message": d.get("message")}
-                for d in error.get("details") or []
-                if isinstance(d, dict)
-            ]
-        raise ApiError(422, f"{len(errors)} {blueprint} entities were not applied", details)
-    return len(entities)
-
-
 # --- sources ----------------------------------------------------------------------------------
 
 SYNC_ENDED = frozenset({"SUCCESS", "PARTIAL", "FAILURE"})
@@ -291,7 +147,7 @@ def cmd_sources(api: Gantry, args: argparse.Namespace) -> int:
         resource: int | str = int(args.resource) if args.resource.isdigit() else args.resource
         body = {"resource": resource, "items": items if isinstance(items, list) else [items]}
         answer = api.request("POST", _source_path(args.id, "preview"), json=body)
-        _print_json(answer)
+        print_json(answer)
         return 1 if answer.get("errors") else 0
     if args.action == "syncs":
         records = api.pages("GET", _source_path(args.id, "syncs"))
@@ -315,7 +171,7 @@ def cmd_sources(api: Gantry, args: argparse.Namespace) -> int:
     if args.wait:
         sync = _wait_for_sync(api, args.id, sync["id"], args.timeout)
     if args.json or args.wait:
-        _print_json(sync)
+        print_json(sync)
     else:
         print(sync["id"])
     return 0 if sync["status"] in ("RUNNING", "SUCCESS") else 1
@@ -335,11 +191,11 @@ def _wait_for_sync(api: Gantry, source: str, sync_id: str, timeout: float) -> di
 # --- command line ------------------------------------------------------------------------------
 
 
-def _print_json(value: Any) -> None:
+def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=False, default=str))
 
 
-def _print_rows(items: Iterable[dict[str, Any]], *columns: str) -> None:
+def print_rows(items: Iterable[dict[str, Any]], *columns: str) -> None:
     for item in items:
         print("\t".join(str(item.get(column) if item.get(column) is not None else "") for column in columns))
 

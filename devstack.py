@@ -25,6 +25,7 @@ import secrets
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -379,34 +380,50 @@ def _now() -> str:
 
 
 def apply_portal(api_url: str, token: str, receiver_url: str) -> bool:
-    """Apply portal/ (the receiver's URL rewritten when it moved); whether it all applied."""
-    from cli import ApiError, Gantry, apply_documents, load_documents
+    """Apply portal/ as ``gantry apply portal/ --yes`` does (the receiver's URL rewritten when
+    it moved); whether it all applied."""
+    from cli import ApiError, Gantry
+    from portal_as_code.apply import ApplyError, apply_plan
+    from portal_as_code.model import ConfigError, load
+    from portal_as_code.plan import PlanError, make_plan
 
     api = Gantry.connect(api_url, token)
     try:
-        documents = load_documents(ROOT / "portal")
-        if receiver_url != RECEIVER_URL:
-            documents = [_replace_in_strings(doc, RECEIVER_URL, receiver_url) for doc in documents]
-        apply_documents(api, documents, echo=False)
-        print("devstack: applied the example portal (portal/)", flush=True)
-        sync_pull_sources(api, documents)
+        with tempfile.TemporaryDirectory(prefix="gantry-portal-") as copy:
+            directory = portal_copy(Path(copy), receiver_url)
+            apply_plan(api, make_plan(api, directory), echo=lambda _line: None)
+            print("devstack: applied the example portal (portal/)", flush=True)
+            sync_pull_sources(api, [d.spec for d in load(directory) if d.kind == "DataSource"])
         return True
-    except (ApiError, ValueError, OSError, httpx.HTTPError, yaml.YAMLError) as exc:
+    except (ApiError, ApplyError, ConfigError, OSError, httpx.HTTPError, yaml.YAMLError) as exc:
         # The stack is still useful with a half-applied portal: say what failed and keep running.
         print(f"devstack: applying portal/ failed: {exc}", flush=True)
+        return False
+    except PlanError as exc:
+        print("devstack: applying portal/ failed: " + "; ".join(exc.problems), flush=True)
         return False
     finally:
         api.http.close()
 
 
-def sync_pull_sources(api: Gantry, documents: list[dict[str, Any]]) -> None:
+def portal_copy(target: Path, receiver_url: str) -> Path:
+    """portal/ as it applies on this stack: a copy whose demo receiver URL points at the
+    receiver actually started (its port moves when the default one is taken)."""
+    for source in (ROOT / "portal").rglob("*"):
+        if source.is_file() and source.suffix in {".yaml", ".yml"}:
+            copy = target / source.relative_to(ROOT / "portal")
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(source.read_text().replace(RECEIVER_URL, receiver_url))
+    return target
+
+
+def sync_pull_sources(api: Gantry, sources: list[dict[str, Any]]) -> None:
     """Start one sync of each scheduled data source just applied, so its entities are there
     before its schedule first fires (which may be up to a whole interval later)."""
     from cli import ApiError
 
-    for doc in documents:
-        spec = doc["spec"]
-        if doc["kind"] != "DataSource" or not spec.get("schedule"):
+    for spec in sources:
+        if not spec.get("schedule"):
             continue
         try:
             api.request("POST", f"/v1/data-sources/{spec['identifier']}/syncs")
@@ -414,16 +431,6 @@ def sync_pull_sources(api: Gantry, documents: list[dict[str, Any]]) -> None:
             print(f"devstack: could not start a sync of {spec['identifier']}: {exc}", flush=True)
             continue
         print(f"devstack: syncing {spec['identifier']} now (then every {spec['schedule']})", flush=True)
-
-
-def _replace_in_strings(value: Any, old: str, new: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(old, new)
-    if isinstance(value, dict):
-        return {k: _replace_in_strings(v, old, new) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_replace_in_strings(v, old, new) for v in value]
-    return value
 
 
 def print_banner(

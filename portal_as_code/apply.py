@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cli import Gantry, _targets_first, _upsert_entities
+from cli import BULK_LIMIT, ApiError, Gantry
 from portal_as_code.live import write
 from portal_as_code.model import ENTITY, KINDS, LINKED_BLUEPRINT_FIELDS, Spec
 from portal_as_code.plan import Change, Plan, update_body
@@ -127,3 +127,56 @@ def _apply_entities(api: Gantry, plan: Plan, echo: Callable[[str], Any]) -> None
         except Exception as exc:
             raise ApplyError(Change(ENTITY, blueprint, "update"), exc) from exc
         echo(f"Entity {blueprint}: {count} upserted")
+
+
+def _targets_first(blueprints: list[dict[str, Any]], entities: dict[str, Any]) -> list[str]:
+    """Blueprints with entities, each after the blueprints its relations point at."""
+    targets = {
+        bp["identifier"]: {r["target"] for r in (bp.get("relations") or {}).values()} for bp in blueprints
+    }
+    ordered: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in ordered or name in path:
+            return
+        for target in sorted(targets.get(name, ())):
+            visit(target, (*path, name))
+        ordered.append(name)
+
+    for name in sorted(entities):
+        visit(name, ())
+    return [name for name in ordered if name in entities]
+
+
+def _upsert_entities(api: Gantry, blueprint: str, entities: list[dict[str, Any]]) -> int:
+    """Bulk upsert; items whose relations point at entities of the same batch are retried
+    after the batch, until a round makes no progress."""
+    pending = entities
+    errors: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    while pending:
+        errors = []
+        for start in range(0, len(pending), BULK_LIMIT):
+            chunk = pending[start : start + BULK_LIMIT]
+            answer = api.request(
+                "POST",
+                f"/v1/blueprints/{blueprint}/entities/bulk",
+                params={"upsert": "true"},
+                json={"entities": chunk},
+            )
+            failed = {r["identifier"]: r for r in answer["results"] if r.get("error")}
+            errors += [(e, failed[e["identifier"]]) for e in chunk if e["identifier"] in failed]
+        if len(errors) == len(pending):
+            break
+        pending = [entity for entity, _ in errors]
+    if errors:
+        details = []
+        for entity, result in errors:
+            error = result["error"] if isinstance(result["error"], dict) else {"message": result["error"]}
+            details.append({"field": entity["identifier"], "message": error.get("message")})
+            details += [
+                {"field": f"{entity['identifier']} {d.get('pointer', '')}", "message": d.get("message")}
+                for d in error.get("details") or []
+                if isinstance(d, dict)
+            ]
+        raise ApiError(422, f"{len(errors)} {blueprint} entities were not applied", details)
+    return len(entities)

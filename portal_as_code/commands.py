@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli import Gantry, _print_json, _print_rows
+from cli import Gantry, print_json, print_rows
 from portal_as_code.apply import ApplyError, apply_plan
 from portal_as_code.export import export
 from portal_as_code.live import fetch, kind_of, write
@@ -42,7 +42,7 @@ def cmd_plan(api: Gantry, args: argparse.Namespace) -> int:
     if plan is None:
         return 1
     if args.json:
-        _print_json(plan.as_json())
+        print_json(plan.as_json())
     else:
         print(plan.render())
     return 2 if plan.pending else 0
@@ -89,9 +89,9 @@ def cmd_history(api: Gantry, args: argparse.Namespace) -> int:
         params.update(identifier=identifier, blueprint=blueprint)
     revisions = api.pages("GET", "/v1/config/revisions", params=params)
     if args.json:
-        _print_json(list(revisions))
+        print_json(list(revisions))
     else:
-        _print_rows(revisions, "id", "at", "actor", "operation", "kind", "identifier")
+        print_rows(revisions, "id", "at", "actor", "operation", "kind", "identifier")
     return 0
 
 

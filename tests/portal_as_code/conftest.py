@@ -79,15 +79,16 @@ def portal(database_url: str, tmp_path: Path) -> Iterator[Portal]:
 
 @pytest.fixture
 def portal_dir(tmp_path: Path) -> Path:
-    """A copy of the example portal without its data sources: a scheduled source needs Temporal
-    (``test_data_sources.py`` applies them with a Temporal server)."""
+    """A copy of the example portal without its data sources and initiatives: a scheduled source
+    and an initiative need Temporal (``test_data_sources.py`` applies the whole portal with a
+    Temporal server)."""
     copy = tmp_path / "portal"
-    shutil.copytree(PORTAL, copy, ignore=shutil.ignore_patterns("data-sources", "*.md"))
+    shutil.copytree(PORTAL, copy, ignore=shutil.ignore_patterns("data-sources", "initiatives", "*.md"))
     return copy
 
 
 @pytest.fixture
 def example(portal: Portal, portal_dir: Path) -> Portal:
-    """The example portal (without data sources), applied."""
+    """The example portal (without data sources and initiatives), applied."""
     assert portal.gantry("apply", str(portal_dir), "--yes") == 0
     return portal
