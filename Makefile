@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) -m bench.timers
 	$(PY) -m bench.scorecards
 	$(PY) -m bench.ingest
+	$(PY) -m bench.web
 
 clean:
 	rm -rf .gantry
