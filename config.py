@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_url: str = Field("http://127.0.0.1:8000", description="how workers reach the API")
+    api_workers: int = Field(
+        1,
+        ge=1,
+        description="API processes `python -m api` runs (uvicorn workers); more than one needs PostgreSQL",
+    )
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
@@ -134,6 +139,13 @@ class Settings(BaseSettings):
                 raise ValueError("; ".join(problems))
             if self.resolved_database_url.startswith("sqlite"):
                 raise ValueError("GANTRY_DATABASE_URL must point at PostgreSQL in production")
+        if self.api_workers > 1 and self.resolved_database_url.startswith("sqlite"):
+            # SQLite serialises writers and its reads lock nothing: relays and webhook processors
+            # in several processes would contend on one file instead of sharing the work.
+            raise ValueError(
+                f"GANTRY_API_WORKERS={self.api_workers} needs PostgreSQL (GANTRY_DATABASE_URL): "
+                "the embedded SQLite catalog is for one API process only"
+            )
         return self
 
     @property
