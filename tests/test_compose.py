@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -49,8 +50,53 @@ def _interpolate(value: str) -> str:
 
 
 def test_the_stack_has_every_service(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) >= {"postgres", "temporal", "temporal-ui", "api", "worker"}
+    assert set(compose["services"]) >= {"postgres", "temporal", "temporal-ui", "migrate", "api", "worker"}
     assert compose["services"]["temporal-ui"]["ports"] == ["8233:8080"]
+    assert _environment(compose["services"]["temporal-ui"])["TEMPORAL_ADDRESS"] == "temporal:7233"
+
+
+def test_temporal_keeps_its_state_in_postgresql(compose: dict[str, Any]) -> None:
+    temporal = _environment(compose["services"]["temporal"])
+    assert (temporal["DB"], temporal["POSTGRES_SEEDS"]) == ("postgres12", "postgres")
+
+
+def test_two_api_replicas_and_two_workers(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("api", "worker"):
+        assert services[name]["deploy"]["replicas"] == 2, name
+        assert "container_name" not in services[name], f"{name}: a fixed name allows one replica only"
+    # One host port per replica: a single fixed port would stop the second replica from starting.
+    [ports] = services["api"]["ports"]
+    host, container = ports.split(":")
+    first, last = (int(port) for port in host.split("-"))
+    assert (last - first + 1, container) == (2, "8000")
+    # The workers reach the replicas by the service's name, which Docker resolves to every one.
+    assert _environment(services["worker"])["GANTRY_API_URL"] == "http://api:8000"
+
+
+def test_each_replica_runs_several_processes_on_postgresql(compose: dict[str, Any]) -> None:
+    api = compose["services"]["api"]
+    assert api["command"] == ["python", "-m", "api"]
+    env = {k: _interpolate(v) for k, v in _environment(api).items()}
+    settings = Settings.model_validate(
+        {k.removeprefix("GANTRY_").lower(): v for k, v in env.items() if k.startswith("GANTRY_")}
+    )
+    assert settings.api_workers == 2
+    assert settings.resolved_database_url.startswith("postgresql")
+
+
+def test_migrations_run_once_before_the_replicas_start(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["migrate"]["command"] == ["python", "-m", "api", "migrate"]
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    condition = services["api"]["depends_on"]["migrate"]["condition"]
+    assert condition == "service_completed_successfully"
+
+
+def test_several_api_processes_refuse_sqlite() -> None:
+    with pytest.raises(ValueError, match="GANTRY_API_WORKERS=2 needs PostgreSQL"):
+        Settings(api_workers=2, database_url="sqlite:///catalog.db")
+    assert Settings(api_workers=1, database_url="sqlite:///catalog.db").api_workers == 1
 
 
 def test_every_gantry_variable_is_a_setting(compose: dict[str, Any]) -> None:
@@ -113,7 +159,7 @@ def test_dockerfile_and_commands_reference_real_modules(compose: dict[str, Any])
     cmd = re.search(r"^CMD (\[.*\])$", text, re.M)
     assert cmd, "the Dockerfile has an exec-form CMD"
     _assert_command_is_real(json.loads(cmd.group(1)))
-    for name in ("api", "worker"):
+    for name in ("migrate", "api", "worker"):
         command = compose["services"][name]["command"]
         _assert_command_is_real(command if isinstance(command, list) else [command])
 
@@ -140,3 +186,35 @@ def test_docker_compose_validates_the_file() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_the_stack_runs_two_api_replicas_and_two_workers(tmp_path: Path) -> None:
+    """Where Docker exists: build and start the stack, both replicas answer, four Gantry
+    containers run; then take it down with its volumes."""
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("neither `docker compose` nor docker-compose is installed")
+    project = [*cli, "-f", str(COMPOSE), "-p", f"gantry-test-{os.getpid()}"]
+    env = {**os.environ, **REQUIRED_ENV}
+    try:
+        up = subprocess.run(
+            [*project, "up", "--build", "--detach", "--wait"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+        assert up.returncode == 0, up.stderr[-3000:]
+        for port in (8000, 8001):
+            assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200, port
+        running = subprocess.run(
+            [*project, "ps", "--status", "running", "--format", "{{.Service}}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        ).stdout.split()
+        assert sorted(s for s in running if s in ("api", "worker")) == ["api", "api", "worker", "worker"]
+    finally:
+        subprocess.run([*project, "down", "--volumes"], capture_output=True, env=env, timeout=300)
