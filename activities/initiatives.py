@@ -85,7 +85,9 @@ class InitiativeActivities:
         cursor: str | None = None
         while True:
             params = {"limit": "1000", "points": "false", **({"cursor": cursor} if cursor else {})}
-            page = await self._api.call("GET", path("v1", "initiatives", identifier, "progress"), params=params)
+            page = await self._api.call(
+                "GET", path("v1", "initiatives", identifier, "progress"), params=params
+            )
             found += page["failing"]
             cursor = page.get("next_cursor")
             activity.heartbeat(len(found))
@@ -109,7 +111,9 @@ class InitiativeActivities:
             if not error.non_retryable:
                 raise error from exc
             code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
-            reason = "no Slack account with that email" if code == "users_not_found" else f"Slack error {code}"
+            reason = (
+                "no Slack account with that email" if code == "users_not_found" else f"Slack error {code}"
+            )
             return f"Slack: reminder not sent to {who}: {reason}"
         return f"Slack: reminder sent to {who} ({channel} {ts})"
 
@@ -180,7 +184,10 @@ def _summary_blocks(
     teams = ", ".join(a["team"] for a in recorded["failing_teams"]) or "none"
     return [
         {"type": "section", "text": {"type": "mrkdwn", "text": _escape(text)[:3000]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _escape(f"Teams still failing: {teams}")[:3000]}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": _escape(f"Teams still failing: {teams}")[:3000]},
+        },
         _progress_link(initiative, base),
     ]
 
@@ -215,4 +222,3 @@ def build_initiative_activities(settings: Settings) -> list[Callable[..., Any]]:
         slack = AsyncWebClient(token=token, base_url=url if url.endswith("/") else url + "/")
     activities = InitiativeActivities(GantryApi.from_settings(settings), slack, settings.api_url)
     return [activities.remind, activities.report_deadline]
-

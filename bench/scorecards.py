@@ -335,7 +335,9 @@ def initiative_progress(kind: str, engine: Engine, factory: sessionmaker[Session
     def counts() -> None:
         with factory() as session:
             initiative = initiatives.get(session, "bench")
-            answers.append(progress.progress(session, initiative, lambda _: None, now=utcnow(), with_points=False))
+            answers.append(
+                progress.progress(session, initiative, lambda _: None, now=utcnow(), with_points=False)
+            )
 
     def burn_down() -> None:
         with factory() as session:
@@ -360,7 +362,10 @@ def initiative_progress(kind: str, engine: Engine, factory: sessionmaker[Session
     points = statistics.median(timed(burn_down) for _ in range(3))
     check_same_progress(answers[-1], by_hand[-1])
     ratio = seconds / baseline
-    print(f"[{kind}] initiative progress {seconds:.3f} s (by hand {baseline:.3f} s), burn-down {points:.3f} s", file=sys.stderr)
+    print(
+        f"[{kind}] initiative progress {seconds:.3f} s (by hand {baseline:.3f} s), burn-down {points:.3f} s",
+        file=sys.stderr,
+    )
     return [
         Row("initiative progress (counts, teams, failing page)", kind, f"{seconds:.3f} s", f"{baseline:.3f} s",
             f"{ratio:.2f}x", "< 2x, <= 1 s", ratio < 2 and seconds <= 1),

@@ -14,8 +14,16 @@ from sqlalchemy.orm import Session
 from api.deps import ActorDep, PrincipalDep, ServiceUser, SessionDep
 from api.etag import STALE_WRITE, DryRun, IfMatch, check_if_match, settle, tagged
 from api.openapi import errors
-from api.schemas import Cursor, InitiativeProgress, InitiativeReport, InitiativeView, Limit, Page
-from api.schemas import ReminderRecorded, ScorecardTrend
+from api.schemas import (
+    Cursor,
+    InitiativeProgress,
+    InitiativeReport,
+    InitiativeView,
+    Limit,
+    Page,
+    ReminderRecorded,
+    ScorecardTrend,
+)
 from api.services.initiatives import InitiativeServiceDep
 from catalog.base import Strict
 from catalog.blueprints.service import get_blueprint
@@ -96,7 +104,9 @@ def create_initiative(
 
 
 @router.get("/v1/initiatives/{identifier}", response_model=InitiativeView, response_model_exclude_unset=True)
-def get_initiative(identifier: str, session: SessionDep, who: PrincipalDep, response: Response) -> dict[str, Any]:
+def get_initiative(
+    identifier: str, session: SessionDep, who: PrincipalDep, response: Response
+) -> dict[str, Any]:
     return tagged(response, _view(session, service.get(session, identifier), who))
 
 
@@ -117,7 +127,9 @@ def put_initiative(
 ) -> JSONResponse:
     """Create or replace an initiative; a new deadline or new reminders re-arm its workflow."""
     if body.identifier != identifier:
-        raise Invalid("identifier mismatch", [FieldError("/identifier", "must equal the initiative in the path")])
+        raise Invalid(
+            "identifier mismatch", [FieldError("/identifier", "must equal the initiative in the path")]
+        )
     check_if_match(if_match, lambda: _view(session, service.get(session, identifier), who))
     initiative, created = initiatives.save(body, actor, who, dry_run=dry_run)
     answer = settle(session, dry_run, lambda: _view(session, initiative, who))
@@ -210,7 +222,9 @@ def report_deadline(
     initiative = service.get(session, identifier)
     asked = parse_instant(body.deadline)
     if asked is None:
-        raise Invalid("invalid deadline", [FieldError("/deadline", "must be an RFC 3339 date-time with an offset")])
+        raise Invalid(
+            "invalid deadline", [FieldError("/deadline", "must be an RFC 3339 date-time with an offset")]
+        )
     if asked != initiative.deadline:
         raise Conflict(f"the deadline of '{identifier}' is now {initiative.definition['deadline']}")
     report = initiative_progress.report(session, initiative, utcnow())
@@ -230,7 +244,9 @@ def scorecard_trend(
     scorecard: str,
     session: SessionDep,
     who: PrincipalDep,
-    from_: Annotated[date | None, Query(alias="from", description="first day (ISO date); default: 30 days before to")] = None,
+    from_: Annotated[
+        date | None, Query(alias="from", description="first day (ISO date); default: 30 days before to")
+    ] = None,
     to: Annotated[date | None, Query(description="last day (ISO date), included; default: today")] = None,
     interval: Annotated[str, Query(description="day or week")] = "day",
     team: Annotated[str | None, Query(description="only the entities this team owns")] = None,
@@ -242,4 +258,3 @@ def scorecard_trend(
     dialect = session.get_bind().dialect.name
     readable = readable_condition(session, who, dialect, [get_blueprint(session, blueprint)])
     return trends.trend(session, sc, grid, readable=readable, team=team)
-

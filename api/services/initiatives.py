@@ -50,7 +50,13 @@ class InitiativeService:
         self.settings = settings
 
     def save(
-        self, body: InitiativeIn, actor: Actor, who: Principal, *, create_only: bool = False, dry_run: bool = False
+        self,
+        body: InitiativeIn,
+        actor: Actor,
+        who: Principal,
+        *,
+        create_only: bool = False,
+        dry_run: bool = False,
     ) -> tuple[Initiative, bool]:
         """Check and store the definition, (re-)arm its workflow when its schedule changed, commit."""
         initiative, before = service.save(self.session, body, actor, who, create_only=create_only)
@@ -104,7 +110,9 @@ class InitiativeService:
             raise ServiceUnavailable(f"Temporal did not take the change: {exc.message}") from exc
 
 
-def initiative_service(session: SessionDep, temporal: TemporalDep, settings: SettingsDep) -> InitiativeService:
+def initiative_service(
+    session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+) -> InitiativeService:
     return InitiativeService(session, temporal, settings)
 
 

@@ -145,7 +145,8 @@ def progress(
         .order_by(owning.c.value)
     )
     teams = [
-        {"team": team, "total": count, "passing": int(ok or 0)} for team, count, ok in session.execute(by_team)
+        {"team": team, "total": count, "passing": int(ok or 0)}
+        for team, count, ok in session.execute(by_team)
     ]
     failing, next_cursor = _failing_page(session, standing, targets, limit, after)
     return {
@@ -181,8 +182,12 @@ def _failing_page(
     rows = session.execute(stmt.limit(limit + 1)).all()
     page = rows[:limit]
     results = session.execute(
-        select(ScorecardResult.entity_id, ScorecardResult.scorecard, ScorecardResult.level_index, ScorecardResult.rules)
-        .where(ScorecardResult.entity_id.in_([row[0] for row in page]))
+        select(
+            ScorecardResult.entity_id,
+            ScorecardResult.scorecard,
+            ScorecardResult.level_index,
+            ScorecardResult.rules,
+        ).where(ScorecardResult.entity_id.in_([row[0] for row in page]))
     ).all()
     graded = {(r[0], r[1]): (r[2], r[3]) for r in results}
     failing = []
@@ -204,7 +209,9 @@ def _failing_page(
                 for rule in target.rules_to_pass()
                 if not found[1].get(rule["identifier"])
             ]
-        failing.append({"entity": identifier, "blueprint": blueprint, "team": list(team or []), "rules": rules})
+        failing.append(
+            {"entity": identifier, "blueprint": blueprint, "team": list(team or []), "rules": rules}
+        )
     next_cursor = encode_cursor([page[-1][1], page[-1][2]]) if len(rows) > limit else None
     return failing, next_cursor
 
@@ -236,7 +243,9 @@ def points(
     parts = []
     for target in targets:
         index = sa.case(
-            {title: position for position, title in enumerate(target.titles)}, value=history.to_level, else_=-1
+            {title: position for position, title in enumerate(target.titles)},
+            value=history.to_level,
+            else_=-1,
         )
         parts.append(
             select(
@@ -271,7 +280,7 @@ def points(
 def _one_target_each(rows: Any, grid: Grid, dialect: str) -> Any:
     """Per interval, how many entities came into the count and how many more pass, when each
     entity has one target (its blueprint's): its standing is that target's."""
-    pair = {"partition_by": (rows.c.bp, rows.c.eid), "order_by": (rows.c.at, rows.c.hid)}
+    pair: dict[str, Any] = {"partition_by": (rows.c.bp, rows.c.eid), "order_by": (rows.c.at, rows.c.hid)}
     previous = func.lag(rows.c.ok).over(**pair)
     moved = select(
         grid.bucket(rows.c.at, dialect).label("bucket"),
@@ -287,7 +296,10 @@ def _several_targets(rows: Any, grid: Grid, dialect: str) -> Any:
     """The same when an entity may have several targets: it passes when every target it has a
     level on is met."""
     # 1. per (entity, target): how its standing moved, and whether it was graded for the first time
-    pair = {"partition_by": (rows.c.bp, rows.c.eid, rows.c.target), "order_by": (rows.c.at, rows.c.hid)}
+    pair: dict[str, Any] = {
+        "partition_by": (rows.c.bp, rows.c.eid, rows.c.target),
+        "order_by": (rows.c.at, rows.c.hid),
+    }
     previous = func.lag(rows.c.ok).over(**pair)
     moved = select(
         rows.c.bp,
@@ -298,7 +310,10 @@ def _several_targets(rows: Any, grid: Grid, dialect: str) -> Any:
         sa.case((previous.is_(None), 1), else_=0).label("d_graded"),
     ).subquery()
     # 2. per entity: targets met and targets graded so far
-    entity = {"partition_by": (moved.c.bp, moved.c.eid), "order_by": (moved.c.at, moved.c.hid)}
+    entity: dict[str, Any] = {
+        "partition_by": (moved.c.bp, moved.c.eid),
+        "order_by": (moved.c.at, moved.c.hid),
+    }
     running = select(
         moved.c.bp,
         moved.c.eid,
@@ -316,7 +331,7 @@ def _several_targets(rows: Any, grid: Grid, dialect: str) -> Any:
         sa.case((sa.and_(running.c.graded > 0, running.c.met == running.c.graded), 1), else_=0).label("ok"),
     ).subquery()
     # 3. per entity: how its being counted and passing moved; summed per interval
-    again = {"partition_by": (state.c.bp, state.c.eid), "order_by": (state.c.at, state.c.hid)}
+    again: dict[str, Any] = {"partition_by": (state.c.bp, state.c.eid), "order_by": (state.c.at, state.c.hid)}
     deltas = select(
         grid.bucket(state.c.at, dialect).label("bucket"),
         (state.c.counted - func.coalesce(func.lag(state.c.counted).over(**again), 0)).label("d_total"),
@@ -327,7 +342,9 @@ def _several_targets(rows: Any, grid: Grid, dialect: str) -> Any:
     )
 
 
-def report(session: Session, initiative: Initiative, now: datetime, *, max_failing: int = 1000) -> dict[str, Any]:
+def report(
+    session: Session, initiative: Initiative, now: datetime, *, max_failing: int = 1000
+) -> dict[str, Any]:
     """The final report: the progress over every entity in scope (the first ``max_failing``
     failing ones listed), stamped with the deadline it is for."""
     found = progress(session, initiative, lambda _: None, now=now, limit=max_failing)

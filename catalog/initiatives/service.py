@@ -122,7 +122,9 @@ def _target_problems(session: Session, targets: list[Target]) -> list[FieldError
 
 def _filter_problems(session: Session, query: dict[str, Any], now: datetime) -> list[FieldError]:
     try:
-        compile_query(resolve(session, query), dialect=session.get_bind().dialect.name, now=now, pointer="/filter")
+        compile_query(
+            resolve(session, query), dialect=session.get_bind().dialect.name, now=now, pointer="/filter"
+        )
     except Invalid as exc:
         # resolve() names the query as /query: here it is the filter.
         return [

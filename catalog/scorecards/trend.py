@@ -33,7 +33,7 @@ MAX_POINTS = 1000
 
 @dataclass(frozen=True)
 class Grid:
-    """The points of a chart: ``origin`` + (i + 1) × ``step`` for every interval before ``end``
+    """The points of a chart: ``origin`` + (i + 1) * ``step`` for every interval before ``end``
     (the last one cut at ``end``)."""
 
     origin: datetime
@@ -117,7 +117,7 @@ def trend(
         .where(*conditions)
         .subquery()
     )
-    window = {"partition_by": changes.c.eid, "order_by": (changes.c.at, changes.c.hid)}
+    window: dict[str, Any] = {"partition_by": changes.c.eid, "order_by": (changes.c.at, changes.c.hid)}
     moves = select(
         grid.bucket(changes.c.at, dialect).label("bucket"),
         changes.c.level,

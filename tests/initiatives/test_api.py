@@ -49,7 +49,10 @@ INITIATIVE: dict[str, Any] = {
     "description": "Every service with a tier and a repository.",
     "owner": {"teams": ["platform"]},
     "targets": [{"blueprint": "service", "scorecard": "readiness", "level": "Gold"}],
-    "filter": {"combinator": "and", "rules": [{"property": "lifecycle", "operator": "=", "value": "production"}]},
+    "filter": {
+        "combinator": "and",
+        "rules": [{"property": "lifecycle", "operator": "=", "value": "production"}],
+    },
     "starts_at": "2030-01-01T00:00:00Z",
     "deadline": "2030-02-01T00:00:00Z",
     "remind_before": ["P7D", "P1D"],
@@ -83,7 +86,12 @@ def _catalog(c: TestClient) -> None:
         _ok(c.post("/v1/teams", json={"identifier": team, "title": team}))
     people = [("mo", "member", ["platform"]), ("pat", "member", ["payments"]), ("sam", "member", ["search"])]
     for user, role, teams in [*people, ("vic", "viewer", [])]:
-        _ok(c.post("/v1/users", json={"identifier": user, "email": f"{user}@example.com", "role": role, "teams": teams}))
+        _ok(
+            c.post(
+                "/v1/users",
+                json={"identifier": user, "email": f"{user}@example.com", "role": role, "teams": teams},
+            )
+        )
     service_bp = {
         "identifier": "service",
         "title": "Service",
@@ -101,10 +109,19 @@ def _catalog(c: TestClient) -> None:
         ("search-ui", ["search"], {"tier": "2", "repo": "r"}),
         ("orphan", [], {"repo": "r"}),
     ]
-    for identifier, team, properties in services:
-        body = {"identifier": identifier, "team": team, "properties": {**properties, "lifecycle": "production"}}
+    for identifier, owners, properties in services:
+        body = {
+            "identifier": identifier,
+            "team": owners,
+            "properties": {**properties, "lifecycle": "production"},
+        }
         _ok(c.post("/v1/blueprints/service/entities", json=body))
-    _ok(c.post("/v1/blueprints/service/entities", json={"identifier": "old", "properties": {"lifecycle": "retired"}}))
+    _ok(
+        c.post(
+            "/v1/blueprints/service/entities",
+            json={"identifier": "old", "properties": {"lifecycle": "retired"}},
+        )
+    )
 
 
 def _token(c: TestClient, user: str) -> dict[str, str]:
@@ -151,12 +168,19 @@ def test_every_problem_is_a_422_by_pointer_and_nothing_is_saved(client: TestClie
             "/remind_before/3",
         ]
     )
-    assert _pointers(client.post("/v1/initiatives", json={**INITIATIVE, "deadline": "next tuesday"})) == ["/deadline"]
+    assert _pointers(client.post("/v1/initiatives", json={**INITIATIVE, "deadline": "next tuesday"})) == [
+        "/deadline"
+    ]
     assert _pointers(client.post("/v1/initiatives", json={**INITIATIVE, "targets": []}))  # at least one
     twice = {**INITIATIVE, "targets": INITIATIVE["targets"] * 2}
     assert _pointers(client.post("/v1/initiatives", json=twice)) == ["/targets/1"]
-    unknown_level = {"combinator": "and", "rules": [{"scorecard": "readiness", "operator": ">=", "value": "Mythic"}]}
-    assert _pointers(client.post("/v1/initiatives", json={**INITIATIVE, "filter": unknown_level})) == ["/filter"]
+    unknown_level = {
+        "combinator": "and",
+        "rules": [{"scorecard": "readiness", "operator": ">=", "value": "Mythic"}],
+    }
+    assert _pointers(client.post("/v1/initiatives", json={**INITIATIVE, "filter": unknown_level})) == [
+        "/filter"
+    ]
     assert client.get("/v1/initiatives/all-gold").status_code == 404
     assert _ok(client.get("/v1/audit-log", params={"resource_type": "initiative"}), 200)["items"] == []
 
@@ -169,7 +193,9 @@ def test_temporal_down_is_a_503_and_nothing_is_saved(client: TestClient) -> None
     assert _ok(client.get("/v1/audit-log", params={"resource_type": "initiative"}), 200)["items"] == []
     # a dry run needs no workflow: it answers what would be saved, and saves nothing
     preview = _ok(client.post("/v1/initiatives", params={"dry_run": "true"}, json=INITIATIVE))
-    assert preview["deadline"] == "2030-02-01T00:00:00.000Z" and preview["workflow_id"] == "initiative:all-gold"
+    assert (
+        preview["deadline"] == "2030-02-01T00:00:00.000Z" and preview["workflow_id"] == "initiative:all-gold"
+    )
     assert client.get("/v1/initiatives/all-gold").status_code == 404
     # a change of deadline re-arms the workflow: refused the same way, the old deadline stays
     _seed(client)
@@ -178,7 +204,9 @@ def test_temporal_down_is_a_503_and_nothing_is_saved(client: TestClient) -> None
     assert _ok(client.get("/v1/initiatives/all-gold"), 200)["deadline"] == "2030-02-01T00:00:00.000Z"
     assert client.delete("/v1/initiatives/all-gold").status_code == 503
     # the schedule unchanged: no workflow call, saved and audited
-    retitled = _ok(client.put("/v1/initiatives/all-gold", json={**INITIATIVE, "title": "Gold, all of it"}), 200)
+    retitled = _ok(
+        client.put("/v1/initiatives/all-gold", json={**INITIATIVE, "title": "Gold, all of it"}), 200
+    )
     assert retitled["title"] == "Gold, all of it"
     audit = _ok(client.get("/v1/audit-log", params={"resource_type": "initiative"}), 200)["items"]
     assert [(a["operation"], a["actor"]) for a in audit] == [("UPDATE", "admin"), ("CREATE", "admin")]
@@ -190,19 +218,33 @@ def test_who_may_define_an_initiative(client: TestClient) -> None:
     for user in ("pat", "vic"):
         headers = _token(client, user)
         assert client.put("/v1/initiatives/all-gold", json=retitle, headers=headers).status_code == 403
-        assert client.post("/v1/initiatives", json={**INITIATIVE, "identifier": "x"}, headers=headers).status_code == 403
+        assert (
+            client.post(
+                "/v1/initiatives", json={**INITIATIVE, "identifier": "x"}, headers=headers
+            ).status_code
+            == 403
+        )
         assert client.delete("/v1/initiatives/all-gold", headers=headers).status_code == 403
         assert _ok(client.get("/v1/initiatives/all-gold", headers=headers), 200)["title"] == "Everything gold"
     mo = _token(client, "mo")  # moderates service
     assert _ok(client.put("/v1/initiatives/all-gold", json=retitle, headers=mo), 200)["title"] == "Renamed"
     # ...but not system: an initiative that also targets it is beyond them
     _ok(client.post("/v1/blueprints/system/scorecards", json={**READINESS, "rules": []}))
-    both = {**retitle, "targets": [*INITIATIVE["targets"], {"blueprint": "system", "scorecard": "readiness", "level": "Gold"}]}
+    both = {
+        **retitle,
+        "targets": [
+            *INITIATIVE["targets"],
+            {"blueprint": "system", "scorecard": "readiness", "level": "Gold"},
+        ],
+    }
     assert client.put("/v1/initiatives/all-gold", json=both, headers=mo).status_code == 403
     assert client.post("/v1/initiatives", json={**both, "identifier": "y"}, headers=mo).status_code == 403
     # nor may they take over one that targets system already
     _seed(client, {**both, "identifier": "wide"})
-    assert client.put("/v1/initiatives/wide", json={**retitle, "identifier": "wide"}, headers=mo).status_code == 403
+    assert (
+        client.put("/v1/initiatives/wide", json={**retitle, "identifier": "wide"}, headers=mo).status_code
+        == 403
+    )
 
 
 def test_progress_counts_what_the_caller_may_read(client: TestClient) -> None:
@@ -228,10 +270,16 @@ def test_progress_counts_what_the_caller_may_read(client: TestClient) -> None:
     started = {**INITIATIVE, "identifier": "started", "starts_at": (now - timedelta(days=3)).isoformat()}
     _seed(client, {**started, "deadline": (now + timedelta(days=30)).isoformat()})
     points = _ok(client.get("/v1/initiatives/started/progress"), 200)["points"]
-    assert len(points) == 4 and points[0]["total"] == 0 and points[-1] == {**points[-1], "total": 5, "passing": 2}
+    assert (
+        len(points) == 4
+        and points[0]["total"] == 0
+        and points[-1] == {**points[-1], "total": 5, "passing": 2}
+    )
     theirs = _ok(client.get("/v1/initiatives/started/progress", headers=_token(client, "pat")), 200)["points"]
     assert (theirs[-1]["total"], theirs[-1]["passing"]) == (2, 1)
-    assert _pointers(client.get("/v1/initiatives/all-gold/progress", params={"cursor": "nonsense"})) == ["/cursor"]
+    assert _pointers(client.get("/v1/initiatives/all-gold/progress", params={"cursor": "nonsense"})) == [
+        "/cursor"
+    ]
     assert client.get("/v1/initiatives/none/progress").status_code == 404
 
 
@@ -254,10 +302,14 @@ def test_the_worker_records_a_reminder_and_the_final_report_once(client: TestCli
     assert len(events) == 1 and events[0]["initiative"]["identifier"] == "all-gold"
     assert events[0]["reminder"]["failing_teams"] == ["payments", "search"]
     assert _pointers(
-        client.post("/v1/initiatives/all-gold/reminders", json={**reminder, "remind_before": "later"}, headers=worker)
+        client.post(
+            "/v1/initiatives/all-gold/reminders", json={**reminder, "remind_before": "later"}, headers=worker
+        )
     ) == ["/remind_before"]
 
-    moved = client.post("/v1/initiatives/all-gold/deadline", json={"deadline": "2030-01-15T00:00:00Z"}, headers=worker)
+    moved = client.post(
+        "/v1/initiatives/all-gold/deadline", json={"deadline": "2030-01-15T00:00:00Z"}, headers=worker
+    )
     assert moved.status_code == 409
     deadline = {"deadline": "2030-02-01T00:00:00+00:00"}
     report = _ok(client.post("/v1/initiatives/all-gold/deadline", json=deadline, headers=worker), 200)
@@ -279,7 +331,9 @@ def test_the_worker_records_a_reminder_and_the_final_report_once(client: TestCli
 
 
 def test_trend_parameters(client: TestClient) -> None:
-    week = _ok(client.get("/v1/blueprints/service/scorecards/readiness/trend", params={"interval": "week"}), 200)
+    week = _ok(
+        client.get("/v1/blueprints/service/scorecards/readiness/trend", params={"interval": "week"}), 200
+    )
     assert week["interval"] == "week" and week["levels"] == ["Basic", "Bronze", "Gold"]
     last = week["points"][-1]
     assert last["distribution"] == {"Basic": 3, "Bronze": 1, "Gold": 2} and last["total"] == 6

@@ -129,7 +129,9 @@ async def test_a_worker_killed_between_a_reminders_posts_messages_each_member_on
         log: list[str] = (await handle.query("view"))["log"]
         return log if sum("reminder sent to" in line for line in log) == 4 else None
 
-    await eventually_async(reminder_done, timeout=60, what="the retried reminder to finish", context=workers[-1].tail)
+    await eventually_async(
+        reminder_done, timeout=60, what="the retried reminder to finish", context=workers[-1].tail
+    )
     assert counts == {"D0PAT": 1, "D0PIA": 1, "D0SAM": 1, "D0MO": 1}, counts
     attempts = [
         event.activity_task_started_event_attributes.attempt
@@ -142,4 +144,3 @@ async def test_a_worker_killed_between_a_reminders_posts_messages_each_member_on
     assert len(reminders) == 1  # recorded once, though the activity ran twice
     events = (await api.get("/v1/events", params={"type": "INITIATIVE_REMINDER"})).json()["items"]
     assert len(events) == 1
-

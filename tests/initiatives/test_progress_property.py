@@ -79,10 +79,7 @@ worlds = st.fixed_dictionaries(
         "things": st.lists(st.one_of(_thing("svc"), _thing("db")), max_size=8),
         "targets": st.lists(st.sampled_from(TARGETS), min_size=1, max_size=3, unique=True).flatmap(
             lambda chosen: st.tuples(
-                *[
-                    st.tuples(st.just(t), st.sampled_from(CARDS[t[0]][t[1]][0]))
-                    for t in chosen
-                ]
+                *[st.tuples(st.just(t), st.sampled_from(CARDS[t[0]][t[1]][0])) for t in chosen]
             )
         ),
         "min_tier": st.one_of(st.none(), st.integers(0, 3)),
@@ -122,7 +119,10 @@ def _store(session: Session, world: dict[str, Any]) -> list[tuple[Entity, Thing]
     origin = day_start(START.date())
     for number, thing in enumerate(world["things"]):
         entity = Entity(
-            blueprint=thing.blueprint, identifier=f"e{number}", team=thing.teams, properties={"tier": thing.tier}
+            blueprint=thing.blueprint,
+            identifier=f"e{number}",
+            team=thing.teams,
+            properties={"tier": thing.tier},
         )
         session.add(entity)
         session.flush()
@@ -146,7 +146,11 @@ def _store(session: Session, world: dict[str, Any]) -> list[tuple[Entity, Thing]
                 at = origin + timedelta(minutes=minutes, milliseconds=250 * (minutes % 3))
                 session.add(
                     ScorecardLevelChange(
-                        blueprint=thing.blueprint, entity=entity.identifier, scorecard=sc, to_level=title, at=at
+                        blueprint=thing.blueprint,
+                        entity=entity.identifier,
+                        scorecard=sc,
+                        to_level=title,
+                        at=at,
                     )
                 )
                 session.flush()  # ids in insertion order: ties at one instant keep it
@@ -160,7 +164,10 @@ def _initiative(session: Session, world: dict[str, Any]) -> Initiative:
         targets=[{"blueprint": b, "scorecard": s, "level": level} for (b, s), level in world["targets"]],
         filter=None
         if world["min_tier"] is None
-        else {"combinator": "and", "rules": [{"property": "tier", "operator": ">=", "value": world["min_tier"]}]},
+        else {
+            "combinator": "and",
+            "rules": [{"property": "tier", "operator": ">=", "value": world["min_tier"]}],
+        },
         starts_at=START.isoformat(),
         deadline=DEADLINE.isoformat(),
     )
@@ -183,12 +190,12 @@ def _in_filter(thing: Thing, world: dict[str, Any]) -> bool:
 
 def _targets_of(thing: Thing, world: dict[str, Any]) -> list[tuple[str, int]]:
     """(scorecard, target level index) of each target on the thing's blueprint."""
-    return [
-        (s, CARDS[b][s][0].index(level)) for (b, s), level in world["targets"] if b == thing.blueprint
-    ]
+    return [(s, CARDS[b][s][0].index(level)) for (b, s), level in world["targets"] if b == thing.blueprint]
 
 
-def reference(stored: list[tuple[Entity, Thing]], world: dict[str, Any], moments: list[datetime]) -> dict[str, Any]:
+def reference(
+    stored: list[tuple[Entity, Thing]], world: dict[str, Any], moments: list[datetime]
+) -> dict[str, Any]:
     total = passing = 0
     teams: dict[str | None, list[int]] = {}
     failing = []
@@ -229,7 +236,8 @@ def reference(stored: list[tuple[Entity, Thing]], world: dict[str, Any], moments
         ok = all(level >= wanted for _, wanted, level, _ in pairs)
         total += 1
         passing += ok
-        for team in thing.teams or [None]:
+        owners: list[str | None] = list(thing.teams) or [None]
+        for team in owners:
             teams.setdefault(team, [0, 0])
             teams[team][0] += 1
             teams[team][1] += ok
@@ -240,23 +248,21 @@ def reference(stored: list[tuple[Entity, Thing]], world: dict[str, Any], moments
                     continue
                 levels, card_rules = CARDS[thing.blueprint][sc]
                 rules += [
-                    (sc, r)
-                    for r, lv in card_rules
-                    if levels.index(lv) <= wanted and not graded.rules[r]
+                    (sc, r) for r, lv in card_rules if levels.index(lv) <= wanted and not graded.rules[r]
                 ]
             failing.append((thing.blueprint, entity.identifier, sorted(thing.teams), rules))
     return {
         "total": total,
         "passing": passing,
-        "teams": sorted(
-            ((t, n, p) for t, (n, p) in teams.items()), key=lambda x: (x[0] is None, x[0] or "")
-        ),
+        "teams": sorted(((t, n, p) for t, (n, p) in teams.items()), key=lambda x: (x[0] is None, x[0] or "")),
         "failing": sorted(failing, key=lambda f: (f[0], f[1])),
         "points": [tuple(c) for c in counted],
     }
 
 
-def trend_reference(stored: list[tuple[Entity, Thing]], world: dict[str, Any], grid: Grid, team: str | None) -> list[dict[str, int]]:
+def trend_reference(
+    stored: list[tuple[Entity, Thing]], world: dict[str, Any], grid: Grid, team: str | None
+) -> list[dict[str, int]]:
     levels = CARDS["svc"]["a"][0]
     origin = day_start(START.date())
     found = []
@@ -282,11 +288,15 @@ def trend_reference(stored: list[tuple[Entity, Thing]], world: dict[str, Any], g
 # ---- the property ------------------------------------------------------------------------------
 
 
-def _all_failing(session: Session, initiative: Initiative, readable: Any, limit: int) -> tuple[dict[str, Any], list[Any]]:
+def _all_failing(
+    session: Session, initiative: Initiative, readable: Any, limit: int
+) -> tuple[dict[str, Any], list[Any]]:
     first = progress.progress(session, initiative, readable, now=NOW, limit=limit)
     failing, answer = list(first["failing"]), first
     while answer["next_cursor"]:
-        answer = progress.progress(session, initiative, readable, now=NOW, limit=limit, cursor=answer["next_cursor"])
+        answer = progress.progress(
+            session, initiative, readable, now=NOW, limit=limit, cursor=answer["next_cursor"]
+        )
         failing += answer["failing"]
     return first, failing
 
@@ -318,7 +328,12 @@ def test_progress_and_trend_match_the_reference(engine: Engine, world: dict[str,
         assert (answer["total"], answer["passing"]) == (expected["total"], expected["passing"])
         assert [(t["team"], t["total"], t["passing"]) for t in answer["teams"]] == expected["teams"]
         got = [
-            (f["blueprint"], f["entity"], sorted(f["team"]), [(r["scorecard"], r["identifier"]) for r in f["rules"]])
+            (
+                f["blueprint"],
+                f["entity"],
+                sorted(f["team"]),
+                [(r["scorecard"], r["identifier"]) for r in f["rules"]],
+            )
             for f in failing
         ]
         assert got == expected["failing"]

@@ -12,10 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import delete
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-
-from sqlalchemy import delete
 
 from activities import build_activities
 from catalog.db import make_engine
@@ -51,7 +50,9 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture
-async def api(tmp_path: Path, skipping: WorkflowEnvironment, fake_slack: FakeSlack) -> AsyncIterator[httpx.AsyncClient]:
+async def api(
+    tmp_path: Path, skipping: WorkflowEnvironment, fake_slack: FakeSlack
+) -> AsyncIterator[httpx.AsyncClient]:
     fake_slack.reset()
     fake_slack.users |= {f"{user}@example.com": slack_id for user, (_, slack_id) in PEOPLE.items()}
     settings = stack_settings(
@@ -64,7 +65,9 @@ async def api(tmp_path: Path, skipping: WorkflowEnvironment, fake_slack: FakeSla
     with serve_api(settings) as url:
         settings = settings.model_copy(update={"api_url": url})
         async with (
-            httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30) as client,
+            httpx.AsyncClient(
+                base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+            ) as client,
             Worker(
                 skipping.client,
                 task_queue=settings.task_queue,
@@ -86,17 +89,27 @@ async def _catalog(api: httpx.AsyncClient) -> None:
     for team in ("platform", "payments", "search"):
         await _ok(api.post("/v1/teams", json={"identifier": team, "title": team}))
     for user, (team, _) in PEOPLE.items():
-        body = {"identifier": user, "email": f"{user}@example.com", "name": user.title(), "teams": [team]}
-        await _ok(api.post("/v1/users", json=body))
+        user_body = {
+            "identifier": user,
+            "email": f"{user}@example.com",
+            "name": user.title(),
+            "teams": [team],
+        }
+        await _ok(api.post("/v1/users", json=user_body))
     properties = {p: {"type": "string"} for p in ("tier", "repo")}
-    await _ok(api.post("/v1/blueprints", json={"identifier": "service", "title": "Service", "schema": {"properties": properties}}))
+    await _ok(
+        api.post(
+            "/v1/blueprints",
+            json={"identifier": "service", "title": "Service", "schema": {"properties": properties}},
+        )
+    )
     await _ok(api.post("/v1/blueprints/service/scorecards", json=READINESS))
     for identifier, team, props in [
         ("pay-api", "payments", {"tier": "1", "repo": "r"}),
         ("pay-db", "payments", {"tier": "1"}),
         ("search-api", "search", {}),
     ]:
-        body = {"identifier": identifier, "team": [team], "properties": props}
+        body: dict[str, Any] = {"identifier": identifier, "team": [team], "properties": props}
         await _ok(api.post("/v1/blueprints/service/entities", json=body))
 
 
@@ -121,7 +134,9 @@ def _dms(fake: FakeSlack) -> dict[str, list[dict[str, Any]]]:
 
 async def _reminders(api: httpx.AsyncClient, identifier: str, count: int) -> list[dict[str, Any]]:
     async def sent() -> list[dict[str, Any]] | None:
-        reminders: list[dict[str, Any]] = (await _ok(api.get(f"/v1/initiatives/{identifier}"), 200))["reminders"]
+        reminders: list[dict[str, Any]] = (await _ok(api.get(f"/v1/initiatives/{identifier}"), 200))[
+            "reminders"
+        ]
         return reminders if len(reminders) >= count else None
 
     return await eventually_async(sent, what=f"{count} reminders of {identifier}")
@@ -161,7 +176,12 @@ async def test_reminders_a_moved_deadline_and_the_final_report(
     assert len(events) == 1
 
     # search fixes its service; the deadline moves two days later: the timers re-arm
-    await _ok(api.patch("/v1/blueprints/service/entities/search-api", json={"properties": {"tier": "2", "repo": "r"}}), 200)
+    await _ok(
+        api.patch(
+            "/v1/blueprints/service/entities/search-api", json={"properties": {"tier": "2", "repo": "r"}}
+        ),
+        200,
+    )
     later = deadline + timedelta(days=2)
     await _ok(api.put("/v1/initiatives/all-gold", json=_initiative("all-gold", later)), 200)
 
@@ -191,8 +211,12 @@ async def test_reminders_a_moved_deadline_and_the_final_report(
     assert sorted(e["team"] or "" for e in passed) == ["", "payments"]
 
 
-async def test_deleting_an_initiative_ends_its_workflow(api: httpx.AsyncClient, skipping: WorkflowEnvironment) -> None:
-    await _ok(api.post("/v1/initiatives", json=_initiative("short-lived", datetime.now(UTC) + timedelta(days=30))))
+async def test_deleting_an_initiative_ends_its_workflow(
+    api: httpx.AsyncClient, skipping: WorkflowEnvironment
+) -> None:
+    await _ok(
+        api.post("/v1/initiatives", json=_initiative("short-lived", datetime.now(UTC) + timedelta(days=30)))
+    )
     await _ok(api.delete("/v1/initiatives/short-lived"), 204)
     result = await skipping.client.get_workflow_handle("initiative:short-lived").result()
     assert result["state"] == "ended" and result["reminded"] == []
@@ -208,7 +232,9 @@ async def test_a_deadline_the_catalog_refuses_ends_the_workflow(
 ) -> None:
     """The initiative vanished without its workflow hearing of it (a restored backup, say): the
     report is refused, the workflow waits a minute for a new schedule, then ends."""
-    await _ok(api.post("/v1/initiatives", json=_initiative("vanished", datetime.now(UTC) + timedelta(days=2))))
+    await _ok(
+        api.post("/v1/initiatives", json=_initiative("vanished", datetime.now(UTC) + timedelta(days=2)))
+    )
     engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
     with engine.begin() as connection:
         connection.execute(delete(Initiative).where(Initiative.identifier == "vanished"))

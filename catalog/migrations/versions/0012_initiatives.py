@@ -45,7 +45,9 @@ def upgrade() -> None:
         sa.Column("updated_by", sa.String(256)),
     )
     op.create_index(
-        "ix_scorecard_level_changes_trend", "scorecard_level_changes", ["blueprint", "scorecard", "entity", "at"]
+        "ix_scorecard_level_changes_trend",
+        "scorecard_level_changes",
+        ["blueprint", "scorecard", "entity", "at"],
     )
 
 
