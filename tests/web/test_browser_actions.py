@@ -1,0 +1,153 @@
+"""Action forms and runs in Chromium: the browser's own check of a pattern, the API's 422 shown
+next to the field with no run created, buttons hidden from who may not use them (and their
+routes refusing them anyway), and a decline from the inbox that the requester's open run page
+shows on its own."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.web.conftest import LivePortal, PortalPage, wait_for_run
+
+pytestmark = [pytest.mark.slow, pytest.mark.temporal]
+
+FORM = "/actions/deploy_service/launch?entity=payments"
+RUN_URL = re.compile(r".*/runs/(r_[^/?#]+)$")
+
+
+def _deploys_of_payments(live_portal: LivePortal) -> int:
+    return len(live_portal.runs(action="deploy_service", entity="payments"))
+
+
+def test_the_form_is_generated_from_user_inputs(open_portal: Callable[..., PortalPage]) -> None:
+    bob = open_portal("bob")
+    bob.goto(FORM)
+    form = bob.by_testid("action-form")
+    version = form.get_by_label("Version")
+    expect(version).to_have_attribute("required", "")
+    expect(version).to_have_attribute("pattern", re.compile(r"v\[0-9\]"))
+    expect(form.get_by_text("A release tag such as v1.43.0.")).to_be_visible()
+    environment = form.get_by_label("Environment")
+    assert environment.evaluate("node => node.tagName") == "SELECT"
+    assert environment.locator("option").all_inner_texts() == ["staging", "production"]
+
+
+def test_a_422_is_shown_next_to_the_field_and_nothing_is_launched(
+    live_portal: LivePortal, open_portal: Callable[..., PortalPage]
+) -> None:
+    bob = open_portal("bob")
+    bob.goto(FORM)
+    before = _deploys_of_payments(live_portal)
+    form = bob.by_testid("action-form")
+    form.get_by_label("Version").fill("1.2")
+    form.get_by_label("Environment").select_option("staging")
+
+    # The browser checks the pattern first: no request leaves.
+    form.get_by_role("button", name=re.compile("^Run ")).click()
+    assert form.get_by_label("Version").evaluate("node => node.validity.patternMismatch")
+    assert bob.page.url == bob.url(FORM)
+
+    # Without the browser's check, the API's 422 comes back next to the field.
+    form.evaluate("node => { node.noValidate = true }")
+    bob.follow(
+        lambda: form.get_by_role("button", name=re.compile("^Run ")).click(),
+        url="/actions/deploy_service/launch",
+        status=422,
+    )
+    error = bob.page.locator("#error-version")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text(re.compile(r"pattern|match", re.IGNORECASE))
+    version = bob.by_testid("action-form").get_by_label("Version")
+    expect(version).to_have_value("1.2")
+    expect(version).to_have_attribute("aria-invalid", "true")
+    assert _deploys_of_payments(live_portal) == before
+
+
+def test_buttons_are_hidden_from_who_may_not_use_them_and_their_routes_refuse(
+    live_portal: LivePortal, open_portal: Callable[..., PortalPage]
+) -> None:
+    # A viewer: no action on any entity, and the form itself is refused.
+    dana = open_portal("dana")
+    dana.goto("/catalog/service/payments")
+    expect(dana.by_testid("action-link")).to_have_count(0)
+    dana.goto(FORM, status=403)
+    # A member of other teams: no deploy of payments, but of the service carol's team owns.
+    carol = open_portal("carol")
+    carol.goto("/catalog/service/payments")
+    expect(carol.by_testid("action-link").filter(has_text="Deploy service")).to_have_count(0)
+    carol.goto("/catalog/service/checkout")
+    expect(carol.by_testid("action-link").filter(has_text="Deploy service")).to_be_visible()
+    carol.goto(FORM, status=404)  # an action she may not see on it: not there for her
+
+    # A run waiting for approval: its requester may cancel but not approve it; a viewer may do neither.
+    launched = live_portal.client("bob").post(
+        "/v1/actions/deploy_service/runs",
+        json={"entity": "payments", "inputs": {"version": "v2.0.0", "environment": "production"}},
+    )
+    assert launched.status_code == 202, launched.text
+    run_id = launched.json()["id"]
+    wait_for_run(live_portal, run_id, "WAITING_FOR_APPROVAL")
+    bob = open_portal("bob")
+    bob.goto(f"/runs/{run_id}")
+    expect(bob.by_testid("cancel-button")).to_be_visible()
+    expect(bob.by_testid("approve-button")).to_have_count(0)
+    bob.goto("/approvals")
+    expect(bob.page.locator(f'a[href="/runs/{run_id}"]')).to_have_count(0)
+    # The platform team approves production deploys: erin sees the buttons.
+    erin = open_portal("erin")
+    erin.goto(f"/runs/{run_id}")
+    expect(erin.by_testid("approve-button")).to_be_visible()
+    expect(erin.by_testid("decline-button")).to_be_visible()
+    # A viewer who may not see the action does not learn the run exists.
+    dana.goto(f"/runs/{run_id}", status=404)
+    expect(dana.by_testid("run-status")).to_have_count(0)
+
+    # The requester cancels it from the run page.
+    bob.goto(f"/runs/{run_id}")
+    bob.follow(lambda: bob.by_testid("cancel-button").click(), url=f"/runs/{run_id}")
+    wait_for_run(live_portal, run_id, "CANCELLED")
+    expect(bob.by_testid("run-status")).to_have_text("CANCELLED", timeout=30_000)
+
+
+def test_a_decline_from_the_inbox_reaches_the_requesters_open_run_page(
+    live_portal: LivePortal, open_portal: Callable[..., PortalPage]
+) -> None:
+    bob = open_portal("bob")
+    bob.goto(FORM)
+    form = bob.by_testid("action-form")
+    form.get_by_label("Version").fill("v2.1.0")
+    form.get_by_label("Environment").select_option("production")
+    bob.follow(lambda: form.get_by_role("button", name=re.compile("^Run ")).click(), url=RUN_URL)
+    match = RUN_URL.match(bob.page.url)
+    assert match
+    run_id = match.group(1)
+    expect(bob.by_testid("run-status")).to_have_text("WAITING_FOR_APPROVAL", timeout=30_000)
+    bob.page.evaluate("window.__notReloaded = true")
+
+    alice = open_portal("alice")
+    alice.goto("/approvals")
+    item = alice.by_testid("approval-item").filter(has=alice.page.locator(f'a[href="/runs/{run_id}"]'))
+    item.get_by_label("Comment").fill("Not during the freeze")
+    alice.follow(lambda: item.get_by_test_id("decline-button").click(), url="/approvals")
+
+    expect(bob.by_testid("run-status")).to_have_text("DECLINED", timeout=30_000)
+    assert bob.page.evaluate("window.__notReloaded === true"), "no reload"
+    run = wait_for_run(live_portal, run_id, "DECLINED")
+    assert run["source"] == "UI"
+    # Deciding again is refused, and said so.
+    answer = alice.page.request.post(
+        alice.url(f"/runs/{run_id}/approval"),
+        form={"decision": "APPROVE", "comment": "", "csrf_token": _csrf(alice)},
+        max_redirects=0,
+    )
+    assert answer.status == 409 and "Decision refused" in answer.text(), (answer.status, answer.text())
+    alice.goto(f"/runs/{run_id}")
+    expect(alice.by_testid("approve-button")).to_have_count(0)
+
+
+def _csrf(portal: PortalPage) -> str:
+    return str(portal.page.locator("input[name=csrf_token]").first.get_attribute("value"))
