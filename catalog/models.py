@@ -214,6 +214,10 @@ class Run(Base):
     idempotency_scope: Mapped[str | None] = mapped_column(String(600))
     # For AUTOMATION runs: {"automation", "event_id", "depth"}; links the run to its event.
     trigger: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The action as the run started it (its version and definition): edits and deletes of the
+    # action never change a run, and a retry resumes with the same steps. None before 0016.
+    action_version: Mapped[int | None] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class RunLog(Base):
