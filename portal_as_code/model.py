@@ -27,7 +27,7 @@ from catalog.scorecards.service import ScorecardIn
 from catalog.sources.definitions import DataSourceIn
 
 # What the API adds to a stored object; never part of a spec.
-SERVER_FIELDS = frozenset({"created_at", "updated_at", "created_by", "updated_by", "warnings"})
+SERVER_FIELDS = frozenset({"created_at", "updated_at", "created_by", "updated_by", "warnings", "version"})
 # The bootstrap admin and the worker's service principal come from settings, not from git.
 BUILTIN_USERS = frozenset({ADMIN_USER, SERVICE_USER})
 # Blueprint fields that read through relations: applied in a second pass, once every blueprint
