@@ -2,8 +2,8 @@
 buttons of TTL timer reminders.
 
 Slack posts each interaction here (form field ``payload``, signed with the app's signing
-secret) and wants a 200 within 3 s. The route verifies the signature, refuses replays, answers
-200 at once and does the work after the response: it maps the Slack user to a Gantry user by
+secret) and wants a 200 within 3 s. The route verifies the signature, refuses replays (shared
+by every API process through the database), answers 200 at once and does the work after the response: it maps the Slack user to a Gantry user by
 email, applies the decision exactly as ``POST /v1/runs/{id}/approval`` does, and tells the user
 privately (an ephemeral message) when the decision is refused. The workflow replaces every
 approval message with the outcome itself (``slack.update_approval``). An Extend click goes the
@@ -74,7 +74,7 @@ class SlackInteractions:
         self.app = app
         self.signing_secret = signing_secret
         self.client = client
-        self.replays = ReplayGuard()
+        self.replays = ReplayGuard(app.state.sessionmaker)
         self._decisions = anyio.CapacityLimiter(DECISIONS_AT_ONCE)
         self._emails: dict[str, tuple[str | None, float]] = {}
         self._lookups: dict[str, asyncio.Future[str | None]] = {}
@@ -281,7 +281,8 @@ async def slack_interactions(request: Request, background: BackgroundTasks) -> R
     now = time.time()
     try:
         verify(slack.signing_secret, timestamp, body, signature, now)
-        slack.replays.check(str(timestamp), str(signature), now)
+        # Shared with the other API processes through the database: one short insert.
+        await anyio.to_thread.run_sync(slack.replays.check, str(timestamp), str(signature), now)
     except SignatureError as exc:
         raise Unauthenticated(str(exc)) from None
     payload = _payload(body)

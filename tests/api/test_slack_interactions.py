@@ -31,6 +31,7 @@ from api.app import create_app
 from api.errors import ServiceUnavailable
 from api.slack_signature import ReplayGuard, SignatureError, sign, verify
 from api.temporal import DecisionRefused
+from catalog.db import make_engine, make_sessionmaker
 from catalog.errors import Forbidden
 from catalog.models import AuditRecord, Run, RunApprover, Timer, User
 from config import Settings
@@ -75,13 +76,23 @@ def test_verify_refuses(
         verify(SECRET, timestamp, body, signature, now=now)
 
 
-def test_the_replay_guard_refuses_a_second_delivery_until_the_window_closes() -> None:
-    guard = ReplayGuard(tolerance=300)
-    guard.check(str(int(NOW)), "v0=a", now=NOW)
-    guard.check(str(int(NOW)), "v0=b", now=NOW)
-    with pytest.raises(SignatureError, match="replay"):
-        guard.check(str(int(NOW)), "v0=a", now=NOW + 299)
-    guard.check(str(int(NOW)), "v0=a", now=NOW + 302)  # verify refuses it as stale by then anyway
+def test_the_replay_guard_refuses_a_second_delivery_until_the_window_closes(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        guard = ReplayGuard(make_sessionmaker(engine), tolerance=300)
+        guard.check(str(int(NOW)), "v0=a", now=NOW)
+        guard.check(str(int(NOW)), "v0=b", now=NOW)
+        with pytest.raises(SignatureError, match="replay"):
+            guard.check(str(int(NOW)), "v0=a", now=NOW + 299)
+        if engine.dialect.name == "postgresql":
+            # Another API process shares what the first one saw: the database is the memory.
+            # (SQLite serves one API process: its guard remembers in that process.)
+            other_process = ReplayGuard(make_sessionmaker(engine), tolerance=300)
+            with pytest.raises(SignatureError, match="replay"):
+                other_process.check(str(int(NOW)), "v0=b", now=NOW + 1)
+        guard.check(str(int(NOW)), "v0=a", now=NOW + 302)  # verify refuses it as stale by then anyway
+    finally:
+        engine.dispose()
 
 
 # ---- the stack: the real app on uvicorn, a stub Temporal gateway, the fake Slack ----------------
