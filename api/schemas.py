@@ -185,6 +185,7 @@ class _ActionFields(View):
     approval: dict[str, Any] | None = None
     permissions: dict[str, Any] | None = None
     steps: list[dict[str, Any]]
+    version: int | None = Field(None, description="1 when created, one more on each change")
 
 
 class ActionView(Stamped, _ActionFields):
@@ -315,6 +316,7 @@ class RunView(View):
     id: str
     action: str
     action_title: str | None = None
+    action_version: int | None = Field(None, description="the action's version the run started with")
     blueprint: str | None = None
     entity: str | None = None
     inputs: dict[str, Any]
@@ -438,6 +440,7 @@ class AuditRecordView(View):
     id: int
     at: str
     actor: str
+    on_behalf_of: str | None = None
     operation: str
     resource_type: str
     identifier: str | None = None
@@ -700,3 +703,31 @@ class SignInCode(View):
     code: str
     expires_at: str
     url: str
+
+
+class PlannedStep(View):
+    """One step of a dry run's plan. ``with``: its parameters rendered as the run would render
+    them (secret inputs as ``${secret:NAME}``, ``run.id`` as ``<run.id>``; strings reading an
+    earlier step's outputs or ``run.started_at`` as written). ``would_run``: its ``if``, null
+    when that reads what only the run will know. ``needs``: the steps it waits for."""
+
+    id: str
+    uses: str
+    with_: dict[str, Any] = Field(alias="with")
+    would_run: bool | None
+    destructive: bool
+    needs: list[str]
+    error: str | None = Field(None, description="why the run would fail at this step's templates")
+
+
+class RunPlan(View):
+    """What ``POST /v1/actions/{action}/runs?dry_run=true`` would launch; nothing was started
+    or written. ``plan_hash`` is the same for the same action version, entity, inputs and
+    rendered steps."""
+
+    action: str
+    action_version: int
+    entity: str | None = None
+    steps: list[PlannedStep]
+    destructive: bool
+    plan_hash: str

@@ -18,10 +18,12 @@ from catalog.timefmt import format_instant
 
 @dataclass(frozen=True)
 class Actor:
-    """Who is writing: a user identifier, and the action run on whose behalf (if any)."""
+    """Who is writing: a user identifier (``agent:{name}`` for an agent token), the action run on
+    whose behalf (if any), and for an agent the user who owns it and answers for it."""
 
     user: str
     run_id: str | None = None
+    on_behalf_of: str | None = None
 
 
 def record(
@@ -39,6 +41,7 @@ def record(
         AuditRecord(
             at=utcnow(),
             actor=actor.user,
+            on_behalf_of=actor.on_behalf_of,
             run_id=actor.run_id,
             operation=operation,
             resource_type=resource_type,
@@ -69,6 +72,7 @@ def audit_row(
     return {
         "at": utcnow(),
         "actor": actor.user,
+        "on_behalf_of": actor.on_behalf_of,
         "run_id": actor.run_id,
         "operation": operation,
         "resource_type": resource_type,
@@ -124,6 +128,7 @@ def audit_to_dict(row: AuditRecord) -> dict[str, Any]:
         "id": row.id,
         "at": format_instant(row.at),
         "actor": row.actor,
+        "on_behalf_of": row.on_behalf_of,
         "operation": row.operation,
         "resource_type": row.resource_type,
         "identifier": row.identifier,

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -143,6 +144,19 @@ class ApiToken(Base):
     created_by: Mapped[str | None] = mapped_column(String(256))
 
 
+class AgentToken(Base):
+    """What narrows an API token of ``kind: agent``: its name, the actions it may launch, its
+    budget of runs per hour and whether it only reads. Its ``api_tokens`` row holds the owner."""
+
+    __tablename__ = "agent_tokens"
+
+    token_id: Mapped[str] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    allowed_actions: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    runs_per_hour: Mapped[int | None] = mapped_column(Integer)
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class AuditRecord(Base):
     __tablename__ = "audit_log"
     __table_args__ = (
@@ -156,6 +170,8 @@ class AuditRecord(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     actor: Mapped[str] = mapped_column(String(256))
+    # The owner of the agent token that wrote (``actor`` is then ``agent:{name}``).
+    on_behalf_of: Mapped[str | None] = mapped_column(String(256))
     operation: Mapped[str] = mapped_column(String(20))
     resource_type: Mapped[str] = mapped_column(String(40))
     identifier: Mapped[str] = mapped_column(String(256))
