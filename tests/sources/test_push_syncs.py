@@ -45,7 +45,7 @@ FILES: dict[str, Any] = {
 }
 
 
-def _component(name: str, description: str = "") -> str:
+def catalog_component(name: str, description: str = "") -> str:
     return (
         "apiVersion: backstage.io/v1alpha1\nkind: Component\n"
         f"metadata: {{name: {name}, description: '{description or name}'}}\n"
@@ -61,7 +61,7 @@ def _api(name: str) -> str:
     )
 
 
-def _push(repository: str = "acme/payments", ref: str = "refs/heads/main") -> dict[str, Any]:
+def push_event(repository: str = "acme/payments", ref: str = "refs/heads/main") -> dict[str, Any]:
     return {
         "ref": ref,
         "repository": {"full_name": repository, "name": repository.split("/")[1], "default_branch": "main"},
@@ -69,7 +69,7 @@ def _push(repository: str = "acme/payments", ref: str = "refs/heads/main") -> di
     }
 
 
-def _signed(
+def signed(
     body: dict[str, Any], delivery: str, *, event: str = "push", secret: str = SECRET
 ) -> tuple[bytes, dict[str, str]]:
     raw = json.dumps(body).encode()
@@ -141,23 +141,23 @@ def test_pushes_that_start_nothing_and_forged_ones(down: TestClient) -> None:
     url = "/v1/webhooks/catalog_files"
     for body, event in (
         ({"zen": "Keep it logically awesome.", "hook_id": 1}, "ping"),
-        (_push(ref="refs/heads/feature"), "push"),  # not the default branch: its files did not change
-        (_push("other/payments"), "push"),  # another organisation's repository: never read
-        (_push("acme/.."), "push"),
+        (push_event(ref="refs/heads/feature"), "push"),  # not the default branch: its files did not change
+        (push_event("other/payments"), "push"),  # another organisation's repository: never read
+        (push_event("acme/.."), "push"),
     ):
-        raw, headers = _signed(body, uuid.uuid4().hex, event=event)
+        raw, headers = signed(body, uuid.uuid4().hex, event=event)
         answer = down.post(url, content=raw, headers=headers)
         assert answer.status_code == 202 and answer.json()["accepted"] is False, (event, body)
-    raw, headers = _signed(_push(), "forged", secret="not-the-secret")
+    raw, headers = signed(push_event(), "forged", secret="not-the-secret")
     assert down.post(url, content=raw, headers=headers).status_code == 401
-    raw, headers = _signed(_push(), "to-nowhere")
+    raw, headers = signed(push_event(), "to-nowhere")
     assert down.post("/v1/webhooks/nope", content=raw, headers=headers).status_code == 401
     assert _records(down) == []
 
 
 def test_temporal_down_ends_a_push_sync_as_not_started(down: TestClient) -> None:
     assert down.post("/v1/data-sources", json=FILES).status_code == 201
-    raw, headers = _signed(_push(), "d-1")
+    raw, headers = signed(push_event(), "d-1")
     answer = down.post("/v1/webhooks/catalog_files", content=raw, headers=headers)
     assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
     (record,) = _records(down)
@@ -243,8 +243,10 @@ async def test_a_push_resyncs_just_its_repository(
     api, github = portal, github_server
     for name in ("payments", "search"):
         github.add_repo(name)
-    github.add_file("payments", "catalog-info.yaml", _component("payments") + "---\n" + _api("payments-api"))
-    github.add_file("search", "catalog-info.yaml", _component("search"))
+    github.add_file(
+        "payments", "catalog-info.yaml", catalog_component("payments") + "---\n" + _api("payments-api")
+    )
+    github.add_file("search", "catalog-info.yaml", catalog_component("search"))
     started = await api.post("/v1/data-sources/catalog_files/syncs")
     assert started.status_code == 202, started.text
     full = await _ended(api, started.json()["id"])
@@ -252,10 +254,10 @@ async def test_a_push_resyncs_just_its_repository(
 
     # Upstream: payments drops its API and changes its description; search's file is gone too,
     # but only payments is pushed.
-    github.add_file("payments", "catalog-info.yaml", _component("payments", "the payments service"))
+    github.add_file("payments", "catalog-info.yaml", catalog_component("payments", "the payments service"))
     del github.files["acme/search", "catalog-info.yaml"]
     github.requests.clear()
-    raw, headers = _signed(_push(), "delivery-1")
+    raw, headers = signed(push_event(), "delivery-1")
     pushed = await api.post("/v1/webhooks/catalog_files", content=raw, headers=headers)
     assert pushed.status_code == 202 and pushed.json() == {"delivery_id": "delivery-1", "accepted": True}
     record = await _ended(api, "push-delivery-1")

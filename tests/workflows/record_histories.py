@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import build_activities
+from catalog.sources.descriptors import builtin_blueprints
 from devtools.testing import eventually_async
 from tests.api.conftest import SERVICE_BLUEPRINT, SYSTEM_BLUEPRINT
 from tests.fakes.github import FakeGitHub, RunScript
@@ -42,6 +44,7 @@ from tests.fakes.github_org import FakeGitHubOrg
 from tests.fakes.jira import FakeJira
 from tests.fakes.server import serve
 from tests.fakes.webhook import FakeWebhookReceiver
+from tests.sources import test_push_syncs as push
 from tests.sources.test_worker_end_to_end import SOURCE as GITHUB_SOURCE
 from tests.temporal_env import start_dev_server, start_time_skipping
 from tests.workflows.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, Stack, serve_api, stack_settings
@@ -59,7 +62,7 @@ TIME_SKIPPING = {"reconcile_runs_continued"}
 # The organisation data-source scenarios read (the stack's FakeGitHub serves actions only).
 GITHUB_ORG = FakeGitHubOrg()
 # Scenarios whose worker talks to GITHUB_ORG as its GitHub.
-GITHUB_ORG_SCENARIOS = {"data_source_sync"}
+GITHUB_ORG_SCENARIOS = {"data_source_sync", "data_source_sync_push"}
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELLED", "TIMED_OUT", "DECLINED"}
 
 # A scenario drives the stack and returns the workflow id (and run id, for one execution of
@@ -299,7 +302,40 @@ async def data_source_sync(stack: Stack) -> tuple[str, str | None]:
 
     record = await eventually_async(ended, timeout=60, what=f"sync {sync_id}")
     assert record["status"] == "PARTIAL" and record["counts"]["created"] == 120, record
-    return f"sync:github_acme:{sync_id}", None
+    workflow_id = f"sync:github_acme:{sync_id}"
+    await stack.client.get_workflow_handle(workflow_id).result()  # the record ends just before it
+    return workflow_id, None
+
+
+async def data_source_sync_push(stack: Stack) -> tuple[str, str | None]:
+    """A files source's sync started by a signed GitHub push: it reads just the pushed
+    repository (``repositories`` in its input) and ends SUCCESS."""
+    os.environ[push.SECRET_ENV] = push.SECRET
+    team = {"identifier": "payments-team", "title": "Payments"}
+    assert (await stack.api.post("/v1/teams", json=team)).status_code == 201
+    for blueprint in builtin_blueprints():
+        url = f"/v1/blueprints/{blueprint['identifier']}"
+        exists = (await stack.api.get(url)).status_code == 200
+        saved = await (
+            stack.api.put(url, json=blueprint) if exists else stack.api.post("/v1/blueprints", json=blueprint)
+        )
+        assert saved.status_code in (200, 201), saved.text
+    assert (await stack.api.post("/v1/data-sources", json=push.FILES)).status_code == 201
+    GITHUB_ORG.add_repo("payments")
+    GITHUB_ORG.add_file("payments", "catalog-info.yaml", push.catalog_component("payments"))
+    raw, headers = push.signed(push.push_event(), "recorded-push")
+    pushed = await stack.api.post("/v1/webhooks/catalog_files", content=raw, headers=headers)
+    assert pushed.status_code == 202 and pushed.json()["accepted"] is True, pushed.text
+
+    async def ended() -> dict[str, Any] | None:
+        record = (await stack.api.get("/v1/data-sources/catalog_files/syncs/push-recorded-push")).json()
+        return record if record["status"] != "RUNNING" else None
+
+    record = await eventually_async(ended, timeout=60, what="the push's sync")
+    assert record["status"] == "SUCCESS" and record["counts"]["created"] == 1, record
+    workflow_id = "sync:catalog_files:push-recorded-push"
+    await stack.client.get_workflow_handle(workflow_id).result()  # the record ends just before it
+    return workflow_id, None
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -317,6 +353,7 @@ SCENARIOS: dict[str, Scenario] = {
     "entity_timer_run_ended": entity_timer_run_ended,
     "action_run_approval_approved": approval_approved,
     "data_source_sync": data_source_sync,
+    "data_source_sync_push": data_source_sync_push,
 }
 
 

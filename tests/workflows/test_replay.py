@@ -37,6 +37,7 @@ EXPECTED = {
     "entity_timer": "EntityTimer",
     "entity_timer_run_ended": "EntityTimer",
     "data_source_sync": "DataSourceSync",
+    "data_source_sync_push": "DataSourceSync",
 }
 
 
@@ -113,6 +114,12 @@ def test_histories_cover_the_run_paths() -> None:
     assert sync.count("ACTIVITY_TASK_COMPLETED") == 4 and "ACTIVITY_TASK_FAILED" in sync
     ended = load("data_source_sync").events[-1].workflow_execution_completed_event_attributes
     assert json.loads(ended.result.payloads[0].data)["status"] == "PARTIAL"
+    # A push webhook's sync: its input names the pushed repository, and it succeeded.
+    push = load("data_source_sync_push")
+    started_with = push.events[0].workflow_execution_started_event_attributes.input.payloads[0].data
+    assert json.loads(started_with)["repositories"] == ["acme/payments"]
+    pushed = push.events[-1].workflow_execution_completed_event_attributes
+    assert json.loads(pushed.result.payloads[0].data)["status"] == "SUCCESS"
     approval = load("action_run_approval_approved").events[0].workflow_execution_started_event_attributes
     assert '"approvals":{"action"' in approval.input.payloads[0].data.decode()
 
