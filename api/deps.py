@@ -9,13 +9,14 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api import ratelimit
+from api import agents, ratelimit
 from api.temporal import TemporalGateway
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Forbidden, Unauthenticated
+from catalog.identity.agents import AgentGrant, grant_of
 from catalog.identity.permissions import ADMIN, SERVICE, VIEWER, Principal, principal_of
-from catalog.identity.service import authenticate
+from catalog.identity.service import authenticate_token
 from catalog.models import User
 from config import Settings
 
@@ -55,7 +56,9 @@ def current_user(
 ) -> User:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated()
-    user = authenticate(session, credentials.credentials, utcnow())
+    found = authenticate_token(session, credentials.credentials, utcnow())
+    user, agent = (found[0], grant_of(session, found[1])) if found is not None else (None, None)
+    request.state.agent = agent
     # End the read transaction: its connection goes back to the pool while the request waits
     # for a thread for the route. Holding it across that wait let requests holding every
     # connection wait for threads held by requests waiting for connections (seen under a
@@ -63,7 +66,8 @@ def current_user(
     session.commit()
     if user is None:
         raise Unauthenticated("the token is unknown, revoked or expired")
-    ratelimit.enforce(request, session, user, credentials.credentials)  # writes and launches only
+    agents.guard(request, session, agent)  # an agent token's narrowing
+    ratelimit.enforce(request, session, user, credentials.credentials, agent)  # writes and launches only
     return user
 
 
@@ -99,8 +103,17 @@ def writer_user(user: CurrentUser) -> User:
 WriterUser = Annotated[User, Depends(writer_user)]
 
 
-def current_principal(session: SessionDep, user: CurrentUser) -> Principal:
-    principal = principal_of(session, user)
+def current_agent(request: Request) -> AgentGrant | None:
+    """The agent token's narrowing when the caller is an agent (set by :func:`current_user`)."""
+    return getattr(request.state, "agent", None)
+
+
+def current_principal(request: Request, session: SessionDep, user: CurrentUser) -> Principal:
+    agent = current_agent(request)
+    if agent is not None:
+        principal = principal_of(session, user, agent=agent.actor_name, read_only=agent.read_only)
+    else:
+        principal = principal_of(session, user)
     session.commit()  # as in current_user: hold no connection while waiting for the route
     return principal
 
@@ -113,6 +126,9 @@ def current_actor(request: Request, user: CurrentUser) -> Actor:
     run_id = request.headers.get(RUN_HEADER)
     if run_id and user.role != SERVICE:
         raise Forbidden(f"only the worker's service principal may send {RUN_HEADER}")
+    agent = current_agent(request)
+    if agent is not None:
+        return agent.actor(run_id[:64] if run_id else None)
     return Actor(user.identifier, run_id[:64] if run_id else None)
 
 

@@ -5,6 +5,9 @@ Each token has a fixed-window counter per kind in ``rate_limit_buckets``, bumped
 replicas share the count without a lock. Members and viewers get ``GANTRY_RATE_LIMIT_WRITES``
 and ``GANTRY_RATE_LIMIT_LAUNCHES``; admins ten times that; the worker's ``service`` principal is
 not limited. Over the limit: 429 with ``Retry-After`` (the seconds left in the window).
+
+An agent token's launches also count against its own ``runs_per_hour`` (dry runs start nothing
+and are not counted).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from api.errors import RateLimited
+from catalog.identity.agents import AgentGrant
 from catalog.identity.permissions import ADMIN, SERVICE
 from catalog.identity.service import hash_token
 from catalog.models import RateLimitBucket, User
@@ -69,22 +73,38 @@ def kind_of(method: str, route_path: str | None) -> Kind | None:
     return None if route_path in UNCOUNTED_ROUTES else "writes"
 
 
-def enforce(request: Request, session: Session, user: User, secret: str) -> None:
+def enforce(
+    request: Request, session: Session, user: User, secret: str, agent: AgentGrant | None = None
+) -> None:
     """Count this request against its token's limit; raise :class:`RateLimited` past it."""
     if user.role == SERVICE:
         return
     kind = kind_of(request.method, getattr(request.scope.get("route"), "path", None))
     if kind is None:
         return
+    now = time.time()
+    dry_run = request.query_params.get("dry_run", "").lower() in ("true", "1")
+    if kind == "launches" and agent is not None and agent.runs_per_hour is not None and not dry_run:
+        _enforce_agent_budget(session, agent, agent.runs_per_hour, now)
     settings: Settings = request.app.state.settings
     limit = Limit.of(settings, kind, user.role)
-    now = time.time()
     used, window_start = hit(session, f"{kind}:{hash_token(secret)[:40]}", limit.period, now)
     if used > limit.count:
         retry_after = max(1, math.ceil(window_start + limit.period - now))
         raise RateLimited(
             f"rate limit exceeded: {limit.count} {kind} per {limit.period} s for this token "
             f"({SETTINGS[kind]}{', x10 for admins' if user.role == ADMIN else ''}); retry in {retry_after} s",
+            retry_after,
+        )
+
+
+def _enforce_agent_budget(session: Session, agent: AgentGrant, runs_per_hour: int, now: float) -> None:
+    used, window_start = hit(session, f"agent-runs:{agent.token_id}", 3600, now)
+    if used > runs_per_hour:
+        retry_after = max(1, math.ceil(window_start + 3600 - now))
+        raise RateLimited(
+            f"agent '{agent.name}' has used its budget of {runs_per_hour} runs per hour; "
+            f"retry in {retry_after} s",
             retry_after,
         )
 

@@ -164,6 +164,11 @@ class TokenView(View):
     description: str | None = None
     expires_at: str | None = None
     created_at: str
+    kind: Literal["user", "agent"] = "user"
+    name: str | None = Field(None, description="an agent's name: it is audited as `agent:{name}`")
+    allowed_actions: list[str] | None = None
+    runs_per_hour: int | None = None
+    read_only: bool = False
 
 
 class NewToken(TokenView):

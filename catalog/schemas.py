@@ -185,6 +185,14 @@ class UserPatch(Strict):
 
 
 class TokenIn(Strict):
+    """A user's token, or (``kind: agent``) an agent's: the owner's permissions narrowed to
+    ``allowed_actions``, ``runs_per_hour`` launches and, with ``read_only``, no writes."""
+
     user: EntityId
     expires_at: datetime | None = None
     description: str = ""
+    kind: Literal["user", "agent"] = "user"
+    name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    allowed_actions: list[EntityId] | None = None
+    runs_per_hour: int | None = Field(None, ge=1, le=100_000)
+    read_only: bool = False

@@ -115,8 +115,9 @@ def create_token(
 ) -> dict[str, Any]:
     """A new API token. The secret is in this response only; the catalog stores its hash."""
     token, secret = service.create_token(session, body, actor, user)
+    view = service.token_view(session, token)
     session.commit()
-    return {**service.token_to_dict(token), "token": secret}
+    return {**view, "token": secret}
 
 
 @router.get("/v1/tokens", response_model=Page[TokenView], responses=errors(403))
@@ -130,7 +131,7 @@ def list_tokens(
     """The caller's tokens (an admin sees everyone's, or ``for_user``'s). Secrets are never listed."""
     tokens = service.list_tokens(session, user, user=for_user)
     page = page_after(tokens, _token_key, limit=limit, cursor=cursor)
-    return {"items": [service.token_to_dict(t) for t in page.items], "next_cursor": page.next_cursor}
+    return {"items": [service.token_view(session, t) for t in page.items], "next_cursor": page.next_cursor}
 
 
 def _token_key(token: ApiToken) -> list[Any]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from catalog.db import UTCDateTime
 from catalog.identity.permissions import SERVICE
 from catalog.identity.service import hash_token
-from catalog.models import ApiToken, User
+from catalog.models import AgentToken, ApiToken, User
 
 SESSION_TTL = timedelta(hours=12)
 CODE_TTL = timedelta(minutes=5)
@@ -64,9 +64,12 @@ def _digest(value: str) -> str:
 
 
 def live_token(session: Session, secret: str, now: datetime) -> ApiToken | None:
-    """The unexpired token with this secret, if it belongs to a person (never the worker)."""
+    """The unexpired token with this secret, if it belongs to a person (never the worker, nor an
+    agent: a browser session would carry none of its narrowing)."""
     token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
     if token is None or (token.expires_at is not None and token.expires_at <= now):
+        return None
+    if session.get(AgentToken, token.id) is not None:
         return None
     user = session.get(User, token.user)
     return token if user is not None and user.role != SERVICE else None

@@ -73,6 +73,9 @@ class Principal:
     role: str
     email: str = ""
     teams: frozenset[str] = field(default_factory=frozenset)
+    # An agent token's principal: ``agent:{name}`` acting for ``identifier`` (its owner).
+    agent: str | None = None
+    read_only: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -85,12 +88,14 @@ class Principal:
 
     @property
     def may_write(self) -> bool:
-        return self.role != VIEWER
+        return self.role != VIEWER and not self.read_only
 
 
-def principal_of(session: Session, user: User) -> Principal:
+def principal_of(
+    session: Session, user: User, *, agent: str | None = None, read_only: bool = False
+) -> Principal:
     teams = session.scalars(select(TeamMembership.team).where(TeamMembership.user == user.identifier))
-    return Principal(user.identifier, user.role, user.email, frozenset(teams))
+    return Principal(user.identifier, user.role, user.email, frozenset(teams), agent, read_only)
 
 
 def passes(policy: Policy, who: Principal, owners: Iterable[str] = ()) -> bool:

@@ -14,8 +14,9 @@ from catalog import audit
 from catalog.audit import Actor
 from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
+from catalog.identity.agents import agent_fields, check_agent_fields, create_agent
 from catalog.identity.permissions import ADMIN, SERVICE
-from catalog.models import ApiToken, Team, TeamMembership, User
+from catalog.models import AgentToken, ApiToken, Team, TeamMembership, User
 from catalog.schemas import TeamIn, TeamPatch, TokenIn, UserIn, UserPatch
 from catalog.timefmt import format_instant, format_optional
 
@@ -210,10 +211,17 @@ def token_to_dict(token: ApiToken) -> dict[str, Any]:
     }
 
 
+def token_view(session: Session, token: ApiToken) -> dict[str, Any]:
+    """A token as the API shows it: with its agent's narrowing when it is an agent's."""
+    return {**token_to_dict(token), **agent_fields(session.get(AgentToken, token.id))}
+
+
 def create_token(session: Session, body: TokenIn, actor: Actor, caller: User) -> tuple[ApiToken, str]:
     """A new token and its secret (returned once, never stored in clear). Admins make tokens for
     anyone; members and viewers for themselves (a viewer reads through a token too); the
-    worker's service principal has GANTRY_SERVICE_TOKEN and mints no other."""
+    worker's service principal has GANTRY_SERVICE_TOKEN and mints no other. An agent token
+    (``kind: agent``) belongs to its owner ``user``: the same rule says who may make one."""
+    check_agent_fields(body)
     if caller.role == SERVICE:
         raise Forbidden("the service principal cannot create tokens")
     if caller.role != ADMIN and body.user != caller.identifier:
@@ -235,7 +243,11 @@ def create_token(session: Session, body: TokenIn, actor: Actor, caller: User) ->
         created_by=actor.user,
     )
     session.add(token)
-    audit.record(session, actor, "CREATE", "token", token.id, after=token_to_dict(token))
+    after = token_to_dict(token)
+    if body.kind == "agent":
+        session.flush()  # the agent row points at the token
+        after |= agent_fields(create_agent(session, token, body))
+    audit.record(session, actor, "CREATE", "token", token.id, after=after)
     return token, secret
 
 
@@ -263,8 +275,14 @@ def delete_token(session: Session, token_id: str, actor: Actor, caller: User) ->
 
 def authenticate(session: Session, secret: str, now: datetime) -> User | None:
     """The user a bearer token belongs to, or None if it is unknown or expired."""
+    found = authenticate_token(session, secret, now)
+    return None if found is None else found[0]
+
+
+def authenticate_token(session: Session, secret: str, now: datetime) -> tuple[User, str] | None:
+    """The user a bearer token belongs to and the token's id, or None if unknown or expired."""
     stmt = (
-        select(User, ApiToken.expires_at)
+        select(User, ApiToken.expires_at, ApiToken.id)
         .join(ApiToken, ApiToken.user == User.identifier)
         .where(ApiToken.token_hash == hash_token(secret))
     )
@@ -272,7 +290,7 @@ def authenticate(session: Session, secret: str, now: datetime) -> User | None:
     if row is None or (row.expires_at is not None and row.expires_at <= now):
         return None
     user: User = row[0]
-    return user
+    return user, row.id
 
 
 def ensure_bootstrap_user(
