@@ -136,22 +136,27 @@ def progress(
     if not targets:
         return {**empty, "points": []}
     standing = _standing(session, initiative, targets, readable, now)
-    total, passing = session.execute(select(func.count(), func.coalesce(func.sum(standing.c.ok), 0))).one()
     owning = _team_column(session.get_bind().dialect.name)
+    # One statement, two aggregates: the overall row (kind 0), then a row per owning team (kind 1).
+    overall = select(
+        sa.literal_column("0").label("kind"), sa.null().label("team"), func.count(), func.sum(standing.c.ok)
+    )
     by_team = (
-        select(owning.c.value, func.count(), func.sum(standing.c.ok))
+        select(sa.literal_column("1"), owning.c.value, func.count(), func.sum(standing.c.ok))
         .select_from(standing.join(Entity, Entity.id == standing.c.eid).outerjoin(owning, sa.true()))
         .group_by(owning.c.value)
-        .order_by(owning.c.value)
     )
-    teams = [
-        {"team": team, "total": count, "passing": int(ok or 0)}
-        for team, count, ok in session.execute(by_team)
-    ]
+    total = passing = 0
+    teams = []
+    for kind, team, count, ok in session.execute(sa.union_all(overall, by_team)):
+        if kind == 0:
+            total, passing = count, int(ok or 0)
+        else:
+            teams.append({"team": team, "total": count, "passing": int(ok or 0)})
     failing, next_cursor = _failing_page(session, standing, targets, limit, after)
     return {
         "total": total,
-        "passing": int(passing),
+        "passing": passing,
         "teams": sorted(teams, key=lambda t: (t["team"] is None, t["team"] or "")),
         "failing": failing,
         "next_cursor": next_cursor,
