@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from catalog.pagination import MAX_LIMIT
 
@@ -736,3 +736,8 @@ class RunPlan(View):
     steps: list[PlannedStep]
     destructive: bool
     plan_hash: str
+
+
+class RunOrPlan(RootModel[RunView | RunPlan]):
+    """A launch's 200: the run its ``idempotency_key`` launched before, or with ``dry_run`` the
+    plan."""

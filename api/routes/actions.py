@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Header, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import ActorDep, CurrentUser, PrincipalDep, SessionDep, SettingsDep
 from api.etag import STALE_WRITE, DryRun, IfMatch, check_if_match, settle, tagged
 from api.openapi import errors
 from api.routes.runs import present
-from api.schemas import ActionView, Cursor, Limit, Page, RunView, SavedAction, View
+from api.schemas import ActionView, Cursor, Limit, Page, RunOrPlan, RunPlan, RunView, SavedAction, View
 from api.services.runs import RunServiceDep
 from catalog.base import Strict
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
@@ -140,7 +140,10 @@ def delete_action(action: str, session: SessionDep, who: PrincipalDep, actor: Ac
     status_code=202,
     response_model=RunView,
     responses={
-        200: {"model": RunView, "description": "The run this `idempotency_key` already launched."},
+        200: {
+            "model": RunOrPlan,
+            "description": "The run this `idempotency_key` already launched; with `dry_run`, the plan.",
+        },
         **errors(403, 409),
     },
 )
@@ -151,6 +154,9 @@ def launch_run(
     user: CurrentUser,
     who: PrincipalDep,
     body: RunRequest = Body(),
+    dry_run: bool = Query(
+        False, description="check and plan the launch (rendered steps, destructive flags), start nothing"
+    ),
     x_gantry_source: str | None = Header(None, description="API | CLI | UI (AUTOMATION: service only)"),
 ) -> JSONResponse:
     """Launch a run. The action must be visible to the caller (404) and its ``execute``
@@ -158,7 +164,14 @@ def launch_run(
     meet the trigger condition and preconditions (409); inputs are checked against the action's
     schema (422 per field). The run record is committed, then the workflow
     ``action:{action}:{run_id}`` starts. The same ``idempotency_key`` returns the same run.
-    Temporal down: 503 and the run is recorded as not started (FAILURE)."""
+    Temporal down: 503 and the run is recorded as not started (FAILURE).
+
+    ``dry_run=true``: the same checks and errors, then 200 with the plan (each step's rendered
+    parameters, whether its ``if`` lets it run, whether it is destructive, and a ``plan_hash``);
+    no run, audit entry or event is written and no workflow is started."""
+    if dry_run:
+        plan = service.dry_run(action, body, user, who, source_header=x_gantry_source)
+        return JSONResponse(RunPlan.model_validate(plan).model_dump(by_alias=True))
     launched = service.launch(action, body, user, who, source_header=x_gantry_source)
     return JSONResponse(present(settings, launched.run), status_code=202 if launched.created else 200)
 

@@ -28,7 +28,7 @@ from catalog.db import utcnow
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from catalog.identity.permissions import Principal
 from catalog.models import Run, User
-from catalog.runs import actions
+from catalog.runs import actions, plan
 from catalog.runs import service as runs
 from catalog.runs.service import LaunchRequest, RunRequest
 from config import Settings
@@ -83,23 +83,7 @@ class RunService:
     ) -> Launched:
         """Check the launch, commit its run, start its workflow. The same idempotency key
         answers the run it launched before (also when two requests race on it)."""
-        action = actions.get_action(self.session, action_id)
-        if not actions.may_see(self.session, action, who):
-            raise NotFound(f"action '{action_id}' not found")
-        source = _source(body, source_header, who)
-        launch = runs.prepare_run(
-            self.session,
-            LaunchRequest(
-                action=action,
-                body=body,
-                caller=user,
-                who=who,
-                source=source,
-                secret_key=self.settings.secret("secret_key"),
-                api_url=self.settings.api_url,
-                ui_url=self.ui_url,
-            ),
-        )
+        launch = runs.prepare_run(self.session, self._request(action_id, body, user, who, source_header))
         if not launch.created or launch.workflow_input is None:
             return Launched(launch.run, created=False)
         run = launch.run
@@ -113,6 +97,34 @@ class RunService:
         summary = f"{run.action_title} · {run.entity or 'new'} · by {user.identifier}"
         self._start(run, launch.workflow_input, summary, Actor(user.identifier, run.id))
         return Launched(run, created=True)
+
+    def dry_run(
+        self, action_id: str, body: RunRequest, user: User, who: Principal, *, source_header: str | None
+    ) -> dict[str, Any]:
+        """The plan of the launch, after the launch's checks; nothing is written (the session
+        is rolled back) and Temporal is not called."""
+        try:
+            return plan.dry_run(self.session, self._request(action_id, body, user, who, source_header))
+        finally:
+            self.session.rollback()
+
+    def _request(
+        self, action_id: str, body: RunRequest, user: User, who: Principal, source_header: str | None
+    ) -> LaunchRequest:
+        """A launch of the action the caller may see (404 otherwise), from where they say."""
+        action = actions.get_action(self.session, action_id)
+        if not actions.may_see(self.session, action, who):
+            raise NotFound(f"action '{action_id}' not found")
+        return LaunchRequest(
+            action=action,
+            body=body,
+            caller=user,
+            who=who,
+            source=_source(body, source_header, who),
+            secret_key=self.settings.secret("secret_key"),
+            api_url=self.settings.api_url,
+            ui_url=self.ui_url,
+        )
 
     def retry(self, run_id: str, user: User, who: Principal, actor: Actor) -> Run:
         """Reopen an ended run from its failed step (see ``catalog.runs.service.prepare_retry``), commit

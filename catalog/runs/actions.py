@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import Field
+from pydantic import Field, StrictBool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -76,6 +76,8 @@ class Step(Strict):
     retry: Retry | None = None
     compensate: Compensation | None = None
     wait_for_completion: bool | None = None
+    # Marks a step that destroys something its kind does not say it does (a dry run flags it).
+    destructive: StrictBool | None = None
 
 
 class UserInputs(Strict):
@@ -104,6 +106,7 @@ class ActionIn(Strict):
 def action_to_dict(action: Action) -> dict[str, Any]:
     return {
         **action.definition,
+        "version": action.version,
         "created_at": format_instant(action.created_at),
         "updated_at": format_instant(action.updated_at),
         "created_by": action.created_by,

@@ -101,6 +101,7 @@ def run_view(run: Run, *, ui_base: str, namespace: str) -> dict[str, Any]:
         "id": run.id,
         "action": run.action,
         "action_title": run.action_title,
+        "action_version": run.action_version,
         "blueprint": run.blueprint,
         "entity": run.entity,
         "inputs": run.inputs,
@@ -289,10 +290,8 @@ def prepare_run(session: Session, request: LaunchRequest) -> Launch:
         raise NotFound(f"action '{action.identifier}' not found")
     if request.scope is not None and (earlier := session.get(Run, run_id)) is not None:
         return Launch(earlier, None, created=False)
-    entity = check_target(session, action, request.body.entity, request.who)
-    schema = action.definition.get("user_inputs") or {}
-    inputs, sealed = _check_inputs(session, schema, request.body.inputs, request.secret_key)
-    run = _new_run(request, run_id, entity, inputs, sealed)
+    entity, inputs, sealed = check_launch(session, request)
+    run = new_run(request, run_id, entity, inputs, sealed)
     workflow_input = build_workflow_input(
         session,
         run,
@@ -306,7 +305,18 @@ def prepare_run(session: Session, request: LaunchRequest) -> Launch:
     return Launch(run, workflow_input, created=True)
 
 
-def _new_run(
+def check_launch(
+    session: Session, request: LaunchRequest
+) -> tuple[Entity | None, dict[str, Any], dict[str, str]]:
+    """A launch's checks after the action's visibility (a dry run makes the same ones): the
+    target entity, the inputs with defaults applied and the secret ones split off."""
+    entity = check_target(session, request.action, request.body.entity, request.who)
+    schema = request.action.definition.get("user_inputs") or {}
+    inputs, sealed = _check_inputs(session, schema, request.body.inputs, request.secret_key)
+    return entity, inputs, sealed
+
+
+def new_run(
     request: LaunchRequest, run_id: str, entity: Entity | None, inputs: dict[str, Any], sealed: dict[str, str]
 ) -> Run:
     """The new run's record: secret inputs sealed and shown redacted, every step PENDING."""
@@ -334,6 +344,8 @@ def _new_run(
         workflow_id=workflow_id_for(action.identifier, run_id),
         idempotency_scope=request.scope,
         trigger=request.body.trigger,
+        action_version=action.version,
+        definition=definition,
     )
 
 
@@ -851,22 +863,29 @@ def prepare_retry(
     is a new decision: the caller's execute permission, the entity, the trigger condition and
     the preconditions are checked again as at launch, approvers are resolved again, and only
     gates that were APPROVED are passed (a declined run re-asks its approvers). It resumes at
-    the step :func:`retry_plan` names, with the outputs of the steps before it."""
+    the step :func:`retry_plan` names, with the outputs of the steps before it.
+
+    The retry runs the definition the run was launched with (``run.definition``, pinned), not
+    the action as edited since: its earlier steps' outputs belong to those steps. Who may retry,
+    and whether the entity still meets the condition and preconditions, are today's rules of the
+    live action, which must still exist. Runs recorded before definitions were pinned use the
+    live action's."""
     resume_at, earlier = retry_plan(run)
     action = session.get(Action, run.action)
     if action is None:
         raise Conflict(f"action '{run.action}' no longer exists: the run cannot be retried")
     entity = check_target(session, action, run.entity, who)
+    definition = run.definition or action.definition
     fresh = build_workflow_input(
         session,
         run,
-        action.definition,
+        definition,
         entity=entity,
         caller=get_user(session, run.created_by),
         api_url=api_url,
         ui_url=ui_url,
     )
-    approved = approved_gates(run, action.definition)
+    approved = approved_gates(run, definition)
     workflow_input = replace(
         fresh,
         resume_at=resume_at,

@@ -26,6 +26,10 @@ STEP_KINDS: dict[str, tuple[str, ...]] = {
     "approval": ("approvers",),
 }
 
+# Kinds that delete what they act on: a dry run flags their steps (and their action) as
+# destructive whatever the step says.
+DESTRUCTIVE_KINDS = frozenset({"catalog.delete_entity", "aws.cloudformation.delete_stack"})
+
 # Kinds that run inside the workflow rather than as an activity.
 WORKFLOW_KINDS = frozenset({"sleep", "approval"})
 
