@@ -8,7 +8,10 @@ a list of them, or a search query (Ocean's shape, every string leaf a jq express
 the catalog to the identifiers it matches.
 
 Programs run in the jq sandbox (a CPU-limited process pool), three round trips per page
-(selectors, itemsToParse, mappings) whatever its size. An item whose mapping fails in any
+(selectors, itemsToParse, mappings) whatever its size. A resource's mapping expressions are
+combined into one program per item (one jq evaluation instead of one per expression, the
+dominant cost); an item whose combined program fails runs again expression by expression, so
+its errors still name the failing field. An item whose mapping fails in any
 field is reported field by field (``/resources/0/port/entity/mappings/properties/url: ...``)
 and not written; the other items still land.
 """
@@ -176,13 +179,50 @@ def _leaves(value: Any, where: str) -> list[tuple[str, str]]:
 def _map_subjects(
     resource: Resource, resource_index: int, subjects: list[tuple[int, Any]], result: Mapping, base: str
 ) -> None:
+    """Every subject through the resource's combined program, one job per subject in a single
+    round trip; a subject whose combined program fails is evaluated again field by field, so
+    its errors name the failing expression."""
     assert resource.port is not None
     programs = _programs(resource, base)
-    jobs = [(program, subject) for _, subject in subjects for _, _, program in programs]
-    outcomes = run_jq_batch(jobs)
-    for n, (index, _subject) in enumerate(subjects):
-        values = outcomes[n * len(programs) : (n + 1) * len(programs)]
+    if not programs:
+        for index, _subject in subjects:
+            _assemble(resource, resource_index, index, [], result)
+        return
+    program = combined_program([p for _, _, p in programs])
+    # A combined program out of CPU time is retried field by field, each with its own limit.
+    outcomes = run_jq_batch([(program, subject) for _, subject in subjects])
+    evaluated: list[list[list[Any] | JqError] | None] = [
+        _split(outcome, len(programs)) for outcome in outcomes
+    ]
+    retry = [n for n, values in enumerate(evaluated) if values is None]
+    if retry:
+        jobs = [(p, subjects[n][1]) for n in retry for _, _, p in programs]
+        singles = run_jq_batch(jobs)
+        for k, n in enumerate(retry):
+            evaluated[n] = singles[k * len(programs) : (k + 1) * len(programs)]
+    for (index, _subject), values in zip(subjects, evaluated, strict=True):
+        assert values is not None
         _assemble(resource, resource_index, index, list(zip(programs, values, strict=True)), result)
+
+
+def combined_program(programs: Sequence[str]) -> str:
+    """One jq program yielding, for an input, the array of each program's outputs, in order: the
+    same as running each alone (the caller keeps the first). Each program sits on its own lines,
+    so a trailing ``#`` comment in one cannot swallow what follows it. (Slicing to the first
+    output inside jq would cost more than the whole evaluation.)"""
+    parts = ",\n".join(f"[(\n{program}\n)]" for program in programs)
+    return f"[\n{parts}\n]"
+
+
+def _split(outcome: list[Any] | JqError, size: int) -> list[list[Any] | JqError] | None:
+    """Each program's outputs from the combined program's outcome (only the first counts); None
+    when the combined program failed and the fields must be run one by one."""
+    if isinstance(outcome, JqError) or len(outcome) != 1:
+        return None
+    values = outcome[0]
+    if not isinstance(values, list) or len(values) != size:
+        return None
+    return list(values)
 
 
 def _assemble(
