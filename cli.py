@@ -6,6 +6,7 @@
     gantry get blueprints | entities BP | entity BP ID | runs | run ID   [-o table|json|yaml]
     gantry search '{"combinator": "and", "rules": [...]}' | -f BODY.json | -f -
     gantry run deploy_service --entity payments -i version=v1.44.0 -i environment=staging --wait
+    gantry run deploy_service --entity payments -i version=v1.44.0 --dry-run  # the plan, runs nothing
     gantry approve RUN [--decline] [-m COMMENT] | cancel RUN | retry RUN | logs RUN [--follow]
     gantry extend environment checkout-pr-482 expires_at P2D
     gantry check scorecard service payments --level Silver   # exit 0 at or above, 1 below, 2 error
@@ -297,14 +298,31 @@ def _inputs(pairs: list[str]) -> dict[str, Any]:
     return inputs
 
 
+def print_plan(plan: dict[str, Any]) -> None:
+    """A dry run's plan: one line per step on stderr, the plan as JSON on stdout."""
+    target = f" on {plan['entity']}" if plan["entity"] else ""
+    warning = "  DESTRUCTIVE" if plan["destructive"] else ""
+    print(f"plan of {plan['action']} v{plan['action_version']}{target}{warning}", file=sys.stderr)
+    for step in plan["steps"]:
+        runs = {True: "runs", False: "skipped", None: "decided at run time"}[step["would_run"]]
+        flag = "  destructive" if step["destructive"] else ""
+        print(f"  {step['id']:<20} {step['uses']:<32} {runs}{flag}", file=sys.stderr)
+    print(json.dumps(plan, indent=2))
+
+
 def cmd_run(api: Gantry, args: argparse.Namespace) -> None:
     if args.wait and args.wait_for:
         raise SystemExit("usage: --wait follows a run to its end; --wait-for stops at a status: pick one")
+    if args.dry_run and (args.wait or args.wait_for):
+        raise SystemExit("usage: --dry-run starts nothing to wait for")
     body: dict[str, Any] = {"inputs": _inputs(args.input), "source": "CLI"}
     if args.entity:
         body["entity"] = args.entity
     if args.idempotency_key:
         body["idempotency_key"] = args.idempotency_key
+    if args.dry_run:
+        print_plan(api.request("POST", f"/v1/actions/{args.action}/runs?dry_run=true", json=body))
+        return
     run = api.request("POST", f"/v1/actions/{args.action}/runs", json=body)
     print(f"run {run['id']} {run['status']}  {run['temporal_ui_url']}", file=sys.stderr)
     if args.wait_for:
@@ -356,6 +374,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-i", "--input", action="append", default=[], help="an input as key=value (repeatable)")
     run.add_argument("--idempotency-key", default=None, help="the same key returns the same run")
     run.add_argument("--wait", action="store_true", help="follow the run's log until it ends")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check and show the plan (rendered steps, plan_hash); start nothing",
+    )
     _add_wait_for(run, "wait until the run is in one of these statuses, then print its id")
     run.set_defaults(run=cmd_run)
     add_run_commands(commands)
