@@ -6,6 +6,7 @@ starts nothing: no run, audit entry or event, no Temporal call."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,10 +16,12 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+import cli
 from api.app import create_app
 from catalog.models import AuditRecord, Event, Run
 from config import Settings
 from tests.api.conftest import ADMIN_TOKEN, SERVICE_BLUEPRINT, SYSTEM_BLUEPRINT
+from tests.fakes.server import serve
 
 SECRET_VALUE = "tok_hunter"
 
@@ -327,3 +330,21 @@ def test_versions_count_changes_and_runs_record_theirs(portal: Portal) -> None:
     assert run["action_version"] == 1
     # the run keeps the definition it started with
     assert portal.launch("alice").json()["action_version"] == 2
+
+
+def test_gantry_run_dry_run_prints_the_plan_and_starts_nothing(
+    portal: Portal, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI against the same app served over HTTP on 127.0.0.1."""
+    app = portal.client.app
+    with serve(app) as url:
+        argv = ["--api-url", url, "--token", portal.tokens["alice"], "run", "deploy", "--entity", "payments"]
+        argv += ["-i", "version=v1", "-i", f"token={SECRET_VALUE}", "--dry-run"]
+        assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    plan = json.loads(out)
+    assert plan["plan_hash"] == portal.plan("alice").json()["plan_hash"]
+    assert "plan of deploy v1 on payments  DESTRUCTIVE" in err
+    assert "canary" in err and "skipped" in err
+    assert SECRET_VALUE not in out + err
+    assert portal.counts()[0] == 0 and portal.temporal.started == []
