@@ -152,6 +152,17 @@ class UserView(View):
     teams: list[str]
 
 
+class AgentView(View):
+    name: str
+    allowed_actions: list[str]
+    runs_per_hour: int | None = None
+    read_only: bool = False
+
+
+class MeView(UserView):
+    agent: AgentView | None = Field(None, description="when the caller's token is an agent's: its narrowing")
+
+
 class TeamView(View):
     identifier: str
     title: str | None = None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 
-from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep
+from api.deps import ActorDep, AdminUser, CurrentUser, SessionDep, current_agent
 from api.etag import STALE_WRITE, DryRun, IfMatch, check_if_match, settle, tagged
 from api.openapi import errors
-from api.schemas import Cursor, Limit, NewToken, Page, TeamView, TokenView, UserView
+from api.schemas import Cursor, Limit, MeView, NewToken, Page, TeamView, TokenView, UserView
 from catalog.identity import service
 from catalog.models import ApiToken
 from catalog.pagination import page_after
@@ -18,10 +18,19 @@ from catalog.schemas import TeamIn, TeamPatch, TokenIn, UserIn, UserPatch
 router = APIRouter(tags=["identity"])
 
 
-@router.get("/v1/me", response_model=UserView, operation_id="get_me")
-def me(session: SessionDep, user: CurrentUser) -> dict[str, Any]:
-    """The caller's user."""
-    return service.user_to_dict(session, user)
+@router.get("/v1/me", response_model=MeView, operation_id="get_me", response_model_exclude_unset=True)
+def me(request: Request, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+    """The caller's user; for an agent token, the user who owns it and the agent's narrowing."""
+    answer = service.user_to_dict(session, user)
+    agent = current_agent(request)
+    if agent is not None:
+        answer["agent"] = {
+            "name": agent.name,
+            "allowed_actions": sorted(agent.allowed_actions),
+            "runs_per_hour": agent.runs_per_hour,
+            "read_only": agent.read_only,
+        }
+    return answer
 
 
 @router.get("/v1/users", response_model=Page[UserView])

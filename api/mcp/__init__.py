@@ -1,0 +1,1 @@
+"""Gantry's Model Context Protocol server: the portal's tools and resources for AI agents."""
