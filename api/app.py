@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from api import docs, errors, etag, openapi
 from api.limits import BodyLimits, RequestLimits
+from api.mcp import http as mcp_http
 from api.relay import EventRelay
 from api.routes import (
     actions,
@@ -178,5 +179,6 @@ def create_app(
             )
         return JSONResponse({"status": "ready"})
 
+    mcp_http.mount(app)  # /mcp: the MCP server for agents, with the API's own tokens
     install_web(app)  # the portal's pages, after every API route
     return app
