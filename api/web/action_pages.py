@@ -1,6 +1,9 @@
-"""An action's generated form and its launch (source ``UI``)."""
+"""An action's generated form, its preview (a dry run: the plan, nothing started) and its launch
+(source ``UI``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.responses import Response
 
@@ -33,17 +36,32 @@ def launch_form(ctx: Page) -> Response:
 
 @page("/actions/{action}/launch", ("POST",))
 def launch(ctx: Page) -> Response:
+    return _submit(ctx, preview=False)
+
+
+@page("/actions/{action}/preview", ("POST",))
+def preview(ctx: Page) -> Response:
+    """The form's Preview button: the launch's checks and the plan shown under the form (the
+    filled-in fields kept, secret ones left empty); nothing is started or written."""
+    return _submit(ctx, preview=True)
+
+
+def _submit(ctx: Page, *, preview: bool) -> Response:
     action = _action(ctx)
     entity = ctx.field("entity") or None
     schema = action.definition.get("user_inputs") or {}
     inputs = inputs_from(schema, ctx.form)
     service = RunService(ctx.db, ctx.request.app.state.temporal, ctx.settings)
     body = RunRequest(entity=entity, inputs=inputs, source="UI")
+    shown = {k: v for k, v in inputs.items() if not schema.get("properties", {}).get(k, {}).get("secret")}
     try:
+        if preview:
+            plan = service.dry_run(action.identifier, body, ctx.user, ctx.who, source_header="UI")
+            fields = fields_of(ctx.db, schema, ctx.who, shown)
+            return _render(ctx, action, entity, fields, None, 200, plan=plan)
         launched = service.launch(action.identifier, body, ctx.user, ctx.who, source_header="UI")
     except Invalid as exc:
         ctx.db.rollback()
-        shown = {k: v for k, v in inputs.items() if not schema.get("properties", {}).get(k, {}).get("secret")}
         fields = fields_of(ctx.db, schema, ctx.who, shown)
         by_name = {f.name: f for f in fields}
         general = []
@@ -58,7 +76,13 @@ def launch(ctx: Page) -> Response:
 
 
 def _render(
-    ctx: Page, action: Action, entity: str | None, fields: list[Field], error: str | None, status: int
+    ctx: Page,
+    action: Action,
+    entity: str | None,
+    fields: list[Field],
+    error: str | None,
+    status: int,
+    plan: dict[str, Any] | None = None,
 ) -> Response:
     return ctx.render(
         "launch.html",
@@ -68,7 +92,8 @@ def _render(
         entity=entity,
         fields=fields,
         error=error,
+        plan=plan,
     )
 
 
-ROUTES = [launch_form, launch]
+ROUTES = [launch_form, launch, preview]
