@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -347,4 +348,31 @@ def test_gantry_run_dry_run_prints_the_plan_and_starts_nothing(
     assert "plan of deploy v1 on payments  DESTRUCTIVE" in err
     assert "canary" in err and "skipped" in err
     assert SECRET_VALUE not in out + err
+    assert portal.counts()[0] == 0 and portal.temporal.started == []
+
+
+def test_the_web_form_previews_the_plan_without_launching(portal: Portal) -> None:
+    browser = TestClient(portal.client.app, raise_server_exceptions=False)
+    signed_in = browser.post("/login", data={"token": portal.tokens["alice"]}, follow_redirects=False)
+    assert signed_in.status_code == 303, signed_in.text
+    form = browser.get("/actions/deploy/launch", params={"entity": "payments"})
+    assert form.status_code == 200 and 'data-testid="preview"' in form.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf is not None
+    fields = {"csrf_token": csrf.group(1), "entity": "payments", "version": "v2", "token": SECRET_VALUE}
+    shown = browser.post("/actions/deploy/preview", data=fields)
+    assert shown.status_code == 200, shown.text
+    assert 'data-testid="plan"' in shown.text and "destructive" in shown.text
+    assert (
+        portal.plan("alice", inputs={"version": "v2", "token": SECRET_VALUE}).json()["plan_hash"]
+        in shown.text
+    )
+    assert (
+        'data-step="canary"' in shown.text
+        and "skipped" not in shown.text.split('data-step="canary"')[1][:200]
+    )
+    assert SECRET_VALUE not in shown.text
+    assert 'value="v2"' in shown.text  # the form keeps what was typed
+    refused = browser.post("/actions/deploy/preview", data={**fields, "version": "latest"})
+    assert refused.status_code == 422 and 'id="error-version"' in refused.text
     assert portal.counts()[0] == 0 and portal.temporal.started == []
