@@ -48,7 +48,7 @@ from contracts.runs import TERMINAL
 from devtools.processes import free_port
 from devtools.testing import eventually
 from tests.conftest import IN_CI
-from tests.test_devstack import Devstack, _clean_env, _up
+from tests.test_devstack import Devstack, _clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -62,6 +62,7 @@ BLOCKING_IMPACTS = ("serious", "critical")
 SIGN_IN_LINK = re.compile(r"https?://\S+/login\?code=\S+")
 FAILED_LOAD = re.compile(r"^Failed to load resource: the server responded with a status of (\d{3})")
 UI_TIMEOUT_MS = 10_000
+STACK_TIMEOUT = 180.0
 
 
 # --- the live portal -------------------------------------------------------------------------
@@ -110,7 +111,9 @@ def live_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePortal
     }
     stack = Devstack(env)
     try:
-        url, token = _up(stack)
+        # make run's banner: generous, as applying the example portal on a loaded machine is slow.
+        token = stack.wait_for("export GANTRY_TOKEN=", timeout=STACK_TIMEOUT).strip().split("=", 1)[1]
+        url = next(line for line in stack.output if "export GANTRY_API_URL=" in line).strip().split("=", 1)[1]
         stack.children()  # remembered, so cleanup() reaps them whatever happens
         # The sign-in link comes after the banner (None when the line says why there is none).
         link = SIGN_IN_LINK.search(stack.wait_for("  web portal ", timeout=30))

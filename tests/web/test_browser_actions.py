@@ -6,7 +6,9 @@ shows on its own."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pytest
 from playwright.sync_api import expect
@@ -151,3 +153,67 @@ def test_a_decline_from_the_inbox_reaches_the_requesters_open_run_page(
 
 def _csrf(portal: PortalPage) -> str:
     return str(portal.page.locator("input[name=csrf_token]").first.get_attribute("value"))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="api/web/forms.py writes minimum/maximum as HTML attributes (the browser wants min/max), and "
+    "create_environment's name pattern ^[a-z][a-z0-9-]{2,30}$ is passed as is to the pattern attribute, "
+    "which Chromium compiles with the v flag: invalid there (a bare '-' in a class), so it logs an error and "
+    "checks nothing",
+)
+def test_a_create_form_types_its_inputs_and_the_new_environment_counts_down_and_extends(
+    live_portal: LivePortal, open_portal: Callable[..., PortalPage]
+) -> None:
+    name = f"pr-{uuid.uuid4().hex[:6]}"
+    carol = open_portal("carol")
+    carol.goto("/catalog/environment")
+    carol.follow(
+        lambda: carol.page.get_by_role("link", name="Create environment").click(),
+        url="/actions/create_environment/launch",
+    )
+    form = carol.by_testid("action-form")
+    service = form.get_by_label("Service")  # format: entity, a picker of the services she reads
+    picks = form.locator(f"datalist#{service.get_attribute('list')} option")
+    assert "checkout" in [option.get_attribute("value") for option in picks.all()]
+    days = form.get_by_label("Days to live")
+    expect(days).to_have_attribute("type", "number")
+    expect(days).to_have_attribute("min", "1")
+    expect(days).to_have_attribute("max", "14")
+    expect(days).to_have_value("5")  # the default
+    expect(form.get_by_label("Size")).to_have_value("small")
+    expect(form.get_by_label("Name")).to_have_attribute("pattern", re.compile(r"\[a-z\]"))
+
+    service.fill("checkout")
+    form.get_by_label("Name").fill(name)
+    days.fill("3")
+    form.get_by_label("Size").select_option("medium")
+    carol.follow(lambda: form.get_by_role("button", name=re.compile("^Run ")).click(), url=RUN_URL)
+    match = RUN_URL.match(carol.page.url)
+    assert match
+    run = wait_for_run(live_portal, match.group(1), "SUCCESS", timeout=90)
+    assert run["inputs"] == {"service": "checkout", "name": name, "ttl_days": 3, "size": "medium"}
+
+    # The new environment's timer counts down; an admin extends it from its page (it has no
+    # owning team, so only moderators and admins may change it).
+    before = live_portal.api.get(f"/v1/blueprints/environment/entities/{name}").json()["properties"][
+        "expires_at"
+    ]
+    carol.goto(f"/catalog/environment/{name}")
+    timers = carol.page.get_by_role("region", name="Timers")
+    expect(timers.locator("time[data-countdown]").first).to_have_text(re.compile(r"^in 2d 23h \d+m$"))
+    expect(timers.get_by_test_id("extend-button")).to_have_count(0)
+    alice = open_portal("alice")
+    alice.goto(f"/catalog/environment/{name}")
+    timers = alice.page.get_by_role("region", name="Timers")
+    timers.get_by_label("Extend by").select_option("P1D")
+    alice.follow(
+        lambda: timers.get_by_test_id("extend-button").click(),
+        url=re.compile(rf".*/catalog/environment/{name}#timers$"),
+    )
+    after = live_portal.api.get(f"/v1/blueprints/environment/entities/{name}").json()["properties"][
+        "expires_at"
+    ]
+    moved = datetime.fromisoformat(after) - datetime.fromisoformat(before)
+    assert moved == timedelta(days=1), (before, after)
+    expect(timers.locator("time[data-countdown]").first).to_have_text(re.compile(r"^in 3d 23h \d+m$"))

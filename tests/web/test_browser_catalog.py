@@ -189,3 +189,47 @@ def test_the_scorecard_page_charts_levels_and_rules_and_drills_down_to_failing_e
         lambda: dana.by_testid("failing-entities").get_by_role("link").first.click(),
         url=re.compile(r".*/catalog/service/[^/]+$"),
     )
+
+
+@pytest.mark.parametrize("user", ["alice", "dana"])
+def test_every_page_of_the_menu_is_clean_for_an_admin_and_a_viewer(
+    open_portal: Callable[..., PortalPage], user: str
+) -> None:
+    portal = open_portal(user)
+    menu = portal.page.get_by_role("navigation", name="Main")
+    for label, path in [
+        ("Runs", "/runs"),
+        ("Approvals", "/approvals"),
+        ("Scorecards", "/scorecards"),
+        ("Timers", "/timers"),
+        ("Data sources", "/data-sources"),
+        ("Catalog", "/catalog"),
+    ]:
+        portal.follow(lambda label=label: menu.get_by_role("link", name=label).click(), url=path)
+        expect(menu.get_by_role("link", name=label)).to_have_attribute("aria-current", "page")
+
+
+def test_the_runs_list_filters_by_status_and_mine(
+    live_portal: LivePortal, open_portal: Callable[..., PortalPage]
+) -> None:
+    launched = live_portal.client("bob").post(
+        "/v1/actions/open_readiness_ticket/runs",
+        json={"entity": "ledger", "inputs": {"reason": "browser test"}},
+    )
+    assert launched.status_code == 202, launched.text
+    bob = open_portal("bob")
+    bob.goto("/runs")
+    bob.page.get_by_label("Mine only").check()
+    bob.page.get_by_label("Action").fill("open_readiness_ticket")
+    bob.follow(
+        lambda: bob.page.get_by_role("button", name="Filter").click(), url=re.compile(r".*/runs\?.*mine=1.*")
+    )
+    rows = bob.by_testid("run-row")
+    expect(rows.filter(has_text=launched.json()["id"])).to_have_count(1)
+    assert set(rows.locator("td:nth-child(5)").all_inner_texts()) == {"bob"}
+    bob.page.get_by_label("Status").select_option("CANCELLED")
+    bob.follow(
+        lambda: bob.page.get_by_role("button", name="Filter").click(), url=re.compile(r".*status=CANCELLED.*")
+    )
+    assert set(rows.locator("td:nth-child(4)").all_inner_texts()) <= {"CANCELLED"}
+    expect(rows.filter(has_text=launched.json()["id"])).to_have_count(0)
