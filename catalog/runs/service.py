@@ -50,6 +50,8 @@ class RunRequest(Strict):
     source: Source | None = None
     # Set by automations (service token only): which automation and event started the run.
     trigger: dict[str, Any] | None = None
+    # The plan_hash of a dry run of this launch: an agent's destructive launch needs it.
+    plan_hash: str | None = Field(None, max_length=100)
 
 
 class WorkerMessage(BaseModel):
@@ -291,17 +293,21 @@ def prepare_run(session: Session, request: LaunchRequest) -> Launch:
     if request.scope is not None and (earlier := session.get(Run, run_id)) is not None:
         return Launch(earlier, None, created=False)
     entity, inputs, sealed = check_launch(session, request)
-    run = new_run(request, run_id, entity, inputs, sealed)
+    # Imported here: the gate dry-runs the launch, and the dry run builds on this module.
+    from catalog.runs.agent_gate import gated_definition
+
+    definition = gated_definition(session, request)
+    run = new_run(request, run_id, entity, inputs, sealed, definition=definition)
     workflow_input = build_workflow_input(
         session,
         run,
-        action.definition,
+        definition,
         entity=entity,
         caller=request.caller,
         api_url=request.api_url,
         ui_url=request.ui_url(run.workflow_id),
     )
-    record_launch(session, run, workflow_input)
+    record_launch(session, run, workflow_input, agent=request.who.agent)
     return Launch(run, workflow_input, created=True)
 
 
@@ -317,10 +323,18 @@ def check_launch(
 
 
 def new_run(
-    request: LaunchRequest, run_id: str, entity: Entity | None, inputs: dict[str, Any], sealed: dict[str, str]
+    request: LaunchRequest,
+    run_id: str,
+    entity: Entity | None,
+    inputs: dict[str, Any],
+    sealed: dict[str, str],
+    *,
+    definition: dict[str, Any] | None = None,
 ) -> Run:
-    """The new run's record: secret inputs sealed and shown redacted, every step PENDING."""
-    action, definition, key = request.action, request.action.definition, request.secret_key
+    """The new run's record: secret inputs sealed and shown redacted, every step PENDING.
+    ``definition`` (default: the action's) is what the run pins and runs."""
+    action, key = request.action, request.secret_key
+    definition = definition if definition is not None else action.definition
     gated = bool(definition.get("approval"))
     now = utcnow()
     return Run(
@@ -349,10 +363,11 @@ def new_run(
     )
 
 
-def record_launch(session: Session, run: Run, workflow_input: RunInput) -> None:
+def record_launch(session: Session, run: Run, workflow_input: RunInput, *, agent: str | None = None) -> None:
     """Add the run with its approvers, audit entry and RUN_CREATED event. All of it is committed
-    before the workflow starts (the caller's job): a workflow never runs without its record."""
-    actor = Actor(run.created_by, run.id)
+    before the workflow starts (the caller's job): a workflow never runs without its record. An
+    agent's launch is audited as the agent on behalf of its owner, the run's requester."""
+    actor = Actor(agent, run.id, on_behalf_of=run.created_by) if agent else Actor(run.created_by, run.id)
     session.add(run)
     audit.record(
         session,
@@ -819,9 +834,17 @@ def decidable_by(session: Session, approver: str) -> ColumnElement[bool]:
     self_approvable = [
         a.identifier for a in session.scalars(select(Action)) if _allows_self_approval(a.definition)
     ]
+    # A run's pinned definition may allow it when its action does not (an agent's destructive
+    # launch waits for its owner): the approver's own waiting runs are few, judged one by one.
+    own_waiting = session.execute(
+        select(Run.id, Run.definition).where(Run.created_by == approver, Run.status == "WAITING_FOR_APPROVAL")
+    )
+    own_self_approvable = [
+        run_id for run_id, pinned in own_waiting if pinned and _allows_self_approval(pinned)
+    ]
     return and_(
         Run.id.in_(select(RunApprover.run_id).where(RunApprover.user == approver)),
-        or_(Run.created_by != approver, Run.action.in_(self_approvable)),
+        or_(Run.created_by != approver, Run.action.in_(self_approvable), Run.id.in_(own_self_approvable)),
     )
 
 
