@@ -3,8 +3,9 @@
 The worker pages through the vendor and hands each page of raw items to :func:`apply_page`,
 which maps them (``catalog.sources.mapping``), writes the entities through the catalog's one
 write path (``write_entities``, bulk, as the source: validation, audit, events, scorecards and
-computed properties all apply; an entity that would not change is not written), notes what it
-saw, and adds to the record's counts. A page is applied once: sent again (a worker resuming
+computed properties all apply; an entity that would not change is not written, and is found by
+comparing with its stored row before the write path, so an unchanged re-sync costs one query and
+the "seen" insert per page), notes what it saw, and adds to the record's counts. A page is applied once: sent again (a worker resuming
 after a crash), it answers what it answered the first time. :func:`complete` ends the record
 and, only after a SUCCESS and with ``delete_stale``, deletes the source's entities the sync did
 not see, unless they are more than ``deletion_threshold`` of the source's entities.
@@ -36,13 +37,24 @@ from sqlalchemy.orm import Session
 from catalog import audit
 from catalog.audit import Actor
 from catalog.base import Strict
+from catalog.blueprints.service import property_validator
+from catalog.changes.state import load_rows
+from catalog.computed import service as computed
 from catalog.db import utcnow
 from catalog.entities.service import Mode, SourceTag, delete_entity, write_entities
 from catalog.errors import CatalogError, Conflict, FieldError, Invalid, NotFound
+from catalog.identity.service import missing_teams, missing_users
 from catalog.models import Blueprint, DataSource, DataSourceSeen, DataSourceSync, DataSourceSyncPage, Entity
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
 from catalog.sources.definitions import DataSourceIn, parsed
-from catalog.sources.mapping import ItemError, MappedEntity, Mapping, map_items, resolve_searches
+from catalog.sources.mapping import (
+    ENTITY_ORDER,
+    ItemError,
+    MappedEntity,
+    Mapping,
+    map_items,
+    resolve_searches,
+)
 from catalog.timefmt import format_instant, format_optional
 from contracts.sources import SyncStatus
 
@@ -163,6 +175,16 @@ def _write_blueprint(
             applied.errors.append(ItemError(tag.resource, key, where, message, item=mapped.index))
             applied.note(mapped.index, "failed")
         return
+    bp = session.get(Blueprint, blueprint)
+    assert bp is not None
+    unchanged = _unchanged(session, bp, tag, entities)
+    for mapped in entities:
+        if mapped.index in unchanged:
+            applied.note(mapped.index, "unchanged")
+            applied.entities.append({"blueprint": blueprint, **mapped.entity})
+    entities = [m for m in entities if m.index not in unchanged]
+    if not entities:
+        return
     results = write_entities(
         session,
         blueprint,
@@ -182,6 +204,68 @@ def _write_blueprint(
         for error in _write_errors(tag.resource, mapped.entity["identifier"], result.error, f"/entities/{n}"):
             error.item = mapped.index
             applied.errors.append(error)
+
+
+def _unchanged(session: Session, bp: Blueprint, tag: SourceTag, entities: list[MappedEntity]) -> set[int]:
+    """The items (by index in the page) whose write would change nothing: compared with the
+    stored rows in one query per page, so a re-sync skips validation and the write path for
+    them. Conservative: an entity written before its blueprint last changed, or naming a team
+    or user that no longer exists, takes the write path (which validates and reports it)."""
+    stored = load_rows(session, bp.identifier, [m.entity["identifier"] for m in entities])
+    computed_names = computed.names(bp)
+    validator = property_validator(bp)
+    candidates: list[tuple[MappedEntity, dict[str, Any]]] = []
+    for mapped in entities:
+        row = stored.get(mapped.entity["identifier"])
+        if row is not None and _same_as_stored(mapped.entity, row, tag, bp, computed_names):
+            candidates.append((mapped, row))
+    teams: set[str] = set()
+    users: set[str] = set()
+    references: list[tuple[MappedEntity, set[str], set[str]]] = []
+    for mapped, row in candidates:
+        found = validator.referenced(row["properties"] or {})
+        row_teams = found["team"] | set(row["team"] or [])
+        teams |= row_teams
+        users |= found["user"]
+        references.append((mapped, row_teams, found["user"]))
+    gone_teams, gone_users = missing_teams(session, teams), missing_users(session, users)
+    return {
+        mapped.index
+        for mapped, row_teams, row_users in references
+        if not (row_teams & gone_teams or row_users & gone_users)
+    }
+
+
+def _same_as_stored(
+    entity: dict[str, Any], row: dict[str, Any], tag: SourceTag, bp: Blueprint, computed_names: set[str]
+) -> bool:
+    """What a merge write of ``entity`` by ``tag`` would leave equals ``row`` (the write path's
+    merge, done on the stored row): same fields, same source tag, and the blueprint unchanged
+    since the row was written (its schema would validate the row as before)."""
+    given = entity.get("properties") or {}
+    given_relations = entity.get("relations") or {}
+    if set(given) & computed_names or set(entity) - set(ENTITY_ORDER):
+        return False
+    if bp.updated_at is not None and row["updated_at"] is not None and row["updated_at"] < bp.updated_at:
+        return False
+    if (row["source_data_source"], row["source_resource"]) != (tag.data_source, tag.resource):
+        return False
+    if (row["source_properties"] or [], row["source_relations"] or []) != (
+        sorted(given),
+        sorted(given_relations),
+    ):
+        return False
+    title = entity.get("title")
+    team = entity.get("team")
+    team_list = [team] if isinstance(team, str) else list(team or [])
+    stored_properties = row["properties"] or {}
+    stored_relations = row["relations"] or {}
+    return (
+        (title if title is not None else row["title"]) == row["title"]
+        and (team_list or list(row["team"] or [])) == list(row["team"] or [])
+        and {**stored_properties, **given} == stored_properties
+        and {**stored_relations, **given_relations} == stored_relations
+    )
 
 
 def _write_errors(resource: int, key: str, error: CatalogError, prefix: str) -> list[ItemError]:
