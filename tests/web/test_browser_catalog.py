@@ -205,7 +205,7 @@ def test_every_page_of_the_menu_is_clean_for_an_admin_and_a_viewer(
         ("Data sources", "/data-sources"),
         ("Catalog", "/catalog"),
     ]:
-        portal.follow(lambda label=label: menu.get_by_role("link", name=label).click(), url=path)
+        portal.follow(menu.get_by_role("link", name=label).click, url=path)
         expect(menu.get_by_role("link", name=label)).to_have_attribute("aria-current", "page")
 
 
