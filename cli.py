@@ -350,6 +350,15 @@ def cmd_run(api: Gantry, args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def cmd_mcp(api: Gantry, args: argparse.Namespace) -> int:
+    """The MCP server over stdio; its tools call the API with ``--token``."""
+    from api.mcp.stdio import run
+
+    if not args.token:
+        raise ValueError("gantry mcp needs a token: set GANTRY_TOKEN (an agent's token) or pass --token")
+    return run(args.api_url, args.token)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="gantry", description="Gantry developer portal CLI")
     root.add_argument("--api-url", default=os.environ.get("GANTRY_API_URL", "http://127.0.0.1:8000"))
@@ -392,6 +401,9 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--description", default="")
     create.add_argument("--expires-at", default=None, help="ISO date-time; default: never")
     create.set_defaults(run=cmd_token_create)
+
+    mcp = commands.add_parser("mcp", help="serve MCP over stdio for an agent (GANTRY_API_URL, GANTRY_TOKEN)")
+    mcp.set_defaults(run=cmd_mcp)
 
     from importers import add_import_commands  # importers builds on this module's client
 
