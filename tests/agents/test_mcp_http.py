@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextResourceContents
 
@@ -110,3 +112,27 @@ async def test_mcp_refuses_a_request_without_a_valid_token(api_url: str) -> None
     assert answer.status_code == 401
     forged = httpx.post(f"{api_url}/mcp", json={}, headers={"Authorization": "Bearer nope"})
     assert forged.status_code == 401
+
+
+async def test_gantry_mcp_over_stdio_calls_the_api_with_the_agent_token(api_url: str) -> None:
+    secret = token(
+        api_url, {"user": "bob", "kind": "agent", "name": "stdio-helper", "allowed_actions": ["tag_service"]}
+    )
+    env = {**os.environ, "GANTRY_API_URL": api_url, "GANTRY_TOKEN": secret}
+    command = StdioServerParameters(
+        command=str(Path(sys.executable).parent / "gantry"), args=["mcp"], env=env
+    )
+    async with Client(command) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"search_entities", "run_tag_service"} <= names and "run_other_action" not in names
+        found = payload(await client.call_tool("search_entities", {}))
+        assert [e["identifier"] for e in found["items"]] == ["payments"]
+        plan = await client.call_tool(
+            "dry_run_action", {"action": "tag_service", "entity": "payments", "inputs": {"tag": "x"}}
+        )
+        assert not plan.is_error, payload(plan)
+        assert payload(plan)["plan_hash"].startswith("sha256:")
+        refused = await client.call_tool(
+            "launch_action", {"action": "other_action", "entity": "payments", "inputs": {"tag": "x"}}
+        )
+        assert refused.is_error and payload(refused)["status"] == 403
