@@ -60,7 +60,7 @@ def fields_of(
         elif kind in ("integer", "number"):
             f.widget = "number"
             f.attrs = {"step": "1" if kind == "integer" else "any"}
-            f.attrs |= {k: spec[k] for k in ("minimum", "maximum") if k in spec}
+            f.attrs |= {attr: spec[key] for key, attr in (("minimum", "min"), ("maximum", "max")) if key in spec}
         elif kind == "array" and "enum" in spec.get("items", {}):
             f.widget, f.options = "multiselect", [str(o) for o in spec["items"]["enum"]]
         elif kind == "array":
@@ -80,7 +80,7 @@ def fields_of(
             f.attrs |= {
                 attr: spec[key]
                 for key, attr in (
-                    ("pattern", "pattern"),
+                    ("pattern", "data-pattern"),  # checked by gantry.js as the API checks it
                     ("maxLength", "maxlength"),
                     ("minLength", "minlength"),
                 )

@@ -324,7 +324,7 @@ def test_forms_for_the_example_portal_actions(path: Path) -> None:
         assert field.widget == expected, (field.name, field.widget)
         assert field.label and field.required is (field.name in schema.get("required", []))
         if "pattern" in spec:
-            assert field.attrs["pattern"] == spec["pattern"]
+            assert field.attrs["data-pattern"] == spec["pattern"]
         if "default" in spec:
             assert field.value == spec["default"]
 
@@ -334,12 +334,12 @@ def test_launch_form_generation_422_and_launch(portal: dict[str, Any]) -> None:
     form = browser.get("/actions/deploy/launch", params={"entity": "payments"})
     assert form.status_code == 200 and 'data-testid="action-form"' in form.text
     html = form.text
-    assert 'name="version"' in html and 'pattern="^v[0-9]+$"' in html and "required" in html
+    assert 'name="version"' in html and 'data-pattern="^v[0-9]+$"' in html and "required" in html
     assert (
         '<select id="in-environment" name="environment"' in html
         and "<option selected>staging</option>" in html
     )
-    assert 'type="number"' in html and "min" in html and 'value="2"' in html
+    assert 'type="number"' in html and 'min="1"' in html and 'max="5"' in html and 'value="2"' in html
     assert 'type="checkbox" id="in-dry" name="dry"' in html and 'type="password"' in html
     assert all(f'<label for="in-{n}">' in html for n in ("version", "environment", "replicas", "password"))
     token = _csrf(html)

@@ -11,7 +11,11 @@ function followLog(log) {
       const response = await fetch(`/runs/${encodeURIComponent(log.dataset.run)}/log?after=${after}`, {
         headers: { Accept: "application/json" }, credentials: "same-origin",
       });
-      if (!response.ok) return;
+      if (!response.ok) {
+        // Gone or forbidden: nothing more to show. Busy or down: try again a little later.
+        if (response.status === 429 || response.status >= 500) setTimeout(poll, 5000);
+        return;
+      }
       body = await response.json();
     } catch (error) {
       setTimeout(poll, 5000);
@@ -32,7 +36,12 @@ function followLog(log) {
       const item = document.querySelector(`#run-steps li[data-step="${CSS.escape(step.id || "")}"] .status`);
       if (item && step.status) { item.textContent = step.status; }
     }
-    if (!body.ended) setTimeout(poll, 1000);
+    if (body.ended) {
+      // What only a running run offers (Cancel) goes; a reload shows what an ended one offers.
+      document.querySelectorAll("[data-while-running]").forEach((element) => element.remove());
+    } else {
+      setTimeout(poll, 1000);
+    }
   }
   if (log.dataset.ended !== "true") setTimeout(poll, 1000);
 }
@@ -54,7 +63,26 @@ function countdown(element) {
   tick();
 }
 
+function checkPattern(input) {
+  // JSON Schema patterns are ECMAScript regular expressions, unanchored. The HTML `pattern`
+  // attribute is anchored and compiled in a stricter mode (a bare "-" in a class is an error
+  // there), so the form carries the schema's pattern as data and checks it as the API does.
+  let pattern;
+  try {
+    pattern = new RegExp(input.dataset.pattern);
+  } catch (error) {
+    return; // the API checks it anyway
+  }
+  const check = () => {
+    const ok = input.value === "" || pattern.test(input.value);
+    input.setCustomValidity(ok ? "" : `Must match ${input.dataset.pattern}`);
+  };
+  input.addEventListener("input", check);
+  check();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("input[data-pattern]").forEach(checkPattern);
   const log = document.getElementById("run-log");
   if (log) followLog(log);
   document.querySelectorAll("time[data-countdown]").forEach(countdown);
