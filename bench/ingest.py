@@ -1,6 +1,6 @@
 """Ingest benchmark: data-source syncs and webhook deliveries against the catalog's own writes.
 
-``python -m bench.ingest [--items 100000] [--deliveries 5000] [--concurrency 16]``
+``python -m bench.ingest [--items 100000] [--deliveries 5000] [--concurrency 16] [--out FILE]``
 
 Each measurement runs the real API (uvicorn in a subprocess, as ``bench.catalog`` does) on a
 fresh SQLite file holding the same blueprints: ``bench_repo`` (10 properties; relations to
@@ -21,7 +21,7 @@ fresh SQLite file holding the same blueprints: ``bench_repo`` (10 properties; re
   ≥ 1,000/s. Then every delivery must be APPLIED (none lost, none failed, one entity each);
   applied per second counts from the first POST to the last delivery applied.
 
-It prints one table and writes it as markdown to ``bench/results/ingest.md``; the exit status is
+It prints one table and writes it as markdown to ``bench/results/ingest.md`` (or ``--out``); the exit status is
 1 when a target is missed. Figures are wall-clock on this machine: run it on a quiet one.
 """
 
@@ -476,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=100_000, help="raw items per sync (default 100000)")
     parser.add_argument("--deliveries", type=int, default=5000, help="webhook deliveries (default 5000)")
     parser.add_argument("--concurrency", type=int, default=16, help="deliveries in flight (default 16)")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help=f"where to write the table (default {RESULTS})"
+    )
     args = parser.parse_args(argv)
     if args.items < PAGE or args.deliveries < 1 or args.concurrency < 1:
         parser.error(f"--items must be at least {PAGE}; --deliveries and --concurrency at least 1")
@@ -489,8 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     table = render(rows, title)
     print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(table)
     return 0 if all(r.met is None or r.met(r.ours, r.ratio) for r in rows) else 1
 
 

@@ -26,13 +26,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.db import utcnow
 from catalog.models import DataSource, WebhookDelivery
 from catalog.sources import webhooks
-from catalog.sources.definitions import DataSourceIn, parsed
+from catalog.sources.definitions import DataSourceIn
 from catalog.sources.mapping import ItemError, Mapping, map_items
 from catalog.sources.syncs import apply_mapping
 
@@ -60,14 +60,22 @@ class _Planned:
 def process_batch(factory: sessionmaker[Session], limit: int = BATCH) -> int:
     """Claim and apply up to ``limit`` pending deliveries of one source in one transaction; how
     many were claimed (0: none is pending). A batch whose transaction fails as a whole is
-    applied again one delivery per transaction (``webhooks.process_one``)."""
+    applied again one delivery per transaction (``webhooks.process_one``).
+
+    The batch is filtered and mapped (jq) before its transaction, from a read of the pending
+    deliveries: on SQLite the claim takes the one writer lock, and every webhook request's
+    INSERT waits for it, so it is held for the writes only. Deliveries claimed in between by
+    another processor, or a source changed meanwhile, are mapped again inside."""
+    premapped = _premap(factory, limit)
     claimed = 0
     try:
         with factory() as session, session.begin():
-            deliveries = _claim(session, limit)
+            deliveries = _claim(session, limit, premapped.ids) if premapped else []
+            if not deliveries:  # none premapped, or another processor took them meanwhile
+                deliveries = _claim(session, limit)
             claimed = len(deliveries)
             if deliveries:
-                _apply(session, deliveries)
+                _apply(session, deliveries, premapped)
         return claimed
     except Exception:
         if not claimed:
@@ -79,16 +87,54 @@ def process_batch(factory: sessionmaker[Session], limit: int = BATCH) -> int:
         return claimed
 
 
-def _claim(session: Session, limit: int) -> list[WebhookDelivery]:
-    """The oldest pending deliveries of the source of the oldest one, now this transaction's."""
+@dataclass
+class _Premapped:
+    """A batch planned outside any transaction: valid for exactly these deliveries of the source
+    as it was saved (``key``)."""
+
+    key: tuple[str, int, str]
+    ids: list[int]
+    plans: list[_Planned]
+
+
+def _source_key(source: DataSource) -> tuple[str, int, str]:
+    return (source.identifier, source.version or 0, str(source.updated_at))
+
+
+def _premap(factory: sessionmaker[Session], limit: int) -> _Premapped | None:
+    with factory() as session:
+        deliveries = list(
+            session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(_candidates(limit))))
+        )
+        deliveries.sort(key=lambda d: d.id)
+        source = session.get(DataSource, deliveries[0].data_source) if deliveries else None
+        if source is None:
+            return None
+        definition = webhooks.cached_definition(source)
+        key = _source_key(source)
+    # The read ended with the session (its rows stay loaded): no lock is kept while mapping.
+    return _Premapped(key, [d.id for d in deliveries], _plan(definition, deliveries))
+
+
+def _candidates(limit: int) -> Select[Any]:
+    """The ids of the oldest pending deliveries of the source of the oldest one."""
     pending = WebhookDelivery.status == webhooks.PENDING
     oldest = select(WebhookDelivery.data_source).where(pending).order_by(WebhookDelivery.id).limit(1)
-    candidates = (
+    return (
         select(WebhookDelivery.id)
         .where(pending, WebhookDelivery.data_source == oldest.scalar_subquery())
         .order_by(WebhookDelivery.id)
         .limit(limit)
     )
+
+
+def _claim(session: Session, limit: int, ids: list[int] | None = None) -> list[WebhookDelivery]:
+    """The oldest pending deliveries of the source of the oldest one (of ``ids``, those premapped,
+    when given), now this transaction's."""
+    pending = WebhookDelivery.status == webhooks.PENDING
+    candidates = _candidates(limit)
+    if ids is not None:
+        candidates = candidates.where(WebhookDelivery.id.in_(ids))
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
     taken = session.scalars(
@@ -105,15 +151,25 @@ def _claim(session: Session, limit: int) -> list[WebhookDelivery]:
     return list(session.scalars(stmt.execution_options(populate_existing=True)))
 
 
-def _apply(session: Session, deliveries: list[WebhookDelivery]) -> None:
+def _apply(session: Session, deliveries: list[WebhookDelivery], premapped: _Premapped | None = None) -> None:
     source = session.get(DataSource, deliveries[0].data_source)
     if source is None:  # deleted since: nothing takes its deliveries
         for delivery in deliveries:
             _alone(session, delivery)
         return
-    definition = parsed(source)
+    definition = webhooks.cached_definition(source)
+    if (
+        premapped is not None
+        and premapped.key == _source_key(source)
+        and premapped.ids == [d.id for d in deliveries]
+    ):
+        plans = premapped.plans
+        for planned, delivery in zip(plans, deliveries, strict=True):
+            planned.delivery = delivery
+    else:
+        plans = _plan(definition, deliveries)
     group: list[_Planned] = []
-    for planned in _plan(definition, deliveries):
+    for planned in plans:
         if planned.deletes:
             _flush(session, definition, group)
             _alone(session, planned.delivery)

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from catalog import audit
 from catalog.audit import Actor
 from catalog.base import Strict
+from catalog.blueprints.properties import PropertyValidator
 from catalog.blueprints.service import property_validator
 from catalog.changes.state import load_rows
 from catalog.computed import service as computed
@@ -217,7 +218,7 @@ def _unchanged(session: Session, bp: Blueprint, tag: SourceTag, entities: list[M
     candidates: list[tuple[MappedEntity, dict[str, Any]]] = []
     for mapped in entities:
         row = stored.get(mapped.entity["identifier"])
-        if row is not None and _same_as_stored(mapped.entity, row, tag, bp, computed_names):
+        if row is not None and _same_as_stored(mapped.entity, row, tag, bp, validator, computed_names):
             candidates.append((mapped, row))
     teams: set[str] = set()
     users: set[str] = set()
@@ -237,7 +238,12 @@ def _unchanged(session: Session, bp: Blueprint, tag: SourceTag, entities: list[M
 
 
 def _same_as_stored(
-    entity: dict[str, Any], row: dict[str, Any], tag: SourceTag, bp: Blueprint, computed_names: set[str]
+    entity: dict[str, Any],
+    row: dict[str, Any],
+    tag: SourceTag,
+    bp: Blueprint,
+    validator: PropertyValidator,
+    computed_names: set[str],
 ) -> bool:
     """What a merge write of ``entity`` by ``tag`` would leave equals ``row`` (the write path's
     merge, done on the stored row): same fields, same source tag, and the blueprint unchanged
@@ -259,6 +265,8 @@ def _same_as_stored(
     team = entity.get("team")
     team_list = [team] if isinstance(team, str) else list(team or [])
     stored_properties = row["properties"] or {}
+    # Times are stored in their canonical form: compare what the write path would store.
+    given = validator.normalize(given) if validator.time_properties else given
     stored_relations = row["relations"] or {}
     return (
         (title if title is not None else row["title"]) == row["title"]

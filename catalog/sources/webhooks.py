@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import os
 import re
+import threading
 from collections.abc import Mapping as MappingType
 from typing import Any
 
@@ -59,10 +60,30 @@ def signed_source(session: Session, identifier: str) -> tuple[DataSource, DataSo
     source = session.get(DataSource, identifier)
     if source is None or source.kind not in ("webhook", "files"):
         raise NotFound(f"webhook source '{identifier}' not found")
-    definition = parsed(source)
+    definition = cached_definition(source)
     if definition.security is None:
         raise NotFound(f"webhook source '{identifier}' not found")
     return source, definition
+
+
+# Parsed definitions by (source, version, updated stamp): every delivery to a source re-read and
+# re-validated the same definition; a saved change bumps the stamp, so a stale one is never used.
+_PARSED: dict[tuple[str, int, str], DataSourceIn] = {}
+_PARSED_LOCK = threading.Lock()
+MAX_PARSED = 256
+
+
+def cached_definition(source: DataSource) -> DataSourceIn:
+    """``parsed(source)``, validated once per saved version of the source."""
+    key = (source.identifier, source.version or 0, str(source.updated_at))
+    found = _PARSED.get(key)
+    if found is None:
+        found = parsed(source)
+        with _PARSED_LOCK:
+            if len(_PARSED) >= MAX_PARSED:
+                _PARSED.clear()
+            _PARSED[key] = found
+    return found
 
 
 def pushed_repository(definition: DataSourceIn, headers: MappingType[str, str], body: Any) -> str | None:
