@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +34,7 @@ import orjson
 
 DEFAULT_TIMEOUT = 1.0  # CPU seconds per program
 WORKERS = 2  # processes evaluating at once (per API process)
+MIN_SHARE = 64  # a batch is split among the workers only in shares of at least this many jobs
 # Extra address space a worker may take beyond what it has after start-up.
 MEMORY_HEADROOM = 512 * 1024 * 1024
 _ROOT = Path(__file__).resolve().parents[1]
@@ -79,12 +81,22 @@ def run_jq_batch(
     Blocking: call it from a thread (the relay plans its batch in one), never on an event loop."""
     if not jobs:
         return []
+    if len(jobs) >= 2 * MIN_SHARE:
+        # A big batch is shared among the workers (each evaluates on its own core).
+        size = -(-len(jobs) // min(WORKERS, len(jobs) // MIN_SHARE))
+        shares = [jobs[start : start + size] for start in range(0, len(jobs), size)]
+        parts = _SHARING.map(lambda share: _run_share(share, timeout), shares)
+        return [result for part in parts for result in part]
+    return _run_share(jobs, timeout)
+
+
+def _run_share(jobs: Sequence[tuple[str, Any]], timeout: float) -> list[list[Any] | JqError]:
     outcomes = _POOL.call(_encode({"timeout": timeout, "jobs": list(jobs)}) + b"\n")
     if outcomes is None:  # the worker died: a program ran out of CPU time (or memory)
         if len(jobs) == 1:
             return [JqTimeout(f"jq program stopped: it used more than {timeout:g} s of CPU time")]
         # Find which one by running each alone; the others keep their results.
-        return [run_jq_batch([job], timeout=timeout)[0] for job in jobs]
+        return [_run_share([job], timeout)[0] for job in jobs]
     return [_result(outcome) for outcome in outcomes]
 
 
@@ -171,6 +183,9 @@ class _Pool:
 
 _POOL = _Pool(WORKERS)
 atexit.register(_POOL.close)
+# Threads that hand a big batch's shares to the workers at once.
+_SHARING = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="jq-share")
+atexit.register(_SHARING.shutdown)
 
 
 def shutdown() -> None:
