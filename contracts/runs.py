@@ -119,7 +119,7 @@ class StepState:
     """One entry of a run's ``steps[]``: what the workflow reports and the catalog stores."""
 
     id: str
-    uses: str = ""  # records written before steps named their kind have none
+    uses: str
     title: str = ""
     # PENDING, IN_PROGRESS, SUCCESS, FAILURE, SKIPPED, COMPENSATED, or how the run ended while it
     # ran (CANCELLED, DECLINED). A plain string: a reader takes a newer worker's status as it is.

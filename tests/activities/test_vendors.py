@@ -31,6 +31,10 @@ CATALOG = {
     "sources.load_source",
     "sources.pull",
     "sources.complete_sync",
+    # An initiative's reminders and deadline, an exemption's expiry.
+    "initiatives.remind",
+    "initiatives.report_deadline",
+    "gantry.expire_exemption",
 }
 ALL = CATALOG | {
     "http.request",

@@ -146,13 +146,13 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_driver: Playwright, chromium_path: Path) -> Iterator[Browser]:
     # Chromium's sandbox needs user namespaces that root in a container does not get.
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
