@@ -942,7 +942,8 @@ def _reset_for_retry(run: Run, resume_at: str, earlier: dict[str, Any], *, waits
         run.status, run.status_label = "IN_PROGRESS", f"Retrying from step {resume_at}"
     run.error, run.ended_at, run.updated_at = None, None, utcnow()
     run.steps = [
-        s if s["id"] in earlier else {**s, **StepState.from_json({"uses": "", **s}).again().to_json()} for s in run.steps
+        s if s["id"] in earlier else {**s, **StepState.from_json({"uses": "", **s}).again().to_json()}
+        for s in run.steps
     ]
 
 
