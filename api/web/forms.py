@@ -60,7 +60,9 @@ def fields_of(
         elif kind in ("integer", "number"):
             f.widget = "number"
             f.attrs = {"step": "1" if kind == "integer" else "any"}
-            f.attrs |= {attr: spec[key] for key, attr in (("minimum", "min"), ("maximum", "max")) if key in spec}
+            f.attrs |= {
+                attr: spec[key] for key, attr in (("minimum", "min"), ("maximum", "max")) if key in spec
+            }
         elif kind == "array" and "enum" in spec.get("items", {}):
             f.widget, f.options = "multiselect", [str(o) for o in spec["items"]["enum"]]
         elif kind == "array":
