@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-import httpx
 from fastapi.testclient import TestClient
 
 
-def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+class ApiResponse(Protocol):
+    """What the checks read of a response: a TestClient's (httpx2) or an httpx client's."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    def json(self) -> Any: ...
+
+
+def error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
     """The response's error object, after checking the status and the shape."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -17,7 +16,7 @@ from api.app import create_app
 from api.limits import json_depth
 from config import Settings
 from tests.api.conftest import ADMIN_TOKEN
-from tests.api.test_errors import error
+from tests.api.test_errors import ApiResponse, error
 
 JSON = {"content-type": "application/json"}
 MIB = 1024 * 1024
@@ -188,7 +187,7 @@ def test_string_formats_are_linear_with_length_caps(catalog: TestClient) -> None
     }
     assert catalog.post("/v1/blueprints", json=blueprint).status_code == 201
 
-    def post(props: dict[str, Any]) -> httpx.Response:
+    def post(props: dict[str, Any]) -> ApiResponse:
         return catalog.post("/v1/blueprints/contact/entities", json={"identifier": "c", "properties": props})
 
     for name, value, limit in [
