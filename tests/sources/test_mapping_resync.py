@@ -17,10 +17,20 @@ from tests.sources.catalog_fixtures import Worker, api, github_source, repo, set
 __all__ = ["api", "settings"]
 
 COUNTS = ("created", "updated", "unchanged", "failed")
+# The fixtures' mappings, as they are defined (another module's test edits the shared dict).
+MAPPINGS: dict[str, Any] = {
+    "identifier": ".name",
+    "title": ".name",
+    "blueprint": '"service"',
+    "team": ".owner",
+    "properties": {"repo": ".html_url", "language": ".language"},
+    "relations": {"system": ".topics[0]"},
+}
 
 
 def _source(api: TestClient, **overrides: Any) -> Worker:
     body = github_source(**overrides)
+    body["resources"][0]["port"]["entity"]["mappings"] = copy.deepcopy(MAPPINGS)
     assert api.post("/v1/data-sources", json=body).status_code == 201
     return Worker(api, body["identifier"])
 
