@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def github_source(identifier: str = "github_acme", **overrides: Any) -> dict[str
             {
                 "kind": "repository",
                 "selector": {"query": ".archived == false"},
-                "port": {"entity": {"mappings": MAPPINGS}},
+                "port": {"entity": {"mappings": copy.deepcopy(MAPPINGS)}},  # a test may edit its copy
             }
         ],
         **overrides,
