@@ -36,9 +36,15 @@ def bearer(headers: Any) -> str | None:
 class McpEndpoint:
     """The ASGI endpoint: check the token, then hand the request to the MCP session manager."""
 
-    def __init__(self, app: FastAPI, manager: StreamableHTTPSessionManager) -> None:
+    def __init__(self, app: FastAPI, server: Any) -> None:
         self.app = app
-        self.manager = manager
+        self.server = server
+        # A session manager runs once: each start of the app (its lifespan) gets a new one.
+        self.manager: StreamableHTTPSessionManager | None = None
+
+    def start(self) -> StreamableHTTPSessionManager:
+        self.manager = StreamableHTTPSessionManager(app=self.server, stateless=True, json_response=True)
+        return self.manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
@@ -57,6 +63,12 @@ class McpEndpoint:
             )
             await answer(scope, receive, send)
             return
+        if self.manager is None:  # the app is not started (or stopping)
+            await JSONResponse(
+                {"error": {"code": "unavailable", "message": "the MCP server is not running", "details": []}},
+                status_code=503,
+            )(scope, receive, send)
+            return
         await self.manager.handle_request(scope, receive, send)
 
     def _known(self, token: str) -> bool:
@@ -74,13 +86,16 @@ def mount(app: FastAPI) -> None:
         async with api.client:
             yield api
 
-    manager = StreamableHTTPSessionManager(app=build_server(api_for), stateless=True, json_response=True)
-    app.router.routes.append(Route(PATH, endpoint=McpEndpoint(app, manager), include_in_schema=False))
+    endpoint = McpEndpoint(app, build_server(api_for))
+    app.router.routes.append(Route(PATH, endpoint=endpoint, include_in_schema=False))
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(application: Any) -> AsyncIterator[Any]:
-        async with inner(application) as state, manager.run():
-            yield state
+        async with inner(application) as state, endpoint.start().run():
+            try:
+                yield state
+            finally:
+                endpoint.manager = None
 
     app.router.lifespan_context = lifespan
