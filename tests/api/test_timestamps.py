@@ -140,7 +140,9 @@ def seed_run(client: TestClient) -> str:
     old_form = now.isoformat()  # +00:00, microseconds
     report = {
         "status": "WAITING_FOR_APPROVAL",
-        "steps": [{"id": "wait", "uses": "sleep", "status": "IN_PROGRESS", "started_at": old_form, "outputs": {}}],
+        "steps": [
+            {"id": "wait", "uses": "sleep", "status": "IN_PROGRESS", "started_at": old_form, "outputs": {}}
+        ],
         "approval": {
             "status": "PENDING",
             "expires_at": (now + timedelta(hours=1)).isoformat(),
