@@ -16,6 +16,7 @@ EXAMPLES = {
     "gantry sources preview": "gantry sources preview github_deployments items.json --resource 0",
     "gantry sources sync": "gantry sources sync github_deployments --wait",
     "gantry sources syncs": "gantry sources syncs github_deployments -o json",
+    "gantry mcp": "GANTRY_TOKEN=$AGENT_TOKEN gantry mcp   # an MCP server on stdio, for an agent's client",
 }
 
 

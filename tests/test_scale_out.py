@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -295,10 +296,11 @@ async def crash_one_of_each(stack: Stack) -> None:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    reason="open finding: after the SIGKILL of an API process mid-load, some approved runs stay "
-    "WAITING_FOR_APPROVAL while their gate answers 'no approval is pending' (not converged in 150 s)",
-    strict=False,
+@pytest.mark.skipif(
+    os.environ.get("GANTRY_SCALE_OUT") != "1",
+    reason="open finding, run with GANTRY_SCALE_OUT=1: after the SIGKILL of an API process mid-load, "
+    "some approved runs stay WAITING_FOR_APPROVAL while their gate answers 'no approval is pending' "
+    "(it fails every time, so it does not spend CI's four minutes until that is fixed)",
 )
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_two_apis_and_two_workers_apply_everything_once_across_a_crash_of_each(
