@@ -17,9 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities import build_activities
 from api.app import create_app
 from catalog.sources.descriptors import builtin_blueprints
 from catalog.sources.syncs import repository_of
@@ -27,10 +25,9 @@ from config import Settings
 from devtools.testing import eventually_async
 from tests.api.conftest import ADMIN_TOKEN, SERVICE_TOKEN
 from tests.fakes.github_org import FakeGitHubOrg
+from tests.sources.live_stack import github_portal
 from tests.sources.worker_fixtures import running
 from tests.temporal_env import free_port, start_dev_server
-from tests.workflows.conftest import serve_api
-from workflows import ALL_WORKFLOWS
 
 SECRET = "push-test-secret"
 SECRET_ENV = "GANTRY_WEBHOOK_PUSH_SECRET"
@@ -187,41 +184,18 @@ def github_server() -> Iterator[FakeGitHubOrg]:
 async def portal(
     tmp_path: Path, temporal: WorkflowEnvironment, github_server: FakeGitHubOrg
 ) -> AsyncIterator[httpx.AsyncClient]:
-    github_server.reset()
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'catalog.db'}",
-        temporal_address=temporal.client.service_client.config.target_host,
-        task_queue=f"sources-push-{uuid.uuid4().hex[:8]}",
-        admin_token=ADMIN_TOKEN,
-        service_token=SERVICE_TOKEN,
-        secret_key="secret-key-push",
-        github_token=FakeGitHubOrg.token,
-        github_api_url=github_server.url,
-    )
-    with serve_api(settings) as api_url:
-        settings = settings.model_copy(update={"api_url": api_url})
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        async with (
-            httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as api,
-            Worker(
-                temporal.client,
-                task_queue=settings.task_queue,
-                workflows=ALL_WORKFLOWS,
-                activities=build_activities(settings),
-            ),
-        ):
-            team = {"identifier": "payments-team", "title": "Payments"}
-            assert (await api.post("/v1/teams", json=team)).status_code == 201
-            for blueprint in builtin_blueprints():
-                url = f"/v1/blueprints/{blueprint['identifier']}"
-                exists = (await api.get(url)).status_code == 200
-                saved = await (
-                    api.put(url, json=blueprint) if exists else api.post("/v1/blueprints", json=blueprint)
-                )
-                assert saved.status_code in (200, 201), saved.text
-            assert (await api.post("/v1/data-sources", json=FILES)).status_code == 201
-            yield api
+    async with github_portal(tmp_path, temporal, github_server, "push") as api:
+        team = {"identifier": "payments-team", "title": "Payments"}
+        assert (await api.post("/v1/teams", json=team)).status_code == 201
+        for blueprint in builtin_blueprints():
+            url = f"/v1/blueprints/{blueprint['identifier']}"
+            exists = (await api.get(url)).status_code == 200
+            saved = await (
+                api.put(url, json=blueprint) if exists else api.post("/v1/blueprints", json=blueprint)
+            )
+            assert saved.status_code in (200, 201), saved.text
+        assert (await api.post("/v1/data-sources", json=FILES)).status_code == 201
+        yield api
 
 
 async def _ended(api: httpx.AsyncClient, sync_id: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ page keeps failing is PARTIAL and deletes nothing, although a repository disappe
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,17 +11,13 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities import build_activities
-from config import Settings
 from devtools.testing import eventually_async
-from tests.api.conftest import ADMIN_TOKEN, SERVICE_BLUEPRINT, SERVICE_TOKEN, SYSTEM_BLUEPRINT
+from tests.api.conftest import SERVICE_BLUEPRINT, SYSTEM_BLUEPRINT
 from tests.fakes.github_org import FakeGitHubOrg
+from tests.sources.live_stack import github_portal
 from tests.sources.worker_fixtures import running
 from tests.temporal_env import start_dev_server
-from tests.workflows.conftest import serve_api
-from workflows import ALL_WORKFLOWS
 
 pytestmark = pytest.mark.temporal
 
@@ -69,39 +64,16 @@ def github_server() -> Iterator[FakeGitHubOrg]:
 async def portal(
     tmp_path: Path, temporal: WorkflowEnvironment, github_server: FakeGitHubOrg
 ) -> AsyncIterator[httpx.AsyncClient]:
-    github_server.reset()
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'catalog.db'}",
-        temporal_address=temporal.client.service_client.config.target_host,
-        task_queue=f"sources-e2e-{uuid.uuid4().hex[:8]}",
-        admin_token=ADMIN_TOKEN,
-        service_token=SERVICE_TOKEN,
-        secret_key="secret-key-e2e",
-        github_token=FakeGitHubOrg.token,
-        github_api_url=github_server.url,
-    )
-    with serve_api(settings) as api_url:
-        settings = settings.model_copy(update={"api_url": api_url})
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        async with (
-            httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as api,
-            Worker(
-                temporal.client,
-                task_queue=settings.task_queue,
-                workflows=ALL_WORKFLOWS,
-                activities=build_activities(settings),
-            ),
+    async with github_portal(tmp_path, temporal, github_server, "e2e") as api:
+        for path, body in (
+            ("/v1/teams", {"identifier": "payments-team", "title": "Payments"}),
+            ("/v1/blueprints", SYSTEM_BLUEPRINT),
+            ("/v1/blueprints", SERVICE_BLUEPRINT),
+            ("/v1/data-sources", SOURCE),
         ):
-            for path, body in (
-                ("/v1/teams", {"identifier": "payments-team", "title": "Payments"}),
-                ("/v1/blueprints", SYSTEM_BLUEPRINT),
-                ("/v1/blueprints", SERVICE_BLUEPRINT),
-                ("/v1/data-sources", SOURCE),
-            ):
-                created = await api.post(path, json=body)
-                assert created.status_code == 201, created.text
-            yield api
+            created = await api.post(path, json=body)
+            assert created.status_code == 201, created.text
+        yield api
 
 
 async def run_sync(api: httpx.AsyncClient) -> dict[str, Any]:
