@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from temporalio.testing import WorkflowEnvironment
 from worker import SEARCH_ATTRIBUTES
 
 SEARCH_ATTRIBUTE_KEYS = [SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES]
+# The SDK waits 5 s for a server to answer; on a loaded 2-core CI machine the test server has
+# taken longer, failing every test of a module at set-up.
+STARTUP_TIMEOUT = timedelta(seconds=60)
 
 
 def _venv_binary(name: str) -> Path:
@@ -61,6 +65,7 @@ async def start_dev_server(**kwargs: Any) -> AsyncIterator[WorkflowEnvironment]:
     """A local dev server with Gantry's search attributes; kwargs go to ``start_local``."""
     kwargs.setdefault("search_attributes", SEARCH_ATTRIBUTE_KEYS)
     kwargs.setdefault("ui", False)
+    kwargs.setdefault("dev_server_startup_timeout", STARTUP_TIMEOUT)
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(temporal_binary()), **kwargs)
     try:
         yield env
@@ -71,6 +76,7 @@ async def start_dev_server(**kwargs: Any) -> AsyncIterator[WorkflowEnvironment]:
 @asynccontextmanager
 async def start_time_skipping(**kwargs: Any) -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server; kwargs go to ``start_time_skipping``."""
+    kwargs.setdefault("test_server_startup_timeout", STARTUP_TIMEOUT)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(test_server_binary()), **kwargs
     )

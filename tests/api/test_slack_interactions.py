@@ -153,7 +153,11 @@ class Stack:
         return form(block_actions(action, run_id, user, channel))
 
     def post(self, body: bytes, **headers: str) -> httpx.Response:
-        return httpx.post(f"{self.url}/v1/slack/interactions", content=body, headers=signed(body) | headers)
+        # A generous timeout: the acknowledgement's speed is the benchmark's business
+        # (bench.approvals), and a loaded CI machine has taken more than httpx's default 5 s.
+        return httpx.post(
+            f"{self.url}/v1/slack/interactions", content=body, headers=signed(body) | headers, timeout=30
+        )
 
     def add_run(self, run_id: str, status: str = "WAITING_FOR_APPROVAL") -> str:
         with self.app.state.sessionmaker() as session:
