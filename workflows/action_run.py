@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.search_attributes import GANTRY_RUN_STATUS
     from contracts.steps import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_NOT_CONFIGURED, StepInput, StepResult
+    from workflows import sub_action
     from workflows.approval_gate import ApprovalGate
 
 DEFAULT_TIMEOUT = timedelta(minutes=10)
@@ -254,6 +255,10 @@ class ActionRun:
         definition: StepSpec | CompensationSpec,
         inp: RunInput,
     ) -> StepResult:
+        if uses == sub_action.SUB_ACTION_KIND:  # another action as a child run
+            return await sub_action.execute(
+                step_id, params, inp, log=self._log, report=self._report, fail=StepFailure
+            )
         if uses == "approval":
             await self._await_approval(step_id, inp)
             approvers = [a["user"] for a in (self._approval or {}).get("approvals", [])]
