@@ -32,6 +32,9 @@ class ChildRunRequest:
     # The parent's execution (its Temporal run id): a retried activity gets the same child, a
     # retried parent run (a new execution) a new one.
     execution: str = ""
+    # The parent's secret marker: its secret inputs' placeholders in ``inputs`` become the values
+    # (sealed again as the child's secret inputs); any other placeholder-shaped text stays literal.
+    secret_marker: str = ""
 
 
 @dataclass

@@ -257,7 +257,13 @@ class ActionRun:
     ) -> StepResult:
         if uses == sub_action.SUB_ACTION_KIND:  # another action as a child run
             return await sub_action.execute(
-                step_id, params, inp, log=self._log, report=self._report, fail=StepFailure
+                step_id,
+                params,
+                inp,
+                log=self._log,
+                report=self._report,
+                fail=StepFailure,
+                marker=self._marker,
             )
         if uses == "approval":
             await self._await_approval(step_id, inp)

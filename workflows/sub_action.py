@@ -69,11 +69,13 @@ async def execute(
     log: Log,
     report: Callable[[], Awaitable[None]],
     fail: Failure,
+    marker: str = "",
 ) -> StepResult:
     """Run the step's child run to its end and return its outputs. ``log`` adds a line to the
     parent's log, ``report`` sends the parent's state (so its record shows the step running while
-    the child runs), ``fail(step_id, message)`` is the parent's step failure to raise."""
-    request = _request(step_id, params, inp, fail)
+    the child runs), ``fail(step_id, message)`` is the parent's step failure to raise, ``marker`` the parent's
+    secret marker (its secret inputs passed on in ``inputs`` reach the child as secret inputs)."""
+    request = _request(step_id, params, inp, fail, marker)
     child = await _prepare(request, fail)
     log(f"Sub-action '{child.action}' runs as run {child.run_id} ({child.status})", step_id=step_id)
     await report()
@@ -95,7 +97,9 @@ async def execute(
     )
 
 
-def _request(step_id: str, params: dict[str, Any], inp: RunInput, fail: Failure) -> ChildRunRequest:
+def _request(
+    step_id: str, params: dict[str, Any], inp: RunInput, fail: Failure, marker: str
+) -> ChildRunRequest:
     """The child run asked for by the step's rendered ``with``: ``action``, ``entity``, ``inputs``."""
     action, entity, inputs = params.get("action"), params.get("entity"), params.get("inputs", {})
     if not isinstance(action, str) or not action:
@@ -111,6 +115,7 @@ def _request(step_id: str, params: dict[str, Any], inp: RunInput, fail: Failure)
         entity=entity or None,
         inputs=inputs,
         execution=workflow.info().run_id,
+        secret_marker=marker,
     )
 
 
