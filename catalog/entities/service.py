@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog import audit
@@ -76,6 +77,10 @@ ENTITY_FIELDS = {"identifier", "title", "team", "properties", "relations", "blue
 UPDATED_COLUMNS = ("id", "title", "team", "properties", "relations", "updated_at", "updated_by")
 SOURCE_COLUMNS = ("source_data_source", "source_resource", "source_properties", "source_relations")
 RELATIONS = cast(Table, EntityRelation.__table__)
+# The entities' blueprint/identifier key, and how often a write whose new entity another
+# transaction created meanwhile is done again (each time it finds more of the batch existing).
+ENTITY_KEY = "uq_entities_blueprint_identifier"
+KEY_RACE_ATTEMPTS = 3
 
 
 class Mode(enum.Enum):
@@ -305,7 +310,52 @@ def write_entities(
     """Validate and write a batch of entities; one result per item, in order. With ``who``, each
     item must pass the blueprint's permissions (a 403 or 404 for that item alone); without it
     the caller is the catalog itself (extensions, data sources, internal writes) and already
-    decided. With ``source`` the entities are tagged as that data source's."""
+    decided. With ``source`` the entities are tagged as that data source's.
+
+    Another transaction may create one of the batch's new entities between this one's read and
+    its insert (two API processes upserting the same new entity at once): the insert then breaks
+    the blueprint/identifier key. The batch is written in a savepoint and, on that conflict, done
+    again from the start: it now finds the other's entity and updates it (audited and evented as
+    an update of what the other wrote), or answers "exists" to a create."""
+    for attempt in range(KEY_RACE_ATTEMPTS):
+        try:
+            with session.begin_nested():
+                return _write_batch(
+                    session,
+                    blueprint,
+                    raw_items,
+                    mode=mode,
+                    actor=actor,
+                    create_missing_related=create_missing_related,
+                    bulk=bulk,
+                    who=who,
+                    source=source,
+                )
+        except IntegrityError as exc:
+            if attempt == KEY_RACE_ATTEMPTS - 1 or not _entity_key_taken(exc):
+                raise
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _entity_key_taken(exc: IntegrityError) -> bool:
+    """Whether the write broke an entity's blueprint/identifier key (PostgreSQL names the
+    constraint, SQLite the columns)."""
+    message = str(exc.orig)
+    return ENTITY_KEY in message or "entities.blueprint, entities.identifier" in message
+
+
+def _write_batch(
+    session: Session,
+    blueprint: str,
+    raw_items: list[Any],
+    *,
+    mode: Mode,
+    actor: Actor,
+    create_missing_related: bool,
+    bulk: bool,
+    who: Principal | None,
+    source: SourceTag | None,
+) -> list[WriteResult]:
     bp = get_blueprint(session, blueprint)
     items = [_parse(i, raw, bp, f"/entities/{i}" if bulk else "") for i, raw in enumerate(raw_items)]
     _refuse_duplicates(items)
