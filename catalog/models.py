@@ -15,7 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from catalog.db import Base, JSONType, UTCDateTime, utcnow
 
@@ -203,6 +203,7 @@ class Run(Base):
         Index("ix_runs_entity", "blueprint", "entity"),
         Index("ix_runs_status", "status"),
         Index("ix_runs_created", "created_at", "id"),
+        Index("ix_runs_parent", "parent_run_id"),
         UniqueConstraint("idempotency_scope", name="uq_runs_idempotency_scope"),
     )
 
@@ -234,6 +235,12 @@ class Run(Base):
     # action never change a run, and a retry resumes with the same steps. None before 0016.
     action_version: Mapped[int | None] = mapped_column(Integer)
     definition: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # A sub-action's run: the run whose step launched it (``trigger`` names the step).
+    parent_run_id: Mapped[str | None] = mapped_column(String(64))
+    # The runs this run's sub-action steps launched, oldest first (read through ix_runs_parent).
+    child_runs: Mapped[list[Run]] = relationship(
+        "Run", primaryjoin="Run.id == foreign(Run.parent_run_id)", viewonly=True, order_by="Run.created_at"
+    )
 
 
 class RunLog(Base):
