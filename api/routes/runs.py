@@ -23,6 +23,7 @@ from api.schemas import (
     RunSecrets,
     RunView,
 )
+from api.services.exemptions import ExemptionServiceDep
 from api.services.runs import RunServiceDep
 from catalog.base import Strict
 from catalog.errors import Forbidden
@@ -175,12 +176,16 @@ def report_run(
     settings: SettingsDep,
     _: ServiceUser,
     actor: ActorDep,
+    exemptions: ExemptionServiceDep,
     body: RunReport = Body(),
 ) -> dict[str, Any]:
     """The workflow's report of its run's state (service token only). Idempotent."""
     run = runs.get_run(session, run_id)
+    ended = run.status not in runs.TERMINAL and body.status in runs.TERMINAL
     runs.apply_report(session, run, body, actor)
     session.commit()
+    if ended:
+        exemptions.run_ended(run)
     return present(settings, run)
 
 

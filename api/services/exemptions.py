@@ -6,7 +6,9 @@ never lacks its expiry. Temporal down ends the run as not started, which decline
 exemption, and the caller gets the 503. Revocation and expiry are decided in the catalog first
 and committed; cancelling the approval run or the timer afterwards is tidying (a run approved
 after its exemption was revoked changes nothing, a timer that wakes finds nothing to do), so
-Temporal being down never blocks a revocation.
+Temporal being down never blocks a revocation. An approval run that ends without approving
+its exemption (declined, timed out) cancels the exemption's timer once its end is recorded
+(:meth:`ExemptionService.run_ended`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 
 import anyio.from_thread
 from fastapi import Depends
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
@@ -29,7 +32,7 @@ from catalog.exemptions import decisions
 from catalog.exemptions import service as exemptions
 from catalog.exemptions.service import ExemptionIn
 from catalog.identity.permissions import Principal
-from catalog.models import Scorecard, ScorecardExemption, User
+from catalog.models import Run, Scorecard, ScorecardExemption, User
 from catalog.runs import service as runs
 from catalog.timefmt import format_instant
 from config import Settings
@@ -96,6 +99,7 @@ class ExemptionService:
             reason = f"Temporal unavailable at {self.settings.temporal_address}"
             runs.mark_not_started(self.session, run, reason, Actor(user.identifier, run.id))
             self.session.commit()
+            self._tidy(exemption, cancel_run=False, cancel_timer=True)  # if its timer did start
             raise
         return exemption
 
@@ -111,6 +115,16 @@ class ExemptionService:
         self.session.commit()
         self._tidy(exemption, cancel_run=pending, cancel_timer=False)
         return exemption
+
+    def run_ended(self, run: Run) -> None:
+        """After a run's end is committed: an exemption approval run that did not approve its
+        exemption (declined, timed out, withdrawn) leaves no timer waiting for the exemption's
+        date. Any other run is none of its business."""
+        if run.action != decisions.EXEMPTION_ACTION or run.status == "SUCCESS":
+            return
+        exemption = self.session.scalar(select(ScorecardExemption).where(ScorecardExemption.run_id == run.id))
+        if exemption is not None and exemption.status not in decisions.OPEN:
+            self._tidy(exemption, cancel_run=False, cancel_timer=True)
 
     def _tidy(self, exemption: ScorecardExemption, *, cancel_run: bool, cancel_timer: bool) -> None:
         """Cancel what no longer needs to wait (best effort: the catalog has decided already)."""

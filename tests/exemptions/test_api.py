@@ -122,9 +122,14 @@ def test_declined_or_cancelled_runs_decide_the_exemption(world: World) -> None:
     )
     assert world.client.get(f"{BASE}/{first['id']}").json()["status"] == "DECLINED"
     assert world.entity_rules()["has_repo"]["status"] == "FAILURE"
+    assert world.gateway.cancelled == [expiry_workflow_id(first["id"])]  # its timer waits no more
     second = world.request().json()
     world.report(second["run_id"], "CANCELLED")
     assert world.client.get(f"{BASE}/{second['id']}").json()["status"] == "REVOKED"
+    assert world.gateway.cancelled[-1] == expiry_workflow_id(second["id"])
+    # a report repeated (a retried activity) cancels nothing more
+    world.report(second["run_id"], "CANCELLED")
+    assert len(world.gateway.cancelled) == 2
     # a run approved after its exemption was revoked changes nothing
     third = world.request().json()
     assert world.client.delete(f"{BASE}/{third['id']}", headers=world.as_("mo")).status_code == 200
