@@ -58,7 +58,11 @@ from workflows.reconcile import ReconcileRuns, RegradeScorecards
 
 HISTORIES = Path(__file__).parent / "histories"
 # Scenarios that sleep for long in workflow time, recorded on the time-skipping test server.
-TIME_SKIPPING = {"reconcile_runs_continued"}
+TIME_SKIPPING = {"reconcile_runs_continued", "initiative_reminded_moved_reported", "exemption_expired"}
+# Scenarios whose server (the time-skipping one) has no Gantry search attributes to set.
+NO_SEARCH_ATTRIBUTES = {"initiative_reminded_moved_reported", "exemption_expired"}
+# The time-skipping server of the scenario being recorded, for scenarios that skip time.
+SKIPPING: WorkflowEnvironment | None = None
 # The organisation data-source scenarios read (the stack's FakeGitHub serves actions only).
 GITHUB_ORG = FakeGitHubOrg()
 # Scenarios whose worker talks to GITHUB_ORG as its GitHub.
@@ -338,6 +342,130 @@ async def data_source_sync_push(stack: Stack) -> tuple[str, str | None]:
     return workflow_id, None
 
 
+async def _skip(span: timedelta) -> None:
+    """Skip ``span`` of workflow time on the time-skipping server the scenario runs on, a day at
+    a time (each timer fires and its activities run before the next day is skipped)."""
+    assert SKIPPING is not None
+    left = span
+    while left > timedelta(0):
+        step = min(left, timedelta(days=1))
+        await SKIPPING.sleep(step)
+        left -= step
+
+
+async def _server_now() -> datetime:
+    """The time-skipping server's clock (earlier scenarios on it moved it on)."""
+    assert SKIPPING is not None
+    return await SKIPPING.get_current_time()
+
+
+async def initiative_reminded_moved_reported(stack: Stack) -> tuple[str, str | None]:
+    """An initiative's workflow from creation to its end: the deadline moved a day later (the
+    timers re-armed), a reminder a day before it (Slack not configured: recorded only), the
+    final report at the deadline. Recorded on the time-skipping server."""
+    await seed(stack)
+    scorecard = {
+        "identifier": "readiness",
+        "title": "Readiness",
+        "levels": [{"title": "Basic"}, {"title": "Bronze"}],
+        "rules": [
+            {
+                "identifier": "has_team",
+                "level": "Bronze",
+                "query": {"combinator": "and", "rules": [{"property": "$team", "operator": "isNotEmpty"}]},
+            }
+        ],
+    }
+    assert (await stack.api.post("/v1/blueprints/service/scorecards", json=scorecard)).status_code == 201
+    assert (await stack.api.post("/v1/blueprints/service/entities", json={"identifier": "ledger"})).is_success
+    start = await _server_now()
+    body = {
+        "identifier": "recorded",
+        "title": "Every service owned",
+        "targets": [{"blueprint": "service", "scorecard": "readiness", "level": "Bronze"}],
+        "deadline": (start + timedelta(days=2)).isoformat(),
+        "remind_before": ["P1D"],
+    }
+    assert (await stack.api.post("/v1/initiatives", json=body)).status_code == 201
+    moved = {**body, "deadline": (start + timedelta(days=3)).isoformat()}
+    assert (await stack.api.put("/v1/initiatives/recorded", json=moved)).status_code == 200
+    handle = stack.client.get_workflow_handle("initiative:recorded")
+
+    async def rearmed() -> bool:
+        view = await handle.query("view")
+        return bool(view["deadline"] and view["deadline"][:10] == moved["deadline"][:10])
+
+    await eventually_async(rearmed, what="the moved deadline in the workflow")
+    await _skip(timedelta(days=3, minutes=5))  # to the reminder, then past the deadline
+    result = await handle.result()
+    assert result["state"] == "reported" and len(result["reminded"]) == 1, result
+    return handle.id, None
+
+
+async def exemption_expired(stack: Stack) -> tuple[str, str | None]:
+    """An exemption requested by an owner, approved by an admin, expired by its timer two
+    hours on: the ExemptionExpiry workflow. Recorded on the time-skipping server."""
+    for body in (
+        ("/v1/teams", {"identifier": "payments", "title": "Payments"}),
+        ("/v1/users", {"identifier": "olive", "email": "olive@example.com", "teams": ["payments"]}),
+        (
+            "/v1/blueprints",
+            {
+                "identifier": "service",
+                "title": "Service",
+                "schema": {"properties": {"docs": {"type": "string"}}},
+            },
+        ),
+        ("/v1/blueprints/service/entities", {"identifier": "pay", "team": ["payments"]}),
+        (
+            "/v1/blueprints/service/scorecards",
+            {
+                "identifier": "readiness",
+                "title": "Readiness",
+                "levels": [{"title": "Basic"}, {"title": "Bronze"}],
+                "rules": [
+                    {
+                        "identifier": "has_docs",
+                        "level": "Bronze",
+                        "query": {
+                            "combinator": "and",
+                            "rules": [{"property": "docs", "operator": "isNotEmpty"}],
+                        },
+                    }
+                ],
+            },
+        ),
+    ):
+        created = await stack.api.post(body[0], json=body[1])
+        assert created.status_code == 201, created.text
+    token = (await stack.api.post("/v1/tokens", json={"user": "olive"})).json()["token"]
+    asked = await stack.api.post(
+        "/v1/blueprints/service/scorecards/readiness/exemptions",
+        json={
+            "entity": "pay",
+            "rule": "has_docs",
+            "reason": "the docs site moves next week",
+            "expires_at": (await _server_now() + timedelta(hours=2)).isoformat(),
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert asked.status_code == 201, asked.text
+    exemption = asked.json()
+
+    async def gate_open() -> bool:
+        run = (await stack.api.get(f"/v1/runs/{exemption['run_id']}")).json()
+        return (run.get("approval") or {}).get("status") == "PENDING"
+
+    await eventually_async(gate_open, what="the exemption's approval gate")
+    decided = await stack.api.post(f"/v1/runs/{exemption['run_id']}/approval", json={"decision": "APPROVE"})
+    assert decided.status_code == 200, decided.text
+    await stack.wait_for(exemption["run_id"], {"SUCCESS"})
+    handle = stack.client.get_workflow_handle(f"exemption:{exemption['id']}")
+    await _skip(timedelta(hours=2, minutes=5))
+    assert await handle.result() == {"status": "EXPIRED"}
+    return handle.id, None
+
+
 SCENARIOS: dict[str, Scenario] = {
     "action_run_success_several_kinds": success_several_kinds,
     "action_run_failure_compensated": failure_compensated,
@@ -354,6 +482,8 @@ SCENARIOS: dict[str, Scenario] = {
     "action_run_approval_approved": approval_approved,
     "data_source_sync": data_source_sync,
     "data_source_sync_push": data_source_sync_push,
+    "initiative_reminded_moved_reported": initiative_reminded_moved_reported,
+    "exemption_expired": exemption_expired,
 }
 
 
@@ -374,7 +504,11 @@ async def record(
     }
     if name in GITHUB_ORG_SCENARIOS:
         vendors.update(github_token=FakeGitHubOrg.token, github_api_url=fakes["github_org"].url)
+    if name in NO_SEARCH_ATTRIBUTES:
+        vendors["temporal_search_attributes"] = False
     settings = stack_settings(tmp, temporal, **vendors)
+    global SKIPPING
+    SKIPPING = temporal if name in TIME_SKIPPING else None
     with serve_api(settings) as api_url:
         settings = settings.model_copy(update={"api_url": api_url})
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

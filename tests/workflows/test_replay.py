@@ -38,6 +38,8 @@ EXPECTED = {
     "entity_timer_run_ended": "EntityTimer",
     "data_source_sync": "DataSourceSync",
     "data_source_sync_push": "DataSourceSync",
+    "initiative_reminded_moved_reported": "Initiative",
+    "exemption_expired": "ExemptionExpiry",
 }
 
 
@@ -122,6 +124,19 @@ def test_histories_cover_the_run_paths() -> None:
     assert json.loads(pushed.result.payloads[0].data)["status"] == "SUCCESS"
     approval = load("action_run_approval_approved").events[0].workflow_execution_started_event_attributes
     assert '"approvals":{"action"' in approval.input.payloads[0].data.decode()
+    # An initiative: armed by its first schedule, re-armed by a moved deadline (the first timer
+    # cancelled), one reminder activity, the report activity at the deadline, then its end.
+    initiative = event_types("initiative_reminded_moved_reported")
+    assert initiative.count("EXECUTION_SIGNALED") == 2 and "TIMER_CANCELED" in initiative
+    assert initiative.count("ACTIVITY_TASK_COMPLETED") == 2 and initiative.count("TIMER_FIRED") == 2
+    reported = (
+        load("initiative_reminded_moved_reported").events[-1].workflow_execution_completed_event_attributes
+    )
+    assert json.loads(reported.result.payloads[0].data)["state"] == "reported"
+    # An exemption's timer: it fired at the exemption's date and the expiry activity answered.
+    expired = load("exemption_expired").events[-1].workflow_execution_completed_event_attributes
+    assert "TIMER_FIRED" in event_types("exemption_expired")
+    assert json.loads(expired.result.payloads[0].data) == {"status": "EXPIRED"}
 
 
 def test_the_housekeeping_loop_recording_continues_as_new() -> None:
