@@ -235,6 +235,9 @@ class Run(Base):
     # action never change a run, and a retry resumes with the same steps. None before 0016.
     action_version: Mapped[int | None] = mapped_column(Integer)
     definition: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The newest workflow report applied (its ``report_seq``): an older one, retried late, does
+    # not move the run back. None until a worker that numbers its reports reports.
+    report_seq: Mapped[int | None] = mapped_column(Integer)
     # A sub-action's run: the run whose step launched it (``trigger`` names the step).
     parent_run_id: Mapped[str | None] = mapped_column(String(64))
     # The runs this run's sub-action steps launched, oldest first (read through ix_runs_parent).

@@ -178,6 +178,10 @@ class RunReport:
     affected_entities: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     logs: list[LogLine] = field(default_factory=list)
+    # Where the report stands in the run's life: the seq the workflow's next log line takes. A
+    # retried report can arrive after a newer one; the catalog ignores one with a lower number
+    # (all but its log lines). None from workers before this field: applied as it comes.
+    report_seq: int | None = None
 
 
 @dataclass

@@ -8,12 +8,12 @@ import secrets as pysecrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import quote
 
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, or_, select, true
+from sqlalchemy import CursorResult, and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, False_, True_
 
@@ -81,6 +81,9 @@ class RunReport(WorkerMessage):
     affected_entities: list[dict[str, Any]] | None = None
     error: str | None = None
     logs: list[LogLine] = Field(default_factory=list)
+    # The workflow's log sequence when it reported: a lower one than the run's is an older
+    # report retried late (see :func:`apply_report`). None: a worker that does not number them.
+    report_seq: int | None = Field(None, ge=0)
 
 
 def workflow_id_for(action: str, run_id: str) -> str:
@@ -648,12 +651,19 @@ def sealed_inputs(run: Run, secret_key: str | None) -> dict[str, str]:
 
 
 def apply_report(session: Session, run: Run, report: RunReport, actor: Actor) -> Run:
-    """Record a workflow's report. A finished run is not reopened by a late report."""
+    """Record a workflow's report. A finished run is not reopened by a late report, and a report
+    older than the one applied last (a lower ``report_seq``: the workflow's local activity
+    retried it, or a worker that lost its workflow task sent it again after another worker went
+    on) moves nothing back: only its log lines not stored yet are kept.
+
+    Reports of one run are applied one at a time: the run's row is claimed (and its order
+    checked) by one conditional UPDATE, then read again, so two API processes applying two
+    reports at once cannot interleave their read and write."""
     now = utcnow()
     if report.status is not None and report.status not in STATUSES:
         raise Invalid("invalid report", [FieldError("/status", f"unknown run status '{report.status}'")])
-    finished = run.status in TERMINAL
-    if not finished:
+    current = _claim_for_report(session, run, report.report_seq)
+    if current and run.status not in TERMINAL:
         for name in ("status_label", "approval", "links", "affected_entities", "error"):
             value = getattr(report, name)
             if value is not None:
@@ -695,6 +705,22 @@ def apply_report(session: Session, run: Run, report: RunReport, actor: Actor) ->
     return run
 
 
+def _claim_for_report(session: Session, run: Run, report_seq: int | None) -> bool:
+    """Lock the run's row for this report and read it again; False when the run has already
+    applied a newer report (a higher ``report_seq``). An unnumbered report (an older worker's, or
+    the catalog's own ending of a run) claims the row whatever the order."""
+    claim = update(Run).where(Run.id == run.id)
+    if report_seq is not None:
+        claim = claim.where(or_(Run.report_seq.is_(None), Run.report_seq <= report_seq)).values(
+            report_seq=report_seq
+        )
+    else:
+        claim = claim.values(report_seq=Run.report_seq)
+    claimed = session.execute(claim.execution_options(synchronize_session=False))
+    session.refresh(run)
+    return bool(cast(CursorResult[Any], claimed).rowcount)
+
+
 def append_logs(session: Session, run_id: str, lines: list[LogLine]) -> None:
     """Insert log lines, skipping those (by seq) already stored: reports are retried."""
     if not lines:
@@ -715,9 +741,9 @@ def append_logs(session: Session, run_id: str, lines: list[LogLine]) -> None:
 
 
 def next_log_seq(session: Session, run_id: str) -> int:
-    last = session.scalar(
-        select(RunLog.seq).where(RunLog.run_id == run_id).order_by(RunLog.seq.desc()).limit(1)
-    )
+    """The seq after the workflow's last numbered line (lines the API wrote have none; PostgreSQL
+    would sort those first in a descending order, so the highest is taken with ``max``)."""
+    last = session.scalar(select(func.max(RunLog.seq)).where(RunLog.run_id == run_id))
     return 0 if last is None else last + 1
 
 
