@@ -120,6 +120,14 @@ class Settings(BaseSettings):
         "20/10s", description="action launches and retries per token; admins get ten times that"
     )
 
+    web_session_ttl: int = Field(
+        12 * 3600,
+        ge=1,
+        le=30 * 24 * 3600,
+        description="seconds a web portal session lasts after sign-in (at most 30 days); then the "
+        "browser signs in again",
+    )
+
     @field_validator("rate_limit_writes", "rate_limit_launches")
     @classmethod
     def _rate_is_n_per_period(cls, value: str) -> str:

@@ -86,14 +86,22 @@ def enforce(
     dry_run = request.query_params.get("dry_run", "").lower() in ("true", "1")
     if kind == "launches" and agent is not None and agent.runs_per_hour is not None and not dry_run:
         _enforce_agent_budget(session, agent, agent.runs_per_hour, now)
-    settings: Settings = request.app.state.settings
-    limit = Limit.of(settings, kind, user.role)
-    used, window_start = hit(session, f"{kind}:{hash_token(secret)[:40]}", limit.period, now)
+    charge(session, request.app.state.settings, user.role, hash_token(secret), kind, now)
+
+
+def charge(session: Session, settings: Settings, role: str, token_hash: str, kind: Kind, now: float) -> None:
+    """Count one request of ``kind`` against the budget of the token with ``token_hash`` (the
+    API's requests and the web portal's forms opened with that token share it); raise
+    :class:`RateLimited` past it."""
+    if role == SERVICE:
+        return
+    limit = Limit.of(settings, kind, role)
+    used, window_start = hit(session, f"{kind}:{token_hash[:40]}", limit.period, now)
     if used > limit.count:
         retry_after = max(1, math.ceil(window_start + limit.period - now))
         raise RateLimited(
             f"rate limit exceeded: {limit.count} {kind} per {limit.period} s for this token "
-            f"({SETTINGS[kind]}{', x10 for admins' if user.role == ADMIN else ''}); retry in {retry_after} s",
+            f"({SETTINGS[kind]}{', x10 for admins' if role == ADMIN else ''}); retry in {retry_after} s",
             retry_after,
         )
 

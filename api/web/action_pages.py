@@ -7,6 +7,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from api.errors import RateLimited
 from api.services.runs import RunService
 from api.web.core import Page, page, see_other
 from api.web.forms import Field, fields_of, inputs_from
@@ -54,6 +55,14 @@ def _submit(ctx: Page, *, preview: bool) -> Response:
     service = RunService(ctx.db, ctx.request.app.state.temporal, ctx.settings)
     body = RunRequest(entity=entity, inputs=inputs, source="UI")
     shown = {k: v for k, v in inputs.items() if not schema.get("properties", {}).get(k, {}).get("secret")}
+    try:
+        # A launch (and a preview, the API's dry run) counts against the token's launch budget.
+        ctx.charge("launches")
+    except RateLimited as exc:
+        fields = fields_of(ctx.db, schema, ctx.who, shown)
+        response = _render(ctx, action, entity, fields, f"Nothing was launched: {exc.message}.", 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     try:
         if preview:
             plan = service.dry_run(action.identifier, body, ctx.user, ctx.who, source_header="UI")

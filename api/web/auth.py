@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from starlette.responses import Response
 
 from api.web.core import Page, local_path, page, see_other
-from api.web.sessions import COOKIE, SESSION_TTL, live_token, open_session, redeem_code, revoke_session
+from api.web.sessions import COOKIE, live_token, open_session, redeem_code, revoke_session
 from catalog.db import utcnow
 from catalog.models import ApiToken
 
@@ -26,7 +28,8 @@ def login_form(ctx: Page) -> Response:
         return _signed_in(ctx, token, "/catalog")
     if ctx.web is not None:
         return see_other("/catalog")
-    return _form(ctx, None, 200)
+    ended = "Your session has ended: sign in again." if ctx.param("ended") else None
+    return _form(ctx, None, 200, notice=ended)
 
 
 @page("/login", ("POST",), signed_in=False)
@@ -49,21 +52,28 @@ def logout(ctx: Page) -> Response:
     return response
 
 
-def _form(ctx: Page, error: str | None, status: int) -> Response:
+def _form(ctx: Page, error: str | None, status: int, notice: str | None = None) -> Response:
     ctx.web = None
     return ctx.render(
-        "login.html", status=status, error=error, next=local_path(ctx.param("next") or "/catalog")
+        "login.html",
+        status=status,
+        error=error,
+        notice=notice,
+        next=local_path(ctx.param("next") or "/catalog"),
     )
 
 
 def _signed_in(ctx: Page, token: ApiToken, target: str) -> Response:
-    session_id = open_session(ctx.db, token, utcnow())
+    """A new session, ``GANTRY_WEB_SESSION_TTL`` long (the cookie lasts as long; the server's
+    expiry is what counts)."""
+    ttl = ctx.settings.web_session_ttl
+    session_id = open_session(ctx.db, token, utcnow(), timedelta(seconds=ttl))
     ctx.db.commit()
     response = see_other(target)
     response.set_cookie(
         COOKIE,
         session_id,
-        max_age=int(SESSION_TTL.total_seconds()),
+        max_age=ttl,
         path="/",
         httponly=True,
         samesite="strict",

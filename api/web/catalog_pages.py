@@ -205,6 +205,7 @@ def display(value: Any, schema: dict[str, Any], names: dict[str, str]) -> dict[s
 def extend(ctx: Page) -> Response:
     bp, identifier, prop = (ctx.request.path_params[k] for k in ("bp", "identifier", "prop"))
     by = ctx.field("by", "P1D")
+    ctx.charge("writes")
     extend_timer(ctx.request.app.state.temporal, ctx.db, bp, identifier, prop, by, ctx.user, via="ui")
     return see_other(f"/catalog/{bp}/{identifier}#timers")
 

@@ -58,3 +58,32 @@ def stacked_trend(points: list[dict[str, object]], levels: list[str], *, label: 
             )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def burn_down(points: list[dict[str, object]], *, label: str) -> Markup:
+    """An initiative's burn-down: per point a column of the entities in scope (light) with those
+    meeting every target over it (green); the last point's numbers in the description."""
+    width, height, bottom = 480, 160, 4
+    if not points:
+        return Markup("")
+    step = width / len(points)
+    top = max((int(p["total"]) for p in points), default=0) or 1  # type: ignore[call-overload]
+    last = points[-1]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="burn-title burn-desc" class="chart" data-testid="initiative-burn-down">',
+        f'<title id="burn-title">{escape(label)}</title>',
+        f'<desc id="burn-desc">{escape(str(last["at"]))[:10]}: {int(last["passing"])} of '  # type: ignore[call-overload]
+        f"{int(last['total'])} meet every target</desc>",  # type: ignore[call-overload]
+    ]
+    for i, point in enumerate(points):
+        total, passing = int(point["total"]), int(point["passing"])  # type: ignore[call-overload]
+        x, w = i * step + 1, max(step - 2, 1)
+        for count, colour in ((total, "#d0d7de"), (passing, "#15803d")):
+            h = (height - bottom) * count / top
+            parts.append(
+                f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{w:.1f}" height="{h:.1f}" fill="{colour}">'
+                f"<title>{escape(str(point['at']))[:10]}: {passing} of {total}</title></rect>"
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -7,6 +7,7 @@ calls the same catalog services and permission checks: the portal never calls it
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from api import ratelimit
 from api.errors import RateLimited, ServiceUnavailable
 from api.web import markdown
 from api.web.sessions import COOKIE, WebSession, csrf_matches, find_session
@@ -72,6 +74,13 @@ class Page:
     def field(self, name: str, default: str = "") -> str:
         values = self.form.get(name)
         return values[-1] if values else default
+
+    def charge(self, kind: ratelimit.Kind) -> None:
+        """Count this form against the signed-in token's rate limit of ``kind``, as the API
+        counts its launches and writes (one budget per token, shared with the API and every
+        replica through the database): :class:`RateLimited` past it, before anything is done."""
+        assert self.web is not None
+        ratelimit.charge(self.db, self.settings, self.user.role, self.web.token_hash, kind, time.time())
 
     def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         html = env.get_template(template).render(
@@ -128,9 +137,18 @@ def _run(handler: Handler, request: Request, form: dict[str, list[str]], signed_
         web = find_session(db, request.cookies.get(COOKIE), utcnow())
         ctx = Page(request, db, settings, web, form)
         if signed_in and web is None:
+            # A cookie without a live session: it expired (GANTRY_WEB_SESSION_TTL), was signed
+            # out elsewhere, or its token was deleted. Say so on the sign-in page, drop the cookie.
+            ended = request.cookies.get(COOKIE) is not None
             if request.method == "GET":
-                return see_other(url_with("/login", next=_local(request.url.path)))
-            return _plain(403, "you are signed out: sign in again")
+                response: Response = see_other(
+                    url_with("/login", next=_local(request.url.path), ended="1" if ended else None)
+                )
+            else:
+                response = _plain(403, "you are signed out: sign in again")
+            if ended:
+                response.delete_cookie(COOKIE, path="/")
+            return response
         if request.method == "POST" and signed_in and not csrf_matches(web, ctx.field("csrf_token")):  # type: ignore[arg-type]
             return _plain(403, "the form's CSRF token is missing or wrong: reload the page and try again")
         try:
@@ -143,7 +161,9 @@ def _run(handler: Handler, request: Request, form: dict[str, list[str]], signed_
             return error_page(ctx, exc, status=503, title="Temporarily unavailable")
         except RateLimited as exc:
             db.rollback()
-            return error_page(ctx, exc, status=429, title="Too many requests")
+            response = error_page(ctx, exc, status=429, title="Too many requests")
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
 
 
 STATUS = {

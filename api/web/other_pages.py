@@ -1,18 +1,22 @@
-"""Scorecards (distribution, pass rates, trend, failing entities), data sources and timers."""
+"""Scorecards (distribution, pass rates, trend, failing entities), initiatives (progress per
+team, burn-down, failing entities), data sources and timers."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from starlette.responses import Response
 
 from api.web import charts
-from api.web.core import Page, page
+from api.web.core import Page, page, url_with
 from catalog.blueprints.service import get_blueprint, list_blueprints
 from catalog.db import utcnow
 from catalog.entities.search import readable_condition
-from catalog.models import Entity, Timer
+from catalog.initiatives import progress as initiative_progress
+from catalog.initiatives import service as initiatives
+from catalog.models import Blueprint, Entity, Initiative, Team, Timer
 from catalog.scorecards import service as scorecards
 from catalog.scorecards import trend as trends
 from catalog.sources import definitions, syncs
@@ -28,7 +32,90 @@ def scorecard_list(ctx: Page) -> Response:
         # Every scorecard definition is readable, as in the API; its numbers cover only the
         # entities the person may read.
         found += [(bp, sc) for sc in scorecards.list_scorecards(ctx.db, bp.identifier)]
-    return ctx.render("scorecards.html", title="Scorecards", items=found)
+    shown = {(bp.identifier, sc.identifier) for bp, sc in found}
+    return ctx.render(
+        "scorecards.html", title="Scorecards", items=found, initiatives=_initiatives(ctx, shown)
+    )
+
+
+def _readable(ctx: Page) -> initiative_progress.Readable:
+    dialect = ctx.db.get_bind().dialect.name
+    return lambda bp: readable_condition(ctx.db, ctx.who, dialect, [bp])
+
+
+def _initiatives(ctx: Page, scorecards_shown: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The initiatives with a target on one of the scorecards shown, soonest deadline first,
+    each with its progress over the entities the person may read (counts only: no burn-down,
+    one failing entity at most)."""
+    found = []
+    for initiative in initiatives.list_all(ctx.db):
+        targets = initiative.definition.get("targets", [])
+        if not any((t["blueprint"], t["scorecard"]) in scorecards_shown for t in targets):
+            continue
+        counts = initiative_progress.progress(
+            ctx.db, initiative, _readable(ctx), now=utcnow(), limit=1, with_points=False
+        )
+        found.append(_summary(initiative, counts))
+    return sorted(found, key=lambda i: (i["deadline"], i["identifier"]))
+
+
+def _summary(initiative: Initiative, counts: dict[str, Any]) -> dict[str, Any]:
+    total, passing = counts["total"], counts["passing"]
+    return {
+        "identifier": initiative.identifier,
+        "title": initiative.definition.get("title") or initiative.identifier,
+        "deadline": initiative.deadline,
+        "targets": initiative.definition.get("targets", []),
+        "total": total,
+        "passing": passing,
+        "percent": round(100 * passing / total) if total else 0,
+    }
+
+
+@page("/initiatives/{identifier}")
+def initiative_page(ctx: Page) -> Response:
+    """An initiative: its targets and deadline, progress overall and per owning team, the
+    burn-down, and the failing entities with the rules they fail (a page of 50, cursor paged)."""
+    initiative = initiatives.get(ctx.db, ctx.request.path_params["identifier"])
+    now = utcnow()
+    found = initiative_progress.progress(
+        ctx.db, initiative, _readable(ctx), now=now, limit=50, cursor=ctx.param("cursor") or None
+    )
+    team_names = {t.identifier: t.title or t.identifier for t in ctx.db.scalars(sa.select(Team))}
+    teams = [
+        {
+            **t,
+            "name": team_names.get(t["team"], t["team"]) if t["team"] else "No owning team",
+            "percent": round(100 * t["passing"] / t["total"]) if t["total"] else 0,
+        }
+        for t in found["teams"]
+    ]
+    title = initiative.definition.get("title") or initiative.identifier
+    return ctx.render(
+        "initiative.html",
+        title=title,
+        initiative=initiative,
+        definition=initiative.definition,
+        summary=_summary(initiative, found),
+        teams=teams,
+        mine={t["team"] for t in found["teams"] if t["team"] in ctx.who.teams},
+        failing=found["failing"],
+        report=_report(ctx, initiative),
+        left=initiative.deadline - now,
+        chart=charts.burn_down(found["points"], label=f"{title}: entities meeting every target over time"),
+        next_url=url_with(f"/initiatives/{initiative.identifier}", cursor=found["next_cursor"])
+        if found["next_cursor"]
+        else None,
+        blueprints={b.identifier: b.title or b.identifier for b in ctx.db.scalars(sa.select(Blueprint))},
+    )
+
+
+def _report(ctx: Page, initiative: Initiative) -> dict[str, Any] | None:
+    """The final report's counts (stored at the deadline); its failing list is the progress's."""
+    report = initiative.report
+    if report is None:
+        return None
+    return {"total": report.get("total"), "passing": report.get("passing"), "at": initiative.reported_at}
 
 
 @page("/scorecards/{bp}/{sc}")
@@ -41,6 +128,7 @@ def scorecard_page(ctx: Page) -> Response:
     failing = [
         i["entity"] for i in result["items"] if rule and not i["rules"].get(rule) and rule not in i["exempt"]
     ]
+    shown = _initiatives(ctx, {(bp.identifier, sc.identifier)})
     grid = trends.trend_grid(None, None, "day", utcnow().date())
     trend = trends.trend(ctx.db, sc, grid, readable=readable)
     title = sc.definition.get("title") or sc.identifier
@@ -57,6 +145,7 @@ def scorecard_page(ctx: Page) -> Response:
         levels=trend["levels"],
         rule=rule,
         failing=failing,
+        initiatives=shown,
     )
 
 
@@ -92,4 +181,4 @@ def _owned(ctx: Page, found: list[Timer]) -> set[str]:
     return {keys[(b, i)] for b, i, team in rows if ctx.who.teams & set(team or [])}
 
 
-ROUTES = [scorecard_list, scorecard_page, data_sources, timer_list]
+ROUTES = [scorecard_list, scorecard_page, initiative_page, data_sources, timer_list]

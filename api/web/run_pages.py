@@ -1,9 +1,11 @@
-"""Runs: the list, a run's page with its live log, cancel, retry, and the approvals inbox."""
+"""Runs: the list, a run's page with its live log, cancel, retry, and the approvals inbox (runs
+and exemption requests waiting for the signed-in person's decision)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from starlette.responses import JSONResponse, Response
 
 from api.approvals import apply_decision
@@ -11,7 +13,8 @@ from api.services.runs import RunService
 from api.web.core import Page, page, see_other, url_with
 from catalog.audit import Actor
 from catalog.errors import Conflict, Forbidden
-from catalog.models import RunApprover
+from catalog.exemptions.decisions import EXEMPTION_ACTION
+from catalog.models import RunApprover, Scorecard, ScorecardExemption
 from catalog.runs import service as runs
 
 STATUSES = sorted(runs.STATUSES)
@@ -112,6 +115,7 @@ def run_log(ctx: Page) -> Response:
 
 @page("/runs/{run_id}/cancel", ("POST",))
 def cancel(ctx: Page) -> Response:
+    ctx.charge("writes")
     run = _service(ctx).cancel(
         ctx.request.path_params["run_id"], ctx.user, ctx.who, Actor(ctx.who.identifier)
     )
@@ -122,6 +126,7 @@ def cancel(ctx: Page) -> Response:
 def retry(ctx: Page) -> Response:
     if not ctx.who.may_write:
         raise Forbidden("viewers can read but not retry runs")
+    ctx.charge("launches")
     run = _service(ctx).retry(ctx.request.path_params["run_id"], ctx.user, ctx.who, Actor(ctx.who.identifier))
     return see_other(f"/runs/{run.id}")
 
@@ -129,6 +134,7 @@ def retry(ctx: Page) -> Response:
 @page("/runs/{run_id}/approval", ("POST",))
 def decide(ctx: Page) -> Response:
     run_id = ctx.request.path_params["run_id"]
+    ctx.charge("writes")
     _service(ctx).find(run_id, ctx.who)  # 404 for a run the person may not see
     temporal = ctx.request.app.state.temporal
     try:
@@ -160,12 +166,34 @@ def inbox(ctx: Page) -> Response:
         cursor=ctx.param("cursor") or None,
     )
     waiting = [r for r in found.items if _may_decide(ctx, r, r.approval)]
+    # Exemption requests are approval runs of the built-in exemption action: the same decision
+    # (the run's approval Update), shown with what approving would excuse.
+    requests = {
+        e.run_id: e
+        for e in ctx.db.scalars(
+            sa.select(ScorecardExemption).where(
+                ScorecardExemption.run_id.in_([r.id for r in waiting if r.action == EXEMPTION_ACTION])
+            )
+        )
+    }
     return ctx.render(
         "approvals.html",
         title="Approvals",
-        items=waiting,
+        items=[r for r in waiting if r.action != EXEMPTION_ACTION],
+        exemptions=[
+            (r, requests[r.id], _rule_title(ctx, requests[r.id])) for r in waiting if r.id in requests
+        ],
         next_url=url_with("/approvals", cursor=found.next_cursor) if found.next_cursor else None,
     )
+
+
+def _rule_title(ctx: Page, exemption: ScorecardExemption) -> tuple[str, str]:
+    """(the scorecard's title, the rule's title) of an exemption request."""
+    sc = ctx.db.get(Scorecard, (exemption.blueprint, exemption.scorecard))
+    if sc is None:
+        return exemption.scorecard, exemption.rule
+    rules = {r["identifier"]: r.get("title") or r["identifier"] for r in sc.definition.get("rules", [])}
+    return sc.title or sc.identifier, rules.get(exemption.rule, exemption.rule)
 
 
 ROUTES = [run_list, run_log, cancel, retry, decide, run_page, inbox]

@@ -22,7 +22,6 @@ from catalog.identity.permissions import SERVICE
 from catalog.identity.service import hash_token
 from catalog.models import AgentToken, ApiToken, User
 
-SESSION_TTL = timedelta(hours=12)
 CODE_TTL = timedelta(minutes=5)
 COOKIE = "gantry_session"
 
@@ -52,11 +51,14 @@ sign_in_codes = sa.Table(
 
 @dataclass(frozen=True)
 class WebSession:
-    """A signed-in browser: who, and the CSRF token its forms must send back."""
+    """A signed-in browser: who, the CSRF token its forms must send back, and the hash of the
+    API token it was opened with (the key of that token's rate limits, which the browser's
+    launches and writes share)."""
 
     user: User
     csrf_token: str
     expires_at: datetime
+    token_hash: str
 
 
 def _digest(value: str) -> str:
@@ -75,8 +77,9 @@ def live_token(session: Session, secret: str, now: datetime) -> ApiToken | None:
     return token if user is not None and user.role != SERVICE else None
 
 
-def open_session(session: Session, token: ApiToken, now: datetime, ttl: timedelta = SESSION_TTL) -> str:
-    """A new session for the token's user; returns the cookie value (shown once, stored hashed)."""
+def open_session(session: Session, token: ApiToken, now: datetime, ttl: timedelta) -> str:
+    """A new session for the token's user, ``ttl`` long (``GANTRY_WEB_SESSION_TTL``); returns the
+    cookie value (shown once, stored hashed)."""
     session_id = secrets.token_urlsafe(32)
     session.execute(
         web_sessions.insert().values(
@@ -96,7 +99,9 @@ def find_session(session: Session, session_id: str | None, now: datetime) -> Web
     if not session_id or len(session_id) > 128:
         return None
     row = session.execute(
-        sa.select(web_sessions, ApiToken.expires_at.label("token_expires"))
+        sa.select(
+            web_sessions, ApiToken.expires_at.label("token_expires"), ApiToken.token_hash.label("token_hash")
+        )
         .join(ApiToken, ApiToken.id == web_sessions.c.token_id)
         .where(web_sessions.c.id_hash == _digest(session_id))
     ).first()
@@ -107,7 +112,9 @@ def find_session(session: Session, session_id: str | None, now: datetime) -> Web
     user = session.get(User, row.user)
     if user is None or user.role == SERVICE:
         return None
-    return WebSession(user=user, csrf_token=row.csrf_token, expires_at=row.expires_at)
+    return WebSession(
+        user=user, csrf_token=row.csrf_token, expires_at=row.expires_at, token_hash=row.token_hash
+    )
 
 
 def revoke_session(session: Session, session_id: str, now: datetime) -> None:

@@ -6,6 +6,7 @@ accepts every start (the browser tests run the real stack)."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,10 +20,14 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.temporal import DecisionRefused
 from api.web.forms import fields_of
-from api.web.sessions import web_sessions
+from api.web.sessions import COOKIE, web_sessions
+from catalog.audit import Actor
 from catalog.db import make_engine, utcnow
 from catalog.identity.permissions import Principal
+from catalog.initiatives import service as initiatives
+from catalog.initiatives.service import InitiativeIn
 from catalog.models import Run, RunApprover
+from catalog.timefmt import format_instant
 from config import Settings
 from tests.api.conftest import ADMIN_TOKEN, SERVICE_BLUEPRINT, SERVICE_TOKEN, SYSTEM_BLUEPRINT
 
@@ -86,13 +91,16 @@ class Gateway:
 
 
 @pytest.fixture
-def portal(database_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def portal(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The app with people, blueprints, entities, a scorecard and an action; settings overridden
+    by an indirect parameter (a dict) when a test gives one."""
     settings = Settings(
         database_url=database_url,
         data_dir=tmp_path,
         admin_token=ADMIN_TOKEN,
         service_token=SERVICE_TOKEN,
         secret_key="web-test-secret-key-0123456789abcdef",
+        **getattr(request, "param", {}),
     )
     gateway = Gateway()
     with TestClient(create_app(settings, temporal=gateway), raise_server_exceptions=False) as api:  # type: ignore[arg-type]
@@ -428,3 +436,122 @@ def test_approvals_inbox_and_the_approver_filter(portal: dict[str, Any]) -> None
         data={"csrf_token": _csrf(inbox), "decision": "APPROVE", "comment": ""},
     )
     assert refused.status_code == 403 and "Decision refused" in refused.text
+
+
+def _session_rows(portal: dict[str, Any]) -> list[Any]:
+    engine = make_engine(portal["url"])
+    with engine.connect() as conn:
+        rows = list(conn.execute(sa.select(web_sessions.c.created_at, web_sessions.c.expires_at)))
+    engine.dispose()
+    return rows
+
+
+def test_the_session_lifetime_defaults_to_twelve_hours_and_is_read_from_the_environment(
+    portal: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _browser(portal, "mia")
+    (row,) = _session_rows(portal)
+    assert row.expires_at - row.created_at == timedelta(hours=12)
+    monkeypatch.setenv("GANTRY_WEB_SESSION_TTL", "900")
+    assert Settings().web_session_ttl == 900
+    for wrong in ("0", "2592001", "12h"):
+        monkeypatch.setenv("GANTRY_WEB_SESSION_TTL", wrong)
+        with pytest.raises(ValueError, match="web_session_ttl"):
+            Settings()
+
+
+@pytest.mark.parametrize("portal", [{"web_session_ttl": 1}], indirect=True)
+def test_an_expired_session_leads_to_sign_in(portal: dict[str, Any]) -> None:
+    """GANTRY_WEB_SESSION_TTL=1: the cookie and the stored session last one second; after it the
+    server refuses the cookie (sent by hand: the client's jar would drop it by itself), a page
+    leads to sign-in saying why, and a form POST does nothing."""
+    visitor = TestClient(portal["api"].app, raise_server_exceptions=False)
+    signed = visitor.post("/login", data={"token": portal["tokens"]["mia"]}, follow_redirects=False)
+    assert signed.status_code == 303 and "Max-Age=1;" in signed.headers["set-cookie"]
+    cookie = {"Cookie": f"{COOKIE}={signed.cookies[COOKIE]}"}
+    page = TestClient(portal["api"].app, raise_server_exceptions=False)
+    (row,) = _session_rows(portal)
+    assert row.expires_at - row.created_at == timedelta(seconds=1)
+    csrf = _csrf(page.get("/catalog", headers=cookie).text) if utcnow() < row.expires_at else "late"
+    time.sleep(max(0.0, (row.expires_at - utcnow()).total_seconds()) + 0.05)
+    ended = page.get("/runs", headers=cookie, follow_redirects=False)
+    assert ended.status_code == 303 and ended.headers["location"] == "/login?next=%2Fruns&ended=1"
+    assert f'{COOKIE}=""' in ended.headers["set-cookie"]  # the stale cookie is dropped
+    notice = page.get(ended.headers["location"])
+    assert 'data-testid="signin-notice"' in notice.text and "Your session has ended" in notice.text
+    launch = page.post(
+        "/actions/deploy/launch",
+        data={"csrf_token": csrf, "entity": "payments", "version": "v1"},
+        headers=cookie,
+    )
+    assert launch.status_code == 403 and "signed out" in launch.text
+    assert _ok(portal["api"].get("/v1/runs"))["items"] == []
+
+
+@pytest.mark.parametrize("portal", [{"rate_limit_launches": "2/1h"}], indirect=True)
+def test_web_launches_share_the_tokens_launch_rate_limit_with_the_api(portal: dict[str, Any]) -> None:
+    """Two launches an hour for a member: one through the API and one from the form use the
+    token's budget; the next form launch says so and launches nothing; the API refuses too."""
+    api: TestClient = portal["api"]
+    mia = {"Authorization": f"Bearer {portal['tokens']['mia']}"}
+    body = {"entity": "payments", "inputs": {"version": "v1"}}
+    assert api.post("/v1/actions/deploy/runs", json=body, headers=mia).status_code == 202
+    browser = _browser(portal, "mia")
+    token = _csrf(browser.get("/actions/deploy/launch", params={"entity": "payments"}).text)
+    form = {"csrf_token": token, "entity": "payments", "version": "v2"}
+    launched = browser.post("/actions/deploy/launch", data=form, follow_redirects=False)
+    assert launched.status_code == 303 and launched.headers["location"].startswith("/runs/")
+    over = browser.post("/actions/deploy/launch", data={**form, "version": "v3"})
+    assert over.status_code == 429 and int(over.headers["retry-after"]) > 0
+    assert "Nothing was launched: rate limit exceeded: 2 launches per 3600 s" in over.text
+    assert "GANTRY_RATE_LIMIT_LAUNCHES" in over.text
+    assert 'data-testid="action-form"' in over.text and 'value="v3"' in over.text  # kept for later
+    assert len(_ok(api.get("/v1/runs"))["items"]) == 2
+    assert api.post("/v1/actions/deploy/runs", json=body, headers=mia).status_code == 429
+    admin = _browser(portal, "admin")  # another token, another budget
+    admin_form = {**form, "csrf_token": _csrf(admin.get("/catalog").text)}
+    assert admin.post("/actions/deploy/launch", data=admin_form, follow_redirects=False).status_code == 303
+
+
+def _seed_initiative(portal: dict[str, Any]) -> None:
+    """Saved as the API saves one (its workflow's part needs Temporal: not here)."""
+    body = {
+        "identifier": "ready",
+        "title": "Ready <b>now</b>",
+        "description": "Every service **Gold**.",
+        "owner": {"teams": ["payments-team"]},
+        "targets": [{"blueprint": "service", "scorecard": "readiness", "level": "Gold"}],
+        "starts_at": format_instant(utcnow() - timedelta(days=3)),
+        "deadline": format_instant(utcnow() + timedelta(days=30)),
+    }
+    app: Any = portal["api"].app
+    with app.state.sessionmaker() as session:
+        initiatives.save(session, InitiativeIn(**body), Actor("admin"), Principal("admin", "admin"))
+        session.commit()
+
+
+@pytest.mark.parametrize("user", ["admin", "mia", "vera"])
+def test_scorecards_show_initiatives_and_an_initiative_its_progress_per_team(
+    portal: dict[str, Any], user: str
+) -> None:
+    _seed_initiative(portal)
+    browser = _browser(portal, user)
+    for path in ("/scorecards", "/scorecards/service/readiness"):
+        html = browser.get(path).text
+        assert 'data-initiative="ready"' in html and 'href="/initiatives/ready"' in html, path
+        assert "Ready &lt;b&gt;now&lt;/b&gt;" in html and "<b>now" not in html
+        assert 'max="2" value="1"' in html and "1 of 2 (50%)" in html  # payments is Gold, search not
+    page = browser.get("/initiatives/ready")
+    assert page.status_code == 200
+    html = page.text
+    assert "<strong>Gold</strong>" in html and 'data-testid="initiative-progress"' in html
+    payments_team = re.search(r'<tr data-team="payments-team"[^>]*>(.*?)</tr>', html, re.S)
+    nobody = re.search(r'<tr data-team=""[^>]*>(.*?)</tr>', html, re.S)
+    assert payments_team and "1 of 1" in payments_team.group(1)
+    assert ("(your team)" in payments_team.group(1)) is (user == "mia")
+    assert nobody and "No owning team" in nobody.group(1) and "0 of 1" in nobody.group(1)
+    failing = html.split('data-testid="initiative-failing"')[1]
+    assert 'href="/catalog/service/search"' in failing and "has_repo" in failing
+    assert 'href="/catalog/service/payments"' not in failing
+    assert 'data-testid="initiative-burn-down"' in html
+    assert browser.get("/initiatives/nope").status_code == 404
