@@ -17,6 +17,12 @@ from config import Settings
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     from activities.initiatives import build_initiative_activities
     from activities.sources import build_source_activities
+    from activities.sub_actions import build_sub_action_activities
     from activities.vendors import build_activities as build
 
-    return build(settings) + build_source_activities(settings) + build_initiative_activities(settings)
+    return (
+        build(settings)
+        + build_source_activities(settings)
+        + build_initiative_activities(settings)
+        + build_sub_action_activities(settings)
+    )

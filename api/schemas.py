@@ -20,7 +20,7 @@ T = TypeVar("T")
 RunStatus = Literal[
     "WAITING_FOR_APPROVAL", "IN_PROGRESS", "SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"
 ]
-RunSource = Literal["API", "CLI", "UI", "AUTOMATION"]
+RunSource = Literal["API", "CLI", "UI", "AUTOMATION", "ACTION"]
 
 
 class View(BaseModel):
@@ -325,6 +325,27 @@ class RunSummary(View):
     visibility: Literal["summary"]
 
 
+class ChildRunLink(View):
+    """A sub-action's run, as its parent lists it."""
+
+    id: str
+    action: str
+    step: str | None = Field(None, description="the parent's step that launched it")
+    status: RunStatus
+
+
+class ChildRunPrepared(View):
+    """A sub-action's run, recorded and not yet started: its parent's workflow starts it."""
+
+    run_id: str
+    action: str
+    workflow_id: str
+    workflow_input: dict[str, Any]
+    status: RunStatus
+    summary: str = ""
+    url: str = ""
+
+
 class RunView(View):
     """The full record of a run."""
 
@@ -350,6 +371,10 @@ class RunView(View):
     error: str | None = None
     workflow_id: str
     temporal_ui_url: str | None = None
+    parent_run_id: str | None = Field(None, description="the run whose sub-action step launched this one")
+    child_runs: list[ChildRunLink] = Field(
+        default_factory=list, description="the runs this run's sub-action steps launched, oldest first"
+    )
     visibility: Literal["full"]
 
 

@@ -3,6 +3,7 @@ the workflow go through :mod:`api.services.runs`."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Query
@@ -15,6 +16,7 @@ from api.openapi import errors
 from api.schemas import (
     AnyRunView,
     ApprovalState,
+    ChildRunPrepared,
     Converged,
     Cursor,
     Limit,
@@ -31,6 +33,7 @@ from catalog.models import Run
 from catalog.runs import service as runs
 from catalog.runs.service import RunReport
 from config import Settings
+from contracts.sub_actions import ChildRunRequest
 
 router = APIRouter(tags=["runs"])
 
@@ -53,7 +56,7 @@ def list_runs(
         "WAITING_FOR_APPROVAL", "IN_PROGRESS", "SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"
     ]
     | None = None,
-    source: Literal["API", "CLI", "UI", "AUTOMATION"] | None = None,
+    source: Literal["API", "CLI", "UI", "AUTOMATION", "ACTION"] | None = None,
     created_by: str | None = None,
     approver: str | None = Query(None, description="`me`, or a user: runs they may approve"),
     limit: Limit = 100,
@@ -187,6 +190,43 @@ def report_run(
     if ended:
         exemptions.run_ended(run)
     return present(settings, run)
+
+
+class ChildRunBody(Strict):
+    """A sub-action step's child run (see ``contracts.sub_actions.ChildRunRequest``)."""
+
+    step_id: str = Field(min_length=1, max_length=100)
+    action: str = Field(min_length=1, max_length=100)
+    entity: str | None = Field(None, max_length=256)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    execution: str = Field("", max_length=100)
+    secret_marker: str = Field("", max_length=100)
+
+
+@router.post(
+    "/v1/runs/{run_id}/children",
+    status_code=201,
+    response_model=ChildRunPrepared,
+    responses={
+        200: {
+            "model": ChildRunPrepared,
+            "description": "The child this step of this execution recorded before.",
+        },
+        **errors(403, 404, 409),
+    },
+)
+def prepare_child_run(
+    run_id: str, service: RunServiceDep, _: ServiceUser, body: ChildRunBody = Body()
+) -> JSONResponse:
+    """Record the run a sub-action step (``uses: action``) of run ``run_id`` launches, without
+    starting it (service token only): the launch is checked as the parent's requester's
+    (execute permission, entity, trigger condition, preconditions, inputs; 403, 404, 409, 422),
+    the child's record names its parent, and the answer carries the workflow input the parent's
+    workflow starts as its child workflow. The same step of the same execution answers the same
+    child (200)."""
+    request = ChildRunRequest(parent_run_id=run_id, **body.model_dump())
+    child, created = service.prepare_child(run_id, request)
+    return JSONResponse(dataclasses.asdict(child), status_code=201 if created else 200)
 
 
 @router.get("/v1/runs/{run_id}/secrets", include_in_schema=False, response_model=RunSecrets)

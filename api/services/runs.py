@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Annotated, Any, TypeVar
@@ -33,6 +33,7 @@ from catalog.runs import service as runs
 from catalog.runs.service import LaunchRequest, RunRequest
 from config import Settings
 from contracts.runs import RunInput
+from contracts.sub_actions import ChildRun, ChildRunRequest
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,41 @@ class RunService:
             api_url=self.settings.api_url,
             ui_url=self.ui_url,
         )
+
+    def prepare_child(self, parent_id: str, request: ChildRunRequest) -> tuple[ChildRun, bool]:
+        """Check and commit the run a parent's sub-action step launches, without starting it:
+        the parent's workflow starts it as its child. ``created`` False: that step's child was
+        recorded before (an activity retried), and is answered again."""
+        parent = runs.get_run(self.session, parent_id)
+        launch = runs.prepare_child_run(
+            self.session,
+            parent,
+            request,
+            secret_key=self.settings.secret("secret_key"),
+            api_url=self.settings.api_url,
+            ui_url=self.ui_url,
+        )
+        run, created = launch.run, launch.created
+        try:
+            self.session.commit()
+        except IntegrityError:
+            # The same request raced itself (the activity retried while its first call ran).
+            self.session.rollback()
+            return self.prepare_child(parent_id, request)
+        assert launch.workflow_input is not None
+        workflow_input = replace(
+            launch.workflow_input, search_attributes=self.settings.temporal_search_attributes
+        )
+        child = ChildRun(
+            run_id=run.id,
+            action=run.action,
+            workflow_id=run.workflow_id,
+            workflow_input=workflow_input.to_json(),
+            status=run.status,
+            summary=f"{run.action_title} · {run.entity or 'new'} · sub-action of {parent_id}",
+            url=workflow_input.run.url,
+        )
+        return child, created
 
     def retry(self, run_id: str, user: User, who: Principal, actor: Actor) -> Run:
         """Reopen an ended run from its failed step (see ``catalog.runs.service.prepare_retry``), commit

@@ -287,9 +287,87 @@ def check_action(session: Session, body: ActionIn) -> None:
         errors += _check_step(step, index, seen, body)
         if step.uses == "approval":
             errors += check_policy(session, step.with_, f"/steps/{index}/with")
+        if step.uses == SUB_ACTION:
+            errors += _check_sub_action(session, step.with_, f"/steps/{index}/with", body)
+        if step.compensate is not None and step.compensate.uses == SUB_ACTION:
+            errors += _check_sub_action(
+                session, step.compensate.with_, f"/steps/{index}/compensate/with", body
+            )
         seen.append(step.id)
     if errors:
         raise Invalid("invalid action", errors)
+
+
+SUB_ACTION = "action"
+
+
+def _check_sub_action(
+    session: Session, params: dict[str, Any], where: str, body: ActionIn
+) -> list[FieldError]:
+    """A ``uses: action`` step names an existing action other than this one (literally, so it can
+    be checked here), through which this one is not run again, and gives it what its trigger
+    and inputs ask for. The launch checks (permission, condition, inputs' values) are made when
+    the step runs, as the run's requester."""
+    name = params.get("action")
+    if name is None:
+        return []  # the step kind's check names the missing parameter
+    if not isinstance(name, str) or not name or "{" in name:
+        return [
+            FieldError(f"{where}/action", "must name an action (literally: a template cannot be checked)")
+        ]
+    if name == body.identifier:
+        return [FieldError(f"{where}/action", "an action cannot run itself as a sub-action")]
+    child = session.get(Action, name)
+    if child is None:
+        return [FieldError(f"{where}/action", f"action '{name}' does not exist")]
+    path = _sub_action_path(session, child, body.identifier, [name])
+    if path is not None:
+        return [FieldError(f"{where}/action", f"'{name}' runs this action again ({' → '.join(path)})")]
+    errors: list[FieldError] = []
+    trigger = child.definition["trigger"]["operation"]
+    if trigger == "CREATE" and params.get("entity") is not None:
+        errors.append(FieldError(f"{where}/entity", f"'{name}' is a CREATE action: it takes no entity"))
+    if trigger != "CREATE" and params.get("entity") in (None, ""):
+        errors.append(FieldError(f"{where}/entity", f"'{name}' is a {trigger} action: it needs an entity"))
+    inputs = params.get("inputs", {})
+    if isinstance(inputs, str) and "{" in inputs:
+        return errors  # a template rendering the whole object: checked when the step runs
+    if not isinstance(inputs, dict):
+        return [*errors, FieldError(f"{where}/inputs", "must be an object of the action's inputs")]
+    schema = child.definition.get("user_inputs") or {}
+    properties = schema.get("properties") or {}
+    errors += [
+        FieldError(pointer(*where.strip("/").split("/"), "inputs", key), f"is not an input of '{name}'")
+        for key in inputs
+        if key not in properties
+    ]
+    errors += [
+        FieldError(f"{where}/inputs", f"'{name}' requires input '{key}'")
+        for key in schema.get("required") or []
+        if key not in inputs and "default" not in properties.get(key, {})
+    ]
+    return errors
+
+
+def _sub_action_path(session: Session, action: Action, target: str, path: list[str]) -> list[str] | None:
+    """The chain of sub-actions through which ``action`` runs ``target``, if it does."""
+    for step in action.definition["steps"]:
+        for uses, params in ((step["uses"], step.get("with") or {}), _compensation(step)):
+            name = params.get("action") if uses == SUB_ACTION else None
+            if not isinstance(name, str) or name in path:
+                continue
+            if name == target:
+                return [*path, name]
+            child = session.get(Action, name)
+            found = _sub_action_path(session, child, target, [*path, name]) if child is not None else None
+            if found is not None:
+                return found
+    return None
+
+
+def _compensation(step: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    compensate = step.get("compensate") or {}
+    return compensate.get("uses", ""), compensate.get("with") or {}
 
 
 def _check_preconditions(

@@ -15,19 +15,20 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from catalog.errors import Conflict, FieldError
-from catalog.runs.plan import dry_run, is_destructive
+from catalog.runs.plan import dry_run, is_destructive, runs_destructive_action
 from catalog.runs.service import LaunchRequest
 
 
-def is_destructive_action(definition: dict[str, Any]) -> bool:
-    return any(is_destructive(step) for step in definition["steps"])
+def is_destructive_action(session: Session, definition: dict[str, Any]) -> bool:
+    """Any step destroys something, itself or through the actions its sub-action steps run."""
+    return any(is_destructive(step) or runs_destructive_action(session, step) for step in definition["steps"])
 
 
 def gated_definition(session: Session, request: LaunchRequest) -> dict[str, Any]:
     """The definition this launch runs: the action's own, or for an agent's destructive launch
     (after its ``plan_hash`` is checked) the action's with the forced approval gate."""
     definition: dict[str, Any] = request.action.definition
-    if request.who.agent is None or not is_destructive_action(definition):
+    if request.who.agent is None or not is_destructive_action(session, definition):
         return definition
     expected = dry_run(session, request)["plan_hash"]
     sent = request.body.plan_hash

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from catalog.models import Action
 from catalog.runs.service import LaunchRequest, build_workflow_input, check_launch, new_run
 from catalog.runs.step_kinds import DESTRUCTIVE_KINDS
 from catalog.sandbox.templates import TemplateFailure, evaluate_condition, references, render_string
@@ -54,6 +55,7 @@ def dry_run(session: Session, request: LaunchRequest) -> dict[str, Any]:
     previous: str | None = None
     for index, step in enumerate(action.definition["steps"]):
         planned = _plan_step(index, step, context)
+        planned["destructive"] = planned["destructive"] or runs_destructive_action(session, step)
         planned["needs"] = [previous] if previous is not None else []
         context["steps"][step["id"]] = {
             "outputs": {},
@@ -88,6 +90,21 @@ def plan_hash(plan: dict[str, Any], inputs: dict[str, Any]) -> str:
 def is_destructive(step: dict[str, Any]) -> bool:
     """A step destroys something when it says so or its kind deletes."""
     return bool(step.get("destructive")) or step["uses"] in DESTRUCTIVE_KINDS
+
+
+def runs_destructive_action(
+    session: Session, step: dict[str, Any], seen: frozenset[str] = frozenset()
+) -> bool:
+    """Whether a sub-action step (``uses: action``) runs an action that is destructive, through
+    however many sub-actions (each action once)."""
+    name = (step.get("with") or {}).get("action") if step["uses"] == "action" else None
+    child = session.get(Action, name) if isinstance(name, str) and name not in seen else None
+    if child is None:
+        return False
+    return any(
+        is_destructive(s) or runs_destructive_action(session, s, seen | {child.identifier})
+        for s in child.definition["steps"]
+    )
 
 
 def _plan_step(index: int, step: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import CursorResult, and_, func, or_, select, true, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.elements import ColumnElement, False_, True_
 
 from catalog import audit, events
@@ -25,7 +25,7 @@ from catalog.db import utcnow
 from catalog.entities.service import entity_view
 from catalog.errors import Conflict, FieldError, Forbidden, Invalid, NotFound, pointer
 from catalog.exemptions import decisions as exemptions
-from catalog.identity.permissions import Principal, is_moderator, may, passes, readable_clause
+from catalog.identity.permissions import Principal, is_moderator, may, passes, principal_of, readable_clause
 from catalog.identity.service import get_user, missing_teams, missing_users, user_teams
 from catalog.models import Action, Blueprint, Entity, Run, RunApprover, RunLog, User
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
@@ -37,6 +37,7 @@ from catalog.timefmt import canonical_times, format_instant, format_optional
 from contracts.actions import ActionSpec
 from contracts.approvals import ApprovalPolicy
 from contracts.runs import Requester, RunInfo, RunInput, StepState, initial_steps
+from contracts.sub_actions import ChildRunRequest
 
 TERMINAL = frozenset({"SUCCESS", "FAILURE", "DECLINED", "CANCELLED", "TIMED_OUT"})
 STATUSES = frozenset({"WAITING_FOR_APPROVAL", "IN_PROGRESS"}) | TERMINAL
@@ -124,7 +125,19 @@ def run_view(run: Run, *, ui_base: str, namespace: str) -> dict[str, Any]:
         "error": run.error,
         "workflow_id": run.workflow_id,
         "temporal_ui_url": temporal_ui_url(ui_base, namespace, run.workflow_id),
+        "parent_run_id": run.parent_run_id,
+        "child_runs": [child_view(child) for child in run.child_runs],
         "visibility": "full",
+    }
+
+
+def child_view(child: Run) -> dict[str, Any]:
+    """A sub-action's run as its parent lists it: which step launched it, and how it stands."""
+    return {
+        "id": child.id,
+        "action": child.action,
+        "step": (child.trigger or {}).get("step"),
+        "status": child.status,
     }
 
 
@@ -312,6 +325,97 @@ def prepare_run(session: Session, request: LaunchRequest) -> Launch:
     )
     record_launch(session, run, workflow_input, agent=request.who.agent)
     return Launch(run, workflow_input, created=True)
+
+
+# ---- sub-actions: a run launched by another run's step -----------------------------------
+
+CHILD_SOURCE = "ACTION"
+# How deep sub-actions may nest (a run's child's child …): a cycle through edited actions stops here.
+MAX_SUB_ACTION_DEPTH = 5
+
+
+def prepare_child_run(
+    session: Session,
+    parent: Run,
+    request: ChildRunRequest,
+    *,
+    secret_key: str | None,
+    api_url: str,
+    ui_url: Callable[[str], str] = lambda workflow_id: "",
+) -> Launch:
+    """Check and add (not committed) the run a sub-action step of ``parent`` launches, exactly as
+    a launch by the parent's requester would be checked (404, 403, 409, 422): the requester, with
+    the permissions they have now, is the child's. The same step of the same execution of the
+    parent names the same child (its ``idempotency_key``); an earlier one comes back with its
+    workflow input rebuilt (``created`` False). Secret values reach the child only from the
+    parent's own secret inputs, through placeholders bearing the parent's ``secret_marker``."""
+    if parent.status in TERMINAL:
+        raise Conflict(f"run '{parent.id}' has ended ({parent.status}): it launches no sub-action")
+    _check_depth(session, parent)
+    caller = get_user(session, parent.created_by)
+    who = principal_of(session, caller)
+    action = session.get(Action, request.action)
+    if action is None:
+        raise NotFound(f"action '{request.action}' not found")
+    inputs = secrets.resolve(request.inputs, sealed_inputs(parent, secret_key), request.secret_marker)
+    body = RunRequest(
+        entity=request.entity,
+        inputs=inputs,
+        idempotency_key=f"{parent.id}:{request.step_id}:{request.execution}",
+        trigger={"parent_run_id": parent.id, "step": request.step_id},
+    )
+    launch_request = LaunchRequest(
+        action=action,
+        body=body,
+        caller=caller,
+        who=who,
+        source=CHILD_SOURCE,
+        secret_key=secret_key,
+        api_url=api_url,
+        ui_url=ui_url,
+    )
+    launch = prepare_run(session, launch_request)
+    if launch.created:
+        launch.run.parent_run_id = parent.id
+        return launch
+    earlier = launch.run
+    return Launch(earlier, _rebuilt_input(session, earlier, launch_request), created=False)
+
+
+def _rebuilt_input(session: Session, run: Run, request: LaunchRequest) -> RunInput:
+    """The workflow input of a run recorded before, from its pinned definition."""
+    entity = (
+        session.scalar(
+            select(Entity).where(Entity.blueprint == run.blueprint, Entity.identifier == run.entity)
+        )
+        if run.entity
+        else None
+    )
+    return build_workflow_input(
+        session,
+        run,
+        run.definition or request.action.definition,
+        entity=entity,
+        caller=request.caller,
+        api_url=request.api_url,
+        ui_url=request.ui_url(run.workflow_id),
+    )
+
+
+def _check_depth(session: Session, parent: Run) -> None:
+    depth, ancestor = 1, parent.parent_run_id
+    while ancestor is not None:
+        depth += 1
+        if depth >= MAX_SUB_ACTION_DEPTH:
+            raise Conflict(
+                f"sub-actions nest at most {MAX_SUB_ACTION_DEPTH} runs deep: run '{parent.id}' is too deep"
+            )
+        ancestor = session.scalar(select(Run.parent_run_id).where(Run.id == ancestor))
+
+
+def child_run_outputs(run: Run) -> dict[str, Any]:
+    """What a run gives the sub-action step that launched it: its steps' outputs by step id."""
+    return {step["id"]: step.get("outputs") or {} for step in run.steps}
 
 
 def check_launch(
@@ -819,7 +923,8 @@ def list_runs(
     """Newest first. ``approver``: runs that user may decide an approval of; ``who``: only the
     runs they may see."""
     check_limit(limit)
-    stmt = select(Run)
+    # A page's children (sub-action runs) in one query, not one per run.
+    stmt = select(Run).options(selectinload(Run.child_runs))
     if who is not None:
         stmt = stmt.where(visible_runs_clause(session, who))
     if approver is not None:

@@ -24,6 +24,8 @@ STEP_KINDS: dict[str, tuple[str, ...]] = {
     "catalog.delete_entity": ("blueprint", "identifier"),
     "sleep": ("duration",),
     "approval": ("approvers",),
+    # Another action, run as a child run of this one (``with: {action, entity, inputs}``).
+    "action": ("action",),
 }
 
 # Kinds that delete what they act on: a dry run flags their steps (and their action) as
@@ -31,7 +33,7 @@ STEP_KINDS: dict[str, tuple[str, ...]] = {
 DESTRUCTIVE_KINDS = frozenset({"catalog.delete_entity", "aws.cloudformation.delete_stack"})
 
 # Kinds that run inside the workflow rather than as an activity.
-WORKFLOW_KINDS = frozenset({"sleep", "approval"})
+WORKFLOW_KINDS = frozenset({"sleep", "approval", "action"})
 
 # Kinds whose activities poll a vendor and heartbeat while they wait.
 WAITING_KINDS = frozenset(
@@ -125,6 +127,7 @@ _TARGETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("aws.", "stack", ("stack_name",)),
     ("slack.", "channel", ("channel",)),
     ("catalog.", "", ("blueprint", "identifier")),
+    ("action", "action", ("action", "entity")),
 )
 _MAX_TARGET = 200
 

@@ -192,6 +192,8 @@ EXPECTED: dict[str, Row] = {
     # without asking the workflow
     "POST /v1/runs/{run_id}/approval": row(403, moderator=503, admin=503),
     "POST /v1/runs/{run_id}/report": worker(200),
+    # a sub-action's child run, recorded as olive's (she may run deploy_service on payments)
+    "POST /v1/runs/{run_id}/children": worker(201),
     "GET /v1/runs/{run_id}/secrets": worker(200),
     "POST /v1/runs/reconcile": worker(200),
     # timers: everyone reads; owners (and moderators, admins) extend through the timer workflow
@@ -629,6 +631,10 @@ CALLS: dict[str, Maker] = {
         f"/v1/runs/{ACTIVE_RUN}/report", {"logs": [{"seq": 1, "message": "waiting"}]}
     ),
     "GET /v1/runs/{run_id}/secrets": _fixed(f"/v1/runs/{ACTIVE_RUN}/secrets"),
+    "POST /v1/runs/{run_id}/children": _fixed(
+        f"/v1/runs/{ACTIVE_RUN}/children",
+        {"step_id": "record", "action": "deploy_service", "entity": "payments", "inputs": {"version": "v3"}},
+    ),
     "POST /v1/runs/reconcile": _fixed("/v1/runs/reconcile"),
     "GET /v1/timers": _fixed("/v1/timers"),
     "POST /v1/blueprints/{blueprint}/entities/{identifier}/timers/{prop}/extend": _fixed(
