@@ -115,7 +115,11 @@ class TemporalGateway:
         entity: str | None,
         requested_by: str,
         summary: str,
+        first_only: bool = False,
     ) -> None:
+        """Start the run's workflow; one already running is the same launch, retried. With
+        ``first_only`` (starting a run whose launch may have started it already) no execution
+        is started if one with this id ever ran, even one that has ended."""
         client = await self.client()
         attributes = TypedSearchAttributes(
             [
@@ -133,7 +137,11 @@ class TemporalGateway:
                 id=workflow_id,
                 task_queue=self._settings.task_queue,
                 search_attributes=attributes if self._settings.temporal_search_attributes else None,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                id_reuse_policy=(
+                    WorkflowIDReusePolicy.REJECT_DUPLICATE
+                    if first_only
+                    else WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                ),
                 static_summary=summary,
                 rpc_timeout=_timeout(),
             )

@@ -37,9 +37,12 @@ from contracts.sub_actions import ChildRun, ChildRunRequest
 
 log = logging.getLogger(__name__)
 
-# A run's record is committed before its workflow starts: until this much later, a workflow
-# Temporal does not know is still being started, not missing.
-WORKFLOW_START_GRACE = timedelta(seconds=60)
+# A run's record is committed before its workflow starts. Until this much later, a run whose
+# workflow Temporal does not know was recorded by a launch that has not started it (yet, or ever:
+# its API process died in between), and the same launch retried, or the reconciler, starts it;
+# after it, the run is ended as never started. Longer than a quiet run's wait for a check (30 s)
+# plus the reconciler's period (a minute), so the reconciler meets such a run within it.
+WORKFLOW_START_GRACE = timedelta(minutes=5)
 SOURCES = ("API", "CLI", "UI", "AUTOMATION")
 
 T = TypeVar("T")
@@ -86,6 +89,9 @@ class RunService:
         answers the run it launched before (also when two requests race on it)."""
         launch = runs.prepare_run(self.session, self._request(action_id, body, user, who, source_header))
         if not launch.created or launch.workflow_input is None:
+            # The same key again: perhaps because the API process that committed the run died
+            # before starting its workflow. Then this request starts it.
+            self.start_if_never_started(launch.run, Actor(user.identifier, launch.run.id))
             return Launched(launch.run, created=False)
         run = launch.run
         try:
@@ -182,7 +188,45 @@ class RunService:
         self._start(run, workflow_input, summary, Actor(user.identifier, run.id))
         return run
 
-    def _start(self, run: Run, workflow_input: RunInput, summary: str, actor: Actor) -> None:
+    def start_if_never_started(self, run: Run, actor: Actor) -> bool:
+        """Start the workflow of a run its launch recorded but never started (the API process
+        died between the commit and the start): one no workflow has reported on, within its
+        start grace, that Temporal does not know. True when it was started now. Temporal is asked
+        outside any transaction; no execution is started if one with its id ever ran."""
+        if not (runs.never_reported(run) and runs.started_by_the_api(run) and self._within_grace(run)):
+            return False
+        self.session.commit()
+        ended = self._await(partial(self.temporal.ended, run.workflow_id))
+        if ended is None or not ended.missing:
+            return False
+        return self._start_recorded(run, actor)
+
+    def _within_grace(self, run: Run) -> bool:
+        return run.created_at > utcnow() - WORKFLOW_START_GRACE
+
+    def _start_recorded(self, run: Run, actor: Actor) -> bool:
+        """Start a recorded run's workflow from its record; a run whose entity, requester or
+        action is gone since is ended as never started instead."""
+        try:
+            workflow_input = runs.launch_input(
+                self.session,
+                run,
+                api_url=self.settings.api_url,
+                ui_url=self.ui_url(run.workflow_id),
+                search_attributes=self.settings.temporal_search_attributes,
+            )
+        except (NotFound, Conflict) as exc:
+            runs.mark_not_started(self.session, run, str(exc), actor)
+            self.session.commit()
+            return False
+        log.warning("run %s was recorded but its workflow never started: starting it now", run.id)
+        summary = f"{run.action_title} · {run.entity or 'new'} · by {run.created_by}"
+        self._start(run, workflow_input, summary, actor, first_only=True)
+        return True
+
+    def _start(
+        self, run: Run, workflow_input: RunInput, summary: str, actor: Actor, *, first_only: bool = False
+    ) -> None:
         """Start the run's workflow once its record is committed. Temporal down: the run is
         ended as not started (nothing is left IN_PROGRESS) and the 503 goes on to the caller.
         The record read here (expire_on_commit is off) is what the caller presents, not what
@@ -196,6 +240,7 @@ class RunService:
             entity=run.entity,
             requested_by=run.created_by,
             summary=summary,
+            first_only=first_only,
         )
         try:
             self._await(start)
@@ -240,8 +285,10 @@ class RunService:
         if ended is None:
             return False
         if ended.missing:
-            if run.created_at > utcnow() - WORKFLOW_START_GRACE:
-                return False  # its launch may still be starting it
+            if self._within_grace(run):
+                if runs.never_reported(run) and runs.started_by_the_api(run):
+                    self._start_recorded(run, actor)  # its launch recorded it, never started it
+                return False
             ended = ended.never_started()
         self.session.refresh(run)  # its workflow may have reported meanwhile; finish() then does nothing
         runs.finish(self.session, run, ended.status, ended.label, ended.error, actor)

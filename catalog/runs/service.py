@@ -1123,3 +1123,49 @@ NEVER_STARTED = "its workflow never started"
 def mark_not_started(session: Session, run: Run, reason: str, actor: Actor) -> None:
     """End a run whose workflow could not be started, so no run is left IN_PROGRESS."""
     finish(session, run, "FAILURE", "Not started", f"{NEVER_STARTED}: {reason}", actor)
+
+
+def never_reported(run: Run) -> bool:
+    """Whether the run is as its launch recorded it: no workflow has reported on it (a report
+    moves ``updated_at``). Only such a run can be one whose workflow was never started."""
+    return run.status not in TERMINAL and run.report_seq is None and run.updated_at == run.created_at
+
+
+def started_by_the_api(run: Run) -> bool:
+    """Whether the API starts the run's workflow (launches and retries do); a run another
+    workflow records for itself to start (a sub-action's, named by its trigger) is not the API's
+    to start."""
+    return not (run.trigger or {}).get("parent_run_id")
+
+
+def launch_input(
+    session: Session, run: Run, *, api_url: str, ui_url: str = "", search_attributes: bool = True
+) -> RunInput:
+    """The workflow input of a launched run whose workflow was never started (the API process
+    that committed it died before starting it), rebuilt from the record: its pinned definition,
+    its entity, its requester. The launch's checks were made when it was recorded. Raises
+    NotFound or Conflict when that is no longer possible (the entity, the requester or the
+    action is gone)."""
+    definition = run.definition
+    if definition is None:
+        action = session.get(Action, run.action)
+        if action is None:
+            raise Conflict(f"action '{run.action}' no longer exists")
+        definition = action.definition
+    entity = None
+    if run.entity is not None:
+        entity = session.scalar(
+            select(Entity).where(Entity.blueprint == run.blueprint, Entity.identifier == run.entity)
+        )
+        if entity is None:
+            raise NotFound(f"entity '{run.entity}' of blueprint '{run.blueprint}' no longer exists")
+    workflow_input = build_workflow_input(
+        session,
+        run,
+        definition,
+        entity=entity,
+        caller=get_user(session, run.created_by),
+        api_url=api_url,
+        ui_url=ui_url,
+    )
+    return replace(workflow_input, search_attributes=search_attributes)
