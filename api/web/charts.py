@@ -66,7 +66,7 @@ def burn_down(points: list[dict[str, object]], *, label: str) -> Markup:
     width, height, bottom = 480, 160, 4
     if not points:
         return Markup("")
-    step = width / len(points)
+    step = min(width / len(points), 32)  # a few points stay narrow columns from the left
     top = max((int(p["total"]) for p in points), default=0) or 1  # type: ignore[call-overload]
     last = points[-1]
     parts = [

@@ -1,7 +1,8 @@
 """Action forms and runs in Chromium: the browser's own check of a pattern, the API's 422 shown
 next to the field with no run created, buttons hidden from who may not use them (and their
-routes refusing them anyway), and a decline from the inbox that the requester's open run page
-shows on its own."""
+routes refusing them anyway), a decline from the inbox that the requester's open run page
+shows on its own, and an exemption request declined from the inbox after a look at the
+initiative it would help."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 from playwright.sync_api import expect
 
+from devtools.testing import eventually
 from tests.web.conftest import LivePortal, PortalPage, wait_for_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.temporal]
@@ -211,3 +213,61 @@ def test_a_create_form_types_its_inputs_and_the_new_environment_counts_down_and_
     moved = datetime.fromisoformat(after) - datetime.fromisoformat(before)
     assert moved == timedelta(days=1), (before, after)
     expect(timers.locator("time[data-countdown]").first).to_have_text(re.compile(r"^in 3d 23h \d+m$"))
+
+
+def test_an_initiatives_progress_then_an_exemption_request_declined_from_the_inbox(
+    live_portal: LivePortal, open_portal: Callable[..., PortalPage]
+) -> None:
+    """Bob (payments-team) asks to exempt payments from a readiness rule; Alice (admin) reads the
+    production-ready initiative from the scorecards page, then declines the request from her
+    inbox (declined, so the other tests' payments keeps its grades)."""
+    expires = (datetime.now().astimezone() + timedelta(days=14)).isoformat()
+    with live_portal.client("bob") as bob_api:
+        asked = bob_api.post(
+            "/v1/blueprints/service/scorecards/production_readiness/exemptions",
+            json={
+                "entity": "payments",
+                "rule": "has_on_call",
+                "reason": "<b>rota</b> next week",
+                "expires_at": expires,
+            },
+        )
+    assert asked.status_code == 201, asked.text
+    exemption = asked.json()
+    eventually(
+        lambda: (
+            (live_portal.api.get(f"/v1/runs/{exemption['run_id']}").json().get("approval") or {}).get(
+                "status"
+            )
+            == "PENDING"
+        ),
+        what="the exemption's approval to wait for its approvers",
+    )
+
+    alice = open_portal("alice")
+    alice.goto("/scorecards")
+    initiative = alice.page.locator('[data-initiative="production-ready"]')
+    expect(initiative.locator("progress")).to_have_count(1)
+    alice.follow(
+        lambda: initiative.get_by_role("link", name=re.compile("production-ready", re.I)).first.click(),
+        url="/initiatives/production-ready",
+    )
+    expect(alice.by_testid("initiative-progress")).to_be_visible()
+    expect(alice.by_testid("initiative-teams").locator("tbody tr").first).to_be_visible()
+
+    alice.goto("/approvals")
+    item = alice.page.locator(f'[data-exemption="{exemption["id"]}"]')
+    expect(item).to_contain_text("<b>rota</b> next week")  # shown as text
+    expect(item.locator("code")).to_have_text("has_on_call")
+    item.get_by_label("Comment").fill("Set up the rota first")
+    alice.follow(lambda: item.get_by_test_id("decline-button").click(), url="/approvals")
+    expect(alice.page.locator(f'[data-exemption="{exemption["id"]}"]')).to_have_count(0)
+    base = "/v1/blueprints/service/scorecards/production_readiness/exemptions"
+    decided = eventually(
+        lambda: (
+            (found := live_portal.api.get(f"{base}/{exemption['id']}").json())["status"] == "DECLINED"
+            and found
+        ),
+        what="the exemption to be declined",
+    )
+    assert decided["decided_by"] == "alice"

@@ -76,6 +76,9 @@ async def test_a_moderator_approves_an_exemption_request_from_the_inbox(people: 
         assert decided.status_code == 303 and decided.headers["location"] == "/approvals"
         assert (await status_of(people, exemption, "APPROVED"))["decided_by"] == "mo"
         assert (await card(people))["has_repo"] == "EXEMPT"
+        entity = (await mo.get("/catalog/service/pay")).text
+        rule = re.search(r'<li class="rule-exempt">(.*?)</li>', entity, re.S)
+        assert rule and "has_repo" in rule.group(1) and "the repository moves next month" in rule.group(1)
         after = (await mo.get("/approvals")).text
         assert exemption["id"] not in after and 'data-testid="no-exemption-approvals"' in after
 
