@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from temporalio.converter import TransferTypeConverter, transfer_type_convertible
 
-from contracts.actions import ActionSpec, StepSpec
+from contracts.actions import ActionSpec, StepSpec, step_needs
 from contracts.approvals import ApprovalPolicy
 from contracts.wire import from_wire, to_wire
 
@@ -126,14 +126,24 @@ class StepState:
     status: str = "PENDING"
     started_at: str | None = None
     ended_at: str | None = None
-    outputs: dict[str, Any] = field(default_factory=dict)
+    # A fanned-out step's (``for_each``) is the list of each item's outputs, in order.
+    outputs: dict[str, Any] | list[Any] = field(default_factory=dict)
     error: str | None = None
+    # The steps it waits for (the step before it, unless its definition names them).
+    needs: list[str] = field(default_factory=list)
 
     @classmethod
-    def pending(cls, step: StepSpec | Mapping[str, Any]) -> StepState:
-        """The state of a step before anything ran, from its definition."""
+    def pending(cls, step: StepSpec | Mapping[str, Any], needs: list[str] | None = None) -> StepState:
+        """The state of a step before anything ran, from its definition and what it needs."""
         spec = step if isinstance(step, StepSpec) else from_wire(StepSpec, dict(step))
-        return cls(id=spec.id, uses=spec.uses, title=spec.title or spec.id)
+        return cls(id=spec.id, uses=spec.uses, title=spec.title or spec.id, needs=list(needs or []))
+
+    @classmethod
+    def skeleton(cls, steps: Sequence[StepSpec | Mapping[str, Any]]) -> list[StepState]:
+        """Every step of an action before anything ran, each with the steps it needs."""
+        specs = [s if isinstance(s, StepSpec) else from_wire(StepSpec, dict(s)) for s in steps]
+        needs = step_needs([(s.id, s.needs) for s in specs])
+        return [cls.pending(s, needs[s.id]) for s in specs]
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StepState:
@@ -150,8 +160,8 @@ class StepState:
 
 def initial_steps(steps: Sequence[StepSpec | Mapping[str, Any]]) -> list[dict[str, Any]]:
     """A run's ``steps[]`` before anything ran, as the catalog stores it: the catalog's new run
-    record and the workflow's first report start from this one skeleton (:meth:`StepState.pending`)."""
-    return [StepState.pending(s).to_json() for s in steps]
+    record and the workflow's first report start from this one skeleton (:meth:`StepState.skeleton`)."""
+    return [s.to_json() for s in StepState.skeleton(steps)]
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]

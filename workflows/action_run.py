@@ -4,6 +4,12 @@ Deterministic: step parameters are rendered here by the pure template renderer (
 shows them), ``if`` conditions are evaluated here, time comes from ``workflow.now()``. Every
 side effect is an activity; the run record is kept current through the ``gantry.report_run``
 local activity. On failure or cancellation the completed steps' ``compensate`` run in reverse.
+
+An action whose steps name ``needs`` or fan out (``for_each``) runs as a graph: each step starts
+as an asyncio task once the steps it needs are done (:mod:`workflows.step_graph` says which), a
+fanned-out step runs its items at most ``max_parallel`` at a time, and the action's
+``strategy.on_failure`` decides what a failure does to the other branches. Compensation then runs
+in reverse *completion* order. Any other action walks its list exactly as before.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from catalog.runs.step_kinds import WAITING_KINDS, describe_target
     from catalog.sandbox.templates import TemplateFailure, evaluate_condition, render_value
     from catalog.timefmt import format_instant
-    from contracts.actions import CompensationSpec, RetrySpec, StepSpec
+    from contracts.actions import CONTINUE, CompensationSpec, RetrySpec, StepSpec, step_needs
     from contracts.approvals import (
         DECIDE_UPDATE,
         NO_APPROVAL_PENDING,
@@ -62,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.steps import STEP_FAILED, VENDOR_CLIENT_ERROR, VENDOR_NOT_CONFIGURED, StepInput, StepResult
     from workflows import sub_action
     from workflows.approval_gate import ApprovalGate
+    from workflows.step_graph import StepGraph
 
 DEFAULT_TIMEOUT = timedelta(minutes=10)
 DEFAULT_WAITING_TIMEOUT = timedelta(hours=1)
@@ -72,6 +79,10 @@ NON_RETRYABLE = [VENDOR_CLIENT_ERROR, STEP_FAILED, VENDOR_NOT_CONFIGURED, "NotFo
 # A run that does not succeed fails its workflow, so Temporal UI's Failures view and
 # ExecutionStatus="Failed" match GantryRunStatus. Histories recorded before completed instead.
 FAILED_RUNS_FAIL_WORKFLOW = "failed-runs-fail-workflow"
+# Marks histories whose steps ran as a graph (only actions with ``needs``/``for_each`` do).
+PARALLEL_STEPS = "parallel-steps"
+# A fanned-out step's items: each is an activity in the run's history, which must stay small.
+MAX_ITEMS = 200
 
 
 class RunDeclined(Exception):
@@ -84,10 +95,12 @@ class RunDeclined(Exception):
 
 
 class StepFailure(Exception):
-    def __init__(self, step_id: str, message: str) -> None:
+    def __init__(self, step_id: str, message: str, *, logged: bool = False) -> None:
         super().__init__(message)
         self.step_id = step_id
         self.message = message
+        # The parallel scheduler logs each failure as it happens, not once the run ends.
+        self.logged = logged
 
 
 @workflow.defn(name="ActionRun")
@@ -107,6 +120,13 @@ class ActionRun:
         self._approval: dict[str, Any] | None = None
         # This execution's secret marker: only placeholders bearing it are ever substituted.
         self._marker = ""
+        # A run of parallel steps: where each step is, the items each fanned-out step ran over,
+        # and (step index, item index or None) in the order they succeeded, for compensation.
+        self._graph: StepGraph | None = None
+        self._items: dict[int, list[Any]] = {}
+        self._completed: list[tuple[int, int | None]] = []
+        # Parallel steps report concurrently: one report at a time, each with the latest state.
+        self._reporting = asyncio.Lock()
 
     @workflow.query
     def state(self) -> dict[str, Any]:
@@ -147,7 +167,7 @@ class ActionRun:
         self._marker = workflow.uuid4().hex
         self._seq = inp.log_base
         self._search_attributes = inp.search_attributes
-        self._steps = [StepState.pending(spec) for spec in inp.action.steps]
+        self._steps = StepState.skeleton(inp.action.steps)
         done = inp.previous_steps
         for step in self._steps:
             if step.id in done:
@@ -160,10 +180,13 @@ class ActionRun:
         try:
             if "action" in inp.approvals and "action" not in _approved(inp):
                 await self._await_approval("action", inp)
-            for index, definition in enumerate(inp.action.steps):
-                if definition.id in done:
-                    continue
-                await self._run_step(index, definition, inp)
+            if inp.action.is_graph and workflow.patched(PARALLEL_STEPS):
+                await self._run_graph(inp)
+            else:
+                for index, definition in enumerate(inp.action.steps):
+                    if definition.id in done:
+                        continue
+                    await self._run_step(index, definition, inp)
         except RunDeclined as declined:
             self._log(f"Not running further steps: {declined.message}", "WARNING")
             self._mark_running(RunStatus.DECLINED, declined.message)
@@ -177,7 +200,8 @@ class ActionRun:
             await self._finish(RunStatus.CANCELLED, "Cancelled", "cancelled")
             raise
         except StepFailure as failure:
-            self._log(f"Step {failure.step_id} failed: {failure.message}", "ERROR", failure.step_id)
+            if not failure.logged:
+                self._log(f"Step {failure.step_id} failed: {failure.message}", "ERROR", failure.step_id)
             await self._compensate(inp)
             label = f"Failed at step {failure.step_id}"
             await self._finish(RunStatus.FAILURE, label, failure.message)
@@ -223,6 +247,9 @@ class ActionRun:
                 step.status = "SKIPPED"
                 self._log(f"Step {step_id} skipped: its condition is false", step_id=step_id)
                 return
+            if definition.for_each is not None:
+                await self._fan_out(index, definition, inp, context)
+                return
             params = render_value(definition.params, context, f"/steps/{index}/with")
         except TemplateFailure as exc:
             step.status, step.error = "FAILURE", str(exc)
@@ -230,10 +257,9 @@ class ActionRun:
         if definition.wait_for_completion is not None:
             params["wait_for_completion"] = definition.wait_for_completion
         step.status, step.started_at = "IN_PROGRESS", _iso(workflow.now())
-        self._label = f"Running step {step_id}"
-        workflow.set_current_details(f"**{self._label}** ({uses})")
+        self._show_running(step_id, uses)
         self._log(f"Step {step_id} ({uses}) started", step_id=step_id)
-        if uses in WAITING_KINDS or uses in ("sleep", "approval"):
+        if uses in WAITING_KINDS or uses in ("sleep", "approval") or self._graph is not None:
             await self._report()
         try:
             result = await self._execute(step_id, uses, params, definition, inp)
@@ -241,11 +267,193 @@ class ActionRun:
             step.status, step.ended_at, step.error = "FAILURE", _iso(workflow.now()), failure.message
             raise
         step.status, step.ended_at, step.outputs = "SUCCESS", _iso(workflow.now()), result.outputs
+        self._completed.append((index, None))
+        self._record(result, step_id)
+        self._log(f"Step {step_id} succeeded", step_id=step_id)
+
+    def _record(self, result: StepResult, step_id: str) -> None:
         self._links += [{"title": link.title, "url": link.url} for link in result.links]
         self._affected += result.affected_entities
         for line in result.log:
             self._log(line, step_id=step_id)
-        self._log(f"Step {step_id} succeeded", step_id=step_id)
+
+    def _show_running(self, step_id: str, uses: str) -> None:
+        """The run's label and Temporal UI's current details: the running step, or with
+        parallel steps every step with what it needs and where it is."""
+        if self._graph is None:
+            self._label = f"Running step {step_id}"
+            workflow.set_current_details(f"**{self._label}** ({uses})")
+            return
+        running = [s.id for s in self._steps if s.status == "IN_PROGRESS"]
+        self._label = f"Running step{'s' if len(running) > 1 else ''} {', '.join(running)}"
+        workflow.set_current_details(
+            f"**{self._label}**\n\n"
+            + "\n".join(
+                f"- `{s.id}` ({s.uses}) {s.status}" + (f" ← needs {', '.join(s.needs)}" if s.needs else "")
+                for s in self._steps
+            )
+        )
+
+    # ---- parallel steps ----------------------------------------------------------------
+
+    async def _run_graph(self, inp: RunInput) -> None:
+        """Start each step once what it needs is done, several at once when the graph allows.
+        A failure under ``stop`` cancels the running steps and starts nothing more; under
+        ``continue`` it blocks only its dependents (SKIPPED), and the run fails once the other
+        branches end. Raises StepFailure (already logged) or RunDeclined as the walk does."""
+        definitions = inp.action.steps
+        needs = step_needs([(d.id, d.needs) for d in definitions])
+        # A retry keeps the steps that succeeded; any other earlier step runs again.
+        kept = _succeeded_before(inp)
+        for step in self._steps:
+            if step.id in inp.previous_steps and step.id not in kept:
+                step.status, step.outputs = "PENDING", {}
+        graph = StepGraph.of(needs, finished=kept)
+        self._graph = graph
+        index_of = {d.id: i for i, d in enumerate(definitions)}
+        stop = inp.action.on_failure != CONTINUE
+        running: dict[str, asyncio.Task[None]] = {}
+        failures: list[StepFailure] = []
+        try:
+            while True:
+                if not (failures and stop):
+                    for step_id in graph.ready():
+                        graph.start(step_id)
+                        index = index_of[step_id]
+                        running[step_id] = asyncio.create_task(self._run_step(index, definitions[index], inp))
+                if not running:
+                    break
+                await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+                for step_id in [s for s, task in running.items() if task.done()]:
+                    error = _failure_of(running.pop(step_id))
+                    if error is None:
+                        graph.finish(step_id)
+                    elif isinstance(error, StepFailure):
+                        failures.append(error)
+                        self._log(f"Step {step_id} failed: {error.message}", "ERROR", step_id)
+                        blocked = graph.fail(step_id)
+                        if stop:  # what it blocked stays PENDING, as the steps after a failure do
+                            await self._stop(running, f"step {step_id} failed")
+                        else:
+                            self._skip(blocked, f"step {step_id} failed")
+                    else:  # declined at an approval step: nothing more runs, whatever the strategy
+                        graph.fail(step_id)
+                        await self._stop(running, str(error))
+                        raise error
+        except asyncio.CancelledError:
+            await self._stop(running, "cancelled")
+            raise
+        if failures:
+            first = failures[0]
+            message = (
+                "; ".join(f"{f.step_id}: {f.message}" for f in failures)
+                if len(failures) > 1
+                else first.message
+            )
+            raise StepFailure(first.step_id, message, logged=True)
+
+    def _skip(self, step_ids: list[str], reason: str) -> None:
+        by_id = {s.id: s for s in self._steps}
+        for step_id in step_ids:
+            by_id[step_id].status, by_id[step_id].error = "SKIPPED", reason
+            self._log(f"Step {step_id} skipped: {reason}", "WARNING", step_id)
+
+    async def _stop(self, running: dict[str, asyncio.Task[None]], reason: str) -> None:
+        """Cancel the running steps and wait until each has ended: a step whose vendor call
+        finished anyway counts as done (compensated with the others), the rest are CANCELLED."""
+        if not running:
+            return
+        self._log(f"Stopping {', '.join(running)}: {reason}", "WARNING")
+        for task in running.values():
+            task.cancel()
+        await workflow.wait(list(running.values()))
+        by_id = {s.id: s for s in self._steps}
+        for step_id, task in running.items():
+            _failure_of(task)
+            step = by_id[step_id]
+            if step.status == "IN_PROGRESS":
+                step.status, step.ended_at, step.error = "CANCELLED", _iso(workflow.now()), reason
+                self._log(f"Step {step_id} cancelled: {reason}", "WARNING", step_id)
+        running.clear()
+
+    async def _fan_out(
+        self, index: int, definition: StepSpec, inp: RunInput, context: dict[str, Any]
+    ) -> None:
+        """Run the step once per item of its ``for_each``, at most ``max_parallel`` at a time;
+        its outputs are the items' outputs in order. A failed item fails the step: the other
+        items are cancelled (``stop``) or finish (``continue``), and no new one starts."""
+        step, step_id, uses = self._steps[index], definition.id, definition.uses
+        items = render_value(definition.for_each, context, f"/steps/{index}/for_each")
+        if not isinstance(items, list):
+            raise TemplateFailure(
+                f"/steps/{index}/for_each: must render to a list, not {type(items).__name__}"
+            )
+        if len(items) > MAX_ITEMS:
+            raise TemplateFailure(f"/steps/{index}/for_each: {len(items)} items, at most {MAX_ITEMS}")
+        self._items[index] = items
+        limit = definition.max_parallel or max(len(items), 1)
+        step.status, step.started_at, step.outputs = "IN_PROGRESS", _iso(workflow.now()), [None] * len(items)
+        self._show_running(step_id, uses)
+        self._log(
+            f"Step {step_id} ({uses}) started: {len(items)} item(s), at most {limit} at a time",
+            step_id=step_id,
+        )
+        await self._report()
+        running: dict[int, asyncio.Task[None]] = {}
+        upcoming = 0
+        failure: StepFailure | None = None
+        try:
+            while True:
+                while failure is None and upcoming < len(items) and len(running) < limit:
+                    running[upcoming] = asyncio.create_task(self._run_item(index, definition, inp, upcoming))
+                    upcoming += 1
+                if not running:
+                    break
+                await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+                for item in [i for i, task in running.items() if task.done()]:
+                    error = _failure_of(running.pop(item))
+                    if error is not None and failure is None:
+                        failure = (
+                            error
+                            if isinstance(error, StepFailure)
+                            else StepFailure(f"{step_id}[{item}]", str(error))
+                        )
+                        if inp.action.on_failure != CONTINUE:
+                            for task in running.values():
+                                task.cancel()
+        except asyncio.CancelledError:
+            for task in running.values():
+                task.cancel()
+            await workflow.wait(list(running.values()))
+            raise
+        if failure is not None:
+            step.ended_at, step.error = _iso(workflow.now()), failure.message
+            step.status = "FAILURE"
+            raise StepFailure(step_id, f"{failure.step_id}: {failure.message}")
+        step.status, step.ended_at = "SUCCESS", _iso(workflow.now())
+        self._log(f"Step {step_id} succeeded: {len(items)} item(s)", step_id=step_id)
+
+    async def _run_item(self, index: int, definition: StepSpec, inp: RunInput, item: int) -> None:
+        step, step_id, uses = self._steps[index], definition.id, definition.uses
+        item_id = f"{step_id}[{item}]"
+        context = self._item_context(inp, index, item)
+        try:
+            params = render_value(definition.params, context, f"/steps/{index}/with")
+        except TemplateFailure as exc:
+            raise StepFailure(item_id, str(exc)) from exc
+        if definition.wait_for_completion is not None:
+            params["wait_for_completion"] = definition.wait_for_completion
+        shown = _shown_item(context["item"])
+        self._log(f"Step {step_id} item {item} ({shown}) started", step_id=step_id)
+        result = await self._execute(item_id, uses, params, definition, inp)
+        outputs = step.outputs if isinstance(step.outputs, list) else []
+        outputs[item] = result.outputs
+        self._completed.append((index, item))
+        self._record(result, step_id)
+        self._log(f"Step {step_id} item {item} ({shown}) succeeded", step_id=step_id)
+
+    def _item_context(self, inp: RunInput, index: int, item: int) -> dict[str, Any]:
+        return {**self._context(inp), "item": self._items[index][item], "index": item}
 
     async def _execute(
         self,
@@ -454,6 +662,9 @@ class ActionRun:
             workflow.upsert_search_attributes([GANTRY_RUN_STATUS.value_set(status.value)])
 
     async def _compensate(self, inp: RunInput) -> None:
+        if self._graph is not None:
+            await self._compensate_completed(inp)
+            return
         done = [(i, d) for i, d in enumerate(inp.action.steps) if self._steps[i].status == "SUCCESS"]
         todo = [(i, d, d.compensate) for i, d in reversed(done) if d.compensate]
         if not todo:
@@ -471,6 +682,32 @@ class ActionRun:
                 continue
             self._steps[index].status = "COMPENSATED"
             self._log(f"Step {step_id} compensated ({compensate.uses})", "WARNING", step_id)
+
+    async def _compensate_completed(self, inp: RunInput) -> None:
+        """Undo what parallel steps did, the last to complete first: each step, and each item
+        of a fanned-out step, that succeeded (a retry's earlier steps before this execution's)."""
+        definitions = inp.action.steps
+        kept = _succeeded_before(inp)
+        earlier = [(i, None) for i, d in enumerate(definitions) if d.id in kept and d.for_each is None]
+        todo = [(i, item) for i, item in reversed(earlier + self._completed) if definitions[i].compensate]
+        if not todo:
+            return
+        self._log(f"Compensating {len(todo)} completed step(s) in reverse completion order", "WARNING")
+        for index, item in todo:
+            definition, step = definitions[index], self._steps[index]
+            compensate = definition.compensate
+            assert compensate is not None  # todo holds only steps that have one
+            step_id = definition.id if item is None else f"{definition.id}[{item}]"
+            context = self._context(inp) if item is None else self._item_context(inp, index, item)
+            try:
+                params = render_value(compensate.params, context, f"/steps/{index}/compensate/with")
+                await self._execute(f"{step_id}-compensate", compensate.uses, params, compensate, inp)
+            except (StepFailure, TemplateFailure) as exc:
+                self._log(f"Compensation of step {step_id} failed: {exc}", "ERROR", definition.id)
+                continue
+            if step.status == "SUCCESS":
+                step.status = "COMPENSATED"
+            self._log(f"Step {step_id} compensated ({compensate.uses})", "WARNING", definition.id)
 
     def _mark_running(self, status: RunStatus, error: str) -> None:
         for step in self._steps:
@@ -494,27 +731,31 @@ class ActionRun:
         await self._report()
 
     async def _report(self) -> None:
-        report = RunReport(
-            status=RunStatus(self._status),
-            status_label=self._label,
-            steps=self._steps,
-            approval=self._approval,
-            links=self._links,
-            affected_entities=self._affected,
-            error=self._error,
-            logs=self._unsent,
-        )
-        self._unsent = []
-        await workflow.execute_local_activity(
-            REPORT_ACTIVITY,
-            ReportInput(self._run_id, report),
-            start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(hours=6),
-            retry_policy=RetryPolicy(
-                maximum_interval=timedelta(seconds=30), non_retryable_error_types=NON_RETRYABLE
-            ),
-            summary="report run state",
-        )
+        # Uncontended (a list of steps), the lock never waits; parallel steps take turns, so a
+        # report never overtakes a later one and each carries the state of its turn.
+        async with self._reporting:
+            report = RunReport(
+                status=RunStatus(self._status),
+                status_label=self._label,
+                steps=self._steps,
+                approval=self._approval,
+                links=self._links,
+                affected_entities=self._affected,
+                error=self._error,
+                logs=self._unsent,
+                report_seq=self._seq,
+            )
+            self._unsent = []
+            await workflow.execute_local_activity(
+                REPORT_ACTIVITY,
+                ReportInput(self._run_id, report),
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(hours=6),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(seconds=30), non_retryable_error_types=NON_RETRYABLE
+                ),
+                summary="report run state",
+            )
 
 
 def _approved(inp: RunInput) -> list[str]:
@@ -536,6 +777,24 @@ def _entity_ref(inp: RunInput, params: dict[str, Any]) -> str:
     if isinstance(named, str) and named and blueprint:
         return f"{blueprint}/{named}"
     return ""
+
+
+def _succeeded_before(inp: RunInput) -> set[str]:
+    """The steps a retried run of parallel steps keeps: those that succeeded before."""
+    return {k for k, v in inp.previous_steps.items() if v.get("status", "SUCCESS") == "SUCCESS"}
+
+
+def _failure_of(task: asyncio.Task[None]) -> BaseException | None:
+    """How an ended step task ended: None when it succeeded (or its ``if`` skipped it)."""
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception()
+
+
+def _shown_item(item: Any) -> str:
+    """An item as a log line shows it: short, secret placeholders masked."""
+    text = PLACEHOLDER.sub(REDACTED, str(item))
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _iso(moment: datetime) -> str:

@@ -134,6 +134,7 @@ def test_the_step_skeleton_is_one_function() -> None:
             "ended_at": None,
             "outputs": {},
             "error": None,
+            "needs": [],
         },
         {
             "id": "remove",
@@ -144,6 +145,7 @@ def test_the_step_skeleton_is_one_function() -> None:
             "ended_at": None,
             "outputs": {},
             "error": None,
+            "needs": ["create"],
         },
     ]
 
