@@ -31,7 +31,11 @@ class ApplyError(Exception):
 def apply_plan(api: Gantry, plan: Plan, echo: Callable[[str], Any] = print) -> None:
     """Carry out ``plan``; raise :class:`ApplyError` at the first object the API refuses."""
     pending = plan.pending
-    writes = sorted((c for c in pending if c.op != "delete" and c.kind != ENTITY), key=_rank)
+    depths = _sub_action_depths(pending)
+    writes = sorted(
+        (c for c in pending if c.op != "delete" and c.kind != ENTITY),
+        key=lambda c: (_rank(c)[0], depths.get(c.key, 0) if c.kind == "Action" else 0, c.key),
+    )
     deletes = sorted((c for c in pending if c.op == "delete"), key=_rank, reverse=True)
 
     def run(change: Change, step: Callable[..., str], **options: bool) -> None:
@@ -62,6 +66,32 @@ def _rank(change: Change) -> tuple[float, str]:
     # Entities are deleted after the configuration that uses them and before their blueprints.
     rank = KINDS[change.kind].rank if change.kind != ENTITY else KINDS["Blueprint"].rank + 0.5
     return rank, change.key
+
+
+def _sub_action_depths(changes: list[Change]) -> dict[str, int]:
+    """How many actions of the plan each action runs through its sub-action steps (``uses:
+    action``), one inside the other: an action is written after those it runs, as saving one
+    checks that they exist."""
+    runs = {
+        c.key: {
+            (step.get("with") or {}).get("action")
+            for step in c.document.spec.get("steps") or []
+            if step.get("uses") == "action"
+        }
+        for c in changes
+        if c.kind == "Action" and c.document is not None
+    }
+    depths: dict[str, int] = {}
+
+    def depth(name: str, path: tuple[str, ...]) -> int:
+        if name not in depths:
+            inner = [depth(n, (*path, name)) for n in runs[name] if n in runs and n not in path]
+            depths[name] = 1 + max(inner, default=0)
+        return depths[name]
+
+    for name in runs:
+        depth(name, ())
+    return depths
 
 
 def _linked(change: Change) -> bool:
