@@ -140,10 +140,9 @@ def _run(handler: Handler, request: Request, form: dict[str, list[str]], signed_
             # A cookie without a live session: it expired (GANTRY_WEB_SESSION_TTL), was signed
             # out elsewhere, or its token was deleted. Say so on the sign-in page, drop the cookie.
             ended = request.cookies.get(COOKIE) is not None
-            if request.method == "GET":
-                response: Response = see_other(
-                    url_with("/login", next=_local(request.url.path), ended="1" if ended else None)
-                )
+            if request.method == "GET" or request.url.path == "/logout":  # signing out: done
+                back = _local(request.url.path) if request.method == "GET" else None
+                response: Response = see_other(url_with("/login", next=back, ended="1" if ended else None))
             else:
                 response = _plain(403, "you are signed out: sign in again")
             if ended:

@@ -485,6 +485,8 @@ def test_an_expired_session_leads_to_sign_in(portal: dict[str, Any]) -> None:
         headers=cookie,
     )
     assert launch.status_code == 403 and "signed out" in launch.text
+    signing_out = page.post("/logout", data={"csrf_token": csrf}, headers=cookie, follow_redirects=False)
+    assert signing_out.status_code == 303 and signing_out.headers["location"] == "/login?ended=1"
     assert _ok(portal["api"].get("/v1/runs"))["items"] == []
 
 
