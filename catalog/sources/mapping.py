@@ -76,6 +76,8 @@ class Mapping:
     errors: list[ItemError] = field(default_factory=list)
     # Items with an error (by index in the page): counted ``failed`` once each.
     failed: set[int] = field(default_factory=set)
+    # The items the selector kept (by index in the page).
+    kept: list[int] = field(default_factory=list)
 
     def fail(self, error: ItemError, index: int) -> None:
         if error.item is None:
@@ -94,6 +96,7 @@ def map_items(resource: Resource, resource_index: int, items: Sequence[Any]) -> 
     result = Mapping()
     kept = _select(resource, resource_index, items, result, base)
     result.seen = len(kept)
+    result.kept = [index for index, _item in kept]
     if resource.port is None:  # kind files: catalog files through the descriptor converter
         _map_descriptors(kept, resource_index, result)
         return result

@@ -5,7 +5,9 @@ which maps them (``catalog.sources.mapping``), writes the entities through the c
 write path (``write_entities``, bulk, as the source: validation, audit, events, scorecards and
 computed properties all apply; an entity that would not change is not written, and is found by
 comparing with its stored row before the write path, so an unchanged re-sync costs one query and
-the "seen" insert per page), notes what it saw, and adds to the record's counts. A page is applied once: sent again (a worker resuming
+the "seen" insert per page), notes what it saw, and adds to the record's counts. Items a sync
+mapped before, unchanged under an unchanged definition, are not mapped again
+(``catalog.sources.mapped_items``). A page is applied once: sent again (a worker resuming
 after a crash), it answers what it answered the first time. :func:`complete` ends the record
 and, only after a SUCCESS and with ``delete_stale``, deletes the source's entities the sync did
 not see, unless they are more than ``deletion_threshold`` of the source's entities.
@@ -25,11 +27,11 @@ import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -39,14 +41,14 @@ from catalog.audit import Actor
 from catalog.base import Strict
 from catalog.blueprints.properties import PropertyValidator
 from catalog.blueprints.service import property_validator
-from catalog.changes.state import load_rows
 from catalog.computed import service as computed
-from catalog.db import utcnow
+from catalog.db import CHUNK, utcnow
 from catalog.entities.service import Mode, SourceTag, delete_entity, write_entities
 from catalog.errors import CatalogError, Conflict, FieldError, Invalid, NotFound
 from catalog.identity.service import missing_teams, missing_users
 from catalog.models import Blueprint, DataSource, DataSourceSeen, DataSourceSync, DataSourceSyncPage, Entity
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
+from catalog.sources import mapped_items
 from catalog.sources.definitions import DataSourceIn, parsed
 from catalog.sources.mapping import (
     ENTITY_ORDER,
@@ -212,13 +214,13 @@ def _unchanged(session: Session, bp: Blueprint, tag: SourceTag, entities: list[M
     stored rows in one query per page, so a re-sync skips validation and the write path for
     them. Conservative: an entity written before its blueprint last changed, or naming a team
     or user that no longer exists, takes the write path (which validates and reports it)."""
-    stored = load_rows(session, bp.identifier, [m.entity["identifier"] for m in entities])
+    stored = _stored_rows(session, bp, [m.entity["identifier"] for m in entities])
     computed_names = computed.names(bp)
     validator = property_validator(bp)
     candidates: list[tuple[MappedEntity, dict[str, Any]]] = []
     for mapped in entities:
         row = stored.get(mapped.entity["identifier"])
-        if row is not None and _same_as_stored(mapped.entity, row, tag, bp, validator, computed_names):
+        if row is not None and _same_as_stored(mapped.entity, row, tag, validator, computed_names):
             candidates.append((mapped, row))
     teams: set[str] = set()
     users: set[str] = set()
@@ -237,11 +239,47 @@ def _unchanged(session: Session, bp: Blueprint, tag: SourceTag, entities: list[M
     }
 
 
+# What :func:`_same_as_stored` compares: read as plain tuples (a row mapping per entity costs more
+# than the comparison).
+_COMPARED = (
+    "identifier",
+    "title",
+    "team",
+    "properties",
+    "relations",
+    "source_data_source",
+    "source_resource",
+    "source_properties",
+    "source_relations",
+)
+_ENTITIES = cast(Table, Entity.__table__)
+
+
+def _stored_rows(session: Session, bp: Blueprint, identifiers: list[str]) -> dict[str, dict[str, Any]]:
+    """The compared columns of the named entities of ``bp`` that exist, by identifier, and
+    ``before_blueprint``: whether the row was written before the blueprint last changed
+    (compared by the database, in the times' stored form)."""
+    columns = [_ENTITIES.c[name] for name in _COMPARED]
+    if bp.updated_at is None:
+        before = literal(False).label("before_blueprint")
+    else:
+        before = (_ENTITIES.c.updated_at < bp.updated_at).label("before_blueprint")
+    names = (*_COMPARED, "before_blueprint")
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(identifiers), CHUNK):
+        stmt = select(*columns, before).where(
+            _ENTITIES.c.blueprint == bp.identifier,
+            _ENTITIES.c.identifier.in_(identifiers[start : start + CHUNK]),
+        )
+        for row in session.execute(stmt):
+            found[row[0]] = dict(zip(names, row, strict=True))
+    return found
+
+
 def _same_as_stored(
     entity: dict[str, Any],
     row: dict[str, Any],
     tag: SourceTag,
-    bp: Blueprint,
     validator: PropertyValidator,
     computed_names: set[str],
 ) -> bool:
@@ -252,7 +290,7 @@ def _same_as_stored(
     given_relations = entity.get("relations") or {}
     if set(given) & computed_names or set(entity) - set(ENTITY_ORDER):
         return False
-    if bp.updated_at is not None and row["updated_at"] is not None and row["updated_at"] < bp.updated_at:
+    if row["before_blueprint"]:
         return False
     if (row["source_data_source"], row["source_resource"]) != (tag.data_source, tag.resource):
         return False
@@ -441,8 +479,11 @@ def apply_page(
         raise Conflict(f"sync '{sync_id}' has ended ({sync.status}): it takes no more items")
     definition = parsed(source)
     index = resource_index(definition, resource, "/resource")
-    mapping = map_items(definition.resources[index], index, items)
-    applied = apply_mapping(session, definition, index, mapping, now=utcnow())
+    page_mapping = mapped_items.map_page(
+        session, source.identifier, index, definition.resources[index], items
+    )
+    applied = apply_mapping(session, definition, index, page_mapping.mapping, now=utcnow())
+    mapped_items.remember(session, source.identifier, index, sync_id, page_mapping)
     _note_seen(session, source.identifier, sync_id, applied.seen)
     _add(sync, applied.counts, [e.as_dict() for e in applied.errors])
     answer = applied.answer()
@@ -467,7 +508,8 @@ def _note_seen(session: Session, data_source: str, sync_id: str, seen: set[tuple
         for bp, identifier in sorted(seen)
     ]
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(DataSourceSeen).on_conflict_do_nothing(), rows)
+    # On the table, not the mapped class: the ORM's bulk insert costs more than the insert.
+    session.execute(insert(cast(Table, DataSourceSeen.__table__)).on_conflict_do_nothing(), rows)
 
 
 def complete(
@@ -485,6 +527,8 @@ def complete(
     _add(sync, {}, errors)
     if status == SyncStatus.SUCCESS and definition.delete_stale:
         _delete_stale(session, definition, sync)
+    if status == SyncStatus.SUCCESS and sync.repositories is None:
+        mapped_items.forget_unused(session, source.identifier, sync_id)
     session.execute(
         delete(DataSourceSeen).where(
             DataSourceSeen.data_source == source.identifier, DataSourceSeen.sync_id == sync_id
