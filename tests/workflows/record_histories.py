@@ -47,6 +47,7 @@ from tests.fakes.webhook import FakeWebhookReceiver
 from tests.sources import test_push_syncs as push
 from tests.sources.test_worker_end_to_end import SOURCE as GITHUB_SOURCE
 from tests.temporal_env import start_dev_server, start_time_skipping
+from tests.workflows import test_sub_actions as sub_actions
 from tests.workflows.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, Stack, serve_api, stack_settings
 from tests.workflows.test_action_runs import deploy_action, seed
 from tests.workflows.test_approvals import action as approval_action
@@ -152,6 +153,17 @@ async def cancelled(stack: Stack) -> tuple[str, str | None]:
 async def sleep_then_webhook(stack: Stack) -> tuple[str, str | None]:
     """A ``sleep`` step (a durable timer in the workflow), then the deploy webhook."""
     run = await _deploy(stack, "v5", [{"id": "settle", "uses": "sleep", "with": {"duration": "PT1S"}}])
+    done = await stack.wait_for(run["id"], TERMINAL)
+    assert done["status"] == "SUCCESS", done
+    return run["workflow_id"], None
+
+
+async def sub_action(stack: Stack) -> tuple[str, str | None]:
+    """A ``uses: action`` step: the catalog prepares the child run, the parent starts it as a
+    child workflow and reads its outputs, which the next step renders."""
+    for action in (sub_actions.register(stack), sub_actions.provision(stack)):
+        assert (await stack.api.post("/v1/actions", json=action)).status_code == 201
+    run = await stack.launch("provision", inputs={"name": "recorded"})
     done = await stack.wait_for(run["id"], TERMINAL)
     assert done["status"] == "SUCCESS", done
     return run["workflow_id"], None
@@ -473,6 +485,7 @@ SCENARIOS: dict[str, Scenario] = {
     "action_run_retry_resumed": retry_resumed,
     "action_run_cancelled": cancelled,
     "action_run_sleep": sleep_then_webhook,
+    "action_run_sub_action": sub_action,
     "reconcile_runs": reconcile_runs,
     "reconcile_runs_continued": reconcile_runs_continued,
     "regrade_scorecards": regrade_scorecards,

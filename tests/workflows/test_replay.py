@@ -30,6 +30,7 @@ EXPECTED = {
     "action_run_cancelled": "ActionRun",
     "action_run_sleep": "ActionRun",
     "action_run_approval_approved": "ActionRun",
+    "action_run_sub_action": "ActionRun",
     "reconcile_runs": "ReconcileRuns",
     "reconcile_runs_continued": "ReconcileRuns",
     "regrade_scorecards": "RegradeScorecards",
@@ -111,6 +112,10 @@ def test_histories_cover_the_run_paths() -> None:
     gate = event_types("action_run_approval_approved")
     for kind in ("UPDATE_ACCEPTED", "UPDATE_COMPLETED", "TIMER_CANCELED", "EXECUTION_COMPLETED"):
         assert kind in gate
+    # A sub-action: its child run prepared, started as a child workflow that completed.
+    child = event_types("action_run_sub_action")
+    for kind in ("START_CHILD_WORKFLOW_EXECUTION_INITIATED", "CHILD_WORKFLOW_EXECUTION_COMPLETED"):
+        assert kind in child
     # A sync: open, load, one pull that completed and one that failed, then complete (PARTIAL).
     sync = event_types("data_source_sync")
     assert sync.count("ACTIVITY_TASK_COMPLETED") == 4 and "ACTIVITY_TASK_FAILED" in sync
