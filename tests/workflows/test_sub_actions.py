@@ -5,6 +5,7 @@ receiver recording what the child's steps sent."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -221,3 +222,36 @@ async def test_saving_refuses_a_sub_action_that_is_unknown_or_the_action_itself(
         ("/steps/0/with/inputs/nam", "is not an input of 'register_environment'"),
         ("/steps/0/with/inputs", "'register_environment' requires input 'name'"),
     }
+
+
+async def test_a_parents_secret_input_reaches_the_child_as_a_secret(stack: Stack) -> None:
+    child = register(stack)
+    child["user_inputs"]["properties"]["token"] = {"type": "string", "secret": True}
+    child["steps"][0]["with"]["body"]["token"] = "{{ inputs.token }}"
+    parent = provision(stack)
+    parent["user_inputs"]["properties"]["token"] = {"type": "string", "secret": True}
+    parent["steps"][0]["with"]["inputs"]["token"] = "{{ inputs.token }}"
+    await save(stack, child, parent)
+    run = await stack.launch("provision", inputs={"name": "qa-11", "token": "s3cr3t-canary"})
+    done = await stack.wait_for(run["id"], ENDED)
+    assert done["status"] == "SUCCESS", done
+
+    (registered,) = stack.webhook.calls("POST", "/registry/")
+    assert registered.json == {"by": "admin", "token": "s3cr3t-canary"}
+    child_run = (await stack.api.get(f"/v1/runs/{done['child_runs'][0]['id']}")).json()
+    assert child_run["inputs"] == {"name": "qa-11", "token": "********"}
+    assert "s3cr3t-canary" not in json.dumps([done, child_run])
+
+
+async def test_a_dry_run_flags_a_step_whose_sub_action_is_destructive(stack: Stack) -> None:
+    wipe = register(stack)
+    wipe["steps"][0]["destructive"] = True
+    await save(stack, wipe, provision(stack))
+    response = await stack.api.post(
+        "/v1/actions/provision/runs?dry_run=true", json={"inputs": {"name": "qa-12"}}
+    )
+    assert response.status_code == 200, response.text
+    plan = response.json()
+    step = plan["steps"][0]
+    assert (step["uses"], step["destructive"], plan["destructive"]) == ("action", True, True)
+    assert step["with"] == {"action": "register_environment", "inputs": {"name": "qa-12"}}
