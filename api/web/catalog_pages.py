@@ -1,28 +1,36 @@
-"""The catalog: blueprints, a blueprint's entity table, an entity's page, a timer's extension."""
+"""The catalog: blueprints, a blueprint's entity table, an entity's page, a timer's extension,
+and asking for (or revoking) a scorecard rule's exemption from the entity's page."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from starlette.responses import Response
 
+from api.services.exemptions import ExemptionService
 from api.timers import check_may_extend, extend_timer
 from api.web.core import Page, page, see_other, url_with
 from catalog import audit
+from catalog.audit import Actor
 from catalog.blueprints.service import get_blueprint, list_blueprints
 from catalog.db import utcnow
 from catalog.entities.search import readable_condition, search_entities
 from catalog.entities.service import get_entity
-from catalog.errors import CatalogError, FieldError, Forbidden, Invalid
-from catalog.identity.permissions import Principal, may
-from catalog.models import Blueprint, Entity, EntityRelation, Team, Timer, User
+from catalog.errors import CatalogError, FieldError, Forbidden, Invalid, NotFound
+from catalog.exemptions import service as exemptions
+from catalog.exemptions.decisions import PENDING
+from catalog.exemptions.service import ExemptionIn
+from catalog.identity.permissions import Principal, is_moderator, may
+from catalog.models import Blueprint, Entity, EntityRelation, ScorecardExemption, Team, Timer, User
 from catalog.runs import actions as action_defs
 from catalog.runs import service as runs
 from catalog.scorecards import service as scorecards
 
 PAGE_SIZE = 50
+EXEMPTION_DAYS = 30  # the date an exemption form proposes, from today
 DEFAULT_COLUMNS = 5
 # Filter operators the table offers (a subset of the query language), by how they read.
 OPERATORS = {
@@ -210,6 +218,58 @@ def extend(ctx: Page) -> Response:
     return see_other(f"/catalog/{bp}/{identifier}#timers")
 
 
+@page("/catalog/{bp}/{identifier:path}/scorecards/{sc}/exemptions", ("POST",))
+def ask_exemption(ctx: Page) -> Response:
+    """Ask to exempt the entity from one rule until a day (the form's date, to the end of that
+    day in UTC): the API's request, so the same checks and the same approval run; its page next."""
+    bp, identifier, name = (ctx.request.path_params[k] for k in ("bp", "identifier", "sc"))
+    ctx.charge("writes")
+    sc = scorecards.get_scorecard(ctx.db, bp, name)
+    try:
+        until = datetime.combine(date.fromisoformat(ctx.field("until")), datetime.min.time(), UTC)
+    except ValueError as exc:
+        raise Invalid(
+            "invalid exemption", [FieldError("/expires_at", "must be a date (YYYY-MM-DD)")]
+        ) from exc
+    body = ExemptionIn(
+        entity=identifier,
+        rule=ctx.field("rule"),
+        reason=ctx.field("reason").strip()[:2000] or "-",
+        expires_at=until + timedelta(days=1),
+    )
+    service = ExemptionService(ctx.db, ctx.request.app.state.temporal, ctx.settings)
+    exemption = service.request(sc, body, ctx.user, ctx.who)
+    return see_other(f"/runs/{exemption.run_id}")
+
+
+@page("/catalog/{bp}/{identifier:path}/exemptions/{exemption_id}/revoke", ("POST",))
+def revoke_exemption(ctx: Page) -> Response:
+    bp, identifier, exemption_id = (ctx.request.path_params[k] for k in ("bp", "identifier", "exemption_id"))
+    ctx.charge("writes")
+    found = ctx.db.get(ScorecardExemption, exemption_id)
+    if found is None or (found.blueprint, found.entity) != (bp, identifier):
+        raise NotFound(f"exemption '{exemption_id}' not found")
+    exemption = exemptions.get(
+        ctx.db, scorecards.get_scorecard(ctx.db, bp, found.scorecard), exemption_id, ctx.who
+    )
+    if not exemptions.may_revoke(ctx.db, exemption, ctx.who):
+        raise Forbidden("only the requester, the blueprint's moderators and admins may revoke an exemption")
+    ExemptionService(ctx.db, ctx.request.app.state.temporal, ctx.settings).revoke(
+        exemption, ctx.user, Actor(ctx.who.identifier)
+    )
+    return see_other(f"/catalog/{bp}/{identifier}#h-sc")
+
+
+def _may_ask_exemption(bp: Blueprint, entity: Entity, who: Principal) -> bool:
+    """The request's own rule: a person who may write and owns the entity or moderates its
+    blueprint (the request checks again)."""
+    return (
+        not who.is_service
+        and who.may_write
+        and (is_moderator(bp, who) or bool(who.teams & set(entity.team or [])))
+    )
+
+
 @page("/catalog/{bp}/{identifier:path}")
 def entity_page(ctx: Page) -> Response:
     bp = get_blueprint(ctx.db, ctx.request.path_params["bp"])
@@ -236,8 +296,27 @@ def entity_page(ctx: Page) -> Response:
         if ctx.who.is_admin
         else []
     )
+    pending = {
+        (e.scorecard, e.rule): e
+        for e in ctx.db.scalars(
+            sa.select(ScorecardExemption).where(
+                ScorecardExemption.entity_id == entity.id, ScorecardExemption.status == PENDING
+            )
+        )
+    }
+    revocable = {
+        e.id
+        for e in ctx.db.scalars(
+            sa.select(ScorecardExemption).where(ScorecardExemption.entity_id == entity.id)
+        )
+        if e.status in ("PENDING", "APPROVED") and exemptions.may_revoke(ctx.db, e, ctx.who)
+    }
     return ctx.render(
         "entity.html",
+        pending=pending,
+        revocable=revocable,
+        may_ask_exemption=_may_ask_exemption(bp, entity, ctx.who),
+        exemption_default=(utcnow() + timedelta(days=EXEMPTION_DAYS)).date().isoformat(),
         title=entity.title or entity.identifier,
         bp=bp,
         entity=entity,
@@ -297,4 +376,4 @@ def may_read_blueprint(bp: Blueprint, who: Principal) -> bool:
     return may(bp, who, "read", [])
 
 
-ROUTES = [catalog_home, entity_table, extend, entity_page]
+ROUTES = [catalog_home, entity_table, extend, ask_exemption, revoke_exemption, entity_page]

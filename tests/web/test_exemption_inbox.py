@@ -1,13 +1,16 @@
-"""Exemption requests in the approvals inbox, on Temporal's time-skipping server with the real
-API (served over HTTP), worker and workflows: the blueprint's moderator finds the request (with
-its entity, rule, reason and date) next to run approvals, approves it from the inbox through the
-run's approval Update, and the exemption becomes APPROVED with the rule EXEMPT; a second decision
-is shown as refused; the requester and a member of another team never see it."""
+"""Exemptions in the portal, on Temporal's time-skipping server with the real API (served over
+HTTP), worker and workflows: the entity's owner asks from the entity page (the failing rule's
+form); the blueprint's moderator finds the request (entity, rule, reason, date) in the approvals
+inbox next to run approvals and approves it through the run's approval Update; the rule shows
+EXEMPT with its reason; a second decision is shown as refused; the requester revokes it from the
+entity page (another team's member may not). The requester and another team never see it in
+their inbox."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,15 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.exemptions.test_workflow import ask, card, exemption_stack, status_of
+from catalog.db import utcnow
+from devtools.testing import eventually_async
+from tests.exemptions.conftest import BASE
+from tests.exemptions.test_workflow import card, exemption_stack, status_of
 from tests.temporal_env import start_time_skipping
 from tests.workflows.conftest import stack_settings
+
+REASON = "the repository <b>moves</b> next month"
+SHOWN = "the repository &lt;b&gt;moves&lt;/b&gt; next month"  # as text, never markup
 
 
 @pytest.fixture
@@ -50,10 +59,30 @@ def csrf(html: str) -> str:
     return found.group(1)
 
 
-async def test_a_moderator_approves_an_exemption_request_from_the_inbox(people: dict[str, Any]) -> None:
-    exemption = await ask(people)  # olive (owner of pay) asks; its approval run waits
+async def test_asked_from_the_entity_page_approved_from_the_inbox_and_revoked(people: dict[str, Any]) -> None:
     mo, olive, oscar = [await signed_in(people, u) for u in ("mo", "olive", "oscar")]
     try:
+        # olive (owner of pay) asks from the entity page: the failing rule's form
+        page = (await olive.get("/catalog/service/pay")).text
+        assert 'data-testid="exemption-form"' in page
+        assert 'data-testid="exemption-form"' not in (await oscar.get("/catalog/service/pay")).text
+        until = (utcnow() + timedelta(days=10)).date().isoformat()
+        asked = await olive.post(
+            "/catalog/service/pay/scorecards/readiness/exemptions",
+            data={"csrf_token": csrf(page), "rule": "has_repo", "reason": REASON, "until": until},
+        )
+        assert asked.status_code == 303 and asked.headers["location"].startswith("/runs/"), asked.text
+        listed = (await people["admin"].get(BASE, params={"entity": "pay"})).json()["items"]
+        (exemption,) = listed
+        assert exemption["status"] == "PENDING" and exemption["requested_by"] == "olive"
+        assert exemption["expires_at"].startswith(
+            (utcnow() + timedelta(days=11)).date().isoformat()
+        )  # the end of the day asked for
+        assert asked.headers["location"] == f"/runs/{exemption['run_id']}"
+        await gate_open(people, exemption)
+        pending = (await olive.get("/catalog/service/pay")).text
+        assert 'data-testid="exemption-pending"' in pending and exemption["run_id"] in pending
+
         inbox = (await mo.get("/approvals")).text
         item = re.search(
             rf'<article class="card" data-testid="exemption-item" data-exemption="{exemption["id"]}">(.*?)</article>',
@@ -63,7 +92,7 @@ async def test_a_moderator_approves_an_exemption_request_from_the_inbox(people: 
         assert item, inbox
         shown = item.group(1)
         assert 'href="/catalog/service/pay"' in shown and "<code>has_repo</code>" in shown
-        assert "the repository moves next month" in shown and "olive" in shown
+        assert SHOWN in shown and REASON not in shown and "olive" in shown
         assert f'action="/runs/{exemption["run_id"]}/approval"' in shown
         assert 'data-testid="approval-item"' not in inbox  # not listed again as a run
         for other in (olive, oscar):  # the requester, a member of another team
@@ -76,18 +105,39 @@ async def test_a_moderator_approves_an_exemption_request_from_the_inbox(people: 
         assert decided.status_code == 303 and decided.headers["location"] == "/approvals"
         assert (await status_of(people, exemption, "APPROVED"))["decided_by"] == "mo"
         assert (await card(people))["has_repo"] == "EXEMPT"
-        entity = (await mo.get("/catalog/service/pay")).text
-        rule = re.search(r'<li class="rule-exempt">(.*?)</li>', entity, re.S)
-        assert rule and "has_repo" in rule.group(1) and "the repository moves next month" in rule.group(1)
         after = (await mo.get("/approvals")).text
         assert exemption["id"] not in after and 'data-testid="no-exemption-approvals"' in after
-
         again = await mo.post(
             f"/runs/{exemption['run_id']}/approval",
             data={"csrf_token": csrf(after), "decision": "DECLINE", "comment": ""},
         )
         assert again.status_code in (403, 409) and "Decision refused" in again.text
-        assert (await status_of(people, exemption, "APPROVED"))["decided_by"] == "mo"
+
+        # the entity page: EXEMPT with its reason; olive (the requester) may revoke it, oscar not
+        entity = (await olive.get("/catalog/service/pay")).text
+        rule = re.search(r'<li class="rule-exempt">(.*?)</li>', entity, re.S)
+        assert rule and "has_repo" in rule.group(1) and SHOWN in rule.group(1)
+        assert 'data-testid="revoke-exemption"' in rule.group(1)
+        assert 'data-testid="revoke-exemption"' not in (await oscar.get("/catalog/service/pay")).text
+        revoke = f"/catalog/service/pay/exemptions/{exemption['id']}/revoke"
+        forged = await oscar.post(revoke, data={"csrf_token": csrf(await _text(oscar, "/catalog"))})
+        assert forged.status_code == 403
+        revoked = await olive.post(revoke, data={"csrf_token": csrf(entity)})
+        assert revoked.status_code == 303
+        await status_of(people, exemption, "REVOKED")
+        assert (await card(people))["has_repo"] == "FAILURE"
     finally:
         for browser in (mo, olive, oscar):
             await browser.aclose()
+
+
+async def _text(client: httpx.AsyncClient, path: str) -> str:
+    return (await client.get(path)).text
+
+
+async def gate_open(people: dict[str, Any], exemption: dict[str, Any]) -> None:
+    async def opened() -> bool:
+        run = (await people["admin"].get(f"/v1/runs/{exemption['run_id']}")).json()
+        return (run.get("approval") or {}).get("status") == "PENDING"
+
+    await eventually_async(opened, what="the approval run to wait for its approvers")

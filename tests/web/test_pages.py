@@ -557,3 +557,29 @@ def test_scorecards_show_initiatives_and_an_initiative_its_progress_per_team(
     assert 'href="/catalog/service/payments"' not in failing
     assert 'data-testid="initiative-burn-down"' in html
     assert browser.get("/initiatives/nope").status_code == 404
+
+
+def test_an_exemption_asked_from_the_entity_page_is_checked_as_the_api_checks_it(
+    portal: dict[str, Any],
+) -> None:
+    """The form's refusals: not a date, more than a year ahead (the API's own check, by pointer),
+    a viewer; nothing is requested. The rule's form shows only to who may ask."""
+    api: TestClient = portal["api"]
+    _ok(api.patch("/v1/blueprints/service/entities/payments", json={"properties": {"repo": None}}))
+    mia, vera = _browser(portal, "mia"), _browser(portal, "vera")
+    page = mia.get("/catalog/service/payments").text
+    assert 'data-testid="exemption-form"' in page and 'name="until" value="' in page
+    assert 'data-testid="exemption-form"' not in vera.get("/catalog/service/payments").text
+    url = "/catalog/service/payments/scorecards/readiness/exemptions"
+    form = {"csrf_token": _csrf(page), "rule": "has_repo", "reason": "moving"}
+    not_a_date = mia.post(url, data={**form, "until": "soon"})
+    assert not_a_date.status_code == 422 and "must be a date" in not_a_date.text
+    far = (utcnow() + timedelta(days=800)).date().isoformat()
+    too_far = mia.post(url, data={**form, "until": far})
+    assert too_far.status_code == 422 and "at most a year" in too_far.text
+    viewer = vera.post(
+        url, data={**form, "csrf_token": _csrf(vera.get("/catalog").text), "until": "2030-01-01"}
+    )
+    assert viewer.status_code == 403
+    listed = _ok(api.get("/v1/blueprints/service/scorecards/readiness/exemptions"))["items"]
+    assert listed == []
