@@ -28,6 +28,7 @@ from temporalio.exceptions import (
     CancelledError,
     ChildWorkflowError,
     FailureError,
+    WorkflowAlreadyStartedError,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -150,6 +151,10 @@ async def _run_child(step_id: str, child: ChildRun, inp: RunInput, fail: Failure
             search_attributes=_attributes(run_input) if inp.search_attributes else None,
             static_summary=child.summary or None,
         )
+    except WorkflowAlreadyStartedError as exc:
+        raise fail(
+            step_id, _ended(child, "FAILURE", f"its workflow {child.workflow_id} is already running")
+        ) from exc
     except ChildWorkflowError as exc:
         cause = exc.cause
         if isinstance(cause, CancelledError):
