@@ -102,7 +102,9 @@ class RunService:
             self.session.rollback()
             return Launched(runs.get_run(self.session, run.id), created=False)
         summary = f"{run.action_title} · {run.entity or 'new'} · by {user.identifier}"
-        self._start(run, launch.workflow_input, summary, Actor(user.identifier, run.id))
+        # first_only: a new run's workflow id never ran; if the launch retried or the reconciler
+        # started it (and it ended) while this request stalled, nothing is started twice.
+        self._start(run, launch.workflow_input, summary, Actor(user.identifier, run.id), first_only=True)
         return Launched(run, created=True)
 
     def dry_run(
