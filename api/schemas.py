@@ -200,6 +200,9 @@ class _ActionFields(View):
     preconditions: dict[str, Any] | None = None
     approval: dict[str, Any] | None = None
     permissions: dict[str, Any] | None = None
+    strategy: dict[str, Any] | None = Field(
+        None, description="on_failure: what a failed step does to parallel steps (stop, continue)"
+    )
     steps: list[dict[str, Any]]
     version: int | None = Field(None, description="1 when created, one more on each change")
 
@@ -758,6 +761,9 @@ class PlannedStep(View):
     would_run: bool | None
     destructive: bool
     needs: list[str]
+    for_each: list[Any] | None = Field(
+        None, description="a fanned-out step's items, when known before the run (its with per item)"
+    )
     error: str | None = Field(None, description="why the run would fail at this step's templates")
 
 

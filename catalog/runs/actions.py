@@ -3,7 +3,10 @@
 An action is stored whole (``Action.definition``) once it has passed :func:`check_action`:
 unknown step kinds, duplicate step ids, bad durations, templates that cannot parse or read names
 that cannot exist (an undeclared input, ``entity`` on a CREATE action, a later or unknown step)
-are 422s naming their place by JSON pointer.
+are 422s naming their place by JSON pointer. So are the mistakes of a graph of parallel steps: a
+``needs`` naming no step, steps that need each other in a cycle, a template reading the outputs
+of a step that is not upstream (it may not have run yet), two approval steps that could wait at
+the same time.
 """
 
 from __future__ import annotations
@@ -40,8 +43,11 @@ from catalog.runs.step_kinds import STEP_KINDS, Vendor, param_problems, vendor_o
 from catalog.sandbox.templates import CONTEXT_NAMES, TemplateFailure, references
 from catalog.schemas import BLUEPRINT_ID, SLUG
 from catalog.timefmt import format_instant
+from contracts.actions import needs_cycle, step_needs, upstream
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,63}$"
+# What templates of a fanned-out step's ``with`` (and its compensation) see besides the context.
+ITEM_NAMES = ("item", "index")
 
 INPUT_FORMATS = STRING_FORMATS | {"entity"}
 
@@ -78,6 +84,18 @@ class Step(Strict):
     wait_for_completion: bool | None = None
     # Marks a step that destroys something its kind does not say it does (a dry run flags it).
     destructive: StrictBool | None = None
+    # The steps it waits for; absent: the step before it; []: none, it starts at once.
+    needs: list[str] | None = None
+    # A template rendering to a list: the step runs once per item, templates see item and index.
+    for_each: str | None = None
+    max_parallel: int | None = Field(None, ge=1, le=200)
+
+
+class Strategy(Strict):
+    """What a failed step does to parallel branches: ``stop`` cancels the running ones and
+    starts no more; ``continue`` lets the others go on (its dependents are skipped)."""
+
+    on_failure: Literal["stop", "continue"] = "stop"
 
 
 class UserInputs(Strict):
@@ -100,6 +118,7 @@ class ActionIn(Strict):
     preconditions: Preconditions | None = None
     approval: dict[str, Any] | None = None
     permissions: ActionPermissions | None = None
+    strategy: Strategy | None = None
     steps: list[Step] = Field(min_length=1, max_length=100)
 
 
@@ -282,9 +301,15 @@ def check_action(session: Session, body: ActionIn) -> None:
         errors += _check_preconditions(session, body.blueprint, body.preconditions.scorecards)
     if body.approval is not None:
         errors += check_policy(session, body.approval, "/approval")
+    graph_errors = _check_graph(body)
+    errors += graph_errors
+    needs = step_needs([(s.id, s.needs) for s in body.steps])
+    order = [s.id for s in body.steps]
     seen: list[str] = []
     for index, step in enumerate(body.steps):
-        errors += _check_step(step, index, seen, body)
+        # With a cycle "upstream" means nothing: the cycle is reported, templates read as a list.
+        visible = seen if graph_errors else sorted(upstream(needs, step.id), key=order.index)
+        errors += _check_step(step, index, seen, visible, body)
         if step.uses == "approval":
             errors += check_policy(session, step.with_, f"/steps/{index}/with")
         if step.uses == SUB_ACTION:
@@ -370,6 +395,54 @@ def _compensation(step: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return compensate.get("uses", ""), compensate.get("with") or {}
 
 
+def is_graph(body: ActionIn) -> bool:
+    """Whether the action's steps run as a graph (some step names ``needs`` or fans out)."""
+    return any(s.needs is not None or s.for_each is not None for s in body.steps)
+
+
+def _check_graph(body: ActionIn) -> list[FieldError]:
+    """``needs`` that name no step or the step itself, cycles, approval steps that could wait
+    at once."""
+    ids = [s.id for s in body.steps]
+    errors: list[FieldError] = []
+    for index, step in enumerate(body.steps):
+        for position, needed in enumerate(step.needs or []):
+            where = f"/steps/{index}/needs/{position}"
+            if needed == step.id:
+                errors.append(FieldError(where, f"step '{step.id}' cannot need itself"))
+            elif needed not in ids:
+                errors.append(FieldError(where, f"there is no step '{needed}'"))
+    if errors:
+        return errors
+    cycle = needs_cycle(step_needs([(s.id, s.needs) for s in body.steps]))
+    if cycle:
+        where = f"/steps/{ids.index(cycle[0])}/needs"
+        return [FieldError(where, f"steps need each other in a cycle: {' → '.join(cycle)}")]
+    return _check_approvals_in_graph(body)
+
+
+def _check_approvals_in_graph(body: ActionIn) -> list[FieldError]:
+    """A run waits at one approval at a time: approval steps must follow one another."""
+    needs = step_needs([(s.id, s.needs) for s in body.steps])
+    gates = [(i, s) for i, s in enumerate(body.steps) if s.uses == "approval"]
+    errors = [
+        FieldError(f"/steps/{i}/for_each", "an approval step cannot fan out")
+        for i, s in gates
+        if s.for_each is not None
+    ]
+    for position, (index, step) in enumerate(gates):
+        for _, other in gates[:position]:
+            if other.id not in upstream(needs, step.id) and step.id not in upstream(needs, other.id):
+                errors.append(
+                    FieldError(
+                        f"/steps/{index}/needs",
+                        f"approval steps '{other.id}' and '{step.id}' could wait at the same time: "
+                        "make one need the other",
+                    )
+                )
+    return errors
+
+
 def _check_preconditions(
     session: Session, blueprint: str | None, required: dict[str, str]
 ) -> list[FieldError]:
@@ -430,11 +503,20 @@ def _check_inputs(session: Session, inputs: UserInputs) -> list[FieldError]:
     return errors
 
 
-def _check_step(step: Step, index: int, earlier: list[str], body: ActionIn) -> list[FieldError]:
+def _check_step(
+    step: Step, index: int, earlier: list[str], upstream_steps: list[str], body: ActionIn
+) -> list[FieldError]:
+    """One step's checks; its templates may read the steps ``upstream_steps`` (those it waits
+    for, directly or not: in a plain list, every step before it)."""
     where = f"/steps/{index}"
     errors: list[FieldError] = []
     if step.id in earlier:
         errors.append(FieldError(f"{where}/id", f"step id '{step.id}' is used twice"))
+    if step.max_parallel is not None and step.for_each is None:
+        errors.append(FieldError(f"{where}/max_parallel", "max_parallel bounds a step with for_each"))
+    items = ITEM_NAMES if step.for_each is not None else ()
+    if step.for_each is not None:
+        errors += _check_templates(step.for_each, f"{where}/for_each", upstream_steps, body)
     errors += _check_kind(step.uses, step.with_, f"{where}")
     for field_name, value in (("timeout", step.timeout), ("heartbeat_timeout", step.heartbeat_timeout)):
         if value is not None:
@@ -442,13 +524,15 @@ def _check_step(step: Step, index: int, earlier: list[str], body: ActionIn) -> l
     if step.retry is not None:
         for name in ("initial_interval", "maximum_interval"):
             errors += _check_duration(getattr(step.retry, name), f"{where}/retry/{name}")
-    visible = [*earlier, step.id]
-    errors += _check_templates(step.with_, f"{where}/with", earlier, body)
+    visible = [*upstream_steps, step.id]
+    errors += _check_templates(step.with_, f"{where}/with", upstream_steps, body, items=items)
     if step.if_ is not None:
-        errors += _check_templates(step.if_, f"{where}/if", earlier, body, expression=True)
+        errors += _check_templates(step.if_, f"{where}/if", upstream_steps, body, expression=True)
     if step.compensate is not None:
         errors += _check_kind(step.compensate.uses, step.compensate.with_, f"{where}/compensate")
-        errors += _check_templates(step.compensate.with_, f"{where}/compensate/with", visible, body)
+        errors += _check_templates(
+            step.compensate.with_, f"{where}/compensate/with", visible, body, items=items
+        )
         if step.compensate.timeout is not None:
             errors += _check_duration(step.compensate.timeout, f"{where}/compensate/timeout")
     if (
@@ -481,7 +565,13 @@ def _check_duration(value: str, where: str) -> list[FieldError]:
 
 
 def _check_templates(
-    value: Any, where: str, visible_steps: list[str], body: ActionIn, *, expression: bool = False
+    value: Any,
+    where: str,
+    visible_steps: list[str],
+    body: ActionIn,
+    *,
+    expression: bool = False,
+    items: tuple[str, ...] = (),
 ) -> list[FieldError]:
     try:
         refs = list(references(value, expression=expression))
@@ -489,6 +579,8 @@ def _check_templates(
         return [FieldError(where, f"template does not parse: {exc}")]
     errors: list[FieldError] = []
     for ref in refs:
+        if ref.path[0] in items:
+            continue
         problem = _reference_problem(ref.path, visible_steps, body)
         if problem:
             errors.append(FieldError(where, problem))
@@ -497,6 +589,8 @@ def _check_templates(
 
 def _reference_problem(path: tuple[str, ...], visible_steps: list[str], body: ActionIn) -> str | None:
     root = path[0]
+    if root in ITEM_NAMES:
+        return f"'{root}' is defined only in the with of a step with for_each"
     if root not in CONTEXT_NAMES:
         return f"'{root}' is not defined; templates see {', '.join(CONTEXT_NAMES)}"
     if root == "inputs" and len(path) > 1 and path[1] not in body.user_inputs.properties:
@@ -507,6 +601,8 @@ def _reference_problem(path: tuple[str, ...], visible_steps: list[str], body: Ac
         if path[1] not in {s.id for s in body.steps}:
             return f"there is no step '{path[1]}'"
         if path[1] not in visible_steps:
+            if is_graph(body):
+                return f"step '{path[1]}' may not have run yet: it is not among the steps this one needs"
             return f"step '{path[1]}' has not run yet at this point"
         if len(path) > 2 and path[2] not in ("outputs", "status"):
             return f"steps.{path[1]} has 'outputs' and 'status'"

@@ -11,6 +11,9 @@ What only exists once a run does is not invented:
   and an ``if`` reading them has ``would_run`` null (decided when the run gets there).
 
 An earlier step's ``status`` reads ``SUCCESS`` when it would run and ``SKIPPED`` when not.
+Each step shows the steps it ``needs`` (the step before it, unless it names them); a fanned-out
+step shows its ``for_each`` items when they are known, its ``with`` leaving ``item`` and
+``index`` as written (each item gets its own).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from catalog.models import Action
 from catalog.runs.service import LaunchRequest, build_workflow_input, check_launch, new_run
 from catalog.runs.step_kinds import DESTRUCTIVE_KINDS
 from catalog.sandbox.templates import TemplateFailure, evaluate_condition, references, render_string
+from contracts.actions import step_needs
 
 # What ``run.id`` reads in a dry run: the id is drawn when the run is launched.
 RUN_ID = "<run.id>"
@@ -52,17 +56,17 @@ def dry_run(session: Session, request: LaunchRequest) -> dict[str, Any]:
         "event": None,
     }
     steps = []
-    previous: str | None = None
-    for index, step in enumerate(action.definition["steps"]):
+    definitions = action.definition["steps"]
+    needs = step_needs([(step["id"], step.get("needs")) for step in definitions])
+    for index, step in enumerate(definitions):
         planned = _plan_step(index, step, context)
         planned["destructive"] = planned["destructive"] or runs_destructive_action(session, step)
-        planned["needs"] = [previous] if previous is not None else []
+        planned["needs"] = needs[step["id"]]
         context["steps"][step["id"]] = {
             "outputs": {},
             "status": "SKIPPED" if planned["would_run"] is False else "SUCCESS",
         }
         steps.append(planned)
-        previous = step["id"]
     plan = {
         "action": action.identifier,
         "action_version": action.version,
@@ -124,6 +128,11 @@ def _plan_step(index: int, step: dict[str, Any], context: dict[str, Any]) -> dic
                 if _unknown_yet(condition, expression=True)
                 else evaluate_condition(condition, context, f"{where}/if")
             )
+        for_each = step.get("for_each")
+        if for_each is not None:
+            # None when it reads what only the run knows (an earlier step's outputs).
+            items = _render(for_each, context, f"{where}/for_each")
+            planned["for_each"] = None if items == for_each else items
         planned["with"] = _render(step.get("with") or {}, context, f"{where}/with")
     except TemplateFailure as exc:
         # The run would fail at this step: shown, not refused (a launch is not refused either).
@@ -151,6 +160,8 @@ def _unknown_yet(template: str, *, expression: bool = False) -> bool:
     # The parser yields every prefix of a dotted name too (``run``, ``run.id``): judge whole names.
     names = [p for p in paths if not any(len(q) > len(p) and q[: len(p)] == p for q in paths)]
     for path in names:
+        if path[0] in ("item", "index"):  # a fanned-out step's: each item has its own
+            return True
         if path[0] == "steps" and (len(path) < 3 or path[2] != "status"):
             return True
         if path[0] == "run" and (len(path) < 2 or path[1] == "started_at"):

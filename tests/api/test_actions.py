@@ -130,6 +130,119 @@ def test_syntax_errors_and_members(catalog: TestClient) -> None:
     assert forbidden.status_code == 403
 
 
+def _graph(steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A CREATE action with ``steps`` (http.request unless they say) and ``extra`` keys."""
+    return {
+        "identifier": "fan_out",
+        "title": "Fan out",
+        "trigger": {"operation": "CREATE"},
+        "user_inputs": {"properties": {"regions": {"type": "array", "items": {"type": "string"}}}},
+        "steps": [{"uses": "http.request", "with": {"url": "https://example.test"}, **s} for s in steps],
+        **extra,
+    }
+
+
+def test_parallel_steps_and_fan_out_are_saved(catalog: TestClient) -> None:
+    action = _graph(
+        [
+            {"id": "build", "needs": []},
+            {
+                "id": "deploy",
+                "needs": ["build"],
+                "for_each": "{{ inputs.regions }}",
+                "max_parallel": 2,
+                "with": {
+                    "url": "https://{{ item }}.example.test/{{ index }}",
+                    "build": "{{ steps.build.outputs }}",
+                },
+                "compensate": {
+                    "uses": "http.request",
+                    "with": {"url": "https://{{ item }}.example.test/undo"},
+                },
+            },
+            {"id": "lint", "needs": []},
+            {"id": "announce", "needs": ["deploy", "lint"], "with": {"url": "{{ steps.deploy.outputs }}"}},
+        ],
+        strategy={"on_failure": "continue"},
+    )
+    created = catalog.post("/v1/actions", json=action)
+    assert created.status_code == 201, created.text
+    saved = catalog.get("/v1/actions/fan_out").json()
+    assert saved["strategy"] == {"on_failure": "continue"}
+    assert [s.get("needs") for s in saved["steps"]] == [[], ["build"], [], ["deploy", "lint"]]
+    assert saved["steps"][1]["for_each"] == "{{ inputs.regions }}" and saved["steps"][1]["max_parallel"] == 2
+
+
+def test_a_graph_s_mistakes_are_named_by_pointer(catalog: TestClient) -> None:
+    unknown = _graph([{"id": "a", "needs": ["ghost"]}, {"id": "b", "needs": ["b"]}])
+    assert pointers(catalog.post("/v1/actions", json=unknown)) == {
+        "/steps/0/needs/0": "there is no step 'ghost'",
+        "/steps/1/needs/0": "step 'b' cannot need itself",
+    }
+    cycle = _graph([{"id": "a", "needs": ["c"]}, {"id": "b", "needs": ["a"]}, {"id": "c", "needs": ["b"]}])
+    assert pointers(catalog.post("/v1/actions", json=cycle)) == {
+        "/steps/0/needs": "steps need each other in a cycle: a → c → b → a"
+    }
+    # b and c run side by side: c may not read b's outputs; d, after both, may.
+    not_upstream = _graph(
+        [
+            {"id": "a"},
+            {"id": "b", "needs": ["a"]},
+            {
+                "id": "c",
+                "needs": ["a"],
+                "with": {"url": "{{ steps.b.outputs.url }}", "from_a": "{{ steps.a.outputs }}"},
+            },
+            {
+                "id": "d",
+                "needs": ["b", "c"],
+                "with": {"url": "{{ steps.b.outputs.url }}{{ steps.c.outputs.url }}"},
+            },
+        ]
+    )
+    assert pointers(catalog.post("/v1/actions", json=not_upstream)) == {
+        "/steps/2/with": "step 'b' may not have run yet: it is not among the steps this one needs"
+    }
+
+
+def test_fan_out_and_strategy_mistakes(catalog: TestClient) -> None:
+    action = _graph(
+        [
+            {"id": "a", "max_parallel": 2, "with": {"url": "{{ item }}"}},
+            {"id": "b", "for_each": "{{ inputs.nope }}", "max_parallel": 0},
+        ],
+        strategy={"on_failure": "retry"},
+    )
+    response = catalog.post("/v1/actions", json=action)
+    assert response.status_code == 422, response.text
+    found = pointers(response)
+    assert "/strategy/on_failure" in found and "/steps/1/max_parallel" in found  # the schema's own checks
+    found = pointers(
+        catalog.post(
+            "/v1/actions",
+            json={
+                **action,
+                "strategy": {"on_failure": "stop"},
+                "steps": [{**action["steps"][0]}, {**action["steps"][1], "max_parallel": 3}],
+            },
+        )
+    )
+    assert found == {
+        "/steps/0/max_parallel": "max_parallel bounds a step with for_each",
+        "/steps/0/with": "'item' is defined only in the with of a step with for_each",
+        "/steps/1/for_each": "input 'nope' is not declared in user_inputs",
+    }
+    gates = _graph(
+        [
+            {"id": "one", "uses": "approval", "needs": [], "with": {"approvers": {"roles": ["admin"]}}},
+            {"id": "two", "uses": "approval", "needs": [], "with": {"approvers": {"roles": ["admin"]}}},
+        ]
+    )
+    assert pointers(catalog.post("/v1/actions", json=gates)) == {
+        "/steps/1/needs": "approval steps 'one' and 'two' could wait at the same time: make one need the other"
+    }
+
+
 def test_temporal_down_is_503_and_leaves_no_run_in_progress(settings: Any) -> None:
     """The record is committed before the workflow starts; Temporal down ends it as not started."""
     from api.app import create_app

@@ -188,6 +188,7 @@ def test_the_plan_renders_every_step_as_the_run_would(portal: Portal) -> None:
         "would_run": True,
         "destructive": False,
         "needs": [],
+        "for_each": None,
         "error": None,
     }
     assert (canary["would_run"], canary["needs"]) == (False, ["call"])
@@ -197,6 +198,34 @@ def test_the_plan_renders_every_step_as_the_run_would(portal: Portal) -> None:
     assert follow["with"] == {"url": "{{ steps.call.outputs.body }}", "method": "DELETE"}
     assert (follow["would_run"], follow["destructive"], plan["destructive"]) == (None, True, True)
     assert plan["plan_hash"].startswith("sha256:")
+
+
+def test_the_plan_of_parallel_steps_shows_needs_and_fan_out_items(portal: Portal) -> None:
+    action = copy.deepcopy(DEPLOY)
+    action["identifier"] = "deploy_regions"
+    action["user_inputs"]["properties"]["regions"] = {"type": "array", "default": ["eu-west-1", "us-east-1"]}
+    action["steps"] = [
+        {"id": "build", "uses": "http.request", "needs": [], "with": {"url": "http://127.0.0.1:9/build"}},
+        {"id": "lint", "uses": "http.request", "needs": [], "with": {"url": "http://127.0.0.1:9/lint"}},
+        {
+            "id": "deploy",
+            "uses": "http.request",
+            "needs": ["build", "lint"],
+            "for_each": "{{ inputs.regions }}",
+            "max_parallel": 1,
+            "with": {"url": "http://127.0.0.1:9/{{ item }}", "version": "{{ inputs.version }}"},
+        },
+        {"id": "notify", "uses": "http.request", "with": {"url": "http://127.0.0.1:9/notify"}},
+    ]
+    assert portal.client.post("/v1/actions", json=action).status_code == 201
+    plan = portal.plan("alice", "deploy_regions").json()
+    assert [(s["id"], s["needs"], s["for_each"]) for s in plan["steps"]] == [
+        ("build", [], None),
+        ("lint", [], None),
+        ("deploy", ["build", "lint"], ["eu-west-1", "us-east-1"]),
+        ("notify", ["deploy"], None),
+    ]
+    assert plan["steps"][2]["with"] == {"url": "http://127.0.0.1:9/{{ item }}", "version": "v1"}
 
 
 def test_a_dry_run_writes_and_starts_nothing(portal: Portal) -> None:
