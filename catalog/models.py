@@ -56,7 +56,9 @@ class Entity(Timestamped, Base):
         Index("ix_entities_identifier", "identifier"),
         Index("ix_entities_updated_at", "updated_at"),
         Index("ix_entities_blueprint_id", "blueprint", "id"),
-        # PostgreSQL also has GIN (jsonb_path_ops) indexes on properties and team: see migration 0002.
+        # PostgreSQL also has GIN (jsonb_path_ops) indexes on properties and team (migration 0002);
+        # both dialects have expression indexes for the search's title and identifier sorts
+        # (migration 0019).
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -91,6 +93,20 @@ class EntityRelation(Base):
     target_blueprint: Mapped[str] = mapped_column(String(100))
     target_identifier: Mapped[str] = mapped_column(String(256))
     required: Mapped[bool] = mapped_column(default=False)
+
+
+class EntityTeam(Base):
+    """One owning team of an entity, kept beside ``Entity.team`` by the write pipeline
+    (``catalog.changes.pipeline``) so the read filter and ``$team`` rules find an owner's
+    entities by index instead of reading every entity's JSON array."""
+
+    __tablename__ = "entity_teams"
+    __table_args__ = (Index("ix_entity_teams_team", "team", "entity_id"),)
+
+    entity_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("entities.id", ondelete="CASCADE"), primary_key=True
+    )
+    team: Mapped[str] = mapped_column(String(100), primary_key=True)
 
 
 class Team(Base):

@@ -4,6 +4,8 @@ Every entity write and delete (``catalog.entities.service``), every computed val
 and every entity removed with its blueprint ends in :func:`apply_changes` with a list of
 :class:`~catalog.changes.state.EntityChange`. It runs the stages in this order:
 
+0. the team index: ``entity_teams`` follows the teams of the entities whose teams changed (the
+   read filter and ``$team`` rules read it, scorecard rules included);
 1. timers: the records of ``format: timer`` properties follow the properties;
 2. outbox: one ``ENTITY_*`` event per change, carrying the timer changes the relay passes on to
    Temporal (so the timers stage runs first);
@@ -25,7 +27,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+import sqlalchemy as sa
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from catalog import audit, events
@@ -40,8 +43,8 @@ from catalog.changes.state import (
     state,
 )
 from catalog.computed import service as computed
-from catalog.db import utcnow
-from catalog.models import Blueprint, Entity, EntityRelation
+from catalog.db import CHUNK, utcnow
+from catalog.models import Blueprint, Entity, EntityRelation, EntityTeam
 from catalog.scorecards import service as scorecards
 from catalog.timers import service as timers
 
@@ -57,11 +60,59 @@ def apply_changes(session: Session, changes: Sequence[EntityChange], *, depth: i
     ``depth`` counts the computed-property hops that led to them (0: a write by a client)."""
     if not changes:
         return
+    _sync_team_index(session, changes)
     blueprints = _blueprints(session, changes)
     relayed = _sync_timers(session, blueprints, changes)
     events.emit(session, [events.entity_event(c, relayed.get((c.blueprint, c.identifier))) for c in changes])
     _recompute(session, changes, depth)
     _regrade(session, blueprints, changes)
+
+
+def _teams(entity: dict[str, Any] | None) -> list[str]:
+    return list((entity or {}).get("team") or [])
+
+
+def _sync_team_index(session: Session, changes: Sequence[EntityChange]) -> None:
+    """``entity_teams`` in step with the stored teams of the entities whose teams changed: their
+    rows are dropped and read again from ``entities.team`` (set-based, per chunk of identifiers),
+    so the index holds what the entity rows hold whatever the change said before."""
+    moved = [c for c in changes if _teams(c.before) != _teams(c.after)]
+    gone = [c.entity_id for c in moved if c.after is None and c.entity_id is not None]
+    for start in range(0, len(gone), CHUNK):
+        session.execute(delete(EntityTeam).where(EntityTeam.entity_id.in_(gone[start : start + CHUNK])))
+    written: dict[str, list[str]] = {}
+    for change in moved:
+        if change.after is not None:
+            written.setdefault(change.blueprint, []).append(change.identifier)
+    dialect = session.get_bind().dialect.name
+    for blueprint, identifiers in written.items():
+        for start in range(0, len(identifiers), CHUNK):
+            chosen = sa.and_(
+                Entity.blueprint == blueprint, Entity.identifier.in_(identifiers[start : start + CHUNK])
+            )
+            session.execute(
+                delete(EntityTeam).where(EntityTeam.entity_id.in_(select(Entity.id).where(chosen)))
+            )
+            session.execute(_team_rows(dialect, chosen))
+
+
+def _team_rows(dialect: str, chosen: sa.ColumnElement[bool]) -> sa.Insert:
+    """``INSERT INTO entity_teams`` the teams in the ``entities.team`` arrays of the ``chosen``."""
+    named: sa.ColumnElement[bool]
+    if dialect == "postgresql":
+        each = sa.func.jsonb_array_elements_text(Entity.team).table_valued("value")
+        named = sa.true()
+    else:
+        each = sa.func.json_each(Entity.team).table_valued("value", "type")
+        named = each.c.type == "text"
+    teams = (
+        select(Entity.id, each.c.value)
+        .select_from(Entity)
+        .join(each, sa.true())
+        .where(chosen, named)
+        .distinct()
+    )
+    return insert(EntityTeam).from_select(["entity_id", "team"], teams)
 
 
 def _blueprints(session: Session, changes: Sequence[EntityChange]) -> dict[str, Blueprint]:

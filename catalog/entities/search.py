@@ -8,19 +8,26 @@ cursor (the last row's keys) resumes exactly after that row, whatever the sort:
 - a property sorts numbers first, then strings (by code point), then booleans (false < true),
   then arrays and objects; missing and null values come last in both orders;
 - a missing ``$title`` comes last in both orders; ties are broken by ``Entity.id`` ascending.
+
+Where the query keeps to blueprints that declare the sorted property a string or a number
+(``catalog.query.compiler.declared_types``), the property sorts on its typed value alone, missing
+last. The title and identifier orders are the expressions migration 0019 indexes (per blueprint,
+either direction), so a page of a blueprint sorted by them is read from an index in order; an
+ascending sort resumes with a row-value comparison that the index serves too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -28,10 +35,18 @@ from catalog.errors import FieldError, Invalid
 from catalog.identity.permissions import Principal, read_scope
 from catalog.models import Blueprint, Entity
 from catalog.pagination import Page, check_limit, decode_cursor, encode_cursor
-from catalog.query.compiler import PROPERTY_NAME, binary_text, compile_query, json_value
+from catalog.query.compiler import (
+    PROPERTY_NAME,
+    binary_text,
+    compile_query,
+    declared_types,
+    json_value,
+    query_blueprints,
+)
 from catalog.scorecards import service as scorecards
 
 MAX_SORT = 5
+ENTITIES = cast(sa.Table, Entity.__table__)
 META_SORTS = {
     "$identifier": Entity.identifier,
     "$title": Entity.title,
@@ -39,6 +54,9 @@ META_SORTS = {
     "$created_at": Entity.created_at,
     "$updated_at": Entity.updated_at,
 }
+# Constants written into the SQL (not bound), so the sort expressions are exactly the indexed ones.
+_ONE, _ZERO = sa.literal_column("1", sa.Integer), sa.literal_column("0", sa.Integer)
+_EMPTY = sa.literal_column("''", sa.String)
 
 
 @dataclass(frozen=True)
@@ -62,13 +80,53 @@ def search_entities(
 ) -> Page[Entity]:
     """One page of the entities matching ``query`` in ``sort`` order (of those ``who`` may read,
     filtered in SQL before paging, so cursors walk the readable entities only)."""
+    stmt, fingerprint, keys = _search_statement(session, [Entity], query, sort, limit, cursor, now, who)
+    rows = session.execute(stmt).all()
+    page = Page[Entity](items=[row[0] for row in rows[:limit]])
+    page.next_cursor = _next_cursor(rows, limit, 1, fingerprint, keys)
+    return page
+
+
+def search_rows(
+    session: Session,
+    *,
+    query: dict[str, Any] | None,
+    sort: list[dict[str, Any]] | None,
+    limit: int,
+    cursor: str | None,
+    now: datetime,
+    who: Principal | None = None,
+) -> Page[RowMapping]:
+    """``search_entities`` as plain rows (every column of ``entities``), for the API to present
+    without building ORM objects."""
+    columns = list(ENTITIES.c)
+    stmt, fingerprint, keys = _search_statement(session, columns, query, sort, limit, cursor, now, who)
+    rows = session.execute(stmt).all()
+    page = Page[RowMapping](items=[row._mapping for row in rows[:limit]])
+    page.next_cursor = _next_cursor(rows, limit, len(columns), fingerprint, keys)
+    return page
+
+
+def _search_statement(
+    session: Session,
+    selected: list[Any],
+    query: dict[str, Any] | None,
+    sort: list[dict[str, Any]] | None,
+    limit: int,
+    cursor: str | None,
+    now: datetime,
+    who: Principal | None,
+) -> tuple[sa.Select[Any], str, list[SortKey]]:
+    """The page's statement (``limit + 1`` rows of ``selected`` and the sort keys), the sort's
+    fingerprint and its keys; every invalid part of the request raises one ``Invalid``."""
     dialect = session.get_bind().dialect.name
     errors: list[FieldError] = []
-    keys = _collect(errors, lambda: sort_keys(sort, dialect)) or []
+    types = _declared_types(session, query)
+    keys = _collect(errors, lambda: sort_keys(sort, dialect, types)) or []
     condition = (
         sa.true()
         if query is None
-        else _collect(errors, lambda: _compile(scorecards.resolve(session, query), dialect, now))
+        else _collect(errors, lambda: _compile(scorecards.resolve(session, query), dialect, now, types))
     )
     _collect(errors, lambda: check_limit(limit))
     fingerprint = _fingerprint(sort)
@@ -77,7 +135,7 @@ def search_entities(
         raise Invalid("invalid search", errors)
 
     labels = [key.expr.label(f"sort_{i}") for i, key in enumerate(keys)]
-    stmt = sa.select(Entity, *labels).where(condition)
+    stmt = sa.select(*selected, *labels).where(condition)
     readable = readable_condition(session, who, dialect)
     if readable is not None:
         stmt = stmt.where(readable)
@@ -86,13 +144,26 @@ def search_entities(
     stmt = stmt.order_by(
         *[label.desc() if k.descending else label.asc() for label, k in zip(labels, keys, strict=True)]
     )
-    rows = session.execute(stmt.limit(limit + 1)).all()
-    page = Page[Entity](items=[row[0] for row in rows[:limit]])
-    if len(rows) > limit:
-        page.next_cursor = encode_cursor(
-            [fingerprint, *(_dump(v, k) for v, k in zip(rows[limit - 1][1:], keys, strict=True))]
-        )
-    return page
+    return stmt.limit(limit + 1), fingerprint, keys
+
+
+def _next_cursor(
+    rows: Sequence[Any], limit: int, width: int, fingerprint: str, keys: list[SortKey]
+) -> str | None:
+    """The cursor after the page's last row (its sort keys follow its ``width`` columns)."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1][width:]
+    return encode_cursor([fingerprint, *(_dump(v, k) for v, k in zip(last, keys, strict=True))])
+
+
+def _declared_types(session: Session, query: Any) -> dict[str, str]:
+    """The typed properties of the blueprints ``query`` keeps to (none when it spans all)."""
+    names = query_blueprints(query)
+    if not names:
+        return {}
+    schemas = session.scalars(sa.select(Blueprint.schema).where(Blueprint.identifier.in_(sorted(names))))
+    return declared_types(schemas)
 
 
 def readable_condition(
@@ -125,8 +196,11 @@ def list_entities(
     return Page(items=rows[:limit], next_cursor=next_cursor)
 
 
-def sort_keys(sort: list[dict[str, Any]] | None, dialect: str) -> list[SortKey]:
-    """The keys of ``sort`` (validated), ending with the ``Entity.id`` tie-breaker."""
+def sort_keys(
+    sort: list[dict[str, Any]] | None, dialect: str, types: dict[str, str] | None = None
+) -> list[SortKey]:
+    """The keys of ``sort`` (validated), ending with the ``Entity.id`` tie-breaker; ``types``
+    (property -> "string" | "number") are the properties known to hold only that type."""
     if sort is None:
         sort = []
     if not isinstance(sort, list) or len(sort) > MAX_SORT:
@@ -136,7 +210,8 @@ def sort_keys(sort: list[dict[str, Any]] | None, dialect: str) -> list[SortKey]:
         raise Invalid("invalid sort", errors)
     keys: list[SortKey] = []
     for item in sort:
-        keys.extend(_item_keys(_property(item["property"]), item.get("order", "asc") == "desc", dialect))
+        name, descending = _property(item["property"]), item.get("order", "asc") == "desc"
+        keys.extend(_item_keys(name, descending, dialect, (types or {}).get(name)))
     return [*keys, SortKey(Entity.id, False, "int")]
 
 
@@ -159,16 +234,26 @@ def _property(name: str) -> str:
     return f"${name}" if f"${name}" in META_SORTS else name
 
 
-def _item_keys(name: str, descending: bool, dialect: str) -> list[SortKey]:
+def _missing_last(expr: Any) -> ColumnElement[Any]:
+    return sa.case((expr.is_(None), _ONE), else_=_ZERO)
+
+
+def _item_keys(name: str, descending: bool, dialect: str, kind: str | None) -> list[SortKey]:
     if name in ("$identifier", "$blueprint"):
         return [SortKey(binary_text(META_SORTS[name], dialect), descending, "text")]
     if name in ("$created_at", "$updated_at"):
         return [SortKey(META_SORTS[name], descending, "time")]
     if name == "$title":
-        missing = sa.case((Entity.title.is_(None), 1), else_=0)
-        title = binary_text(sa.func.coalesce(Entity.title, ""), dialect)
-        return [SortKey(missing, False, "int"), SortKey(title, descending, "text")]
+        title = binary_text(sa.func.coalesce(Entity.title, _EMPTY), dialect)
+        return [SortKey(_missing_last(Entity.title), False, "int"), SortKey(title, descending, "text")]
     value = json_value(dialect, Entity.properties, name)
+    if kind in ("string", "number"):  # every value is of this kind: missing (or null) last, then it
+        typed = value.scalar(kind)
+        if kind == "number":
+            key = SortKey(sa.func.coalesce(typed, _ZERO), descending, "number")
+        else:
+            key = SortKey(binary_text(sa.func.coalesce(typed, _EMPTY), dialect), descending, "text")
+        return [SortKey(_missing_last(typed), False, "int"), key]
     rank = sa.case(  # missing and null last
         (value.type_is("number"), 0),
         (value.type_is("string"), 1),
@@ -192,6 +277,13 @@ def _item_keys(name: str, descending: bool, dialect: str) -> list[SortKey]:
 
 def _after(keys: list[SortKey], values: list[Any]) -> ColumnElement[bool]:
     """Rows strictly after ``values`` in the order of ``keys`` (lexicographic, per-key direction)."""
+    if not any(key.descending for key in keys):
+        # One row-value comparison: an index in the keys' order serves it as a range.
+        bound = [
+            v if isinstance(v, ColumnElement) else sa.literal(v, k.expr.type)
+            for v, k in zip(values, keys, strict=True)
+        ]
+        return sa.tuple_(*[key.expr for key in keys]) > sa.tuple_(*bound)
     alternatives = []
     for i, key in enumerate(keys):
         beyond = key.expr < values[i] if key.descending else key.expr > values[i]
@@ -245,8 +337,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _compile(query: Any, dialect: str, now: datetime) -> ColumnElement[bool]:
-    return compile_query(query, dialect=dialect, now=now)
+def _compile(query: Any, dialect: str, now: datetime, types: dict[str, str]) -> ColumnElement[bool]:
+    return compile_query(query, dialect=dialect, now=now, types=types)
 
 
 def _collect(errors: list[FieldError], check: Callable[[], Any]) -> Any:

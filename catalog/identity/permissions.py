@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement, False_, True_
 
 from catalog.base import Strict
 from catalog.models import Blueprint, Entity, TeamMembership, User
-from catalog.query.compiler import team_overlaps
+from catalog.query.compiler import owned_by_any, team_overlaps
 
 ADMIN, MEMBER, VIEWER, SERVICE = "admin", "member", "viewer", "service"
 ROLES = (ADMIN, MEMBER, VIEWER, SERVICE)
@@ -179,8 +179,9 @@ def readable_clause(
         return true()
     if not (policy.owned_by_team and who.teams):
         return false()
-    column = team_column if team_column is not None else Entity.team
-    return team_overlaps(column, sorted(who.teams), dialect)
+    if team_column is None:  # the entity's own teams: by the team index, not each JSON array
+        return owned_by_any(sorted(who.teams))
+    return team_overlaps(team_column, sorted(who.teams), dialect)
 
 
 def _is_constant(clause: ColumnElement[bool], value: bool) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from catalog.models import Blueprint, Entity, EntityRelation
+from catalog.models import Blueprint, Entity, EntityRelation, EntityTeam
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -43,6 +43,8 @@ def add_entity(
     )
     session.add(entity)
     session.flush()
+    # The write pipeline keeps entity_teams beside Entity.team; so does this helper.
+    session.add_all(EntityTeam(entity_id=entity.id, team=t) for t in dict.fromkeys(team or []))
     for name, (target_blueprint, targets) in (relations or {}).items():
         for target in targets if isinstance(targets, list) else [targets]:
             session.add(
