@@ -169,6 +169,52 @@ async def sub_action(stack: Stack) -> tuple[str, str | None]:
     return run["workflow_id"], None
 
 
+def parallel_action(stack: Stack) -> dict[str, Any]:
+    """Two branches at once (record, notify), a fan-out over three regions two at a time after
+    both, then a check; ``stop`` on failure."""
+    hook = stack.webhook.url
+    return {
+        **deploy_action(stack),
+        "identifier": "deploy_regions",
+        "strategy": {"on_failure": "stop"},
+        "user_inputs": {
+            "properties": {
+                "version": {"type": "string"},
+                "regions": {"type": "array", "default": ["us-east-1", "eu-west-1", "ap-south-1"]},
+            },
+            "required": ["version"],
+        },
+        "steps": [
+            {**deploy_action(stack)["steps"][0], "needs": []},
+            {"id": "notify", "uses": "http.request", "needs": [], "with": {"url": f"{hook}/notify"}},
+            {
+                "id": "deploy",
+                "uses": "http.request",
+                "needs": ["record", "notify"],
+                "for_each": "{{ inputs.regions }}",
+                "max_parallel": 2,
+                "with": {"url": f"{hook}/deploy/{{{{ item }}}}", "body": {"index": "{{ index }}"}},
+                "compensate": {"uses": "http.request", "with": {"url": f"{hook}/undo/{{{{ item }}}}"}},
+            },
+            {"id": "verify", "uses": "http.request", "with": {"url": f"{hook}/verify"}},
+        ],
+    }
+
+
+async def parallel_fan_out_compensated(stack: Stack) -> tuple[str, str | None]:
+    """Parallel steps and a fan-out (the ``parallel-steps`` scheduler): the check after them
+    answers 400, so each region's deploy and the record are compensated, last completed first."""
+    await seed(stack)
+    assert (await stack.api.post("/v1/actions", json=parallel_action(stack))).status_code == 201
+    stack.webhook.fail_next(400, {"message": "regions disagree"}, path="/verify")
+    run = await stack.launch("deploy_regions", entity="payments", inputs={"version": "v6"})
+    done = await stack.wait_for(run["id"], TERMINAL)
+    assert done["status"] == "FAILURE", done
+    assert [s["status"] for s in done["steps"]] == ["COMPENSATED", "SUCCESS", "COMPENSATED", "FAILURE"]
+    assert len(done["steps"][2]["outputs"]) == 3
+    return run["workflow_id"], None
+
+
 async def reconcile_runs(stack: Stack) -> tuple[str, str | None]:
     """One ReconcileRuns execution, as the schedule starts it."""
     workflow_id = "gantry-reconcile-runs-recorded"
@@ -497,6 +543,7 @@ SCENARIOS: dict[str, Scenario] = {
     "data_source_sync_push": data_source_sync_push,
     "initiative_reminded_moved_reported": initiative_reminded_moved_reported,
     "exemption_expired": exemption_expired,
+    "action_run_parallel_fan_out_compensated": parallel_fan_out_compensated,
 }
 
 

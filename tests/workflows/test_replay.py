@@ -8,6 +8,7 @@ get stuck. Fix the change with ``workflow.patched(...)``, do not re-record (see 
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -30,6 +31,7 @@ EXPECTED = {
     "action_run_cancelled": "ActionRun",
     "action_run_sleep": "ActionRun",
     "action_run_approval_approved": "ActionRun",
+    "action_run_parallel_fan_out_compensated": "ActionRun",
     "action_run_sub_action": "ActionRun",
     "reconcile_runs": "ReconcileRuns",
     "reconcile_runs_continued": "ReconcileRuns",
@@ -127,6 +129,31 @@ def test_histories_cover_the_run_paths() -> None:
     assert json.loads(started_with)["repositories"] == ["acme/payments"]
     pushed = push.events[-1].workflow_execution_completed_event_attributes
     assert json.loads(pushed.result.payloads[0].data)["status"] == "SUCCESS"
+    # Parallel steps: the scheduler's marker, steps scheduled before earlier ones completed (two
+    # branches, then the fan-out two at a time), each region's deploy compensated, then failed.
+    assert patches("action_run_parallel_fan_out_compensated") == [
+        "parallel-steps",
+        "failed-runs-fail-workflow",
+    ]
+    parallel = json.loads((HISTORIES / "action_run_parallel_fan_out_compensated.json").read_text())["events"]
+    in_flight = most = 0
+    for event in parallel:
+        kind = event["eventType"]
+        in_flight += kind.endswith("ACTIVITY_TASK_SCHEDULED") - kind.endswith(
+            ("ACTIVITY_TASK_COMPLETED", "ACTIVITY_TASK_FAILED")
+        )
+        most = max(most, in_flight)
+    assert most == 2
+    called = [
+        json.loads(
+            base64.b64decode(e["activityTaskScheduledEventAttributes"]["input"]["payloads"][0]["data"])
+        )
+        for e in parallel
+        if "activityTaskScheduledEventAttributes" in e
+    ]
+    undone = [c["step_id"] for c in called if c["step_id"].endswith("-compensate")]
+    assert sorted(undone) == [f"deploy[{i}]-compensate" for i in range(3)] + ["record-compensate"]
+    assert "WORKFLOW_EXECUTION_FAILED" in event_types("action_run_parallel_fan_out_compensated")
     approval = load("action_run_approval_approved").events[0].workflow_execution_started_event_attributes
     assert '"approvals":{"action"' in approval.input.payloads[0].data.decode()
     # An initiative: armed by its first schedule, re-armed by a moved deadline (the first timer
