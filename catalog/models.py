@@ -548,3 +548,37 @@ class ScorecardExemption(Base):
     # Who approved or declined (the approval run's decision), or revoked it.
     decided_by: Mapped[str | None] = mapped_column(String(256))
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ScorecardLevelDay(Base):
+    """The level history summed per day (``catalog.scorecards.daily``): on ``day`` (days since
+    1970-01-01, UTC) the number of entities whose latest level on the scorecard is ``level``
+    moved by ``entities`` (+1 for each change to it, -1 for each change away from it)."""
+
+    __tablename__ = "scorecard_level_days"
+
+    blueprint: Mapped[str] = mapped_column(String(100), primary_key=True)
+    scorecard: Mapped[str] = mapped_column(String(100), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    level: Mapped[str] = mapped_column(String(100), primary_key=True)
+    entities: Mapped[int] = mapped_column(Integer)
+
+
+class ScorecardLevelDaysMark(Base):
+    """How far a scorecard's daily summary reaches: every level change before ``through`` is
+    summed into its ``scorecard_level_days`` rows, none after."""
+
+    __tablename__ = "scorecard_level_days_marks"
+
+    blueprint: Mapped[str] = mapped_column(String(100), primary_key=True)
+    scorecard: Mapped[str] = mapped_column(String(100), primary_key=True)
+    through: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# The daily summary reads a scorecard's level changes of a span of time (those not summed yet).
+Index(
+    "ix_scorecard_level_changes_time",
+    ScorecardLevelChange.blueprint,
+    ScorecardLevelChange.scorecard,
+    ScorecardLevelChange.at,
+)

@@ -157,7 +157,7 @@ def get_initiative_progress(
     ones with their failing rules (a page: follow ``next_cursor``); the burn-down. All over the
     entities the caller may read."""
     initiative = service.get(session, identifier)
-    return initiative_progress.progress(
+    found = initiative_progress.progress(
         session,
         initiative,
         _readable(session, who),
@@ -166,6 +166,8 @@ def get_initiative_progress(
         cursor=cursor,
         with_points=points,
     )
+    session.commit()  # the daily summary of the level history, if the burn-down brought it up to date
+    return found
 
 
 class ReminderIn(Strict):
@@ -257,4 +259,6 @@ def scorecard_trend(
     grid = trends.trend_grid(from_, to, interval, utcnow().date())
     dialect = session.get_bind().dialect.name
     readable = readable_condition(session, who, dialect, [get_blueprint(session, blueprint)])
-    return trends.trend(session, sc, grid, readable=readable, team=team)
+    found = trends.trend(session, sc, grid, readable=readable, team=team, now=utcnow())
+    session.commit()  # the daily summary of the level history, if the trend brought it up to date
+    return found

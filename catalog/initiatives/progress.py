@@ -4,13 +4,18 @@ team, which ones fail and on what rules, and the burn-down from the level histor
 In scope: the entities of a target's blueprint that match the initiative's filter, that its
 scorecard grades, and that the caller may read. An entity passes when its level on every target
 of its blueprint (that grades it) is at or above the target level. Its failing rules are the
-rules at or below the target level that do not pass. Counts are aggregates over one statement
-per question; only a page of failing entities comes back row by row.
+rules at or below the target level that do not pass. The counts are one statement, a pass over
+the entities in scope and their results grouped by their owning teams; only a page of failing
+entities comes back row by row.
 
-The burn-down (``points``) reads the level history with the same window-function technique as
-trends (``catalog/scorecards/trend.py``): an entity's standing on a target at a moment is its
-latest level before that moment, summed per day (per week past 100 days) from the start to the
-deadline, or now if earlier.
+The burn-down (``points``): an entity's standing on a target at a moment is its latest level
+in the level history before that moment, summed per day (per week past 100 days) from the start
+to the deadline, or now if earlier. When every entity of each targeted blueprint is in scope and
+has one target (no filter, nothing hidden from the caller, one target per blueprint), that is a
+sum of each scorecard's level counts, read from the daily summary of the history
+(``catalog/scorecards/daily.py``: a row per day and level); otherwise it is computed from the
+history entity by entity, with the window-function technique of trends
+(``catalog/scorecards/trend.py``).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from catalog.initiatives.service import level_titles
 from catalog.models import Blueprint, Entity, Initiative, Scorecard, ScorecardLevelChange, ScorecardResult
 from catalog.pagination import check_limit, decode_cursor, encode_cursor
 from catalog.query.compiler import compile_query
+from catalog.scorecards import daily
+from catalog.scorecards.grid import Grid, day_start
 from catalog.scorecards.service import resolve
-from catalog.scorecards.trend import Grid, day_start
 from catalog.timefmt import format_instant, parse_instant
 
 # Who may read what, per blueprint: None when every entity of it is readable.
@@ -86,13 +92,16 @@ def _scope(
 def _standing(
     session: Session, initiative: Initiative, targets: list[ResolvedTarget], readable: Readable, now: datetime
 ) -> Any:
-    """One row per entity in scope: its id and whether it meets every target (1/0)."""
+    """One row per entity in scope: its id, teams and whether it meets every target (1/0).
+    When each blueprint has one target an entity has one row to begin with: no grouping, so
+    counting it is one pass over the entities and their results."""
     pairs = []
     for target in targets:
         result = aliased(ScorecardResult)  # the filter's scorecard rules use ScorecardResult itself
         pairs.append(
             select(
                 Entity.id.label("eid"),
+                Entity.team.label("team"),
                 sa.case((result.level_index >= target.index, 1), else_=0).label("ok"),
             )
             .join(
@@ -106,14 +115,37 @@ def _standing(
             .where(*_scope(session, initiative, target, readable, now))
         )
     union = sa.union_all(*pairs).subquery() if len(pairs) > 1 else pairs[0].subquery()
-    return select(union.c.eid, func.min(union.c.ok).label("ok")).group_by(union.c.eid).subquery()
+    if len({t.blueprint.identifier for t in targets}) == len(targets):
+        return union
+    return (
+        select(union.c.eid, union.c.team, func.min(union.c.ok).label("ok"))
+        .group_by(union.c.eid, union.c.team)
+        .subquery()
+    )
 
 
-def _team_column(dialect: str) -> Any:
-    """Each entity's teams as rows (``value``); SQLite's json_each names its columns itself."""
-    if dialect == "sqlite":
-        return func.json_each(Entity.team).table_valued("value").alias("owning")
-    return func.jsonb_array_elements_text(Entity.team).table_valued("value").render_derived(name="owning")
+def _counts(session: Session, standing: Any) -> tuple[int, int, list[dict[str, Any]]]:
+    """(total, passing, per team) in one pass: counted per set of owning teams in SQL (a few
+    rows: entities mostly share their teams), then per team here. An entity with no team counts
+    under the team None."""
+    total = passing = 0
+    teams: dict[str | None, list[int]] = {}
+    stmt = select(standing.c.team, func.count(), func.sum(standing.c.ok)).group_by(standing.c.team)
+    for owners, count, ok in session.execute(stmt):
+        ok = int(ok or 0)
+        total, passing = total + count, passing + ok
+        for team in sorted(set(owners or [])) or [None]:
+            counted = teams.setdefault(team, [0, 0])
+            counted[0] += count
+            counted[1] += ok
+    return (
+        total,
+        passing,
+        [
+            {"team": team, "total": count, "passing": ok}
+            for team, (count, ok) in sorted(teams.items(), key=lambda t: (t[0] is None, t[0] or ""))
+        ],
+    )
 
 
 def progress(
@@ -136,28 +168,12 @@ def progress(
     if not targets:
         return {**empty, "points": []}
     standing = _standing(session, initiative, targets, readable, now)
-    owning = _team_column(session.get_bind().dialect.name)
-    # One statement, two aggregates: the overall row (kind 0), then a row per owning team (kind 1).
-    overall = select(
-        sa.literal_column("0").label("kind"), sa.null().label("team"), func.count(), func.sum(standing.c.ok)
-    )
-    by_team = (
-        select(sa.literal_column("1"), owning.c.value, func.count(), func.sum(standing.c.ok))
-        .select_from(standing.join(Entity, Entity.id == standing.c.eid).outerjoin(owning, sa.true()))
-        .group_by(owning.c.value)
-    )
-    total = passing = 0
-    teams = []
-    for kind, team, count, ok in session.execute(sa.union_all(overall, by_team)):
-        if kind == 0:
-            total, passing = count, int(ok or 0)
-        else:
-            teams.append({"team": team, "total": count, "passing": int(ok or 0)})
+    total, passing, teams = _counts(session, standing)
     failing, next_cursor = _failing_page(session, standing, targets, limit, after)
     return {
         "total": total,
         "passing": passing,
-        "teams": sorted(teams, key=lambda t: (t["team"] is None, t["team"] or "")),
+        "teams": teams,
         "failing": failing,
         "next_cursor": next_cursor,
         "points": points(session, initiative, targets, readable, now) if with_points else [],
@@ -243,6 +259,58 @@ def points(
     grid = burn_down_grid(initiative, now)
     if grid.count == 0:
         return []
+    if _summable(initiative, targets, readable):
+        per_bucket = _summed(session, targets, grid, now)
+    else:
+        per_bucket = _from_history(session, initiative, targets, readable, grid, now)
+    totals = grid.accumulate(per_bucket, (0, 0), lambda a, b: (a[0] + b[0], a[1] + b[1]))
+    return [
+        {"at": format_instant(at), "total": total, "passing": passing}
+        for at, (total, passing) in zip(grid.moments(), totals, strict=True)
+    ]
+
+
+def _summable(initiative: Initiative, targets: list[ResolvedTarget], readable: Readable) -> bool:
+    """Whether the burn-down is a sum of per-scorecard counts: every entity of each targeted
+    blueprint is in scope (no filter, all readable) and has one target (its blueprint's)."""
+    blueprints = [t.blueprint for t in targets]
+    return (
+        not initiative.definition.get("filter")
+        and len({bp.identifier for bp in blueprints}) == len(targets)
+        and all(readable(bp) is None for bp in blueprints)
+    )
+
+
+def _summed(
+    session: Session, targets: list[ResolvedTarget], grid: Grid, now: datetime
+) -> dict[int, tuple[int, int]]:
+    """Per interval, how many entities came into the count and how many more pass, from each
+    target's level moves (the daily summary, :mod:`catalog.scorecards.daily`): every level
+    counts, those at or above the target pass."""
+    per_bucket: dict[int, tuple[int, int]] = {}
+    for target in targets:
+        meeting = set(target.titles[target.index :])
+        found = daily.level_moves(
+            session, target.blueprint.identifier, target.scorecard.identifier, grid, now
+        )
+        for bucket, levels in found.items():
+            total, passing = per_bucket.get(bucket, (0, 0))
+            per_bucket[bucket] = (
+                total + sum(levels.values()),
+                passing + sum(count for level, count in levels.items() if level in meeting),
+            )
+    return per_bucket
+
+
+def _from_history(
+    session: Session,
+    initiative: Initiative,
+    targets: list[ResolvedTarget],
+    readable: Readable,
+    grid: Grid,
+    now: datetime,
+) -> dict[int, tuple[int, int]]:
+    """The same per interval from the history entity by entity, for any scope."""
     dialect = session.get_bind().dialect.name
     history = ScorecardLevelChange
     parts = []
@@ -274,12 +342,7 @@ def points(
         summed = _one_target_each(rows, grid, dialect)
     else:
         summed = _several_targets(rows, grid, dialect)
-    per_bucket = {bucket: (int(t or 0), int(p or 0)) for bucket, t, p in session.execute(summed)}
-    totals = grid.accumulate(per_bucket, (0, 0), lambda a, b: (a[0] + b[0], a[1] + b[1]))
-    return [
-        {"at": format_instant(at), "total": total, "passing": passing}
-        for at, (total, passing) in zip(grid.moments(), totals, strict=True)
-    ]
+    return {bucket: (int(t or 0), int(p or 0)) for bucket, t, p in session.execute(summed)}
 
 
 def _one_target_each(rows: Any, grid: Grid, dialect: str) -> Any:

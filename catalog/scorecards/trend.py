@@ -7,73 +7,33 @@ per interval in SQL, and only one row per (interval, level) comes back to be acc
 
 Intervals are ``[start, end)``: the point at an interval's end counts the changes made before
 it. The entities counted are those that exist now, that the caller may read and, with a team,
-that the team owns; an entity that left the scorecard's filter keeps its last level.
+that the team owns; an entity that left the scorecard's filter keeps its last level. Over every
+entity the moves come from the daily summary (:mod:`catalog.scorecards.daily`), which answers
+the same from a row per day and level.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Integer, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.errors import FieldError, Invalid
 from catalog.models import Entity, Scorecard, ScorecardLevelChange
 from catalog.query.compiler import team_overlaps
+from catalog.scorecards import daily
+from catalog.scorecards.grid import Grid, day_start
 from catalog.timefmt import format_instant
+
+__all__ = ["DEFAULT_SPAN", "INTERVALS", "MAX_POINTS", "Grid", "day_start", "trend", "trend_grid"]
 
 INTERVALS = {"day": timedelta(days=1), "week": timedelta(weeks=1)}
 DEFAULT_SPAN = timedelta(days=30)
 MAX_POINTS = 1000
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The points of a chart: ``origin`` + (i + 1) * ``step`` for every interval before ``end``
-    (the last one cut at ``end``)."""
-
-    origin: datetime
-    step: timedelta
-    end: datetime
-
-    @property
-    def count(self) -> int:
-        if self.end <= self.origin:
-            return 0
-        return -(-(self.end - self.origin) // self.step)
-
-    def moments(self) -> list[datetime]:
-        return [min(self.origin + (i + 1) * self.step, self.end) for i in range(self.count)]
-
-    def bucket(self, column: Any, dialect: str) -> ColumnElement[int]:
-        """The interval index of the time ``column`` (-1 before ``origin``), in SQL."""
-        seconds = int(self.step.total_seconds())
-        origin = int(self.origin.timestamp())
-        if dialect == "sqlite":
-            # strftime('%s') is whole seconds (floor, after 1970); integer division floors too.
-            elapsed: ColumnElement[Any] = sa.cast(func.strftime("%s", column), Integer) - origin
-            index: ColumnElement[int] = sa.cast(elapsed / seconds, Integer)
-        else:
-            elapsed = func.floor(func.extract("epoch", column)) - origin
-            index = sa.cast(func.floor(elapsed / seconds), Integer)
-        return sa.case((column < self.origin, -1), else_=index)
-
-    def accumulate(self, deltas: dict[int, Any], zero: Any, add: Any) -> list[Any]:
-        """The running totals at each point, from per-interval ``deltas`` (-1: before ``origin``)."""
-        running = add(zero, deltas.get(-1, zero))
-        points = []
-        for index in range(self.count):
-            running = add(running, deltas.get(index, zero))
-            points.append(running)
-        return points
-
-
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def trend_grid(start: date | None, stop: date | None, interval: str, today: date) -> Grid:
@@ -97,10 +57,50 @@ def trend(
     *,
     readable: ColumnElement[bool] | None = None,
     team: str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The level distribution of ``sc`` at each point of ``grid``."""
-    dialect = session.get_bind().dialect.name
+    """The level distribution of ``sc`` at each point of ``grid``. Over every entity (no
+    ``readable`` or ``team``) and given the time ``now``, from the daily summary
+    (:mod:`catalog.scorecards.daily`); else from the history, entity by entity."""
     titles = [level["title"] for level in sc.definition["levels"]]
+    if now is not None and readable is None and team is None:
+        found = daily.level_moves(session, sc.blueprint, sc.identifier, grid, now)
+    else:
+        found = _history_moves(session, sc, grid, readable=readable, team=team)
+    deltas = {
+        bucket: {level: count for level, count in levels.items() if level in titles}
+        for bucket, levels in found.items()
+    }
+
+    def add(running: dict[str, int], delta: dict[str, int]) -> dict[str, int]:
+        return {title: running.get(title, 0) + delta.get(title, 0) for title in titles}
+
+    totals = grid.accumulate(deltas, {}, add)
+    return {
+        "blueprint": sc.blueprint,
+        "scorecard": sc.identifier,
+        "team": team,
+        "interval": "week" if grid.step == INTERVALS["week"] else "day",
+        "from": format_instant(grid.origin),
+        "to": format_instant(grid.end),
+        "levels": titles,
+        "points": [
+            {"at": format_instant(at), "total": sum(dist.values()), "distribution": dist}
+            for at, dist in zip(grid.moments(), totals, strict=True)
+        ],
+    }
+
+
+def _history_moves(
+    session: Session,
+    sc: Scorecard,
+    grid: Grid,
+    *,
+    readable: ColumnElement[bool] | None,
+    team: str | None,
+) -> dict[int, dict[str, int]]:
+    """Per interval and level, the net moves of the entities in scope, from the history."""
+    dialect = session.get_bind().dialect.name
     history = ScorecardLevelChange
     conditions = [
         history.blueprint == sc.blueprint,
@@ -132,24 +132,6 @@ def trend(
     deltas: dict[int, dict[str, int]] = {}
     for sign, stmt in ((1, entered), (-1, left)):
         for bucket, level, count in session.execute(stmt):
-            if level in titles:
-                per_level = deltas.setdefault(bucket, {})
-                per_level[level] = per_level.get(level, 0) + sign * count
-
-    def add(running: dict[str, int], delta: dict[str, int]) -> dict[str, int]:
-        return {title: running.get(title, 0) + delta.get(title, 0) for title in titles}
-
-    totals = grid.accumulate(deltas, {}, add)
-    return {
-        "blueprint": sc.blueprint,
-        "scorecard": sc.identifier,
-        "team": team,
-        "interval": "week" if grid.step == INTERVALS["week"] else "day",
-        "from": format_instant(grid.origin),
-        "to": format_instant(grid.end),
-        "levels": titles,
-        "points": [
-            {"at": format_instant(at), "total": sum(dist.values()), "distribution": dist}
-            for at, dist in zip(grid.moments(), totals, strict=True)
-        ],
-    }
+            per_level = deltas.setdefault(bucket, {})
+            per_level[level] = per_level.get(level, 0) + sign * count
+    return deltas
