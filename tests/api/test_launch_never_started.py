@@ -41,8 +41,9 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """One time-skipping server for the module (each test has its own catalog and task queue)."""
     async with start_time_skipping() as env:
         yield env
 
