@@ -149,7 +149,7 @@ class Devstack:
             self.output.append(line)
             self._lines.put(line)
 
-    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+    def wait_for(self, text: str, timeout: float = 120.0) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -175,7 +175,7 @@ class Devstack:
         self.seen_children |= set(found)
         return found
 
-    def wait(self, timeout: float = 60.0) -> int:
+    def wait(self, timeout: float = 120.0) -> int:
         return self.process.wait(timeout)
 
     def cleanup(self) -> None:
