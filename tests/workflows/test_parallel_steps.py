@@ -4,24 +4,36 @@ compensation in reverse completion order, and ``for_each`` fan-out bounded by ``
 The same recorded stand-ins as ``test_action_run_fast``: each step kind records the
 :class:`StepInput` it got and answers what the test scripts, here often a coroutine that waits
 for another step, so the tests decide which branch is mid-step when another one fails.
+
+One test (marked slow) runs the real stack instead: a ``python worker.py`` process SIGKILLed
+while three branches wait on GitHub runs, and each build dispatched once all the same.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities import build_activities
+from config import Settings
 from contracts.runs import RunStatus
 from contracts.steps import StepInput, StepResult
 from devtools.testing import eventually_async
+from tests.fakes.github import FakeGitHub, RunScript
+from tests.fakes.server import serve
 from tests.temporal_env import start_time_skipping
+from tests.workflows.conftest import WEBHOOK_SECRET
 from tests.workflows.test_action_run_fast import Harness, _harness, failed_outcome, frozen, run_input, step
+from tests.workflows.test_durability import SlowWebhookReceiver, process_stack
+from workflows import ALL_WORKFLOWS
 from workflows.action_run import ActionRun
 
 
@@ -305,3 +317,67 @@ async def test_cancelling_the_run_cancels_every_branch(own_harness: Harness) -> 
         pass
     assert statuses(own_harness) == {"done_first": "COMPENSATED", "a": "CANCELLED", "b": "CANCELLED"}
     assert own_harness.recorder.last.status == RunStatus.CANCELLED
+
+
+# ---- a worker killed while three branches run (a real worker process, a dev server) ----------
+
+
+@pytest.fixture(scope="module")
+def slow_receiver() -> Iterator[SlowWebhookReceiver]:
+    fake = SlowWebhookReceiver(WEBHOOK_SECRET)
+    with serve(fake.asgi()) as url:
+        fake.url = url
+        yield fake
+
+
+@pytest.mark.slow
+async def test_a_killed_worker_resumes_three_running_branches_each_dispatched_once(
+    tmp_path: Path, temporal: Any, slow_receiver: SlowWebhookReceiver, github: FakeGitHub
+) -> None:
+    address = temporal.client.service_client.config.target_host
+    async with process_stack(tmp_path, address, slow_receiver, github) as stack:
+        regions = ["east", "west", "south"]
+        await stack.create_action(
+            [
+                {
+                    "id": region,
+                    "uses": "github.workflow_dispatch",
+                    "needs": [],
+                    "with": {"repo": f"acme/{region}", "workflow": "deploy.yml", "ref": "main"},
+                    "wait_for_completion": True,
+                    "heartbeat_timeout": "PT2S",
+                }
+                for region in regions
+            ]
+        )
+        # In progress for 25 polls (0.1 s apart) each: across the crash and into the next worker.
+        github.scripts += [RunScript(conclusion="success", polls=25) for _ in regions]
+        run = await stack.launch()
+
+        async def all_three_running() -> bool:
+            steps = (await stack.run(run["id"]))["steps"]
+            dispatched = len(github.calls("POST", "/dispatches$")) == 3
+            return dispatched and all(s["status"] == "IN_PROGRESS" for s in steps)
+
+        await stack.until("three branches dispatched and running", all_three_running)
+        stack.worker.kill()
+        # The next worker in this process (a second worker process takes ~20 s to start here):
+        # the same settings, task queue and activities.
+        settings = Settings.model_validate(
+            {
+                k.removeprefix("GANTRY_").lower(): v
+                for k, v in stack.worker.env.items()
+                if k.startswith("GANTRY_")
+            }
+        )
+        async with Worker(
+            temporal.client,
+            task_queue=settings.task_queue,
+            workflows=ALL_WORKFLOWS,
+            activities=build_activities(settings),
+        ):
+            done = await stack.ended(run["id"])
+        assert done["status"] == "SUCCESS", done["error"]
+        assert len(github.calls("POST", "/dispatches$")) == 3, "each branch dispatched once"
+        assert {s["outputs"]["run_id"] for s in done["steps"]} == {r["id"] for r in github.runs.values()}
+        assert all(r["conclusion"] == "success" for r in github.runs.values())
