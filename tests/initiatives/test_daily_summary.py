@@ -94,7 +94,7 @@ def _without_zeros(moves: daily.Moves) -> dict[int, dict[str, int]]:
 
 @given(world=histories, times=readers)
 @settings(
-    max_examples=40,
+    max_examples=25,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -134,7 +134,7 @@ def test_the_summary_answers_what_the_history_answers(
 
 @given(world=histories, minutes=st.integers(0, 22 * 1440))
 @settings(
-    max_examples=20,
+    max_examples=12,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -1,9 +1,11 @@
-"""A reminder survives a crashed worker without messaging anyone twice.
+"""A reminder survives a crashed worker without messaging anyone twice; a deadline survives a
+crashed Temporal server.
 
 The worker is a real ``python worker.py`` process on a Temporal dev server, killed with SIGKILL
 while Slack holds one of the reminder's DMs; a new worker takes the activity over after its
 heartbeat timeout, and the retry looks in each DM for this reminder's earlier message before
-posting: every member gets exactly one.
+posting: every member gets exactly one. The dev server (a child process with its own database
+file) is killed before a deadline and started again after it: the deadline is reported once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from devtools.testing import eventually_async
 from tests.fakes.server import serve
 from tests.fakes.slack import FakeSlack
 from tests.initiatives.test_workflow import PEOPLE, _catalog, _initiative
+from tests.temporal_env import DevServerProcess
 from tests.workflows.conftest import ADMIN_TOKEN, SERVICE_TOKEN, serve_api, temporal
 
 pytestmark = pytest.mark.slow
@@ -144,3 +147,60 @@ async def test_a_worker_killed_between_a_reminders_posts_messages_each_member_on
     assert len(reminders) == 1  # recorded once, though the activity ran twice
     events = (await api.get("/v1/events", params={"type": "INITIATIVE_REMINDER"})).json()["items"]
     assert len(events) == 1
+
+
+async def test_a_deadline_passed_while_temporal_was_down_is_reported_once(tmp_path: Path) -> None:
+    """Temporal crashes before the deadline and is down when it passes: once it is back, the
+    same worker reports the deadline (the report stored once, its events emitted once)."""
+    server = DevServerProcess(tmp_path / "temporal.db").start()
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'catalog.db'}",
+        temporal_address=server.address,
+        task_queue=f"gantry-initiatives-{uuid.uuid4().hex[:8]}",
+        admin_token=ADMIN_TOKEN,
+        service_token=SERVICE_TOKEN,
+    )
+    try:
+        with serve_api(settings) as api_url:
+            env = gantry_env(
+                temporal_address=server.address,
+                task_queue=settings.task_queue,
+                api_url=api_url,
+                service_token=SERVICE_TOKEN,
+                data_dir=tmp_path,
+            )
+            worker = WorkerProcess(env, tmp_path / "worker.log")
+            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as api:
+                await asyncio.to_thread(worker.start)
+                try:
+                    await _catalog(api)
+                    deadline = datetime.now(UTC) + timedelta(seconds=5)
+                    body = {**_initiative("restart", deadline), "remind_before": []}
+                    assert (await api.post("/v1/initiatives", json=body)).status_code == 201
+                    server.kill()  # a crash before the deadline: nothing flushed on the way out
+                    # Down across the deadline. The wait is the scenario (wall-clock time passing
+                    # the deadline with no server), not synchronisation.
+                    await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 1)
+                    assert (await api.get("/v1/initiatives/restart")).json()["final_report"] is None
+                    await asyncio.to_thread(server.start)
+
+                    async def reported() -> dict[str, Any] | None:
+                        found: dict[str, Any] = (await api.get("/v1/initiatives/restart")).json()
+                        return found if found["final_report"] is not None else None
+
+                    stored = await eventually_async(
+                        reported, timeout=60, what="the deadline's report", context=worker.tail
+                    )
+                    report = stored["final_report"]
+                    assert (report["total"], report["passing"]) == (3, 1), report
+                    passed = (
+                        await api.get("/v1/events", params={"type": "INITIATIVE_DEADLINE_PASSED"})
+                    ).json()
+                    assert sorted(e["team"] or "" for e in passed["items"]) == ["", "payments", "search"]
+                    assert worker.alive(), worker.tail()  # the same worker reconnected by itself
+                finally:
+                    worker.kill()
+    finally:
+        server.stop()
