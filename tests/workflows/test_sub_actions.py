@@ -84,14 +84,16 @@ async def launch_as(client: httpx.AsyncClient, action: str, **body: Any) -> dict
     return dict(response.json())
 
 
-async def child_of(stack: Stack, parent_id: str, statuses: set[str]) -> dict[str, Any]:
-    """The parent's (one) child run once it is in one of ``statuses``."""
+async def waiting_child(stack: Stack, parent_id: str) -> dict[str, Any]:
+    """The parent's (one) child run once its workflow has asked for approval (the record says
+    WAITING_FOR_APPROVAL from its launch on; the gate opens once the approvers are told)."""
 
     async def found() -> dict[str, Any]:
         parent = (await stack.api.get(f"/v1/runs/{parent_id}")).json()
         assert parent["child_runs"], f"run {parent_id} has no child yet"
         child = (await stack.api.get(f"/v1/runs/{parent['child_runs'][0]['id']}")).json()
-        assert child["status"] in statuses, f"child {child['id']} is {child['status']}"
+        assert child["status"] == "WAITING_FOR_APPROVAL", f"child {child['id']} is {child['status']}"
+        assert (child["approval"] or {}).get("status") == "PENDING", f"child {child['id']}'s gate is not open"
         return dict(child)
 
     return await eventually_async(found, timeout=30, interval=0.1, what=f"run {parent_id}'s child")
@@ -133,8 +135,8 @@ async def test_a_child_waiting_for_approval_keeps_its_parent_waiting(stack: Stac
     await save(stack, register(stack, approval=approval), provision(stack))
     parent = await launch_as(carol, "provision", inputs={"name": "qa-8"})
 
-    child = await child_of(stack, parent["id"], {"WAITING_FOR_APPROVAL"})
-    assert child["approval"] is None or child["approval"]["status"] == "PENDING"
+    child = await waiting_child(stack, parent["id"])
+    assert child["approval"]["eligible"] == ["bob"]
     waiting = (await stack.api.get(f"/v1/runs/{parent['id']}")).json()
     assert waiting["status"] == "IN_PROGRESS"
     assert [s["status"] for s in waiting["steps"]] == ["IN_PROGRESS", "PENDING"]
@@ -159,7 +161,7 @@ async def test_cancelling_the_parent_cancels_its_child(stack: Stack) -> None:
     approval = {"required_approvals": 1, "approvers": {"users": ["bob"]}, "timeout": "PT1H"}
     await save(stack, register(stack, approval=approval), provision(stack))
     parent = await launch_as(carol, "provision", inputs={"name": "qa-9"})
-    child = await child_of(stack, parent["id"], {"WAITING_FOR_APPROVAL"})
+    child = await waiting_child(stack, parent["id"])
 
     assert (await carol.post(f"/v1/runs/{parent['id']}/cancel")).status_code == 202
     assert (await stack.wait_for(parent["id"], ENDED))["status"] == "CANCELLED"
@@ -168,6 +170,21 @@ async def test_cancelling_the_parent_cancels_its_child(stack: Stack) -> None:
     assert described.status is not None and described.status.name == "CANCELED"
     assert stack.webhook.calls("POST", "/registry/") == [] and stack.webhook.calls("POST", "/announce") == []
     await carol.aclose()
+    await bob.aclose()
+
+
+async def test_cancelling_only_the_child_cancels_its_parent(stack: Stack) -> None:
+    bob = await member(stack, "bob")
+    approval = {"required_approvals": 1, "approvers": {"users": ["bob"]}, "timeout": "PT1H"}
+    await save(stack, register(stack, approval=approval), provision(stack))
+    parent = await stack.launch("provision", inputs={"name": "qa-13"})
+    child = await waiting_child(stack, parent["id"])
+
+    assert (await stack.api.post(f"/v1/runs/{child['id']}/cancel")).status_code == 202
+    assert (await stack.wait_for(child["id"], ENDED))["status"] == "CANCELLED"
+    done = await stack.wait_for(parent["id"], ENDED)
+    assert done["status"] == "CANCELLED", done
+    assert [s["status"] for s in done["steps"]] == ["CANCELLED", "PENDING"]
     await bob.aclose()
 
 
