@@ -8,12 +8,12 @@ import secrets as pysecrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 from urllib.parse import quote
 
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import CursorResult, and_, func, or_, select, true, update
+from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.elements import ColumnElement, False_, True_
 
@@ -820,9 +820,13 @@ def _claim_for_report(session: Session, run: Run, report_seq: int | None) -> boo
         )
     else:
         claim = claim.values(report_seq=Run.report_seq)
-    claimed = session.execute(claim.execution_options(synchronize_session=False))
-    session.refresh(run)
-    return bool(cast(CursorResult[Any], claimed).rowcount)
+    # RETURNING reads the claimed row back into ``run`` in the same statement.
+    claimed = session.scalars(
+        claim.returning(Run).execution_options(populate_existing=True, synchronize_session=False)
+    ).first()
+    if claimed is None:
+        session.refresh(run)  # a newer report was applied: the run as it stands, to present
+    return claimed is not None
 
 
 def append_logs(session: Session, run_id: str, lines: list[LogLine]) -> None:
