@@ -532,31 +532,29 @@ def _seed_initiative(portal: dict[str, Any]) -> None:
         session.commit()
 
 
-@pytest.mark.parametrize("user", ["admin", "mia", "vera"])
-def test_scorecards_show_initiatives_and_an_initiative_its_progress_per_team(
-    portal: dict[str, Any], user: str
-) -> None:
+def test_scorecards_show_initiatives_and_an_initiative_its_progress_per_team(portal: dict[str, Any]) -> None:
     _seed_initiative(portal)
-    browser = _browser(portal, user)
-    for path in ("/scorecards", "/scorecards/service/readiness"):
-        html = browser.get(path).text
-        assert 'data-initiative="ready"' in html and 'href="/initiatives/ready"' in html, path
-        assert "Ready &lt;b&gt;now&lt;/b&gt;" in html and "<b>now" not in html
-        assert 'max="2" value="1"' in html and "1 of 2 (50%)" in html  # payments is Gold, search not
-    page = browser.get("/initiatives/ready")
-    assert page.status_code == 200
-    html = page.text
-    assert "<strong>Gold</strong>" in html and 'data-testid="initiative-progress"' in html
-    payments_team = re.search(r'<tr data-team="payments-team"[^>]*>(.*?)</tr>', html, re.S)
-    nobody = re.search(r'<tr data-team=""[^>]*>(.*?)</tr>', html, re.S)
-    assert payments_team and "1 of 1" in payments_team.group(1)
-    assert ("(your team)" in payments_team.group(1)) is (user == "mia")
-    assert nobody and "No owning team" in nobody.group(1) and "0 of 1" in nobody.group(1)
-    failing = html.split('data-testid="initiative-failing"')[1]
-    assert 'href="/catalog/service/search"' in failing and "has_repo" in failing
-    assert 'href="/catalog/service/payments"' not in failing
-    assert 'data-testid="initiative-burn-down"' in html
-    assert browser.get("/initiatives/nope").status_code == 404
+    for user in ("admin", "mia", "vera"):
+        browser = _browser(portal, user)
+        for path in ("/scorecards", "/scorecards/service/readiness"):
+            html = browser.get(path).text
+            assert 'data-initiative="ready"' in html and 'href="/initiatives/ready"' in html, path
+            assert "Ready &lt;b&gt;now&lt;/b&gt;" in html and "<b>now" not in html
+            assert 'max="2" value="1"' in html and "1 of 2 (50%)" in html  # payments is Gold, search not
+        page = browser.get("/initiatives/ready")
+        assert page.status_code == 200
+        html = page.text
+        assert "<strong>Gold</strong>" in html and 'data-testid="initiative-progress"' in html
+        payments_team = re.search(r'<tr data-team="payments-team"[^>]*>(.*?)</tr>', html, re.S)
+        nobody = re.search(r'<tr data-team=""[^>]*>(.*?)</tr>', html, re.S)
+        assert payments_team and "1 of 1" in payments_team.group(1)
+        assert ("(your team)" in payments_team.group(1)) is (user == "mia")
+        assert nobody and "No owning team" in nobody.group(1) and "0 of 1" in nobody.group(1)
+        failing = html.split('data-testid="initiative-failing"')[1]
+        assert 'href="/catalog/service/search"' in failing and "has_repo" in failing
+        assert 'href="/catalog/service/payments"' not in failing
+        assert 'data-testid="initiative-burn-down"' in html
+        assert browser.get("/initiatives/nope").status_code == 404
 
 
 def test_an_exemption_asked_from_the_entity_page_is_checked_as_the_api_checks_it(
