@@ -113,6 +113,23 @@ def test_the_actions_and_automations_exist(api: httpx.Client) -> None:
         assert (automation["trigger"]["event"], automation["invoke"]["action"]) == (event, action)
 
 
+def test_the_multi_region_deploy_fans_out_over_the_regions(api: httpx.Client) -> None:
+    action = _ok(api.get("/v1/actions/deploy_service_multi_region"))
+    deploy = action["steps"][1]
+    assert (deploy["for_each"], deploy["max_parallel"]) == ("{{ inputs.regions }}", 2)
+    body = {"entity": "payments", "inputs": {"version": "v1.44.0", "environment": "staging"}}
+    plan = _ok(
+        api.post("/v1/actions/deploy_service_multi_region/runs", params={"dry_run": "true"}, json=body)
+    )
+    regions = ["us-east-1", "eu-west-1", "ap-south-1"]
+    assert [(s["id"], s["needs"], s["for_each"]) for s in plan["steps"]] == [
+        ("production_approval", [], None),
+        ("deploy", ["production_approval"], regions),
+        ("record", ["deploy"], regions),
+    ]
+    assert plan["steps"][0]["would_run"] is False  # staging: no approval
+
+
 def test_a_drop_below_silver_matches_the_ticket_automation(api: httpx.Client) -> None:
     """Ledger loses its on-call: Silver -> Bronze, an event the automation picks and renders."""
     automation = _ok(api.get("/v1/automations/ticket_on_readiness_drop"))
