@@ -169,15 +169,19 @@ def _apply(session: Session, deliveries: list[WebhookDelivery], premapped: _Prem
     else:
         plans = _plan(definition, deliveries)
     group: list[_Planned] = []
+    written: set[tuple[str, str]] = set()  # the entities of the group's deliveries
     for planned in plans:
         if planned.deletes:
             _flush(session, definition, group)
+            written.clear()
             _alone(session, planned.delivery)
             continue
-        written = {key for other in group for key in other.keys}
-        if written & planned.keys:
+        keys = planned.keys
+        if written & keys:
             _flush(session, definition, group)
+            written.clear()
         group.append(planned)
+        written |= keys
     _flush(session, definition, group)
 
 

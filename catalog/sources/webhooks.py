@@ -3,12 +3,14 @@
 ``POST /v1/webhooks/{data_source}`` checks the HMAC signature the source's ``security`` asks
 for (the secret is read from the environment variable ``secret_env`` names; GitHub's
 ``X-Hub-Signature-256: sha256=...`` is the default), stores the delivery and answers 202; the
-same delivery id stored before is not stored (nor applied) again. A processor in each API
-process claims one pending delivery at a time and, in the same transaction as the entity
-writes, maps its envelope ``{body, headers, query}`` with each resource's ``filter``,
-``itemsToParse``, mappings and ``operation``, and marks it with its outcome. A crash before the
-commit leaves the delivery pending for the next claim; after it, the delivery is marked: none is
-lost, none applied twice.
+same delivery id stored before is not stored (nor applied) again. Storing is one statement once
+the process knows the source's signing settings (:func:`store_if_current`: the INSERT itself
+checks that the source is still at the version they were read from). A processor in each API
+process claims pending deliveries (``catalog.sources.delivery_batches``) and, in the same
+transaction as the entity writes, maps each envelope ``{body, headers, query}`` with each
+resource's ``filter``, ``itemsToParse``, mappings and ``operation``, and marks it with its
+outcome. A crash before the commit leaves the delivery pending for the next claim; after it, the
+delivery is marked: none is lost, none applied twice.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ import os
 import re
 import threading
 from collections.abc import Mapping as MappingType
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, String, Table, bindparam, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from catalog.db import utcnow
+from catalog.db import JSONType, UTCDateTime, utcnow
 from catalog.entities.service import delete_entity
 from catalog.errors import CatalogError, FieldError, Invalid, NotFound
 from catalog.models import DataSource, Entity, WebhookDelivery
@@ -58,11 +62,16 @@ def signed_source(session: Session, identifier: str) -> tuple[DataSource, DataSo
     """A source that takes deliveries: a webhook source, or a files source with ``security``
     (GitHub push events re-read the pushed repository)."""
     source = session.get(DataSource, identifier)
-    if source is None or source.kind not in ("webhook", "files"):
+    definition = cached_definition(source) if source is not None else None
+    if (
+        source is None
+        or source.kind not in ("webhook", "files")
+        or definition is None
+        or not definition.security
+    ):
+        _INTAKES.pop(identifier, None)
         raise NotFound(f"webhook source '{identifier}' not found")
-    definition = cached_definition(source)
-    if definition.security is None:
-        raise NotFound(f"webhook source '{identifier}' not found")
+    remember_intake(source, definition)
     return source, definition
 
 
@@ -84,6 +93,94 @@ def cached_definition(source: DataSource) -> DataSourceIn:
                 _PARSED.clear()
             _PARSED[key] = found
     return found
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What taking a webhook source's deliveries needs, as one saved version of it said."""
+
+    identifier: str
+    version: int
+    updated_at: datetime
+    security: Security
+
+
+# The intake of each webhook source, by identifier, as last read. Only a hint: a delivery is
+# stored through it only while the source is still at that version (:func:`store_if_current`).
+_INTAKES: dict[str, Intake] = {}
+
+
+def known_intake(identifier: str) -> Intake | None:
+    """The webhook source's intake as this process last read it (None: not read yet)."""
+    return _INTAKES.get(identifier)
+
+
+def remember_intake(source: DataSource, definition: DataSourceIn) -> None:
+    """Keep a webhook source's intake for the deliveries that follow."""
+    if source.kind != "webhook" or definition.security is None:
+        return
+    with _PARSED_LOCK:
+        if len(_INTAKES) >= MAX_PARSED and source.identifier not in _INTAKES:
+            _INTAKES.clear()
+        _INTAKES[source.identifier] = Intake(
+            source.identifier, source.version or 0, source.updated_at, definition.security
+        )
+
+
+_STORE_IF_CURRENT: dict[str, Any] = {}
+
+
+def store_if_current(
+    connection: Connection, intake: Intake, delivery_id: str, content: dict[str, Any]
+) -> bool:
+    """Store a delivery in one statement, provided its source is still at the version
+    ``intake`` was read from and no delivery with that id was stored before; whether it was
+    stored (False: a repeated id, or the source changed or is gone: ask :func:`store` after
+    reading the source again)."""
+    dialect = connection.dialect.name
+    stmt = _STORE_IF_CURRENT.get(dialect)
+    if stmt is None:
+        stmt = _STORE_IF_CURRENT[dialect] = _store_if_current_statement(dialect)
+    stored = connection.execute(
+        stmt,
+        {
+            "source": intake.identifier,
+            "delivery": delivery_id,
+            "received": utcnow(),
+            "envelope": content,
+            "version": intake.version,
+            "updated": intake.updated_at,
+        },
+    )
+    return stored.scalar() is not None
+
+
+def _store_if_current_statement(dialect: str) -> Any:
+    """``INSERT INTO webhook_deliveries (...) SELECT ... FROM data_sources WHERE identifier =
+    :source AND version = :version AND updated_at = :updated ON CONFLICT DO NOTHING RETURNING
+    id``, built once (its compiled form is then cached)."""
+    deliveries, sources = cast(Table, WebhookDelivery.__table__), cast(Table, DataSource.__table__)
+    values = select(
+        bindparam("source", type_=String()),
+        bindparam("delivery", type_=String()),
+        bindparam("received", type_=UTCDateTime()),
+        bindparam("envelope", type_=JSONType),
+        literal(PENDING),
+        literal(0),
+    ).where(
+        sources.c.identifier == bindparam("source"),
+        sources.c.kind == "webhook",
+        sources.c.version == bindparam("version"),
+        sources.c.updated_at == bindparam("updated", type_=UTCDateTime()),
+    )
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    columns = ["data_source", "delivery_id", "received_at", "envelope", "status", "attempts"]
+    return (
+        insert(deliveries)
+        .from_select(columns, values)
+        .on_conflict_do_nothing(index_elements=["data_source", "delivery_id"])
+        .returning(deliveries.c.id)
+    )
 
 
 def pushed_repository(definition: DataSourceIn, headers: MappingType[str, str], body: Any) -> str | None:
