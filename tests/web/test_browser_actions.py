@@ -254,6 +254,13 @@ def test_an_initiatives_progress_then_an_exemption_request_declined_from_the_inb
     )
     expect(alice.by_testid("initiative-progress")).to_be_visible()
     expect(alice.by_testid("initiative-teams").locator("tbody tr").first).to_be_visible()
+    failing = alice.by_testid("initiative-failing").get_by_role("link", name="payouts")
+    alice.follow(lambda: failing.click(), url="/catalog/service/payouts")
+    # A failing rule offers the exemption form (folded), checked with the page by axe.
+    asking = alice.by_testid("exemption-form").first
+    expect(asking).to_be_hidden()
+    asking.locator("xpath=..").locator("summary").click()
+    expect(asking.get_by_label("Reason")).to_be_visible()
 
     alice.goto("/approvals")
     item = alice.page.locator(f'[data-exemption="{exemption["id"]}"]')
