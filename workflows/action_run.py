@@ -259,7 +259,7 @@ class ActionRun:
         step.status, step.started_at = "IN_PROGRESS", _iso(workflow.now())
         self._show_running(step_id, uses)
         self._log(f"Step {step_id} ({uses}) started", step_id=step_id)
-        if uses in WAITING_KINDS or uses in ("sleep", "approval") or self._graph is not None:
+        if uses in WAITING_KINDS or uses in ("sleep", "approval"):
             await self._report()
         try:
             result = await self._execute(step_id, uses, params, definition, inp)
