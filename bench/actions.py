@@ -17,6 +17,14 @@ calls in flight), completed runs per second from the first launch to the last co
 it checks nothing was lost or stuck: every run SUCCESS (for ours, the run records in the API),
 and exactly one receiver hit per run. It prints one table and writes it as markdown to
 ``bench/results/actions.md``.
+
+Then a **fan-out** measure (``--fan-out-only`` runs just this one): an action of
+``FAN_OUT_BRANCHES`` ``http.request`` branches that all start at once (``needs: []``), each held by
+the receiver for its own delay (the slowest ``SLOWEST_BRANCH_S``), and the same as one step with
+``for_each`` over ten items. Each is timed launch → workflow result, the median of ``--fan-out-samples``,
+next to a one-step run with no delay (the launch overhead of one run) and a one-step run held as
+long as the slowest branch (that branch alone). Target: the fan-out ends within 1.3x the slowest
+branch plus one run's overhead.
 """
 
 from __future__ import annotations
@@ -49,6 +57,10 @@ LAUNCHERS = 32  # launch calls in flight at once during the throughput phase
 WEBHOOK_SECRET = "bench-webhook-secret"
 BASELINE_WORKFLOW = "BenchBaselineRun"
 KEY_HEADER = b"idempotency-key"
+FAN_OUT_BRANCHES = 10
+SLOWEST_BRANCH_S = 1.0
+# The receiver holds a request to ``/hold/<ms>`` that many milliseconds before answering.
+HOLD_PREFIX = "/hold/"
 
 
 # ---- the baseline: one workflow, one activity, the same HTTP call ----------------------------
@@ -121,6 +133,9 @@ class Receiver:
         waiter = self.waiters.get(key)
         if waiter is not None and self.loop is not None:
             self.loop.call_soon_threadsafe(_resolve, waiter, now)
+        path = str(scope.get("path", ""))
+        if path.startswith(HOLD_PREFIX):  # a slow deploy system: the branch's own duration
+            await asyncio.sleep(int(path.removeprefix(HOLD_PREFIX)) / 1000)
         more = True
         while more:  # drain the body
             more = (await receive()).get("more_body", False)
@@ -315,6 +330,115 @@ def dev_server_pid(port: str) -> int:
 # ---- the stack -------------------------------------------------------------------------------
 
 
+# ---- fan-out: parallel branches against the slowest branch alone -----------------------------
+
+
+def branch_delays_ms() -> list[int]:
+    """Each branch's hold: evenly spread up to the slowest."""
+    slowest = int(SLOWEST_BRANCH_S * 1000)
+    return [slowest - 50 * i for i in range(FAN_OUT_BRANCHES)]
+
+
+def fan_out_actions(receiver_url: str) -> list[dict[str, Any]]:
+    """The four actions the fan-out measure launches."""
+
+    def one_step(identifier: str, hold_ms: int) -> dict[str, Any]:
+        return {
+            "identifier": identifier,
+            "title": identifier.replace("_", " ").capitalize(),
+            "trigger": {"operation": "CREATE"},
+            "steps": [
+                {
+                    "id": "notify",
+                    "uses": "http.request",
+                    "with": {"url": f"{receiver_url}{HOLD_PREFIX}{hold_ms}"},
+                }
+            ],
+        }
+
+    branches = {
+        "identifier": "bench_branches",
+        "title": "Bench branches",
+        "trigger": {"operation": "CREATE"},
+        "steps": [
+            {
+                "id": f"branch_{i}",
+                "uses": "http.request",
+                "needs": [],
+                "with": {"url": f"{receiver_url}{HOLD_PREFIX}{hold}"},
+            }
+            for i, hold in enumerate(branch_delays_ms())
+        ],
+    }
+    items = {
+        "identifier": "bench_for_each",
+        "title": "Bench for each",
+        "trigger": {"operation": "CREATE"},
+        "user_inputs": {"properties": {"holds": {"type": "array", "default": branch_delays_ms()}}},
+        "steps": [
+            {
+                "id": "deploy",
+                "uses": "http.request",
+                "for_each": "{{ inputs.holds }}",
+                "max_parallel": FAN_OUT_BRANCHES,
+                "with": {"url": f"{receiver_url}{HOLD_PREFIX}{{{{ item }}}}"},
+            }
+        ],
+    }
+    return [
+        one_step("bench_overhead", 0),
+        one_step("bench_slowest_alone", int(SLOWEST_BRANCH_S * 1000)),
+        branches,
+        items,
+    ]
+
+
+async def run_seconds(api: httpx.AsyncClient, client: Client, action: str) -> float:
+    """Launch → the workflow's result, in seconds; the run must succeed."""
+    start = time.perf_counter()
+    response = await api.post(f"/v1/actions/{action}/runs", json={})
+    if response.status_code != 202:
+        raise RuntimeError(f"launch refused: {response.status_code} {response.text}")
+    result = await client.get_workflow_handle(response.json()["workflow_id"]).result()
+    if result["status"] != "SUCCESS":
+        raise RuntimeError(f"{action} ended {result}")
+    return time.perf_counter() - start
+
+
+async def fan_out(api: httpx.AsyncClient, client: Client, receiver_url: str, samples: int) -> list[list[str]]:
+    """Medians of ``samples`` runs of each action, alternating (after one warm-up round)."""
+    for definition in fan_out_actions(receiver_url):
+        (await api.post("/v1/actions", json=definition)).raise_for_status()
+    names = ["bench_overhead", "bench_slowest_alone", "bench_branches", "bench_for_each"]
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    print(f"fan-out: {samples} runs of each, one at a time, alternating", flush=True)
+    for index in range(samples + 1):
+        for name in names:
+            measured = await run_seconds(api, client, name)
+            if index:
+                seconds[name].append(measured)
+    median = {name: statistics.median(values) for name, values in seconds.items()}
+    overhead, alone = median["bench_overhead"], median["bench_slowest_alone"]
+    budget = 1.3 * SLOWEST_BRANCH_S + overhead
+
+    def row(label: str, name: str) -> list[str]:
+        ok = median[name] <= budget
+        return [
+            label,
+            f"{median[name] * 1000:.0f} ms",
+            f"{alone * 1000:.0f} ms",
+            f"{median[name] / alone:.2f}x",
+            f"≤ {budget * 1000:.0f} ms (1.3 x {SLOWEST_BRANCH_S:.1f} s + overhead) {'✓ met' if ok else '✗ MISSED'}",
+        ]
+
+    return [
+        ["fan-out (median)", "ours", "slowest branch alone", "ratio", "target"],
+        ["one-step run, no hold (launch overhead)", f"{overhead * 1000:.0f} ms", "—", "—", "—"],
+        row(f"{FAN_OUT_BRANCHES} branches, needs: []", "bench_branches"),
+        row(f"for_each over {FAN_OUT_BRANCHES} items, max_parallel {FAN_OUT_BRANCHES}", "bench_for_each"),
+    ]
+
+
 def action(identifier: str, receiver_url: str) -> dict[str, Any]:
     return {
         "identifier": identifier,
@@ -330,7 +454,9 @@ def action(identifier: str, receiver_url: str) -> dict[str, Any]:
     }
 
 
-async def bench(runs: int, samples: int, rounds: int) -> tuple[list[list[str]], list[list[str]]]:
+async def bench(
+    runs: int, samples: int, rounds: int, fan_out_samples: int, *, fan_out_only: bool = False
+) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
     from devtools.processes import ApiProcess, ChildProcess, WorkerProcess, free_port
     from devtools.standins.server import serve
     from devtools.temporal import start_dev_server
@@ -386,6 +512,9 @@ async def bench(runs: int, samples: int, rounds: int) -> tuple[list[list[str]], 
                         "temporal": dev_server_pid(address.rsplit(":", 1)[1]),
                         "bench": os.getpid(),
                     }
+                    fan_out_rows = await fan_out(api, temporal.client, receiver_url, fan_out_samples)
+                    if fan_out_only:
+                        return [], [], fan_out_rows
                     contenders = [
                         ours(api, temporal.client),
                         baseline(temporal.client, "bench-baseline", f"{receiver_url}/hook"),
@@ -400,7 +529,7 @@ async def bench(runs: int, samples: int, rounds: int) -> tuple[list[list[str]], 
             finally:
                 for process in reversed(processes):
                     process.stop(10)
-    return table(ours_outcome, base_outcome, runs), cpu_table(ours_outcome, base_outcome, runs)
+    return table(ours_outcome, base_outcome, runs), cpu_table(ours_outcome, base_outcome, runs), fan_out_rows
 
 
 def table(ours: Outcome, base: Outcome, runs: int) -> list[list[str]]:
@@ -484,9 +613,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=500, help="runs launched at once for throughput")
     parser.add_argument("--samples", type=int, default=40, help="runs measured one at a time for latency")
     parser.add_argument("--rounds", type=int, default=2, help="throughput rounds each (the best counts)")
+    parser.add_argument("--fan-out-samples", type=int, default=5, help="runs of each fan-out action")
+    parser.add_argument("--fan-out-only", action="store_true", help="measure the fan-out only (not written)")
     args = parser.parse_args()
-    rows, cpu = asyncio.run(bench(args.runs, args.samples, args.rounds))
-    text = render(rows) + "\n\n" + render(cpu)
+    rows, cpu, fanned = asyncio.run(
+        bench(args.runs, args.samples, args.rounds, args.fan_out_samples, fan_out_only=args.fan_out_only)
+    )
+    if args.fan_out_only:
+        print(render(fanned))
+        return
+    text = render(rows) + "\n\n" + render(cpu) + "\n\n" + render(fanned)
     print(text)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = (
