@@ -280,6 +280,47 @@ async def test_a_failed_run_compensates_each_fanned_out_item(harness: Harness) -
     assert statuses(harness) == {"deploy": "COMPENSATED", "verify": "FAILURE"}
 
 
+async def test_a_failed_item_under_stop_cancels_the_items_in_flight(own_harness: Harness) -> None:
+    recorder = own_harness.recorder
+    waiting: set[str] = set()
+    two_waiting, stopped = asyncio.Event(), asyncio.Event()
+
+    async def item(inp: StepInput) -> StepResult:
+        if inp.params["region"] == "b":
+            await asyncio.wait_for(two_waiting.wait(), 10)
+            raise frozen()
+        waiting.add(inp.step_id)
+        if len(waiting) == 2:
+            two_waiting.set()
+        try:
+            while True:
+                activity.heartbeat()
+                await asyncio.sleep(0.05)
+        finally:
+            waiting.discard(inp.step_id)
+            if not waiting:
+                stopped.set()
+
+    steps: list[dict[str, Any]] = [
+        {
+            "id": "deploy",
+            "uses": "github.workflow_dispatch",
+            "for_each": "{{ inputs.regions }}",
+            "heartbeat_timeout": "PT1S",
+            "with": {"region": "{{ item }}"},
+            "compensate": UNDO,
+        },
+        step("after"),
+    ]
+    recorder.answers.update({f"deploy[{i}]": item for i in range(3)})
+    inp = run_input(steps, inputs={"version": "v1", "regions": ["a", "b", "c"]})
+    outcome = await failed_outcome(await own_harness.start(inp))
+    assert outcome["label"] == "Failed at step deploy" and "deploy[1]" in outcome["error"]
+    await asyncio.wait_for(stopped.wait(), 10)  # both vendor calls stopped
+    assert not [c for c in recorder.called() if c.endswith("-compensate") or c == "after"]
+    assert statuses(own_harness) == {"deploy": "FAILURE", "after": "PENDING"}
+
+
 async def test_for_each_that_is_not_a_list_fails_the_step(harness: Harness) -> None:
     steps = [{"id": "deploy", "uses": "http.request", "for_each": "{{ inputs.version }}", "with": {}}]
     outcome = await failed_outcome(await harness.start(run_input(steps)))
