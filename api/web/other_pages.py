@@ -16,13 +16,14 @@ from catalog.db import utcnow
 from catalog.entities.search import readable_condition
 from catalog.initiatives import progress as initiative_progress
 from catalog.initiatives import service as initiatives
-from catalog.models import Blueprint, Entity, Initiative, Team, Timer
+from catalog.models import Blueprint, Entity, Initiative, Scorecard, ScorecardResult, Team, Timer
 from catalog.scorecards import service as scorecards
 from catalog.scorecards import trend as trends
 from catalog.sources import definitions, syncs
 from catalog.timers import service as timers
 
 SOON = timedelta(days=7)
+MAX_FAILING = 200  # entities a scorecard page lists as failing a rule
 
 
 @page("/scorecards")
@@ -123,11 +124,10 @@ def scorecard_page(ctx: Page) -> Response:
     bp = get_blueprint(ctx.db, ctx.request.path_params["bp"])
     sc = scorecards.get_scorecard(ctx.db, bp.identifier, ctx.request.path_params["sc"])
     readable = readable_condition(ctx.db, ctx.who, ctx.db.get_bind().dialect.name)
-    result = scorecards.results(ctx.db, sc, limit=1000, readable=readable)
+    # The distribution and pass rates cover every readable entity; the page of items is not shown.
+    result = scorecards.results(ctx.db, sc, limit=1, readable=readable)
     rule = ctx.param("rule")
-    failing = [
-        i["entity"] for i in result["items"] if rule and not i["rules"].get(rule) and rule not in i["exempt"]
-    ]
+    failing = _failing(ctx, sc, rule, readable) if rule else []
     shown = _initiatives(ctx, {(bp.identifier, sc.identifier)})
     grid = trends.trend_grid(None, None, "day", utcnow().date())
     trend = trends.trend(ctx.db, sc, grid, readable=readable)
@@ -145,8 +145,32 @@ def scorecard_page(ctx: Page) -> Response:
         levels=trend["levels"],
         rule=rule,
         failing=failing,
+        max_failing=MAX_FAILING,
         initiatives=shown,
     )
+
+
+def _failing(ctx: Page, sc: Scorecard, rule: str, readable: Any) -> list[str]:
+    """The readable entities failing ``rule`` (not exempt from it), in identifier order, the
+    first :data:`MAX_FAILING` of them: one pass over the scorecard's results, stopped when full."""
+    stmt = (
+        sa.select(Entity.identifier, ScorecardResult.rules, ScorecardResult.exempt)
+        .join(Entity, Entity.id == ScorecardResult.entity_id)
+        .where(ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier)
+        .where(readable if readable is not None else sa.true())
+        .order_by(Entity.identifier)
+    )
+    found: list[str] = []
+    rows = ctx.db.execute(stmt.execution_options(yield_per=1000))
+    try:
+        for identifier, rules, exempt in rows:
+            if not (rules or {}).get(rule) and rule not in (exempt or {}):
+                found.append(identifier)
+                if len(found) > MAX_FAILING:
+                    break
+    finally:
+        rows.close()
+    return found
 
 
 @page("/data-sources")

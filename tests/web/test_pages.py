@@ -555,6 +555,9 @@ def test_scorecards_show_initiatives_and_an_initiative_its_progress_per_team(por
         assert 'href="/catalog/service/payments"' not in failing
         assert 'data-testid="initiative-burn-down"' in html
         assert browser.get("/initiatives/nope").status_code == 404
+        drill = browser.get("/scorecards/service/readiness", params={"rule": "has_repo"}).text
+        failing_rule = drill.split('data-testid="failing-entities"')[1].split("</ul>")[0]
+        assert 'href="/catalog/service/search"' in failing_rule and "payments" not in failing_rule
 
 
 def test_an_exemption_asked_from_the_entity_page_is_checked_as_the_api_checks_it(
