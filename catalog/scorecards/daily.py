@@ -110,15 +110,14 @@ def moves(
                 )
             )
         )
-    if which is not Which.ALL:
+    if which is Which.DELETED:  # looked up entity by entity, then their changes alone
         known = select(history.entity).where(*scorecard_rows).distinct().subquery()
         exists = (
             select(Entity.id)
             .where(Entity.blueprint == blueprint, Entity.identifier == known.c.entity)
             .exists()
         )
-        chosen = select(known.c.entity).where(exists if which is Which.EXISTING else ~exists)
-        conditions.append(history.entity.in_(chosen))
+        conditions.append(history.entity.in_(select(known.c.entity).where(~exists)))
     changes = select(
         history.at,
         history.to_level.label("level"),
@@ -126,20 +125,25 @@ def moves(
         .over(partition_by=history.entity, order_by=(history.at, history.id))
         .label("prior"),
     ).where(*conditions)
+    if which is Which.EXISTING:
+        changes = changes.join(
+            Entity, sa.and_(Entity.blueprint == blueprint, Entity.identifier == history.entity)
+        )
     rows = changes.subquery()
     kept = rows.c.at >= since if since is not None else sa.true()
     at = bucket(rows.c.at).label("bucket")
-    entered = select(at, rows.c.level, func.count()).where(kept).group_by(at, rows.c.level)
-    left = (
-        select(at, rows.c.prior, func.count())
-        .where(kept, rows.c.prior.is_not(None))
-        .group_by(at, rows.c.prior)
+    # One pass: a row per (interval, level, level left), a handful per interval.
+    stmt = (
+        select(at, rows.c.level, rows.c.prior, func.count())
+        .where(kept)
+        .group_by(at, rows.c.level, rows.c.prior)
     )
     found: Moves = {}
-    for sign, stmt in ((1, entered), (-1, left)):
-        for interval, level, count in session.execute(stmt):
-            per_level = found.setdefault(int(interval), {})
-            per_level[level] = per_level.get(level, 0) + sign * count
+    for interval, level, prior, count in session.execute(stmt):
+        per_level = found.setdefault(int(interval), {})
+        per_level[level] = per_level.get(level, 0) + count
+        if prior is not None:
+            per_level[prior] = per_level.get(prior, 0) - count
     return found
 
 
@@ -225,12 +229,13 @@ def level_moves(session: Session, blueprint: str, scorecard: str, grid: Grid, no
         return grid.bucket(column, dialect)
 
     through = summed_through(session, blueprint, scorecard, now)
-    if through is None:
+    cut_day = day_number(min(through, grid.end)) if through is not None else None
+    summed = summed_days(session, blueprint, scorecard, cut_day) if cut_day is not None else {}
+    if cut_day is None or not summed:  # no whole day summed: the history alone, in one pass
         return moves(session, blueprint, scorecard, intervals, until=grid.end, which=Which.EXISTING)
-    cut_day = day_number(min(through, grid.end))
     cut = day_start(cut_day)
     found: Moves = {}
-    for day, levels in summed_days(session, blueprint, scorecard, cut_day).items():
+    for day, levels in summed.items():
         start = day_start(day)
         index = -1 if start < grid.origin else (start - grid.origin) // grid.step
         add(found, {index: levels})
