@@ -7,9 +7,9 @@ level the entity moved to and -1 for the level it left (its change before, if an
 ``ScorecardLevelDaysMark`` says up to when they sum the history. The number of entities at a
 level at the end of a day is the sum of that level's rows up to that day.
 
-A chart (:func:`level_moves`) reads the summed days before the last day it has summed whole,
-then the changes since from the history itself (those of one day, usually), so what it answers
-is exactly what the history says.
+A chart (:func:`level_moves`) reads the summed days, then the changes since the mark from the
+history itself (those of the last minutes, usually), so what it answers is exactly what the
+history says.
 
 The summary is brought up to date as it is read (:func:`summed_through`), in a savepoint of the
 reader's transaction: the mark moves from the time read to the new one or nothing is written, so
@@ -220,22 +220,30 @@ def summed_days(session: Session, blueprint: str, scorecard: str, before: int) -
 
 def level_moves(session: Session, blueprint: str, scorecard: str, grid: Grid, now: datetime) -> Moves:
     """The net moves per interval of ``grid`` (-1: before it) and level of the entities that
-    exist, as :func:`moves` over the whole history would answer them: the summed days before the
-    last day the summary has whole, the history's changes since, less the changes of entities
-    deleted since (the summary still has them)."""
+    exist, as :func:`moves` over the whole history would answer them: the summed days, the
+    history's changes since, less the changes of entities deleted since (the summary still has
+    them).
+
+    Intervals are whole days (or weeks) but the last, so a summed day lies in one interval,
+    and when the grid ends after the summary's mark so does the mark's day, summed in part: all
+    of the summary is read, and the history from the mark. When the grid ends before the mark
+    (a deadline passed, a trend up to a past day), the summary is read up to the grid's last
+    day, and that day's changes from the history."""
     dialect = session.get_bind().dialect.name
 
     def intervals(column: Any) -> ColumnElement[int]:
         return grid.bucket(column, dialect)
 
     through = summed_through(session, blueprint, scorecard, now)
-    cut_day = day_number(min(through, grid.end)) if through is not None else None
-    summed = summed_days(session, blueprint, scorecard, cut_day) if cut_day is not None else {}
-    if cut_day is None or not summed:  # no whole day summed: the history alone, in one pass
+    if through is None:  # nothing summed: the history alone, in one pass
         return moves(session, blueprint, scorecard, intervals, until=grid.end, which=Which.EXISTING)
-    cut = day_start(cut_day)
+    if through <= grid.end:
+        cut, before = through, day_number(through) + 1
+    else:
+        before = day_number(grid.end)
+        cut = day_start(before)
     found: Moves = {}
-    for day, levels in summed.items():
+    for day, levels in summed_days(session, blueprint, scorecard, before).items():
         start = day_start(day)
         index = -1 if start < grid.origin else (start - grid.origin) // grid.step
         add(found, {index: levels})
