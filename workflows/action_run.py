@@ -324,8 +324,10 @@ class ActionRun:
                 if not running:
                     break
                 await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
-                for step_id in [s for s, task in running.items() if task.done()]:
-                    error = _failure_of(running.pop(step_id))
+                # Taken out first: stopping on a failure empties ``running``.
+                ended = [(s, running.pop(s)) for s in [s for s, task in running.items() if task.done()]]
+                for step_id, task in ended:
+                    error = _failure_of(task)
                     if error is None:
                         graph.finish(step_id)
                     elif isinstance(error, StepFailure):
@@ -359,8 +361,8 @@ class ActionRun:
             self._log(f"Step {step_id} skipped: {reason}", "WARNING", step_id)
 
     async def _stop(self, running: dict[str, asyncio.Task[None]], reason: str) -> None:
-        """Cancel the running steps and wait until each has ended: a step whose vendor call
-        finished anyway counts as done (compensated with the others), the rest are CANCELLED."""
+        """Cancel the running steps and wait until each has ended: one that finished meanwhile
+        stays SUCCESS (and is compensated with the others), the rest are CANCELLED."""
         if not running:
             return
         self._log(f"Stopping {', '.join(running)}: {reason}", "WARNING")

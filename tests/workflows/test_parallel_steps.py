@@ -178,6 +178,34 @@ async def test_stop_cancels_the_running_sibling_and_compensates_in_reverse_compl
     assert "Compensating 2 completed step(s) in reverse completion order" in log
 
 
+async def test_a_failure_and_a_success_ending_together_stop_cleanly(harness: Harness) -> None:
+    recorder = harness.recorder
+    started: list[str] = []
+    both = asyncio.Event()
+
+    async def together(inp: StepInput) -> StepResult:
+        # Both end at once, so the workflow most likely sees both in one task.
+        started.append(inp.step_id)
+        if len(started) == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), 10)
+        if inp.step_id == "fails":
+            raise frozen()
+        return StepResult(outputs={"done": inp.step_id})
+
+    # fails is first in the list: stopping on it must not lose works, which ended with it.
+    steps = [
+        step("fails", needs=[]),
+        step("works", needs=[], compensate=UNDO),
+        step("after", needs=["fails"]),
+    ]
+    recorder.answers.update(fails=together, works=together)
+    handle = await harness.start(run_input(steps))
+    outcome = await asyncio.wait_for(failed_outcome(handle), 20)
+    assert outcome["label"] == "Failed at step fails"
+    assert statuses(harness) == {"fails": "FAILURE", "works": "COMPENSATED", "after": "PENDING"}
+
+
 async def test_continue_lets_other_branches_finish_skips_dependents_and_fails_at_the_end(
     harness: Harness,
 ) -> None:
