@@ -102,7 +102,7 @@ class PageMapping:
     and what :func:`remember` stores after it was applied."""
 
     mapping: Mapping
-    reused: list[str] = field(default_factory=list)
+    reused: set[str] = field(default_factory=set)
     fresh: dict[str, list[Any] | None] = field(default_factory=dict)
 
 
@@ -133,8 +133,10 @@ def map_page(
     for n, key in enumerate(keys):
         if key is None or key not in known:
             continue
-        page.reused.append(key)
         entities = known[key]
+        if key in page.reused and entities:  # the same item twice: entities of its own each time
+            entities = orjson.loads(orjson.dumps(entities))
+        page.reused.add(key)
         if entities is None:  # the selector did not keep it
             continue
         page.mapping.seen += 1
@@ -201,7 +203,7 @@ def remember(session: Session, data_source: str, resource: int, sync_id: str, pa
             ),
             rows,
         )
-    reused = sorted(set(page.reused))
+    reused = sorted(page.reused)
     for start in range(0, len(reused), CHUNK):
         session.execute(
             update(_TABLE)
