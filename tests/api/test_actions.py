@@ -173,7 +173,7 @@ def test_parallel_steps_and_fan_out_are_saved(catalog: TestClient) -> None:
     assert saved["steps"][1]["for_each"] == "{{ inputs.regions }}" and saved["steps"][1]["max_parallel"] == 2
 
 
-def test_a_graph_s_mistakes_are_named_by_pointer(catalog: TestClient) -> None:
+def test_the_mistakes_of_parallel_steps_are_named_by_pointer(catalog: TestClient) -> None:
     unknown = _graph([{"id": "a", "needs": ["ghost"]}, {"id": "b", "needs": ["b"]}])
     assert pointers(catalog.post("/v1/actions", json=unknown)) == {
         "/steps/0/needs/0": "there is no step 'ghost'",
@@ -203,9 +203,7 @@ def test_a_graph_s_mistakes_are_named_by_pointer(catalog: TestClient) -> None:
     assert pointers(catalog.post("/v1/actions", json=not_upstream)) == {
         "/steps/2/with": "step 'b' may not have run yet: it is not among the steps this one needs"
     }
-
-
-def test_fan_out_and_strategy_mistakes(catalog: TestClient) -> None:
+    # Fan-out and strategy.
     action = _graph(
         [
             {"id": "a", "max_parallel": 2, "with": {"url": "{{ item }}"}},
