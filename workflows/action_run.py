@@ -81,6 +81,10 @@ NON_RETRYABLE = [VENDOR_CLIENT_ERROR, STEP_FAILED, VENDOR_NOT_CONFIGURED, "NotFo
 FAILED_RUNS_FAIL_WORKFLOW = "failed-runs-fail-workflow"
 # Marks histories whose steps ran as a graph (only actions with ``needs``/``for_each`` do).
 PARALLEL_STEPS = "parallel-steps"
+# A cancellation that lands while approvers are told (or their messages updated) cancels the run.
+# Before this, those activities' errors were all logged and passed over, cancellation included,
+# and the run went on waiting; histories recorded so replay that way.
+CANCEL_WHILE_NOTIFYING = "cancel-while-notifying"
 # A fanned-out step's items: each is an activity in the run's history, which must stay small.
 MAX_ITEMS = 200
 
@@ -620,6 +624,7 @@ class ActionRun:
                 summary=f"{gate.gate_id} · ask approvers",
             )
         except ActivityError as exc:
+            _raise_if_cancelled(exc, gate.gate_id)
             self._log(f"Could not notify approvers: {_root_message(exc)}", "WARNING", gate.gate_id)
             return
         gate.messages += sent.messages
@@ -651,6 +656,7 @@ class ActionRun:
                 summary=f"{gate.gate_id} · show the outcome",
             )
         except ActivityError as exc:
+            _raise_if_cancelled(exc, gate.gate_id)
             self._log(
                 f"Could not update the approval messages: {_root_message(exc)}", "WARNING", gate.gate_id
             )
@@ -758,6 +764,12 @@ class ActionRun:
                 ),
                 summary="report run state",
             )
+
+
+def _raise_if_cancelled(exc: ActivityError, gate_id: str) -> None:
+    """Re-raise a cancellation that reached a notification activity (see CANCEL_WHILE_NOTIFYING)."""
+    if isinstance(exc.cause, CancelledError) and workflow.patched(CANCEL_WHILE_NOTIFYING):
+        raise asyncio.CancelledError(f"cancelled while notifying the approvers of {gate_id}") from exc
 
 
 def _approved(inp: RunInput) -> list[str]:

@@ -52,6 +52,8 @@ class Recorder:
     reports: list[RunReport] = field(default_factory=list)
     requests: list[ApprovalRequest] = field(default_factory=list)
     outcomes: list[ApprovalOutcome] = field(default_factory=list)
+    # Awaited before the approvers' request is answered: a test can hold the notification there.
+    notifying: Callable[[], Awaitable[None]] | None = None
 
     def activities(self) -> list[Callable[..., Any]]:
         return [self._step(uses) for uses in STEP_KINDS] + [
@@ -80,6 +82,8 @@ class Recorder:
     @activity.defn(name="slack.request_approval")
     async def _request_approval(self, request: ApprovalRequest) -> ApprovalMessages:
         self.requests.append(request)
+        if self.notifying is not None:
+            await self.notifying()
         return ApprovalMessages(messages=[SlackMessage("C-approvals", f"ts-{len(self.requests)}")])
 
     @activity.defn(name="slack.update_approval")
@@ -326,6 +330,27 @@ async def test_cancel_stops_the_running_step_and_compensates(own_harness: Harnes
     final = own_harness.recorder.last
     assert final.status == RunStatus.CANCELLED
     assert [s.status for s in final.steps] == ["COMPENSATED", "CANCELLED", "PENDING"]
+
+
+async def test_a_cancel_while_approvers_are_being_told_cancels_the_run(own_harness: Harness) -> None:
+    notifying, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        notifying.set()
+        await asyncio.wait_for(release.wait(), timeout=30)
+
+    own_harness.recorder.notifying = hold
+    handle = await own_harness.start(run_input([step("deploy")], approvals={"action": policy()}))
+    await asyncio.wait_for(notifying.wait(), timeout=30)
+    await handle.cancel()
+    try:
+        with pytest.raises(WorkflowFailureError) as failed:
+            await asyncio.wait_for(handle.result(), timeout=30)
+    finally:
+        release.set()
+    assert isinstance(failed.value.cause, CancelledError)
+    assert own_harness.recorder.called() == []
+    assert own_harness.recorder.last.status == RunStatus.CANCELLED
 
 
 async def waiting_for_approval(harness: Harness) -> RunReport:
