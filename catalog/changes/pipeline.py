@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -74,8 +73,9 @@ def _teams(entity: dict[str, Any] | None) -> list[str]:
 
 def _sync_team_index(session: Session, changes: Sequence[EntityChange]) -> None:
     """``entity_teams`` in step with the stored teams of the entities whose teams changed: their
-    rows are dropped and read again from ``entities.team`` (set-based, per chunk of identifiers),
-    so the index holds what the entity rows hold whatever the change said before."""
+    rows are dropped and written again from ``entities.team`` (per chunk of identifiers: one
+    read by the ``(blueprint, identifier)`` index, one delete, one executemany), so the index
+    holds what the entity rows hold whatever the change said before."""
     moved = [c for c in changes if _teams(c.before) != _teams(c.after)]
     gone = [c.entity_id for c in moved if c.after is None and c.entity_id is not None]
     for start in range(0, len(gone), CHUNK):
@@ -84,35 +84,25 @@ def _sync_team_index(session: Session, changes: Sequence[EntityChange]) -> None:
     for change in moved:
         if change.after is not None:
             written.setdefault(change.blueprint, []).append(change.identifier)
-    dialect = session.get_bind().dialect.name
     for blueprint, identifiers in written.items():
         for start in range(0, len(identifiers), CHUNK):
-            chosen = sa.and_(
-                Entity.blueprint == blueprint, Entity.identifier.in_(identifiers[start : start + CHUNK])
-            )
-            session.execute(
-                delete(EntityTeam).where(EntityTeam.entity_id.in_(select(Entity.id).where(chosen)))
-            )
-            session.execute(_team_rows(dialect, chosen))
-
-
-def _team_rows(dialect: str, chosen: sa.ColumnElement[bool]) -> sa.Insert:
-    """``INSERT INTO entity_teams`` the teams in the ``entities.team`` arrays of the ``chosen``."""
-    named: sa.ColumnElement[bool]
-    if dialect == "postgresql":
-        each = sa.func.jsonb_array_elements_text(Entity.team).table_valued("value")
-        named = sa.true()
-    else:
-        each = sa.func.json_each(Entity.team).table_valued("value", "type")
-        named = each.c.type == "text"
-    teams = (
-        select(Entity.id, each.c.value)
-        .select_from(Entity)
-        .join(each, sa.true())
-        .where(chosen, named)
-        .distinct()
-    )
-    return insert(EntityTeam).from_select(["entity_id", "team"], teams)
+            chunk = identifiers[start : start + CHUNK]
+            stored = session.execute(
+                select(Entity.id, Entity.team).where(
+                    Entity.blueprint == blueprint, Entity.identifier.in_(chunk)
+                )
+            ).all()
+            if not stored:
+                continue
+            session.execute(delete(EntityTeam).where(EntityTeam.entity_id.in_([row.id for row in stored])))
+            rows = [
+                {"entity_id": row.id, "team": team}
+                for row in stored
+                for team in dict.fromkeys(row.team or [])
+                if isinstance(team, str)
+            ]
+            if rows:
+                session.execute(insert(EntityTeam), rows)
 
 
 def _blueprints(session: Session, changes: Sequence[EntityChange]) -> dict[str, Blueprint]:
