@@ -4,6 +4,7 @@ workflow reports, listing and logs. Starting the workflow itself is the API's jo
 from __future__ import annotations
 
 import hashlib
+import itertools
 import secrets as pysecrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -1028,12 +1029,13 @@ def prepare_retry(
     and whether the entity still meets the condition and preconditions, are today's rules of the
     live action, which must still exist. Runs recorded before definitions were pinned use the
     live action's."""
-    resume_at, earlier = retry_plan(run)
+    check_retryable(run)
     action = session.get(Action, run.action)
     if action is None:
         raise Conflict(f"action '{run.action}' no longer exists: the run cannot be retried")
-    entity = check_target(session, action, run.entity, who)
     definition = run.definition or action.definition
+    resume_at, earlier = retry_plan(run, definition)
+    entity = check_target(session, action, run.entity, who)
     fresh = build_workflow_input(
         session,
         run,
@@ -1085,13 +1087,13 @@ def _reset_for_retry(run: Run, resume_at: str, earlier: dict[str, Any], *, waits
 RETRYABLE = ("FAILURE", "CANCELLED", "TIMED_OUT", "DECLINED")
 
 
-def retry_plan(run: Run) -> tuple[str, dict[str, Any]]:
-    """Where a retry resumes, and the outputs of the steps before it. A retry resumes at the
-    failed (or declined) step, or earlier at the first step whose effect compensation undid."""
-    if run.status not in RETRYABLE:
-        raise Conflict(
-            f"run '{run.id}' is {run.status}: only failed, cancelled, declined or timed-out runs can be retried"
-        )
+def retry_plan(run: Run, definition: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """Where a retry resumes, and the outputs of the steps kept. A retry resumes at the failed
+    (or declined) step, or earlier at the first step whose effect compensation undid, keeping
+    the steps before it. An action whose steps run as a graph (``needs``, ``for_each``) keeps
+    every step that succeeded, wherever it is listed: a branch listed after the failed step
+    that finished is not run again."""
+    check_retryable(run)
     steps = run.steps
     resume = next(
         (s for s in steps if s["status"] in ("COMPENSATED", "FAILURE", "CANCELLED", "DECLINED", "PENDING")),
@@ -1099,12 +1101,24 @@ def retry_plan(run: Run) -> tuple[str, dict[str, Any]]:
     )
     if resume is None:
         raise Conflict(f"run '{run.id}' has no step to resume from")
-    earlier: dict[str, Any] = {}
-    for step in steps:
-        if step["id"] == resume["id"]:
-            break
-        earlier[step["id"]] = {"status": step["status"], "outputs": step.get("outputs") or {}}
+    if _is_graph(definition):
+        kept = [s for s in steps if s["status"] == "SUCCESS"]
+    else:
+        kept = list(itertools.takewhile(lambda s: s["id"] != resume["id"], steps))
+    earlier = {s["id"]: {"status": s["status"], "outputs": s.get("outputs") or {}} for s in kept}
     return resume["id"], earlier
+
+
+def check_retryable(run: Run) -> None:
+    if run.status not in RETRYABLE:
+        raise Conflict(
+            f"run '{run.id}' is {run.status}: only failed, cancelled, declined or timed-out runs can be retried"
+        )
+
+
+def _is_graph(definition: dict[str, Any] | None) -> bool:
+    steps = (definition or {}).get("steps") or []
+    return any(isinstance(s, dict) and ("needs" in s or "for_each" in s) for s in steps)
 
 
 def approved_gates(run: Run, definition: dict[str, Any]) -> list[str]:

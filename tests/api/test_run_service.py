@@ -16,6 +16,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.errors import ServiceUnavailable
 from api.temporal import WorkflowEnd
+from catalog.models import Run
+from catalog.runs.service import retry_plan
 from config import Settings
 from contracts.runs import RunInput, initial_steps
 from tests.api.conftest import ADMIN_TOKEN, SERVICE_BLUEPRINT, SERVICE_TOKEN, SYSTEM_BLUEPRINT
@@ -205,6 +207,35 @@ def test_retry_reopens_the_run_at_its_failed_step(api: TestClient, temporal: Rec
     assert _operations(api, run["id"]) == ["CREATE", "UPDATE", "RETRY"]
     logs = api.get(f"/v1/runs/{run['id']}/logs").json()["items"]
     assert logs[-1]["message"] == "Retry requested by admin: resuming at step remove"
+
+
+def test_a_graph_retry_keeps_every_branch_that_succeeded() -> None:
+    """In a list, a retry keeps the steps before the failed one; in a graph (``needs``), a
+    branch listed after the failed step that finished is kept too, not run again."""
+    steps = [
+        {"id": "eu", "status": "SUCCESS", "outputs": {"url": "eu"}},
+        {"id": "us", "status": "FAILURE", "outputs": {}},
+        {"id": "ap", "status": "SUCCESS", "outputs": {"url": "ap"}},
+        {"id": "announce", "status": "PENDING", "outputs": {}},
+    ]
+    run = Run(id="r_graph", status="FAILURE", steps=steps)
+    graph = {
+        "steps": [
+            {"id": "eu", "needs": []},
+            {"id": "us", "needs": []},
+            {"id": "ap", "needs": []},
+            {"id": "announce"},
+        ]
+    }
+    assert retry_plan(run, graph) == (
+        "us",
+        {
+            "eu": {"status": "SUCCESS", "outputs": {"url": "eu"}},
+            "ap": {"status": "SUCCESS", "outputs": {"url": "ap"}},
+        },
+    )
+    listed = {"steps": [{"id": "eu"}, {"id": "us"}, {"id": "ap"}, {"id": "announce"}]}
+    assert retry_plan(run, listed) == ("us", {"eu": {"status": "SUCCESS", "outputs": {"url": "eu"}}})
 
 
 def test_only_an_ended_run_is_retried(api: TestClient, temporal: Recorder) -> None:
