@@ -46,6 +46,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 # How far behind the reader's clock the summary stays (longer than any write transaction).
 MARGIN = timedelta(minutes=5)
+# Up to this many entities' changes are asked for by their identifiers.
+LISTED = 5000
 
 # Per interval (a day, or a chart's interval) and level: how many more entities are at it.
 Moves = dict[int, dict[str, int]]
@@ -100,16 +102,19 @@ def moves(
     conditions: list[ColumnElement[bool]] = [*scorecard_rows, history.at < until]
     if since is not None:
         recent = aliased(ScorecardLevelChange)
-        conditions.append(
-            history.entity.in_(
-                select(recent.entity).where(
-                    recent.blueprint == blueprint,
-                    recent.scorecard == scorecard,
-                    recent.at >= since,
-                    recent.at < until,
-                )
+        changed = (
+            select(recent.entity)
+            .where(
+                recent.blueprint == blueprint,
+                recent.scorecard == scorecard,
+                recent.at >= since,
+                recent.at < until,
             )
+            .distinct()
         )
+        if (narrowed := _narrowed(session, history, changed)) is None:
+            return {}
+        conditions.append(narrowed)
     if which is Which.DELETED:  # looked up entity by entity, then their changes alone
         known = select(history.entity).where(*scorecard_rows).distinct().subquery()
         exists = (
@@ -117,7 +122,9 @@ def moves(
             .where(Entity.blueprint == blueprint, Entity.identifier == known.c.entity)
             .exists()
         )
-        conditions.append(history.entity.in_(select(known.c.entity).where(~exists)))
+        if (narrowed := _narrowed(session, history, select(known.c.entity).where(~exists))) is None:
+            return {}
+        conditions.append(narrowed)
     changes = select(
         history.at,
         history.to_level.label("level"),
@@ -145,6 +152,16 @@ def moves(
         if prior is not None:
             per_level[prior] = per_level.get(prior, 0) - count
     return found
+
+
+def _narrowed(session: Session, history: Any, entities: Any) -> ColumnElement[bool] | None:
+    """The changes of ``entities`` (a query of identifiers): None when there are none; their
+    identifiers themselves when they are a few (the history's index finds each one's changes,
+    where a subquery may have the database read every change to match them)."""
+    found = list(session.scalars(entities.limit(LISTED + 1)))
+    if not found:
+        return None
+    return history.entity.in_(found if len(found) <= LISTED else entities)
 
 
 # ---- the summary -------------------------------------------------------------------------------

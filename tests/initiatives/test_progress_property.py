@@ -21,19 +21,23 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
-from catalog import models
 from catalog.audit import Actor
 from catalog.db import make_sessionmaker
 from catalog.entities.search import readable_condition
 from catalog.identity.permissions import Principal
 from catalog.initiatives import progress, service
 from catalog.initiatives.service import InitiativeIn
-from catalog.models import Blueprint, Entity, Initiative, Scorecard, ScorecardLevelChange, ScorecardResult
+from catalog.models import (
+    Blueprint,
+    Entity,
+    EntityTeam,
+    Initiative,
+    Scorecard,
+    ScorecardLevelChange,
+    ScorecardResult,
+)
 from catalog.scorecards.trend import Grid, day_start, trend
 
-# Entities are stored here without the write pipeline, so their owner rows too (when the
-# catalog keeps them: the read filter finds an owner's entities through them).
-OWNER_ROWS = getattr(models, "EntityTeam", None)
 TEAMS = ["t0", "t1", "t2"]
 START = datetime(2030, 3, 10, 15, 30, tzinfo=UTC)
 NOW = START + timedelta(days=9, hours=5)
@@ -130,8 +134,9 @@ def _store(session: Session, world: dict[str, Any]) -> list[tuple[Entity, Thing]
         )
         session.add(entity)
         session.flush()
-        if OWNER_ROWS is not None:  # the team index the write pipeline keeps beside Entity.team
-            session.add_all(OWNER_ROWS(entity_id=entity.id, team=team) for team in thing.teams)
+        # stored without the write pipeline: the owner rows it keeps beside Entity.team too (the
+        # read filter finds a team's entities through them)
+        session.add_all(EntityTeam(entity_id=entity.id, team=team) for team in thing.teams)
         stored.append((entity, thing))
         for sc, graded in thing.grades.items():
             if graded is None:
