@@ -314,23 +314,36 @@ def write_entities(
 
     Another transaction may create one of the batch's new entities between this one's read and
     its insert (two API processes upserting the same new entity at once): the insert then breaks
-    the blueprint/identifier key. The batch is written in a savepoint and, on that conflict, done
+    the blueprint/identifier key. On PostgreSQL the batch is written in a savepoint and, on that conflict, done
     again from the start: it now finds the other's entity and updates it (audited and evented as
     an update of what the other wrote), or answers "exists" to a create."""
+
+    def write() -> list[WriteResult]:
+        return _write_batch(
+            session,
+            blueprint,
+            raw_items,
+            mode=mode,
+            actor=actor,
+            create_missing_related=create_missing_related,
+            bulk=bulk,
+            who=who,
+            source=source,
+        )
+
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        # SQLite has one writer at a time: take the write lock before reading what exists, so no
+        # other writer can create an entity in between. (pysqlite begins a transaction only at
+        # the first write, and a SAVEPOINT before it would open one of its own whose release
+        # commits: a preview would write.)
+        if not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        return write()
     for attempt in range(KEY_RACE_ATTEMPTS):
         try:
             with session.begin_nested():
-                return _write_batch(
-                    session,
-                    blueprint,
-                    raw_items,
-                    mode=mode,
-                    actor=actor,
-                    create_missing_related=create_missing_related,
-                    bulk=bulk,
-                    who=who,
-                    source=source,
-                )
+                return write()
         except IntegrityError as exc:
             if attempt == KEY_RACE_ATTEMPTS - 1 or not _entity_key_taken(exc):
                 raise
