@@ -35,6 +35,9 @@ CATALOG = {
     "initiatives.remind",
     "initiatives.report_deadline",
     "gantry.expire_exemption",
+    # A sub-action step: the child run recorded by the catalog, then its outputs read back.
+    "gantry.prepare_child_run",
+    "gantry.child_run_outputs",
 }
 ALL = CATALOG | {
     "http.request",
