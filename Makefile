@@ -16,8 +16,11 @@ SHELL := /bin/bash
 run: $(STAMP)
 	$(PY) devstack.py
 
+# Two processes (pytest-xdist), each module on one of them: TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 # The fast tier: no Temporal dev server, no processes (the time-skipping test server is in).
 test-fast: $(STAMP)

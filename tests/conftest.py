@@ -83,8 +83,33 @@ def _server_names(item: pytest.Function) -> set[str]:
     return found
 
 
+# `make test` runs on two pytest-xdist processes (``--dist loadgroup``). Each module is one group,
+# so its module-scoped fixtures (servers, stacks) start once; the browser modules share one group
+# (one browser and live stack at a time, as their tests expect). Groups are handed out in
+# collection order, so the longest go first: whichever process finishes its long group takes the
+# many short ones, and the run does not end waiting on one long module started last.
+SHARED_GROUPS = {"tests/web/test_browser": "browser"}
+LONGEST_FIRST = (
+    "tests/test_devstack.py",
+    "tests/test_tour.py",
+    "browser",
+    "tests/workflows/test_timer_load.py",
+    "tests/workflows/test_durability.py",
+    "tests/workflows/test_timer_durability.py",
+    "tests/sources/test_worker_sync.py",
+)
+
+
+def _group(item: pytest.Item) -> str:
+    module = item.nodeid.split("::", 1)[0]
+    return next((g for prefix, g in SHARED_GROUPS.items() if module.startswith(prefix)), module)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: the rest keep their order
     for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
         if not isinstance(item, pytest.Function):
             continue
         used = _server_names(item)
