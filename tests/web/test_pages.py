@@ -584,3 +584,21 @@ def test_an_exemption_asked_from_the_entity_page_is_checked_as_the_api_checks_it
     assert viewer.status_code == 403
     listed = _ok(api.get("/v1/blueprints/service/scorecards/readiness/exemptions"))["items"]
     assert listed == []
+
+
+def test_the_run_page_links_parent_and_child_runs_and_shows_each_steps_needs(portal: dict[str, Any]) -> None:
+    api = portal["api"]
+    body = {"entity": "payments", "inputs": {"version": "v2"}}
+    parent, child = (_ok(api.post("/v1/actions/deploy/runs", json=body)) for _ in range(2))
+    engine = make_engine(portal["url"])
+    with engine.begin() as conn:  # as a sub-action step records its child, and a graph its needs
+        steps = [{**parent["steps"][0], "needs": ["build", "scan"]}, *parent["steps"][1:]]
+        conn.execute(sa.update(Run).where(Run.id == parent["id"]).values(steps=steps))
+        conn.execute(sa.update(Run).where(Run.id == child["id"]).values(parent_run_id=parent["id"]))
+    engine.dispose()
+    browser = _browser(portal, "admin")
+    page = browser.get(f"/runs/{parent['id']}").text
+    assert 'data-testid="child-runs"' in page and f'<a href="/runs/{child["id"]}">' in page
+    assert '<small class="muted" data-testid="step-needs">after build, scan</small>' in page
+    child_page = browser.get(f"/runs/{child['id']}").text
+    assert f'<a href="/runs/{parent["id"]}" data-testid="parent-run">' in child_page
