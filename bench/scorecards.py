@@ -404,7 +404,7 @@ def initiative_progress(kind: str, engine: Engine, factory: sessionmaker[Session
         Row(f"initiative burn-down, {rows:,} changes over 30 days", kind, f"{summed:.3f} s",
             f"{entity_by_entity:.3f} s", f"{summed / entity_by_entity:.2f}x", "<= 1 s", summed <= 1),
         Row("  the first read (sums 30 days into the summary)", kind, f"{first:.3f} s", "", "", "—"),
-        Row("  every change in the last minutes (none summed)", kind, f"{recent:.3f} s", "", "", "—"),
+        Row("  every change minutes old (a mass regrade just now)", kind, f"{recent:.3f} s", "", "", "—"),
     ]  # fmt: skip
 
 
