@@ -124,8 +124,8 @@ def scorecard_page(ctx: Page) -> Response:
     bp = get_blueprint(ctx.db, ctx.request.path_params["bp"])
     sc = scorecards.get_scorecard(ctx.db, bp.identifier, ctx.request.path_params["sc"])
     readable = readable_condition(ctx.db, ctx.who, ctx.db.get_bind().dialect.name)
-    # The distribution and pass rates cover every readable entity; the page of items is not shown.
-    result = scorecards.results(ctx.db, sc, limit=1, readable=readable)
+    # The distribution and pass rates cover every readable entity (no page of entities: not shown).
+    result = scorecards.summary(ctx.db, sc, readable=readable)
     rule = ctx.param("rule")
     failing = _failing(ctx, sc, rule, readable) if rule else []
     shown = _initiatives(ctx, {(bp.identifier, sc.identifier)})
@@ -151,26 +151,21 @@ def scorecard_page(ctx: Page) -> Response:
 
 
 def _failing(ctx: Page, sc: Scorecard, rule: str, readable: Any) -> list[str]:
-    """The readable entities failing ``rule`` (not exempt from it), in identifier order, the
-    first :data:`MAX_FAILING` of them: one pass over the scorecard's results, stopped when full."""
+    """The readable entities failing ``rule`` (not exempt from it), in identifier order: the
+    first :data:`MAX_FAILING` of them and one more (so the page can say there are more), chosen
+    and limited in SQL."""
+    dialect = ctx.db.get_bind().dialect.name
     stmt = (
-        sa.select(Entity.identifier, ScorecardResult.rules, ScorecardResult.exempt)
+        sa.select(Entity.identifier)
+        .select_from(ScorecardResult)
         .join(Entity, Entity.id == ScorecardResult.entity_id)
         .where(ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier)
+        .where(sa.not_(scorecards.rule_passed(dialect, rule)), sa.not_(scorecards.rule_exempt(dialect, rule)))
         .where(readable if readable is not None else sa.true())
         .order_by(Entity.identifier)
+        .limit(MAX_FAILING + 1)
     )
-    found: list[str] = []
-    rows = ctx.db.execute(stmt.execution_options(yield_per=1000))
-    try:
-        for identifier, rules, exempt in rows:
-            if not (rules or {}).get(rule) and rule not in (exempt or {}):
-                found.append(identifier)
-                if len(found) > MAX_FAILING:
-                    break
-    finally:
-        rows.close()
-    return found
+    return list(ctx.db.scalars(stmt))
 
 
 @page("/data-sources")

@@ -14,7 +14,6 @@ name it as ``EXEMPT`` with its reason and expiry.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -38,7 +37,14 @@ from catalog.models import (
     ScorecardResult,
 )
 from catalog.pagination import check_limit, decode_cursor, encode_cursor
-from catalog.query.compiler import Context, RuleKind, compile_query, register_rule_kind, validate_query
+from catalog.query.compiler import (
+    Context,
+    RuleKind,
+    compile_query,
+    json_value,
+    register_rule_kind,
+    validate_query,
+)
 from catalog.schemas import SLUG
 from catalog.scorecards import exempt as exemptions
 from catalog.timefmt import format_instant
@@ -498,21 +504,13 @@ def results(
     The identifier is unique within the blueprint, so it alone is the keyset: a page does not
     shift when entities are graded or deleted between two requests, as an offset would."""
     check_limit(limit)
-    base = select(
-        ScorecardResult.entity_id, ScorecardResult.level, ScorecardResult.rules, ScorecardResult.exempt
-    ).where(ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier)
-    if readable is not None:
-        base = base.join(Entity, Entity.id == ScorecardResult.entity_id).where(readable)
-    everything = list(session.execute(base))
-    distribution = Counter(row[1] for row in everything)
-    rules = sc.definition.get("rules", [])
-    total = len(everything)
-    passed = {r["identifier"]: sum(1 for row in everything if row[2].get(r["identifier"])) for r in rules}
-    excused = Counter(name for row in everything for name in row[3] or {})
+    # The entity's blueprint is the scorecard's: said so, the (blueprint, identifier) index
+    # serves the order and the page stops after ``limit`` rows instead of sorting every result.
     stmt = (
         select(Entity.identifier, ScorecardResult.level, ScorecardResult.rules, ScorecardResult.exempt)
         .join(Entity, Entity.id == ScorecardResult.entity_id)
         .where(ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier)
+        .where(Entity.blueprint == sc.blueprint)
         .where(readable if readable is not None else sa.true())
         .order_by(Entity.identifier)
     )
@@ -522,6 +520,23 @@ def results(
             raise Invalid("invalid cursor", [FieldError("/cursor", "not a cursor returned by this API")])
         stmt = stmt.where(Entity.identifier > after)
     page = session.execute(stmt.limit(limit + 1)).all()
+    return {
+        **summary(session, sc, readable=readable),
+        "items": [
+            {"entity": row[0], "level": row[1], "rules": row[2], "exempt": row[3] or {}}
+            for row in page[:limit]
+        ],
+        "next_cursor": encode_cursor([page[limit - 1][0]]) if len(page) > limit else None,
+    }
+
+
+def summary(
+    session: Session, sc: Scorecard, *, readable: sa.ColumnElement[bool] | None = None
+) -> dict[str, Any]:
+    """:func:`results` without its page of entities: the total, the distribution of levels and
+    each rule's pass rate over the entities matching ``readable`` (None: every entity)."""
+    rules = sc.definition.get("rules", [])
+    total, distribution, passed, excused = _aggregates(session, sc, rules, readable)
     return {
         "scorecard": sc.identifier,
         "blueprint": sc.blueprint,
@@ -534,17 +549,66 @@ def results(
                 "identifier": r["identifier"],
                 "level": r["level"],
                 "passed": passed[r["identifier"]],
-                "exempt": excused.get(r["identifier"], 0),
+                "exempt": excused[r["identifier"]],
                 "pass_rate": round(passed[r["identifier"]] / total, 4) if total else None,
             }
             for r in rules
         ],
-        "items": [
-            {"entity": row[0], "level": row[1], "rules": row[2], "exempt": row[3] or {}}
-            for row in page[:limit]
-        ],
-        "next_cursor": encode_cursor([page[limit - 1][0]]) if len(page) > limit else None,
     }
+
+
+def _aggregates(
+    session: Session, sc: Scorecard, rules: list[dict[str, Any]], readable: sa.ColumnElement[bool] | None
+) -> tuple[int, dict[str, int], dict[str, int], dict[str, int]]:
+    """Over the scorecard's readable results: how many, how many per level, and per rule how many
+    pass (an exempted rule counts as passed) and how many are exempt. Two grouped statements;
+    no result row reaches Python."""
+    dialect = session.get_bind().dialect.name
+    where = [ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier]
+    source: Any = ScorecardResult
+    if readable is not None:
+        source = sa.join(ScorecardResult, Entity, Entity.id == ScorecardResult.entity_id)
+        where.append(readable)
+    levels = (
+        select(ScorecardResult.level, sa.func.count())
+        .select_from(source)
+        .where(*where)
+        .group_by(ScorecardResult.level)
+    )
+    distribution = {level: count for level, count in session.execute(levels).all()}
+    columns: list[sa.ColumnElement[Any]] = []
+    for rule in rules:
+        name = rule["identifier"]
+        columns.append(_count_where(rule_passed(dialect, name)))
+        columns.append(_count_where(rule_exempt(dialect, name)))
+    counts: list[int] = []
+    if columns and distribution:
+        counts = [
+            int(n or 0) for n in session.execute(select(*columns).select_from(source).where(*where)).one()
+        ]
+    passed = {r["identifier"]: counts[2 * i] if counts else 0 for i, r in enumerate(rules)}
+    excused = {r["identifier"]: counts[2 * i + 1] if counts else 0 for i, r in enumerate(rules)}
+    return sum(distribution.values()), distribution, passed, excused
+
+
+def _count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+    return sa.func.sum(sa.case((condition, 1), else_=0))
+
+
+def rule_passed(dialect: str, rule: str) -> sa.ColumnElement[bool]:
+    """A stored result passes ``rule`` (true in its ``rules``; an exempted rule is stored true).
+    Never NULL: a rule missing from the result is false, so ``NOT`` of it selects the failing."""
+    return sa.func.coalesce(json_value(dialect, ScorecardResult.rules, rule).equals(True), sa.false())
+
+
+def rule_exempt(dialect: str, rule: str) -> sa.ColumnElement[bool]:
+    """A stored result names ``rule`` among its exemptions (never NULL, as :func:`rule_passed`)."""
+    return sa.func.coalesce(
+        json_value(dialect, ScorecardResult.exempt, rule).type_is(*JSON_KINDS), sa.false()
+    )
+
+
+JSON_KINDS = ("string", "number", "boolean", "array", "object", "null")
 
 
 def history(session: Session, blueprint: str, entity: str) -> list[dict[str, Any]]:
