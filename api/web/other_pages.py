@@ -82,6 +82,7 @@ def initiative_page(ctx: Page) -> Response:
     found = initiative_progress.progress(
         ctx.db, initiative, _readable(ctx), now=now, limit=50, cursor=ctx.param("cursor") or None
     )
+    _keep_summary(ctx)
     team_names = {t.identifier: t.title or t.identifier for t in ctx.db.scalars(sa.select(Team))}
     teams = [
         {
@@ -111,6 +112,13 @@ def initiative_page(ctx: Page) -> Response:
     )
 
 
+def _keep_summary(ctx: Page) -> None:
+    """Commit what a read added to the daily summary of the level history (it sums the history up
+    to a few minutes ago when first asked, as the API's reads do): the next view reads those days
+    summed instead of summing them again."""
+    ctx.db.commit()
+
+
 def _report(ctx: Page, initiative: Initiative) -> dict[str, Any] | None:
     """The final report's counts (stored at the deadline); its failing list is the progress's."""
     report = initiative.report
@@ -129,8 +137,12 @@ def scorecard_page(ctx: Page) -> Response:
     rule = ctx.param("rule")
     failing = _failing(ctx, sc, rule, readable) if rule else []
     shown = _initiatives(ctx, {(bp.identifier, sc.identifier)})
-    grid = trends.trend_grid(None, None, "day", utcnow().date())
-    trend = trends.trend(ctx.db, sc, grid, readable=readable)
+    now = utcnow()
+    grid = trends.trend_grid(None, None, "day", now.date())
+    # Given the time, a trend over every entity is read from the daily summary of the level
+    # history (a row per day and level) instead of the whole history.
+    trend = trends.trend(ctx.db, sc, grid, readable=readable, now=now)
+    _keep_summary(ctx)
     title = sc.definition.get("title") or sc.identifier
     return ctx.render(
         "scorecard.html",
@@ -153,13 +165,15 @@ def scorecard_page(ctx: Page) -> Response:
 def _failing(ctx: Page, sc: Scorecard, rule: str, readable: Any) -> list[str]:
     """The readable entities failing ``rule`` (not exempt from it), in identifier order: the
     first :data:`MAX_FAILING` of them and one more (so the page can say there are more), chosen
-    and limited in SQL."""
+    and limited in SQL. The entities are the scorecard's blueprint's: said so, SQLite walks its
+    (blueprint, identifier) index in order and stops at the limit instead of sorting them all."""
     dialect = ctx.db.get_bind().dialect.name
     stmt = (
         sa.select(Entity.identifier)
         .select_from(ScorecardResult)
         .join(Entity, Entity.id == ScorecardResult.entity_id)
         .where(ScorecardResult.blueprint == sc.blueprint, ScorecardResult.scorecard == sc.identifier)
+        .where(Entity.blueprint == sc.blueprint)
         .where(sa.not_(scorecards.rule_passed(dialect, rule)), sa.not_(scorecards.rule_exempt(dialect, rule)))
         .where(readable if readable is not None else sa.true())
         .order_by(Entity.identifier)

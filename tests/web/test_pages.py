@@ -602,3 +602,28 @@ def test_the_run_page_links_parent_and_child_runs_and_shows_each_steps_needs(por
     assert '<small class="muted" data-testid="step-needs">after build, scan</small>' in page
     child_page = browser.get(f"/runs/{child['id']}").text
     assert f'<a href="/runs/{parent["id"]}" data-testid="parent-run">' in child_page
+
+
+def test_a_scorecard_page_counts_as_the_api_and_lists_the_first_failing_entities(
+    portal: dict[str, Any],
+) -> None:
+    api = portal["api"]
+    batch = [{"identifier": f"bulk-{i:03}", "properties": {"language": "go"}} for i in range(205)]
+    _ok(api.post("/v1/blueprints/service/entities/bulk", json={"entities": batch}))
+    results = _ok(api.get("/v1/blueprints/service/scorecards/readiness/results", params={"limit": 1000}))
+    failing = [i["entity"] for i in results["items"] if not i["rules"]["has_repo"]]
+    assert len(failing) == 206 and results["total"] == 207  # the bulk ones and "search" fail
+    browser = _browser(portal, "admin")
+    html = browser.get("/scorecards/service/readiness", params={"rule": "has_repo"}).text
+    assert f"Levels ({results['total']} entities)" in html
+    for level, count in results["distribution"].items():
+        assert f">{level}: {count}</a>" in html
+    passing = re.search(
+        r'href="\?rule=has_repo#failing">has_repo</a></td><td>Gold</td><td class="num">(\d+)<', html
+    )
+    assert passing and int(passing.group(1)) == results["rules"][0]["passed"] == 1
+    listed = re.findall(
+        r'<li><a href="/catalog/service/([^"]+)">', html.split('data-testid="failing-entities"')[1]
+    )
+    assert listed == sorted(failing)[:200]  # identifier order, cut at the page's limit
+    assert "The first 200 are shown." in html
