@@ -167,7 +167,7 @@ def entity_table(ctx: Page) -> Response:
         ],
         display=display,
         schema=bp.schema.get("properties", {}),
-        names=_names(ctx, items),
+        names=_names(ctx, items, bp.schema.get("properties", {}), chosen),
     )
 
 
@@ -181,12 +181,32 @@ def _may_execute(ctx: Page, action: Any, entity: str | None) -> bool:
     return True
 
 
-def _names(ctx: Page, entities: list[Entity]) -> dict[str, str]:
-    """Display names of the users and teams the page mentions (``format: user``/``team``)."""
-    users = {u.identifier: u.name or u.identifier for u in ctx.db.scalars(sa.select(User))}
-    users |= {u.email: u.name or u.identifier for u in ctx.db.scalars(sa.select(User))}
-    teams = {t.identifier: t.title or t.identifier for t in ctx.db.scalars(sa.select(Team))}
-    return {f"user:{k}": v for k, v in users.items()} | {f"team:{k}": v for k, v in teams.items()}
+def _names(ctx: Page, entities: list[Entity], schema: dict[str, Any], columns: list[str]) -> dict[str, str]:
+    """Display names of the users and teams the page mentions: the values of its ``columns``
+    with ``format: user``/``team`` and the entities' owning teams. Only those are looked up (a
+    user by identifier or email), not every user and team of the portal."""
+    wanted: dict[str, set[str]] = {"user": set(), "team": set()}
+    for entity in entities:
+        wanted["team"].update(t for t in entity.team or [] if isinstance(t, str))
+        for column in columns:
+            fmt, value = schema.get(column, {}).get("format"), (entity.properties or {}).get(column)
+            if fmt in wanted and isinstance(value, str):
+                wanted[fmt].add(value)
+    names: dict[str, str] = {}
+    if wanted["user"]:
+        people = list(
+            ctx.db.scalars(
+                sa.select(User).where(
+                    sa.or_(User.identifier.in_(wanted["user"]), User.email.in_(wanted["user"]))
+                )
+            )
+        )
+        names |= {f"user:{u.identifier}": u.name or u.identifier for u in people}
+        names |= {f"user:{u.email}": u.name or u.identifier for u in people}
+    if wanted["team"]:
+        teams = ctx.db.scalars(sa.select(Team).where(Team.identifier.in_(wanted["team"])))
+        names |= {f"team:{t.identifier}": t.title or t.identifier for t in teams}
+    return names
 
 
 def display(value: Any, schema: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
@@ -275,7 +295,7 @@ def entity_page(ctx: Page) -> Response:
     bp = get_blueprint(ctx.db, ctx.request.path_params["bp"])
     entity = get_entity(ctx.db, bp.identifier, ctx.request.path_params["identifier"], ctx.who)
     schema = bp.schema.get("properties", {})
-    names = _names(ctx, [entity])
+    names = _names(ctx, [entity], schema, list(schema))
     cards = scorecards.for_entities(ctx.db, [entity.id]).get(entity.id, {})
     for card in cards.values():
         card["rules"].sort(key=lambda r: (r["status"] != "FAILURE", r["identifier"]))

@@ -627,3 +627,18 @@ def test_a_scorecard_page_counts_as_the_api_and_lists_the_first_failing_entities
     )
     assert listed == sorted(failing)[:200]  # identifier order, cut at the page's limit
     assert "The first 200 are shown." in html
+
+
+def test_people_and_teams_show_by_name_in_the_table_and_on_the_entity_page(portal: dict[str, Any]) -> None:
+    api = portal["api"]
+    properties = {"language": "go", "on_call": "mia@x.io", "owner_team": "payments-team"}
+    entity = {"identifier": "ledger", "team": ["payments-team"], "properties": properties}
+    _ok(api.post("/v1/blueprints/service/entities", json=entity))
+    browser = _browser(portal, "admin")
+    table = browser.get("/catalog/service", params={"q": "ledger", "cols": "on_call,owner_team"}).text
+    row = table.split('href="/catalog/service/ledger"')[1].split("</tr>")[0]
+    assert "<td>mia</td>" in row and "<td>Payments</td>" in row and "mia@x.io" not in row
+    page = browser.get("/catalog/service/ledger").text
+    owners = page.split("<dt>Owners</dt>")[1].split("</dd>")[0]
+    assert "Payments" in owners and "payments-team" not in owners
+    assert ">mia<" in page and "mia@x.io" not in page
