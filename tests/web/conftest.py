@@ -61,6 +61,9 @@ USERS = ("alice", "bob", "carol", "dana", "erin")
 BLOCKING_IMPACTS = ("serious", "critical")
 SIGN_IN_LINK = re.compile(r"https?://\S+/login\?code=\S+")
 FAILED_LOAD = re.compile(r"^Failed to load resource: the server responded with a status of (\d{3})")
+# The example portal's deploy action by its exact label ("Deploy service to several regions" also
+# contains the words).
+DEPLOY_SERVICE = re.compile(r"^Deploy service$")
 UI_TIMEOUT_MS = 20_000  # a loaded 2-core CI machine has taken more than 10 s
 STACK_TIMEOUT = 180.0
 

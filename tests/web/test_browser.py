@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.conftest import LivePortal, PortalPage, wait_for_run
+from tests.web.conftest import DEPLOY_SERVICE, LivePortal, PortalPage, wait_for_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.temporal]
 
@@ -25,7 +25,7 @@ STAGING, PRODUCTION = "v1.44.0", "v1.44.1"
 def _launch_deploy(portal: PortalPage, version: str, environment: str) -> str:
     """From payments' entity page: the Deploy service form, filled and submitted; the run's id."""
     portal.follow(
-        lambda: portal.by_testid("action-link").filter(has_text="Deploy service").click(),
+        lambda: portal.by_testid("action-link").filter(has_text=DEPLOY_SERVICE).click(),
         url=re.compile(r".*/actions/deploy_service/launch\?entity=payments$"),
     )
     form = portal.by_testid("action-form")

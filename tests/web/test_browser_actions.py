@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from devtools.testing import eventually
-from tests.web.conftest import LivePortal, PortalPage, wait_for_run
+from tests.web.conftest import DEPLOY_SERVICE, LivePortal, PortalPage, wait_for_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.temporal]
 
@@ -83,9 +83,9 @@ def test_buttons_are_hidden_from_who_may_not_use_them_and_their_routes_refuse(
     # A member of other teams: no deploy of payments, but of the service carol's team owns.
     carol = open_portal("carol")
     carol.goto("/catalog/service/payments")
-    expect(carol.by_testid("action-link").filter(has_text="Deploy service")).to_have_count(0)
+    expect(carol.by_testid("action-link").filter(has_text=DEPLOY_SERVICE)).to_have_count(0)
     carol.goto("/catalog/service/checkout")
-    expect(carol.by_testid("action-link").filter(has_text="Deploy service")).to_be_visible()
+    expect(carol.by_testid("action-link").filter(has_text=DEPLOY_SERVICE)).to_be_visible()
     carol.goto(FORM, status=404)  # an action she may not see on it: not there for her
 
     # A run waiting for approval: its requester may cancel but not approve it; a viewer may do neither.

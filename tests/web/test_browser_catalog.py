@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from api.web.catalog_pages import PAGE_SIZE
-from tests.web.conftest import LivePortal, PortalPage
+from tests.web.conftest import DEPLOY_SERVICE, LivePortal, PortalPage
 
 pytestmark = [pytest.mark.slow, pytest.mark.temporal]
 
@@ -133,7 +133,7 @@ def test_the_entity_page_shows_formats_relations_owners_scorecards_and_runs(
     assert statuses, "each scorecard lists its rules"
     failing = [s for s in statuses if s == "FAILURE"]
     assert statuses[: len(failing)] == failing, f"failing rules come first: {statuses}"
-    expect(bob.by_testid("action-link").filter(has_text="Deploy service")).to_be_visible()
+    expect(bob.by_testid("action-link").filter(has_text=DEPLOY_SERVICE)).to_be_visible()
     expect(bob.page.get_by_role("region", name="Audit")).to_have_count(0)  # audit is for admins
 
 
