@@ -7,7 +7,8 @@ page are both called in-process through Starlette's TestClient, so the client an
 weigh the same on both sides. The portal's figure is the whole page: session lookup, the read
 filter, the keyset query for the first 50 rows of the table, display names and the template.
 The scorecard page (two rules over every entity) adds the level distribution, the rule pass
-rates, the 30-day trend and, with ``?rule=``, the entities failing that rule.
+rates, the 30-day trend and, with ``?rule=``, the entities failing that rule; the initiative
+page (a target on it) its progress per team, the burn-down and the failing entities.
 Target: p95 at most 100 ms. Writes ``bench/results/web.md``.
 """
 
@@ -17,8 +18,10 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any, cast
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
@@ -26,6 +29,12 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from bench.common import percentile, write_results
+from catalog.audit import Actor
+from catalog.db import utcnow
+from catalog.identity.permissions import Principal
+from catalog.initiatives import service as initiatives
+from catalog.initiatives.service import InitiativeIn
+from catalog.timefmt import format_instant
 from config import Settings
 
 ADMIN = "bench-admin-token-0123456789abcdef0123"
@@ -51,6 +60,7 @@ CASES = {
     "filtered": ("entity table, filter + sort", "/catalog/service", {"f": "language|=|go", "sort": "-tier"}),
     "scorecard": ("scorecard page", "/scorecards/service/readiness", {}),
     "failing": ("scorecard page, failing a rule", "/scorecards/service/readiness", {"rule": "top_tier"}),
+    "initiative": ("initiative page", "/initiatives/ready", {}),
 }
 
 
@@ -61,6 +71,21 @@ def timed(call: Callable[[], object], n: int) -> list[float]:
         call()
         samples.append((time.perf_counter() - start) * 1000)
     return samples
+
+
+def save_initiative(api: TestClient) -> None:
+    """An initiative on the scorecard, saved as the API saves one (its deadline workflow needs
+    Temporal: not here)."""
+    body = InitiativeIn(
+        identifier="ready",
+        title="Ready",
+        targets=[{"blueprint": "service", "scorecard": "readiness", "level": "Gold"}],
+        starts_at=format_instant(utcnow() - timedelta(days=20)),
+        deadline=format_instant(utcnow() + timedelta(days=30)),
+    )
+    with cast(Any, api.app).state.sessionmaker() as session:
+        initiatives.save(session, body, Actor("admin"), Principal("admin", "admin"))
+        session.commit()
 
 
 def fetch(api: TestClient, path: str, params: Mapping[str, str]) -> None:
@@ -123,6 +148,7 @@ def main() -> None:
             ]
             load(api, batch, auth)
         api.post("/v1/blueprints/service/scorecards", json=SCORECARD, headers=auth).raise_for_status()
+        save_initiative(api)
         signed = api.post("/login", data={"token": ADMIN}, follow_redirects=False)
         assert signed.status_code == 303
         rows = []

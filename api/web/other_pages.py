@@ -82,7 +82,6 @@ def initiative_page(ctx: Page) -> Response:
     found = initiative_progress.progress(
         ctx.db, initiative, _readable(ctx), now=now, limit=50, cursor=ctx.param("cursor") or None
     )
-    _keep_summary(ctx)
     team_names = {t.identifier: t.title or t.identifier for t in ctx.db.scalars(sa.select(Team))}
     teams = [
         {
@@ -112,13 +111,6 @@ def initiative_page(ctx: Page) -> Response:
     )
 
 
-def _keep_summary(ctx: Page) -> None:
-    """Commit what a read added to the daily summary of the level history (it sums the history up
-    to a few minutes ago when first asked, as the API's reads do): the next view reads those days
-    summed instead of summing them again."""
-    ctx.db.commit()
-
-
 def _report(ctx: Page, initiative: Initiative) -> dict[str, Any] | None:
     """The final report's counts (stored at the deadline); its failing list is the progress's."""
     report = initiative.report
@@ -140,9 +132,11 @@ def scorecard_page(ctx: Page) -> Response:
     now = utcnow()
     grid = trends.trend_grid(None, None, "day", now.date())
     # Given the time, a trend over every entity is read from the daily summary of the level
-    # history (a row per day and level) instead of the whole history.
-    trend = trends.trend(ctx.db, sc, grid, readable=readable, now=now)
-    _keep_summary(ctx)
+    # history (a row per day and level) instead of the whole history. The summary is brought up
+    # to the minute (the chart is the same: what the summary lacks is read from the history), so
+    # at most one view a minute writes it and commits; the others only read.
+    trend = trends.trend(ctx.db, sc, grid, readable=readable, now=now.replace(second=0, microsecond=0))
+    ctx.db.commit()
     title = sc.definition.get("title") or sc.identifier
     return ctx.render(
         "scorecard.html",
