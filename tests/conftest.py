@@ -94,6 +94,7 @@ LONGEST_FIRST = (
     "tests/test_tour.py",
     "browser",
     "tests/workflows/test_timer_load.py",
+    "tests/test_scale_out.py",
     "tests/workflows/test_durability.py",
     "tests/workflows/test_timer_durability.py",
     "tests/sources/test_worker_sync.py",

@@ -15,7 +15,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -303,10 +302,6 @@ async def crash_one_of_each(stack: Stack) -> None:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.skipif(
-    os.environ.get("GANTRY_SCALE_OUT") != "1",
-    reason="the whole stack scaled out takes about four minutes: run with GANTRY_SCALE_OUT=1",
-)
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_two_apis_and_two_workers_apply_everything_once_across_a_crash_of_each(
     database_url: str, tmp_path: Path, receiver: TeardownReceiver
