@@ -380,27 +380,11 @@ def prepare_child_run(
         launch.run.parent_run_id = parent.id
         return launch
     earlier = launch.run
-    return Launch(earlier, _rebuilt_input(session, earlier, launch_request), created=False)
-
-
-def _rebuilt_input(session: Session, run: Run, request: LaunchRequest) -> RunInput:
-    """The workflow input of a run recorded before, from its pinned definition."""
-    entity = (
-        session.scalar(
-            select(Entity).where(Entity.blueprint == run.blueprint, Entity.identifier == run.entity)
-        )
-        if run.entity
-        else None
+    # The child recorded by an earlier attempt of the same step: its input rebuilt from the record.
+    rebuilt = launch_input(
+        session, earlier, api_url=launch_request.api_url, ui_url=launch_request.ui_url(earlier.workflow_id)
     )
-    return build_workflow_input(
-        session,
-        run,
-        run.definition or request.action.definition,
-        entity=entity,
-        caller=request.caller,
-        api_url=request.api_url,
-        ui_url=request.ui_url(run.workflow_id),
-    )
+    return Launch(earlier, rebuilt, created=False)
 
 
 def _check_depth(session: Session, parent: Run) -> None:

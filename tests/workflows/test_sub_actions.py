@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from devtools.testing import eventually_async
-from tests.workflows.conftest import Stack
+from tests.workflows.conftest import SERVICE_TOKEN, Stack
 
 pytestmark = pytest.mark.temporal
 
@@ -141,6 +141,17 @@ async def test_a_child_waiting_for_approval_keeps_its_parent_waiting(stack: Stac
     assert waiting["status"] == "IN_PROGRESS"
     assert [s["status"] for s in waiting["steps"]] == ["IN_PROGRESS", "PENDING"]
     assert stack.webhook.calls("POST", "/registry/") == []
+
+    # The step's activity retried (same step, same execution of the parent): the same child.
+    execution = (await stack.client.get_workflow_handle(parent["workflow_id"]).describe()).run_id
+    body = {"step_id": "register", "action": "register_environment", "inputs": {"name": "qa-8"}}
+    async with httpx.AsyncClient(
+        base_url=stack.api.base_url, headers={"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    ) as service:
+        again = await service.post(f"/v1/runs/{parent['id']}/children", json={**body, "execution": execution})
+    assert again.status_code == 200, again.text
+    assert (again.json()["run_id"], again.json()["workflow_id"]) == (child["id"], child["workflow_id"])
+    assert again.json()["workflow_input"]["run_id"] == child["id"]
 
     async def decided() -> httpx.Response:
         response = await bob.post(f"/v1/runs/{child['id']}/approval", json={"decision": "APPROVE"})
