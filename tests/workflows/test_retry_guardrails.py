@@ -151,4 +151,7 @@ async def test_reconcile_fails_a_run_whose_workflow_never_started(stack: Stack) 
     old = (await stack.api.get("/v1/runs/r_orphan_old")).json()
     assert old["status"] == "FAILURE" and old["ended_at"] is not None
     assert old["error"].startswith("its workflow never started")
-    assert (await stack.api.get("/v1/runs/r_orphan_new")).json()["status"] == "IN_PROGRESS"
+    # Within its start grace the young one is never failed as "never started" (on a loaded
+    # machine it may have grown quiet by now, and reading it then starts its workflow).
+    young = (await stack.api.get("/v1/runs/r_orphan_new")).json()
+    assert not (young["error"] or "").startswith("its workflow never started"), young
