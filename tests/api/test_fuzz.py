@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error, response_schema_conformance
+from schemathesis.checks import response_schema_conformance
 
 from api.app import create_app
 from catalog.migrate import upgrade
@@ -64,7 +64,13 @@ def api_schema(fuzz_app: FastAPI) -> Any:
     return schemathesis.openapi.from_asgi("/openapi.json", fuzz_app)
 
 
-def assert_error_shape(status: int, body: Any) -> None:
+def assert_error_shape(status: int, body: Any, *, temporal_down_ok: bool = False) -> None:
+    """No 5xx, and the error shape on every 4xx. The fuzzed app has no Temporal server: a route
+    that documents 503 for it (a sync, a launch) may answer that, with the same shape."""
+    if status == 503 and temporal_down_ok:
+        error = body["error"]
+        assert error["code"] == "unavailable" and error["message"].startswith("Temporal at "), body
+        return
     assert status < 500, body
     if 400 <= status < 500:
         assert isinstance(body, dict) and set(body) == {"error"}, body
@@ -95,9 +101,11 @@ def test_no_server_error_and_error_shape(api_schema: Any, method: str, path: str
     @FUZZ
     def check(case: Any) -> None:
         response = case.call(headers=AUTH)
-        case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+        case.validate_response(response, checks=[response_schema_conformance])
         body = response.json() if response.content else None
-        assert_error_shape(response.status_code, body)
+        assert_error_shape(
+            response.status_code, body, temporal_down_ok="503" in operation.definition.raw["responses"]
+        )
 
     check()
 
