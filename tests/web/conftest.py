@@ -105,17 +105,33 @@ def _mint_tokens(api: httpx.Client) -> dict[str, str]:
     return tokens
 
 
+def _started_devstack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Devstack, dict[str, str], str]:
+    """``make run`` on free ports, and its dev admin's token. A free port can be taken by another
+    process between its choice and its bind (the tests run on two processes): a stack that stops
+    because an address is in use is started again on other ports."""
+    for attempt in range(3):
+        env = {
+            **_clean_env(tmp_path_factory.mktemp("web-devstack")),
+            "GANTRY_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+            "GANTRY_TEMPORAL_UI_URL": f"http://127.0.0.1:{free_port()}",
+        }
+        stack = Devstack(env)
+        try:
+            # make run's banner: generous, as applying the example portal on a loaded machine is slow.
+            banner = stack.wait_for("export GANTRY_TOKEN=", timeout=STACK_TIMEOUT)
+        except AssertionError:
+            stack.cleanup()
+            if attempt == 2 or "address already in use" not in "".join(stack.output):
+                raise
+            continue
+        return stack, env, banner.strip().split("=", 1)[1]
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
 @pytest.fixture(scope="session")
 def live_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePortal]:
-    env = {
-        **_clean_env(tmp_path_factory.mktemp("web-devstack")),
-        "GANTRY_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "GANTRY_TEMPORAL_UI_URL": f"http://127.0.0.1:{free_port()}",
-    }
-    stack = Devstack(env)
+    stack, env, token = _started_devstack(tmp_path_factory)
     try:
-        # make run's banner: generous, as applying the example portal on a loaded machine is slow.
-        token = stack.wait_for("export GANTRY_TOKEN=", timeout=STACK_TIMEOUT).strip().split("=", 1)[1]
         url = next(line for line in stack.output if "export GANTRY_API_URL=" in line).strip().split("=", 1)[1]
         stack.children()  # remembered, so cleanup() reaps them whatever happens
         # The sign-in link comes after the banner (None when the line says why there is none).
